@@ -1,0 +1,155 @@
+//! Types shared by every maskid crate: face boxes, the five landmarks, aligned faces and
+//! embeddings. No I/O and no models live here.
+#![deny(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+
+/// Side of an aligned face crop, in pixels.
+pub const ALIGNED_SIZE_PX: usize = 112;
+
+/// The standard 112x112 five-point template (protocols.md): left eye, right eye, nose tip,
+/// left mouth corner, right mouth corner, as seen in the image.
+pub const ALIGNMENT_TEMPLATE: [[f32; 2]; 5] = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+
+/// An axis-aligned box in image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BBox {
+    /// Left edge.
+    pub x: f32,
+    /// Top edge.
+    pub y: f32,
+    /// Width.
+    pub width: f32,
+    /// Height.
+    pub height: f32,
+}
+
+impl BBox {
+    /// Area in square pixels (0 for degenerate boxes).
+    pub fn area(&self) -> f32 {
+        self.width.max(0.0) * self.height.max(0.0)
+    }
+
+    /// Intersection over union with another box.
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let x0 = self.x.max(other.x);
+        let y0 = self.y.max(other.y);
+        let x1 = (self.x + self.width).min(other.x + other.width);
+        let y1 = (self.y + self.height).min(other.y + other.height);
+        let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+
+    /// Centre point.
+    pub fn center(&self) -> [f32; 2] {
+        [self.x + self.width / 2.0, self.y + self.height / 2.0]
+    }
+}
+
+/// Five facial landmarks in image pixels, in the order of [`ALIGNMENT_TEMPLATE`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Landmarks5(pub [[f32; 2]; 5]);
+
+/// One face found by the detector.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Face box.
+    pub bbox: BBox,
+    /// The five landmarks.
+    pub landmarks: Landmarks5,
+    /// Detector confidence in 0..1.
+    pub score: f32,
+}
+
+/// An aligned face: 112x112 RGB, row-major, 3 bytes a pixel.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AlignedFace {
+    rgb: Vec<u8>,
+}
+
+impl std::fmt::Debug for AlignedFace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedFace({ALIGNED_SIZE_PX}x{ALIGNED_SIZE_PX})")
+    }
+}
+
+impl AlignedFace {
+    /// Number of bytes of one aligned face.
+    pub const BYTES: usize = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX * 3;
+
+    /// Wraps 112*112*3 RGB bytes; `None` when the length is wrong.
+    pub fn from_rgb(rgb: Vec<u8>) -> Option<Self> {
+        (rgb.len() == Self::BYTES).then_some(Self { rgb })
+    }
+
+    /// The RGB bytes, row-major.
+    pub fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+}
+
+/// An L2-normalised face embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding(Vec<f32>);
+
+impl Embedding {
+    /// Normalises `values` to unit length. A zero vector stays zero (its similarities are 0).
+    pub fn normalized(mut values: Vec<f32>) -> Self {
+        let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            values.iter_mut().for_each(|v| *v /= norm);
+        }
+        Self(values)
+    }
+
+    /// The components.
+    pub fn values(&self) -> &[f32] {
+        &self.0
+    }
+
+    /// Cosine similarity; both sides are unit vectors, so this is the dot product.
+    pub fn cosine(&self, other: &Embedding) -> f32 {
+        self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_half_overlapping_boxes() {
+        let a = BBox { x: 0.0, y: 0.0, width: 2.0, height: 2.0 };
+        let b = BBox { x: 1.0, y: 0.0, width: 2.0, height: 2.0 };
+        // intersection 2, union 6
+        assert!((a.iou(&b) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(a.iou(&BBox { x: 5.0, ..b }), 0.0);
+    }
+
+    #[test]
+    fn embeddings_are_unit_length_and_cosine_is_symmetric() {
+        let a = Embedding::normalized(vec![3.0, 4.0]);
+        let b = Embedding::normalized(vec![4.0, 3.0]);
+        assert!((a.cosine(&a) - 1.0).abs() < 1e-6);
+        assert!((a.cosine(&b) - 24.0 / 25.0).abs() < 1e-6);
+        assert_eq!(a.cosine(&b), b.cosine(&a));
+        assert_eq!(Embedding::normalized(vec![0.0, 0.0]).values(), &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn aligned_face_checks_its_length() {
+        assert!(AlignedFace::from_rgb(vec![0; AlignedFace::BYTES]).is_some());
+        assert!(AlignedFace::from_rgb(vec![0; 10]).is_none());
+    }
+}

@@ -1,0 +1,155 @@
+//! Five-point alignment onto the 112x112 template of protocols.md.
+
+use image::RgbImage;
+use maskid_core::{AlignedFace, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+
+use crate::{Error, Result};
+
+/// A 2x3 affine map: `[x', y'] = [[a, b, c], [d, e, f]] * [x, y, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine(pub [[f64; 3]; 2]);
+
+impl Affine {
+    /// Applies the map to a point.
+    pub fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
+        let m = &self.0;
+        [m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]]
+    }
+
+    /// The inverse map, `None` when singular.
+    pub fn inverse(&self) -> Option<Affine> {
+        let [[a, b, c], [d, e, f]] = self.0;
+        let det = a * e - b * d;
+        if det.abs() < 1e-12 {
+            return None;
+        }
+        let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
+        Some(Affine([[ia, ib, -(ia * c + ib * f)], [id, ie, -(id * c + ie * f)]]))
+    }
+}
+
+/// Least-squares similarity transform (rotation, uniform scale, translation) taking `src`
+/// onto `dst`. This is Umeyama's solution without reflection, in its closed 2-D form.
+pub fn similarity_transform(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Result<Affine> {
+    if src.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(Error::Landmarks("not finite"));
+    }
+    let n = src.len() as f64;
+    let mean = |p: &[[f32; 2]; 5]| {
+        let s = p.iter().fold([0.0f64; 2], |acc, q| [acc[0] + f64::from(q[0]), acc[1] + f64::from(q[1])]);
+        [s[0] / n, s[1] / n]
+    };
+    let (ms, md) = (mean(src), mean(dst));
+    let (mut dot, mut cross, mut var) = (0.0, 0.0, 0.0);
+    for (s, d) in src.iter().zip(dst) {
+        let (sx, sy) = (f64::from(s[0]) - ms[0], f64::from(s[1]) - ms[1]);
+        let (dx, dy) = (f64::from(d[0]) - md[0], f64::from(d[1]) - md[1]);
+        dot += sx * dx + sy * dy;
+        cross += sx * dy - sy * dx;
+        var += sx * sx + sy * sy;
+    }
+    if var < 1e-6 {
+        return Err(Error::Landmarks("all five points coincide"));
+    }
+    let (a, b) = (dot / var, cross / var);
+    let tx = md[0] - (a * ms[0] - b * ms[1]);
+    let ty = md[1] - (b * ms[0] + a * ms[1]);
+    Ok(Affine([[a, -b, tx], [b, a, ty]]))
+}
+
+/// Warps the face with `landmarks` onto the 112x112 template (bilinear, black outside).
+pub fn align_face(image: &RgbImage, landmarks: &Landmarks5) -> Result<AlignedFace> {
+    let to_template = similarity_transform(&landmarks.0, &ALIGNMENT_TEMPLATE)?;
+    let to_image = to_template.inverse().ok_or(Error::Landmarks("singular transform"))?;
+    Ok(warp(image, &to_image))
+}
+
+/// The fallback of protocols.md for photos without a detected face: a fixed central square
+/// (the middle 60% of the shorter side) resized to 112x112.
+pub fn central_crop(image: &RgbImage) -> AlignedFace {
+    let (w, h) = image.dimensions();
+    let side = f64::from(w.min(h)) * 0.6;
+    let scale = side / ALIGNED_SIZE_PX as f64;
+    let x0 = (f64::from(w) - side) / 2.0;
+    let y0 = (f64::from(h) - side) / 2.0;
+    warp(image, &Affine([[scale, 0.0, x0 + 0.5 * scale - 0.5], [0.0, scale, y0 + 0.5 * scale - 0.5]]))
+}
+
+/// Output pixel (x, y) takes the bilinear sample of `image` at `to_image(x, y)`.
+fn warp(image: &RgbImage, to_image: &Affine) -> AlignedFace {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let mut out = vec![0u8; AlignedFace::BYTES];
+    let sample = |x: i64, y: i64, c: usize| -> f64 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            f64::from(raw[((y * w + x) * 3) as usize + c])
+        }
+    };
+    for y in 0..ALIGNED_SIZE_PX {
+        for x in 0..ALIGNED_SIZE_PX {
+            let [sx, sy] = to_image.apply([x as f64, y as f64]);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            for c in 0..3 {
+                let top = sample(x0, y0, c) * (1.0 - fx) + sample(x0 + 1, y0, c) * fx;
+                let bottom = sample(x0, y0 + 1, c) * (1.0 - fx) + sample(x0 + 1, y0 + 1, c) * fx;
+                let v = top * (1.0 - fy) + bottom * fy;
+                out[(y * ALIGNED_SIZE_PX + x) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    AlignedFace::from_rgb(out).expect("BUG: buffer has the aligned size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_a_known_similarity() {
+        // dst = 2 * R(30 deg) * src + (5, -3)
+        let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
+        let truth = Affine([[2.0 * c, -2.0 * s, 5.0], [2.0 * s, 2.0 * c, -3.0]]);
+        let src = ALIGNMENT_TEMPLATE;
+        let dst = src.map(|p| {
+            let q = truth.apply([f64::from(p[0]), f64::from(p[1])]);
+            [q[0] as f32, q[1] as f32]
+        });
+        let found = similarity_transform(&src, &dst).unwrap();
+        for r in 0..2 {
+            for k in 0..3 {
+                assert!((found.0[r][k] - truth.0[r][k]).abs() < 1e-3, "{found:?}");
+            }
+        }
+        let back = found.inverse().unwrap().apply(found.apply([10.0, 20.0]));
+        assert!((back[0] - 10.0).abs() < 1e-9 && (back[1] - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn degenerate_landmarks_are_errors() {
+        assert!(similarity_transform(&[[5.0, 5.0]; 5], &ALIGNMENT_TEMPLATE).is_err());
+        assert!(similarity_transform(&[[f32::NAN, 0.0]; 5], &ALIGNMENT_TEMPLATE).is_err());
+        // Collinear points still define a similarity.
+        let line = [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 0.0]];
+        assert!(similarity_transform(&line, &ALIGNMENT_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn template_landmarks_align_to_the_identity() {
+        let image = RgbImage::from_fn(112, 112, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let face = align_face(&image, &Landmarks5(ALIGNMENT_TEMPLATE)).unwrap();
+        assert_eq!(face.rgb(), image.as_raw().as_slice());
+    }
+
+    #[test]
+    fn landmarks_outside_the_image_give_a_black_crop_not_a_panic() {
+        let image = RgbImage::from_pixel(50, 50, image::Rgb([200, 200, 200]));
+        let far = Landmarks5(ALIGNMENT_TEMPLATE.map(|p| [p[0] + 5000.0, p[1] - 5000.0]));
+        let face = align_face(&image, &far).unwrap();
+        assert!(face.rgb().iter().all(|&v| v == 0));
+        assert_eq!(central_crop(&RgbImage::new(1, 1)).rgb().len(), AlignedFace::BYTES);
+    }
+}

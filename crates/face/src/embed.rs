@@ -1,0 +1,112 @@
+//! Embedding aligned faces with an ONNX model: the SFace teacher or an exported backbone.
+
+use std::path::Path;
+
+use maskid_core::{AlignedFace, Embedding, ALIGNED_SIZE_PX};
+use ort::value::TensorRef;
+use sha2::{Digest, Sha256};
+
+use crate::onnx::{Parallelism, SessionPool};
+use crate::{Error, Result};
+
+/// Channel order a model expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (OpenCV's native order).
+    Bgr,
+}
+
+/// How pixels become the model's input: `(value - mean) / std` per channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmbedderConfig {
+    /// Channel order.
+    pub channel_order: ChannelOrder,
+    /// Subtracted from 0..255 values.
+    pub mean: f32,
+    /// Divides after the mean is subtracted.
+    pub std: f32,
+}
+
+impl EmbedderConfig {
+    /// SFace: RGB, raw 0..255. OpenCV's FaceRecognizerSF feeds RGB (`swapRB=true`); on
+    /// lfw-devtest RGB also separates better than BGR (see the README's numbers).
+    pub fn sface() -> Self {
+        Self { channel_order: ChannelOrder::Rgb, mean: 0.0, std: 1.0 }
+    }
+}
+
+/// Most faces sent to the model in one call.
+const MAX_BATCH: usize = 32;
+
+/// An ONNX face embedder with a dynamic batch dimension.
+pub struct FaceEmbedder {
+    pool: SessionPool,
+    config: EmbedderConfig,
+    model_id: String,
+    model_sha256: String,
+}
+
+impl FaceEmbedder {
+    /// Loads a model taking `[batch, 3, 112, 112]` and giving `[batch, D]`.
+    pub fn new(model: &Path, config: EmbedderConfig, parallelism: Parallelism) -> Result<Self> {
+        let shown = model.display().to_string();
+        let bytes = std::fs::read(model).map_err(|source| Error::Read { path: shown.clone(), source })?;
+        let model_sha256 = hex::encode(Sha256::digest(&bytes));
+        let pool = SessionPool::load(model, true, parallelism)?;
+        if pool.input_names().len() != 1 {
+            return Err(Error::Model { path: shown, reason: "expected exactly one data input".into() });
+        }
+        let model_id = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Self { pool, config, model_id, model_sha256 })
+    }
+
+    /// The model's name (file stem).
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// SHA-256 of the model file.
+    pub fn model_sha256(&self) -> &str {
+        &self.model_sha256
+    }
+
+    /// Embeds faces in batches of up to 32; one L2-normalised embedding per face.
+    pub fn embed(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
+        let mut out = Vec::with_capacity(faces.len());
+        for chunk in faces.chunks(MAX_BATCH) {
+            out.extend(self.embed_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
+        let plane = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
+        let mut input = vec![0f32; faces.len() * 3 * plane];
+        let order = match self.config.channel_order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
+        let (mean, inv_std) = (self.config.mean, 1.0 / self.config.std);
+        for (f, face) in faces.iter().enumerate() {
+            let base = f * 3 * plane;
+            for (i, px) in face.rgb().chunks_exact(3).enumerate() {
+                for (c, &src) in order.iter().enumerate() {
+                    input[base + c * plane + i] = (f32::from(px[src]) - mean) * inv_std;
+                }
+            }
+        }
+        let shape = [faces.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX];
+        let (dim, values) = self.pool.with(|session| -> Result<(usize, Vec<f32>)> {
+            let tensor = TensorRef::from_array_view((shape, &input[..]))?;
+            let outputs = session.run(ort::inputs![tensor])?;
+            let (out_shape, data) = outputs[0].try_extract_tensor::<f32>()?;
+            if out_shape.len() != 2 || out_shape[0] as usize != faces.len() {
+                return Err(Error::Runtime(format!("embedding output has shape {out_shape:?}")));
+            }
+            Ok((out_shape[1] as usize, data.to_vec()))
+        })?;
+        Ok(values.chunks_exact(dim).map(|v| Embedding::normalized(v.to_vec())).collect())
+    }
+}

@@ -1,0 +1,105 @@
+//! Faces in photos: decoding with limits, YuNet detection, five-point alignment and ONNX
+//! embedding (the SFace teacher, and later maskid's own exported backbone).
+#![deny(missing_docs)]
+
+mod align;
+mod detect;
+mod embed;
+mod image_io;
+mod onnx;
+pub mod onnx_graph;
+
+pub use align::{align_face, central_crop, similarity_transform, Affine};
+pub use detect::{select_faces, Detector, DetectorConfig, FacePolicy};
+pub use embed::{ChannelOrder, EmbedderConfig, FaceEmbedder};
+pub use image_io::{decode_image, load_image, DEFAULT_MAX_PIXELS};
+pub use onnx::{init_runtime, Parallelism};
+
+/// Errors of the face crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bytes are not an image maskid can decode.
+    #[error("{path}: not a readable image ({reason})")]
+    BadImage {
+        /// The file (or `<memory>`).
+        path: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The image has more pixels than allowed.
+    #[error("{path}: image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP (raise it with --max-pixels)")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Its size in megapixels.
+        megapixels: f64,
+        /// The limit in megapixels.
+        limit_mp: f64,
+    },
+    /// No face was found.
+    #[error("{path}: no face found (score threshold {threshold})")]
+    NoFace {
+        /// The file.
+        path: String,
+        /// The detector's score threshold.
+        threshold: f32,
+    },
+    /// Several faces where exactly one was required.
+    #[error("{path}: {count} faces found, but --face require-one asks for exactly one")]
+    SeveralFaces {
+        /// The file.
+        path: String,
+        /// How many faces.
+        count: usize,
+    },
+    /// The landmarks cannot define an alignment.
+    #[error("degenerate landmarks: {0}")]
+    Landmarks(&'static str),
+    /// A model file is not usable.
+    #[error("model {path}: {reason}")]
+    Model {
+        /// The model file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// ONNX Runtime failed.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+}
+
+impl Error {
+    /// The same error, naming `path` where it named `<memory>`.
+    pub fn with_path(self, path: &str) -> Self {
+        match self {
+            Error::BadImage { reason, .. } => Error::BadImage { path: path.into(), reason },
+            Error::TooLarge { width, height, megapixels, limit_mp, .. } => {
+                Error::TooLarge { path: path.into(), width, height, megapixels, limit_mp }
+            }
+            Error::NoFace { threshold, .. } => Error::NoFace { path: path.into(), threshold },
+            Error::SeveralFaces { count, .. } => Error::SeveralFaces { path: path.into(), count },
+            other => other,
+        }
+    }
+}
+
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Self {
+        Error::Runtime(e.to_string())
+    }
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
