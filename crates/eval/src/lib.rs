@@ -1,1 +1,58 @@
-//! placeholder
+//! Data sets and the evaluation protocols of protocols.md: the LFW reader, a generic
+//! identity-per-folder reader, pair and gallery lists, verification and identification
+//! metrics, and reports (JSON, ROC plot).
+#![deny(missing_docs)]
+
+mod dataset;
+mod identify;
+mod protocol;
+mod report;
+mod verify;
+
+pub use dataset::{folder_dataset, ImageRef, Lfw, Pair};
+pub use identify::{identification_metrics, DirAtFar, IdentificationMetrics};
+pub use protocol::{IdentSet, MaskSetting, Protocol};
+pub use report::{write_roc_png, Report, ReportMetrics};
+pub use verify::{verification_metrics, TarAtFar, VerificationMetrics};
+
+/// Errors of data set reading and reporting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A list file has a line maskid cannot read.
+    #[error("{file}:{line}: {reason}")]
+    List {
+        /// The list file.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The folder is not the data set asked for.
+    #[error("{path}: {reason}")]
+    Dataset {
+        /// The folder.
+        path: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A plot could not be drawn or written.
+    #[error("plot {path}: {reason}")]
+    Plot {
+        /// The PNG file.
+        path: String,
+        /// The cause.
+        reason: String,
+    },
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

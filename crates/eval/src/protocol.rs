@@ -1,0 +1,121 @@
+//! The protocols and mask settings of protocols.md.
+
+use std::collections::HashMap;
+
+use crate::dataset::{ImageRef, Lfw, Pair};
+use crate::{Error, Result};
+
+/// An evaluation protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The 6,000 pairs of `pairs.txt`, official folds (only for models that never saw LFW).
+    LfwView2,
+    /// The 1,000 pairs of `pairsDevTest.txt`.
+    LfwDevtest,
+    /// Closed- and open-set identification over `peopleDevTest.txt`.
+    LfwDevtestIdent,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Protocol::LfwView2, Protocol::LfwDevtest, Protocol::LfwDevtestIdent];
+
+    /// The protocol's name, as written on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::LfwView2 => "lfw-view2",
+            Protocol::LfwDevtest => "lfw-devtest",
+            Protocol::LfwDevtestIdent => "lfw-devtest-ident",
+        }
+    }
+
+    /// Its verification pairs (`None` for the identification protocol).
+    pub fn pairs(self, lfw: &Lfw) -> Result<Option<Vec<Pair>>> {
+        match self {
+            Protocol::LfwView2 => lfw.view2_pairs().map(Some),
+            Protocol::LfwDevtest => lfw.devtest_pairs().map(Some),
+            Protocol::LfwDevtestIdent => Ok(None),
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-ident)")
+        })
+    }
+}
+
+/// Which images of a protocol wear a synthetic mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskSetting {
+    /// No masks.
+    Clean,
+    /// The probe (second image of a pair; identification probes) is masked.
+    MaskProbe,
+    /// Both images are masked.
+    MaskBoth,
+}
+
+impl MaskSetting {
+    /// The setting's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskSetting::Clean => "clean",
+            MaskSetting::MaskProbe => "mask-probe",
+            MaskSetting::MaskBoth => "mask-both",
+        }
+    }
+}
+
+impl std::str::FromStr for MaskSetting {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [MaskSetting::Clean, MaskSetting::MaskProbe, MaskSetting::MaskBoth]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mask setting `{s}` (allowed: clean, mask-probe, mask-both)"))
+    }
+}
+
+/// Gallery and probes of `lfw-devtest-ident`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentSet {
+    /// First image of each person of `peopleDevTest.txt` with at least two images.
+    pub gallery: Vec<ImageRef>,
+    /// Every other image of those people.
+    pub probes: Vec<ImageRef>,
+    /// Gallery index of each probe's identity.
+    pub truth: Vec<usize>,
+    /// The single image of each person with only one (open-set probes).
+    pub non_enrolled: Vec<ImageRef>,
+}
+
+impl IdentSet {
+    /// Builds the `lfw-devtest-ident` sets from `peopleDevTest.txt`.
+    pub fn lfw_devtest(lfw: &Lfw) -> Result<Self> {
+        let people = lfw.people("peopleDevTest.txt")?;
+        if people.is_empty() {
+            return Err(Error::Dataset { path: "peopleDevTest.txt".into(), reason: "lists nobody".into() });
+        }
+        let mut set = IdentSet { gallery: vec![], probes: vec![], truth: vec![], non_enrolled: vec![] };
+        let mut index = HashMap::new();
+        for (name, count) in people {
+            if count >= 2 {
+                let g = *index.entry(name.clone()).or_insert_with(|| {
+                    set.gallery.push(Lfw::image(&name, 1));
+                    set.gallery.len() - 1
+                });
+                for n in 2..=count {
+                    set.probes.push(Lfw::image(&name, n));
+                    set.truth.push(g);
+                }
+            } else if count == 1 {
+                set.non_enrolled.push(Lfw::image(&name, 1));
+            }
+        }
+        Ok(set)
+    }
+}

@@ -1,0 +1,109 @@
+//! Evaluation reports: JSON with everything needed to rerun the evaluation, and ROC plots.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::identify::IdentificationMetrics;
+use crate::verify::VerificationMetrics;
+use crate::{Error, Result};
+
+/// Metrics of one protocol run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ReportMetrics {
+    /// Pair protocols.
+    Verification(VerificationMetrics),
+    /// The identification protocol.
+    Identification(IdentificationMetrics),
+}
+
+/// One evaluation, as written to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Protocol name (protocols.md).
+    pub protocol: String,
+    /// Model id.
+    pub model: String,
+    /// SHA-256 of the model file.
+    pub model_sha256: String,
+    /// Mask setting.
+    pub mask: String,
+    /// Mask seed.
+    pub seed: u64,
+    /// Data set root.
+    pub data: String,
+    /// Distinct images used.
+    pub images: usize,
+    /// Images where no face was detected and the fixed central crop was used.
+    pub fallback_crops: usize,
+    /// maskid version.
+    pub maskid_version: String,
+    /// The numbers.
+    pub metrics: ReportMetrics,
+}
+
+const FONT: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // DejaVu Sans is compiled in: plots need no system fonts.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+/// Draws an ROC curve (log FAR axis from 1e-4) as a 640x480 PNG.
+pub fn write_roc_png(path: &Path, roc: &[(f64, f64)], title: &str) -> Result<()> {
+    register_font();
+    let (width, height) = (640u32, 480u32);
+    let mut buffer = vec![0u8; (width * height * 3) as usize];
+    let fail = |e: &dyn std::fmt::Display| Error::Plot { path: path.display().to_string(), reason: e.to_string() };
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((1e-4f64..1.0).log_scale(), 0.0f64..1.0)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("false accept rate")
+            .y_desc("true accept rate")
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        let points = roc.iter().map(|&(far, tar)| (far.max(1e-4), tar));
+        chart.draw_series(LineSeries::new(points, BLUE.stroke_width(2))).map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&buffer, width, height, image::ExtendedColorType::Rgb8)
+        .map_err(|e| fail(&e))?;
+    std::fs::write(path, png).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+use image::ImageEncoder;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roc_png_is_a_real_png_with_a_curve() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roc.png");
+        write_roc_png(&path, &[(0.0, 0.0), (1e-3, 0.8), (1e-2, 0.95), (1.0, 1.0)], "test ROC").unwrap();
+        let img = image::open(&path).unwrap().into_rgb8();
+        assert_eq!(img.dimensions(), (640, 480));
+        let blue = img.pixels().filter(|p| p[2] > 200 && p[0] < 80 && p[1] < 80).count();
+        assert!(blue > 200, "curve drawn: {blue} blue pixels");
+        let dark = img.pixels().filter(|p| p[0] < 60 && p[1] < 60 && p[2] < 60).count();
+        assert!(dark > 500, "axes and text drawn: {dark} dark pixels");
+    }
+}
