@@ -312,6 +312,13 @@ impl Assets {
         Ok(path)
     }
 
+    /// Path of a verified copy of `file` if one is already cached or supplied; never fetches.
+    pub fn get_cached(&self, file: &'static AssetFile) -> Option<PathBuf> {
+        let supplied = self.models_dir.as_ref().map(|d| d.join(file.name));
+        let cached = file.package.cache_dir(&self.home).join(file.name);
+        supplied.into_iter().chain([cached]).find(|p| check_hash(p, file.sha256).is_ok())
+    }
+
     /// The folder holding a package's licence notices (fetching it if needed).
     pub fn notices_dir(&self, package: &'static Package) -> PathBuf {
         package.cache_dir(&self.home)

@@ -1,1 +1,58 @@
-fn main() {}
+//! `maskid`: masked-face recognition from the command line. Each subcommand lives in
+//! `cmd/<name>.rs`: it parses its arguments, calls the library crates and prints text or
+//! `--json`.
+
+mod cmd;
+mod common;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Recognise people whose faces are partly covered by masks.
+#[derive(Parser)]
+#[command(name = "maskid", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: common::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify the six sample photos with the teacher and print the similarity matrix.
+    Demo(cmd::demo::Args),
+    /// Fetch or list the pinned model files and ONNX Runtime.
+    Models(cmd::models::Args),
+    /// Detect faces and print boxes, landmarks and scores.
+    Detect(cmd::detect::Args),
+    /// Detect and align faces, writing 112x112 crops.
+    Align(cmd::align::Args),
+    /// Detect and align a whole data set once into the cache.
+    Prepare(cmd::prepare::Args),
+    /// Evaluate a model on a protocol of protocols.md.
+    Eval(cmd::eval::Args),
+    /// Measure speed: photo -> embedding latency, and throughput over a data set.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(&cli.global, args),
+        Command::Models(args) => cmd::models::run(&cli.global, args),
+        Command::Detect(args) => cmd::detect::run(&cli.global, args),
+        Command::Align(args) => cmd::align::run(&cli.global, args),
+        Command::Prepare(args) => cmd::prepare::run(&cli.global, args),
+        Command::Eval(args) => cmd::eval::run(&cli.global, args),
+        Command::Bench(args) => cmd::bench::run(&cli.global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("maskid: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

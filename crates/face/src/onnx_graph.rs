@@ -130,16 +130,21 @@ const TENSOR_TYPE_SHAPE: u64 = 2;
 const SHAPE_DIM: u64 = 1;
 const DIM_PARAM: u64 = 2;
 
-/// Number of elements of a TensorProto, from its dims (packed or not).
-fn tensor_elements(tensor: &[u8]) -> Result<u64> {
-    let mut count = 1u64;
+/// True for a TensorProto that ONNX Runtime reads as a per-tensor scale: a scalar or a
+/// one-element vector. (A `[1, 1]` scale is a genuine block scale and stays as it is.)
+fn is_scalar_like(tensor: &[u8]) -> Result<bool> {
+    let mut dims = Vec::new();
     for f in fields(tensor)?.into_iter().filter(|f| f.number == TENSOR_DIMS) {
-        let mut pos = 0;
-        while pos < f.payload.len() {
-            count = count.saturating_mul(read_varint(f.payload, &mut pos)?);
+        if f.wire == 0 {
+            dims.push(read_varint(f.payload, &mut 0)?);
+        } else {
+            let mut pos = 0;
+            while pos < f.payload.len() {
+                dims.push(read_varint(f.payload, &mut pos)?);
+            }
         }
     }
-    Ok(count)
+    Ok(dims.is_empty() || dims == [1])
 }
 
 /// Rewrites a model for ONNX Runtime (see the module docs). With `dynamic_batch`, the first
@@ -164,7 +169,7 @@ pub fn prepare_model(model: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
 fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
     let graph_fields = fields(graph)?;
     let mut used = HashSet::new();
-    let mut single_element_initializers = HashSet::new();
+    let mut scalar_initializers = HashSet::new();
     let mut initializers = HashSet::new();
     for f in &graph_fields {
         match f.number {
@@ -172,8 +177,8 @@ fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
             GRAPH_INITIALIZER => {
                 if let Some(name) = string_field(f.payload, TENSOR_NAME)? {
                     initializers.insert(name);
-                    if tensor_elements(f.payload)? == 1 {
-                        single_element_initializers.insert(name);
+                    if is_scalar_like(f.payload)? {
+                        scalar_initializers.insert(name);
                     }
                 }
             }
@@ -184,7 +189,7 @@ fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
     for f in &graph_fields {
         match f.number {
             GRAPH_NODE => {
-                write_bytes_field(&mut out, GRAPH_NODE, &prepare_node(f.payload, &single_element_initializers)?)
+                write_bytes_field(&mut out, GRAPH_NODE, &prepare_node(f.payload, &scalar_initializers)?)
             }
             GRAPH_INPUT => {
                 let name = string_field(f.payload, VALUE_INFO_NAME)?.unwrap_or("");
@@ -206,13 +211,13 @@ fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn prepare_node(node: &[u8], single_element: &HashSet<&str>) -> Result<Vec<u8>> {
+fn prepare_node(node: &[u8], scalar: &HashSet<&str>) -> Result<Vec<u8>> {
     let node_fields = fields(node)?;
     let is_dequantize = node_fields
         .iter()
         .any(|f| f.number == NODE_OP_TYPE && f.payload == b"DequantizeLinear");
     let inputs = string_fields(node, NODE_INPUT)?;
-    let per_tensor = is_dequantize && inputs.get(1).is_some_and(|scale| single_element.contains(scale));
+    let per_tensor = is_dequantize && inputs.get(1).is_some_and(|scale| scalar.contains(scale));
     let mut out = Vec::with_capacity(node.len());
     for f in &node_fields {
         if per_tensor && f.number == NODE_ATTRIBUTE && string_field(f.payload, ATTRIBUTE_NAME)? == Some("block_size") {

@@ -1,0 +1,156 @@
+//! `maskid bench`: photo -> embedding latency on a 640x480 photo with one face, and
+//! throughput over a data set (full chain, and embedding of prepared crops).
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use maskid_core::AlignedFace;
+use maskid_face::{align_face, decode_image, select_faces, FacePolicy, Parallelism};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::cmd::prepare::dataset_photos;
+use crate::common::{print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Timed runs of the single-photo latency benchmark.
+    #[arg(long, default_value_t = 100)]
+    iterations: usize,
+    /// A data set (LFW root or one folder per person) for the throughput benchmarks.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Photos of the data set to use (spread evenly over it).
+    #[arg(long, default_value_t = 1000)]
+    photos: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Default)]
+struct Latency {
+    photo: String,
+    iterations: usize,
+    median_total_ms: f64,
+    p90_total_ms: f64,
+    median_decode_ms: f64,
+    median_detect_ms: f64,
+    median_align_ms: f64,
+    median_embed_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Throughput {
+    photos: usize,
+    chain_photos_per_s: f64,
+    embed_faces_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    cores: usize,
+    latency: Latency,
+    throughput: Option<Throughput>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// The 640x480 test photo: a sample photo cropped to 4:3 and resized, as a JPEG.
+fn test_photo(global: &GlobalArgs) -> anyhow::Result<Vec<u8>> {
+    let path = global.assets().get(&maskid_assets::SAMPLE_PHOTOS[2])?;
+    let image = image::open(&path)?.into_rgb8();
+    let (w, h) = image.dimensions();
+    let (cw, ch) = if w * 3 > h * 4 { (h * 4 / 3, h) } else { (w, w * 3 / 4) };
+    let cropped = image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+    let resized = image::imageops::resize(&cropped, 640, 480, image::imageops::FilterType::Triangle);
+    let mut jpeg = Cursor::new(Vec::new());
+    resized.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
+    Ok(jpeg.into_inner())
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let jpeg = test_photo(global)?;
+    let models = global.models(Parallelism::latency())?;
+    let (mut total, mut decode, mut detect, mut align, mut embed) = (vec![], vec![], vec![], vec![], vec![]);
+    for i in 0..args.iterations + 5 {
+        let t0 = Instant::now();
+        let image = decode_image(&jpeg, u64::MAX)?;
+        let t1 = Instant::now();
+        let found = models.detector.detect(&image)?;
+        let face = select_faces(found, FacePolicy::RequireOne, image.dimensions(), global.score_threshold)?[0];
+        let t2 = Instant::now();
+        let crop = align_face(&image, &face.landmarks)?;
+        let t3 = Instant::now();
+        models.teacher.embed(std::slice::from_ref(&crop))?;
+        if i >= 5 {
+            // the first runs warm caches and thread pools
+            total.push(ms(t0));
+            decode.push((t1 - t0).as_secs_f64() * 1e3);
+            detect.push((t2 - t1).as_secs_f64() * 1e3);
+            align.push((t3 - t2).as_secs_f64() * 1e3);
+            embed.push(ms(t3));
+        }
+    }
+    let latency = Latency {
+        photo: "sample person_b_1 cropped to 4:3, resized to 640x480, JPEG".into(),
+        iterations: args.iterations,
+        p90_total_ms: {
+            let mut t = total.clone();
+            t.sort_by(f64::total_cmp);
+            t[(t.len() * 9 / 10).min(t.len() - 1)]
+        },
+        median_total_ms: median(&mut total),
+        median_decode_ms: median(&mut decode),
+        median_detect_ms: median(&mut detect),
+        median_align_ms: median(&mut align),
+        median_embed_ms: median(&mut embed),
+    };
+    drop(models);
+
+    let throughput = match &args.data {
+        None => None,
+        Some(root) => {
+            let all = dataset_photos(root)?;
+            let step = (all.len() / args.photos.max(1)).max(1);
+            let chosen: Vec<PathBuf> = all.iter().step_by(step).take(args.photos).map(|p| root.join(p)).collect();
+            let models = global.models(Parallelism::throughput())?;
+            let start = Instant::now();
+            let crops: Vec<AlignedFace> = chosen
+                .par_iter()
+                .filter_map(|p| models.embed_photo(p, FacePolicy::Center).ok().map(|mut f| f.remove(0).face))
+                .collect();
+            let chain_photos_per_s = chosen.len() as f64 / start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            crops.par_chunks(32).try_for_each(|c| models.teacher.embed(c).map(drop))?;
+            let embed_faces_per_s = crops.len() as f64 / start.elapsed().as_secs_f64();
+            Some(Throughput { photos: chosen.len(), chain_photos_per_s, embed_faces_per_s })
+        }
+    };
+    let report = BenchReport { cores, latency, throughput };
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let l = &report.latency;
+    println!("{} cores; {} ({} runs)", report.cores, l.photo, l.iterations);
+    println!(
+        "photo -> embedding: median {:.1} ms, p90 {:.1} ms (decode {:.1}, detect {:.1}, align {:.2}, embed {:.1})",
+        l.median_total_ms, l.p90_total_ms, l.median_decode_ms, l.median_detect_ms, l.median_align_ms, l.median_embed_ms
+    );
+    if let Some(t) = &report.throughput {
+        println!("over {} data set photos: full chain {:.1} photos/s; teacher embedding {:.1} faces/s (batch 32)", t.photos, t.chain_photos_per_s, t.embed_faces_per_s);
+    }
+    Ok(ExitCode::SUCCESS)
+}

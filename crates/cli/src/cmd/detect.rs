@@ -1,0 +1,71 @@
+//! `maskid detect PHOTO...`: faces with boxes, five landmarks and scores.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use maskid_core::Detection;
+use maskid_face::{select_faces, FacePolicy, Parallelism};
+use serde::Serialize;
+
+use crate::common::{print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Photos to scan.
+    #[arg(required = true)]
+    photos: Vec<PathBuf>,
+    /// Which faces to report: largest, center, all, require-one.
+    #[arg(long, default_value = "all")]
+    face: FacePolicy,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct PhotoFaces {
+    photo: String,
+    width: u32,
+    height: u32,
+    faces: Vec<Detection>,
+    error: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let models = global.models(Parallelism::latency())?;
+    let mut results = Vec::new();
+    for photo in &args.photos {
+        let shown = photo.display().to_string();
+        let mut entry = PhotoFaces { photo: shown.clone(), width: 0, height: 0, faces: vec![], error: None };
+        let outcome = models.load_photo(photo).and_then(|image| {
+            (entry.width, entry.height) = image.dimensions();
+            let found = models.detector.detect(&image)?;
+            Ok(select_faces(found, args.face, image.dimensions(), global.score_threshold)?)
+        });
+        match outcome {
+            Ok(faces) => entry.faces = faces,
+            Err(maskid_pipeline::Error::Face(e)) => entry.error = Some(e.with_path(&shown).to_string()),
+            Err(e) => entry.error = Some(e.to_string()),
+        }
+        results.push(entry);
+    }
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    if args.json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            match &r.error {
+                Some(e) => eprintln!("maskid: {e}"),
+                None => {
+                    println!("{} ({}x{}): {} face(s)", r.photo, r.width, r.height, r.faces.len());
+                    for (i, f) in r.faces.iter().enumerate() {
+                        let b = f.bbox;
+                        let lm: Vec<String> = f.landmarks.0.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
+                        println!("  #{i} score {:.3} box {:.0},{:.0} {:.0}x{:.0} landmarks {}", f.score, b.x, b.y, b.width, b.height, lm.join(" "));
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

