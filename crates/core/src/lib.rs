@@ -9,13 +9,8 @@ pub const ALIGNED_SIZE_PX: usize = 112;
 
 /// The standard 112x112 five-point template (protocols.md): left eye, right eye, nose tip,
 /// left mouth corner, right mouth corner, as seen in the image.
-pub const ALIGNMENT_TEMPLATE: [[f32; 2]; 5] = [
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [41.5493, 92.3655],
-    [70.7299, 92.2041],
-];
+pub const ALIGNMENT_TEMPLATE: [[f32; 2]; 5] =
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]];
 
 /// An axis-aligned box in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

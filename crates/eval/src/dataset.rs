@@ -59,8 +59,8 @@ impl Lfw {
 
     fn read_list(&self, file: &str) -> Result<(String, String)> {
         let path = self.root.join(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         Ok((path.display().to_string(), text))
     }
 
@@ -108,7 +108,11 @@ fn parse_pairs(file: &str, text: &str, fold_of: impl Fn(usize, usize) -> usize) 
         for genuine in [true, false] {
             for _ in 0..per_set {
                 let (no, line) = lines.next().ok_or_else(|| {
-                    list_error(file, header_no, format!("file ends early: header promises {sets} x 2 x {per_set} pairs"))
+                    list_error(
+                        file,
+                        header_no,
+                        format!("file ends early: header promises {sets} x 2 x {per_set} pairs"),
+                    )
                 })?;
                 let f: Vec<&str> = line.split_whitespace().collect();
                 let (a, b) = match (genuine, f.as_slice()) {

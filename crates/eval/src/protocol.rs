@@ -42,9 +42,10 @@ impl Protocol {
 impl std::str::FromStr for Protocol {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-ident)")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-ident)"))
     }
 }
 

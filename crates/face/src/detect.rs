@@ -227,11 +227,7 @@ mod tests {
     use super::*;
 
     fn face(x: f32, y: f32, side: f32, score: f32) -> Detection {
-        Detection {
-            bbox: BBox { x, y, width: side, height: side },
-            landmarks: Landmarks5([[0.0; 2]; 5]),
-            score,
-        }
+        Detection { bbox: BBox { x, y, width: side, height: side }, landmarks: Landmarks5([[0.0; 2]; 5]), score }
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub struct EmbedderConfig {
 }
 
 impl EmbedderConfig {
-    /// SFace: RGB, raw 0..255. OpenCV's FaceRecognizerSF feeds RGB (`swapRB=true`); on
-    /// lfw-devtest RGB also separates better than BGR (see the README's numbers).
+    /// SFace: RGB, raw 0..255. OpenCV's FaceRecognizerSF feeds RGB (`swapRB=true`), and RGB
+    /// separates genuine from impostor pairs better: lfw-view2 clean, RGB 99.37% accuracy,
+    /// EER 0.70%, TAR@FAR=1e-3 98.93%; BGR 99.17%, 0.83%, 98.17% (`maskid eval
+    /// --protocol lfw-view2 [--teacher-bgr]`).
     pub fn sface() -> Self {
         Self { channel_order: ChannelOrder::Rgb, mean: 0.0, std: 1.0 }
     }

@@ -25,8 +25,13 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         return Err(bad("empty file".into()));
     }
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(bad("unknown format".into()));
+    match reader.format() {
+        None => return Err(bad("unknown format".into())),
+        // The JPEG decoder fills a cut-off file with grey instead of failing.
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(bad("truncated JPEG (no end-of-image marker)".into()))
+        }
+        Some(_) => {}
     }
     let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
     let (width, height) = decoder.dimensions();
@@ -49,6 +54,25 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     Ok(image.into_rgb8())
 }
 
+/// True when a JPEG has an end-of-image marker after its first scan. Header segments are
+/// skipped by their lengths, so an EXIF thumbnail's own marker does not count.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut pos = 2; // after SOI
+    while pos + 4 <= bytes.len() {
+        if bytes[pos] != 0xff {
+            return false;
+        }
+        let marker = bytes[pos + 1];
+        if marker == 0xda {
+            // Entropy-coded data follows; a 0xff byte in it is stuffed as ff 00.
+            return bytes[pos..].windows(2).any(|w| w == [0xff, 0xd9]);
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        pos += 2 + len;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +81,24 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         image.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    /// The 54-byte header of a 24-bit BMP of the given size, with no pixel data behind it.
+    pub(crate) fn huge_bmp_header(width: u32, height: u32) -> Vec<u8> {
+        let row = (width * 3).div_ceil(4) * 4;
+        let data = row as u64 * height as u64;
+        let mut h = Vec::new();
+        h.extend_from_slice(b"BM");
+        h.extend_from_slice(&((54 + data).min(u32::MAX as u64) as u32).to_le_bytes());
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h.extend_from_slice(&54u32.to_le_bytes());
+        h.extend_from_slice(&40u32.to_le_bytes());
+        h.extend_from_slice(&width.to_le_bytes());
+        h.extend_from_slice(&height.to_le_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&24u16.to_le_bytes());
+        h.extend_from_slice(&[0u8; 24]);
+        h
     }
 
     #[test]
@@ -79,9 +121,8 @@ mod tests {
 
     #[test]
     fn huge_image_is_refused_from_its_header() {
-        // A 20,000 x 20,000 PNG header; refusing it must not allocate 1.2 GB.
-        let png = png_bytes(&DynamicImage::ImageLuma8(image::GrayImage::new(20_000, 20_000)));
-        let err = decode_image(&png, DEFAULT_MAX_PIXELS).unwrap_err();
+        // A 20,000 x 20,000 BMP: the header alone; refusing it must not allocate 1.2 GB.
+        let err = decode_image(&huge_bmp_header(20_000, 20_000), DEFAULT_MAX_PIXELS).unwrap_err();
         assert!(matches!(err, Error::TooLarge { width: 20_000, height: 20_000, .. }), "{err}");
         assert!(err.to_string().contains("--max-pixels"));
     }

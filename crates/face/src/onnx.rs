@@ -16,8 +16,8 @@ pub fn init_runtime(library: &Path) -> Result<()> {
     if ENVIRONMENT.get().is_some() {
         return Ok(());
     }
-    let builder = ort::init_from(library)
-        .map_err(|e| Error::Runtime(format!("cannot load {}: {e}", library.display())))?;
+    let builder =
+        ort::init_from(library).map_err(|e| Error::Runtime(format!("cannot load {}: {e}", library.display())))?;
     let environment = builder.with_name("maskid").build()?;
     let _ = ENVIRONMENT.set(environment);
     Ok(())

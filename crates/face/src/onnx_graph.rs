@@ -95,7 +95,7 @@ fn fields(msg: &[u8]) -> Result<Vec<Field<'_>>> {
     Ok(out)
 }
 
-fn string_field<'a>(msg: &'a [u8], number: u64) -> Result<Option<&'a str>> {
+fn string_field(msg: &[u8], number: u64) -> Result<Option<&str>> {
     Ok(fields(msg)?
         .into_iter()
         .find(|f| f.number == number && f.wire == 2)
@@ -188,9 +188,7 @@ fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(graph.len());
     for f in &graph_fields {
         match f.number {
-            GRAPH_NODE => {
-                write_bytes_field(&mut out, GRAPH_NODE, &prepare_node(f.payload, &scalar_initializers)?)
-            }
+            GRAPH_NODE => write_bytes_field(&mut out, GRAPH_NODE, &prepare_node(f.payload, &scalar_initializers)?),
             GRAPH_INPUT => {
                 let name = string_field(f.payload, VALUE_INFO_NAME)?.unwrap_or("");
                 // Weights listed as inputs are either unused or initializers; neither is data.
@@ -213,9 +211,7 @@ fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
 
 fn prepare_node(node: &[u8], scalar: &HashSet<&str>) -> Result<Vec<u8>> {
     let node_fields = fields(node)?;
-    let is_dequantize = node_fields
-        .iter()
-        .any(|f| f.number == NODE_OP_TYPE && f.payload == b"DequantizeLinear");
+    let is_dequantize = node_fields.iter().any(|f| f.number == NODE_OP_TYPE && f.payload == b"DequantizeLinear");
     let inputs = string_fields(node, NODE_INPUT)?;
     let per_tensor = is_dequantize && inputs.get(1).is_some_and(|scale| scalar.contains(scale));
     let mut out = Vec::with_capacity(node.len());

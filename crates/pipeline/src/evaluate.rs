@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use maskid_core::{AlignedFace, Embedding};
 use maskid_eval::{
-    identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report,
-    ReportMetrics,
+    identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
 };
 use maskid_face::FaceEmbedder;
 use rayon::prelude::*;
@@ -101,7 +100,10 @@ fn embed_prepared(
         .take(3)
         .collect();
     if !unusable.is_empty() {
-        return Err(Error::Unsupported(format!("photos the protocol needs could not be read: {}", unusable.join("; "))));
+        return Err(Error::Unsupported(format!(
+            "photos the protocol needs could not be read: {}",
+            unusable.join("; ")
+        )));
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
     let chunks: Vec<Vec<(PathBuf, Embedding)>> = photos

@@ -70,11 +70,7 @@ fn cache_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// The cache folder of a data set under the current detector.
 pub fn cache_dir(home: &Path, data_root: &Path, models: &Models) -> Result<PathBuf> {
     let root = data_root.canonicalize().map_err(|e| cache_err(data_root, e))?;
-    let key = format!(
-        "v1|{}|yunet-2023mar-int8bq|{}",
-        root.display(),
-        models.detector.config().score_threshold
-    );
+    let key = format!("v1|{}|yunet-2023mar-int8bq|{}", root.display(), models.detector.config().score_threshold);
     let hash = hex::encode(Sha256::digest(key.as_bytes()));
     Ok(home.join("prepared").join(&hash[..16]))
 }
@@ -105,7 +101,8 @@ impl PreparedSet {
                 records.insert(record.path.clone(), record);
             }
         }
-        let index = OpenOptions::new().create(true).append(true).open(&index_path).map_err(|e| cache_err(&index_path, e))?;
+        let index =
+            OpenOptions::new().create(true).append(true).open(&index_path).map_err(|e| cache_err(&index_path, e))?;
         index.set_len(good_len).map_err(|e| cache_err(&index_path, e))?;
         let crops = OpenOptions::new()
             .create(true)
@@ -117,7 +114,10 @@ impl PreparedSet {
         let have = crops.metadata().map_err(|e| cache_err(&crops_path, e))?.len();
         let need = crop_count * AlignedFace::BYTES as u64;
         if have < need {
-            return Err(cache_err(&crops_path, format!("holds {have} bytes, its index needs {need}; delete the folder")));
+            return Err(cache_err(
+                &crops_path,
+                format!("holds {have} bytes, its index needs {need}; delete the folder"),
+            ));
         }
         crops.set_len(need).map_err(|e| cache_err(&crops_path, e))?;
         Ok(Self { dir: dir.to_path_buf(), records, crops })
@@ -154,7 +154,8 @@ impl PreparedSet {
 
     fn append(&mut self, batch: Vec<(PreparedRecord, Option<AlignedFace>)>) -> Result<()> {
         let crops_path = self.dir.join("crops.bin");
-        let mut next = self.crops.seek(SeekFrom::End(0)).map_err(|e| cache_err(&crops_path, e))? / AlignedFace::BYTES as u64;
+        let mut next =
+            self.crops.seek(SeekFrom::End(0)).map_err(|e| cache_err(&crops_path, e))? / AlignedFace::BYTES as u64;
         let mut lines = String::new();
         let mut records = Vec::with_capacity(batch.len());
         for (mut record, face) in batch {
@@ -226,7 +227,8 @@ pub fn prepare(
 }
 
 fn prepare_one(models: &Models, data_root: &Path, key: &str) -> (PreparedRecord, Option<AlignedFace>) {
-    let mut record = PreparedRecord { path: key.to_string(), crop: None, fallback: false, score: 0.0, landmarks: None, error: None };
+    let mut record =
+        PreparedRecord { path: key.to_string(), crop: None, fallback: false, score: 0.0, landmarks: None, error: None };
     let image = match models.load_photo(&data_root.join(key)) {
         Ok(image) => image,
         Err(e) => {

@@ -82,12 +82,17 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Ok(faces) => {
                 let many = faces.len() > 1;
                 for (i, (_, face)) in faces.iter().enumerate() {
-                    let name = if many { format!("{}_{i}.png", stem.display()) } else { format!("{}.png", stem.display()) };
+                    let name =
+                        if many { format!("{}_{i}.png", stem.display()) } else { format!("{}.png", stem.display()) };
                     let path = args.output.join(name);
-                    let saved = path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(|_| {
-                        let size = ALIGNED_SIZE_PX as u32;
-                        image::save_buffer(&path, face.rgb(), size, size, image::ExtendedColorType::Rgb8).map_err(|e| e.to_string())
-                    });
+                    let saved =
+                        path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(
+                            |_| {
+                                let size = ALIGNED_SIZE_PX as u32;
+                                image::save_buffer(&path, face.rgb(), size, size, image::ExtendedColorType::Rgb8)
+                                    .map_err(|e| e.to_string())
+                            },
+                        );
                     match saved {
                         Ok(()) => drop(written.fetch_add(1, Ordering::Relaxed)),
                         Err(e) => {
@@ -113,7 +118,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&summary)?;
     } else {
-        println!("{} photos, {} crops written to {}, {} failed", summary.photos, summary.crops_written, args.output.display(), summary.failed);
+        println!(
+            "{} photos, {} crops written to {}, {} failed",
+            summary.photos,
+            summary.crops_written,
+            args.output.display(),
+            summary.failed
+        );
     }
     Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

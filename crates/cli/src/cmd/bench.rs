@@ -150,7 +150,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         l.median_total_ms, l.p90_total_ms, l.median_decode_ms, l.median_detect_ms, l.median_align_ms, l.median_embed_ms
     );
     if let Some(t) = &report.throughput {
-        println!("over {} data set photos: full chain {:.1} photos/s; teacher embedding {:.1} faces/s (batch 32)", t.photos, t.chain_photos_per_s, t.embed_faces_per_s);
+        println!(
+            "over {} data set photos: full chain {:.1} photos/s; teacher embedding {:.1} faces/s (batch 32)",
+            t.photos, t.chain_photos_per_s, t.embed_faces_per_s
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

