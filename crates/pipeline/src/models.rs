@@ -28,7 +28,7 @@ impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
             detector: DetectorConfig::default(),
-            parallelism: Parallelism::latency(),
+            parallelism: Parallelism::Latency,
             max_pixels: maskid_face::DEFAULT_MAX_PIXELS,
         }
     }

@@ -73,7 +73,7 @@ struct Summary {
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
-    let models = global.models(Parallelism::throughput())?;
+    let models = global.models(Parallelism::Throughput)?;
     let progress = global.progress();
     let (written, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
     photos.par_iter().for_each(|(photo, stem)| {

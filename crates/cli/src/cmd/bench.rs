@@ -82,7 +82,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let jpeg = test_photo(global)?;
-    let models = global.models(Parallelism::latency())?;
+    let models = global.models(Parallelism::Latency)?;
     let (mut total, mut decode, mut detect, mut align, mut embed) = (vec![], vec![], vec![], vec![], vec![]);
     for i in 0..args.iterations + 5 {
         let t0 = Instant::now();
@@ -125,7 +125,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             let all = dataset_photos(root)?;
             let step = (all.len() / args.photos.max(1)).max(1);
             let chosen: Vec<PathBuf> = all.iter().step_by(step).take(args.photos).map(|p| root.join(p)).collect();
-            let models = global.models(Parallelism::throughput())?;
+            let models = global.models(Parallelism::Throughput)?;
             let start = Instant::now();
             let crops: Vec<AlignedFace> = chosen
                 .par_iter()

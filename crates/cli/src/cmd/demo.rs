@@ -69,7 +69,7 @@ fn photos(global: &GlobalArgs, data: Option<&PathBuf>) -> anyhow::Result<Vec<(St
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let photos = photos(global, args.data.as_ref())?;
-    let models = global.models(Parallelism::latency())?;
+    let models = global.models(Parallelism::Latency)?;
     let mut embedded = Vec::new();
     for (label, identity, path) in &photos {
         match models.embed_photo(path, FacePolicy::Largest) {

@@ -32,7 +32,7 @@ struct PhotoFaces {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let models = global.models(Parallelism::latency())?;
+    let models = global.models(Parallelism::Latency)?;
     let mut results = Vec::new();
     for photo in &args.photos {
         let shown = photo.display().to_string();

@@ -43,20 +43,20 @@ fn pct(x: f64) -> String {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let models = global.models(Parallelism::throughput())?;
+    let models = global.models(Parallelism::Throughput)?;
     let file_model;
     let embedder = if args.model == "teacher" {
         if args.teacher_bgr {
             let sface = global.assets().get(&maskid_assets::SFACE)?;
             let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
-            file_model = FaceEmbedder::new(&sface, config, Parallelism::throughput())?;
+            file_model = FaceEmbedder::new(&sface, config, Parallelism::Throughput)?;
             &file_model
         } else {
             &models.teacher
         }
     } else {
         let config = EmbedderConfig { channel_order: ChannelOrder::Rgb, mean: 127.5, std: 127.5 };
-        file_model = FaceEmbedder::new(std::path::Path::new(&args.model), config, Parallelism::throughput())
+        file_model = FaceEmbedder::new(std::path::Path::new(&args.model), config, Parallelism::Throughput)
             .with_context(|| format!("loading --model {}", args.model))?;
         &file_model
     };

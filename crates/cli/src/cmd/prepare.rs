@@ -31,7 +31,7 @@ pub fn dataset_photos(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let photos = dataset_photos(&args.data)?;
-    let models = global.models(Parallelism::throughput())?;
+    let models = global.models(Parallelism::Throughput)?;
     let start = Instant::now();
     let progress = global.progress();
     let (_, summary) = maskid_pipeline::prepare(global.assets().home(), &args.data, &photos, &models, &progress)?;
