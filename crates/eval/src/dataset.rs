@@ -155,6 +155,15 @@ fn parse_people(file: &str, text: &str) -> Result<Vec<(String, usize)>> {
 
 const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"];
 
+/// True for a file whose extension names a photo format maskid reads.
+pub fn is_image_file(path: &Path) -> bool {
+    let known = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    known && path.is_file()
+}
+
 /// A folder of `<identity>/<photo>` files (any depth below the identity folder is ignored),
 /// sorted by identity then path. Files that are not images by extension are skipped.
 pub fn folder_dataset(root: &Path) -> Result<Vec<ImageRef>> {
@@ -171,11 +180,7 @@ pub fn folder_dataset(root: &Path) -> Result<Vec<ImageRef>> {
         let identity = person.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for photo in std::fs::read_dir(&person).map_err(io(&person))? {
             let photo = photo.map_err(io(&person))?.path();
-            let is_image = photo
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-            if is_image && photo.is_file() {
+            if is_image_file(&photo) {
                 let path = photo.strip_prefix(root).expect("BUG: listed under root").to_path_buf();
                 images.push(ImageRef { identity: identity.clone(), path });
             }

@@ -9,7 +9,7 @@ mod protocol;
 mod report;
 mod verify;
 
-pub use dataset::{folder_dataset, ImageRef, Lfw, Pair};
+pub use dataset::{folder_dataset, is_image_file, ImageRef, Lfw, Pair};
 pub use identify::{identification_metrics, DirAtFar, IdentificationMetrics};
 pub use protocol::{IdentSet, MaskSetting, Protocol};
 pub use report::{write_roc_png, Report, ReportMetrics};

@@ -76,14 +76,20 @@ impl Models {
         chosen.into_iter().map(|d| Ok((d, align_face(image, &d.landmarks)?))).collect()
     }
 
-    /// Photo file -> detected, aligned, embedded faces.
-    pub fn embed_photo(&self, path: &Path, policy: FacePolicy) -> Result<Vec<FaceResult>> {
-        let shown = path.display().to_string();
+    /// Photo file -> the photo and its detected, aligned faces chosen by `policy`. Errors
+    /// name the file.
+    pub fn photo_faces(&self, path: &Path, policy: FacePolicy) -> Result<(RgbImage, Vec<(Detection, AlignedFace)>)> {
         let image = self.load_photo(path)?;
         let faces = self.aligned_faces(&image, policy).map_err(|e| match e {
-            crate::Error::Face(f) => crate::Error::Face(f.with_path(&shown)),
+            crate::Error::Face(f) => crate::Error::Face(f.with_path(&path.display().to_string())),
             other => other,
         })?;
+        Ok((image, faces))
+    }
+
+    /// Photo file -> detected, aligned, embedded faces.
+    pub fn embed_photo(&self, path: &Path, policy: FacePolicy) -> Result<Vec<FaceResult>> {
+        let (_, faces) = self.photo_faces(path, policy)?;
         let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
         let embeddings = self.teacher.embed(&crops)?;
         Ok(faces

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use maskid_core::ALIGNED_SIZE_PX;
+use maskid_eval::is_image_file;
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_pipeline::Progress;
 use rayon::prelude::*;
@@ -27,8 +28,6 @@ pub struct Args {
     json: bool,
 }
 
-const PHOTO_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"];
-
 /// (photo, output stem relative to the output folder).
 fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
@@ -40,11 +39,7 @@ fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
         for path in entries {
             if path.is_dir() {
                 walk(&path, base, out)?;
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
+            } else if is_image_file(&path) {
                 let rel = path.strip_prefix(base).expect("BUG: walked under base").with_extension("");
                 out.push((path, rel));
             }
@@ -77,9 +72,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let progress = global.progress();
     let (written, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
     photos.par_iter().for_each(|(photo, stem)| {
-        let result = models.load_photo(photo).and_then(|image| models.aligned_faces(&image, args.face));
-        match result {
-            Ok(faces) => {
+        match models.photo_faces(photo, args.face) {
+            Ok((_, faces)) => {
                 let many = faces.len() > 1;
                 for (i, (_, face)) in faces.iter().enumerate() {
                     let name =
@@ -102,12 +96,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Err(maskid_pipeline::Error::Face(e)) => {
-                eprintln!("maskid: {}", e.with_path(&photo.display().to_string()));
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
             Err(e) => {
-                eprintln!("maskid: {}: {e}", photo.display());
+                eprintln!("maskid: {e}");
                 failed.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_core::Detection;
-use maskid_face::{select_faces, FacePolicy, Parallelism};
+use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
 use crate::common::{print_json, GlobalArgs};
@@ -35,16 +35,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Latency)?;
     let mut results = Vec::new();
     for photo in &args.photos {
-        let shown = photo.display().to_string();
-        let mut entry = PhotoFaces { photo: shown.clone(), width: 0, height: 0, faces: vec![], error: None };
-        let outcome = models.load_photo(photo).and_then(|image| {
-            (entry.width, entry.height) = image.dimensions();
-            let found = models.detector.detect(&image)?;
-            Ok(select_faces(found, args.face, image.dimensions(), global.score_threshold)?)
-        });
-        match outcome {
-            Ok(faces) => entry.faces = faces,
-            Err(maskid_pipeline::Error::Face(e)) => entry.error = Some(e.with_path(&shown).to_string()),
+        let mut entry =
+            PhotoFaces { photo: photo.display().to_string(), width: 0, height: 0, faces: vec![], error: None };
+        match models.photo_faces(photo, args.face) {
+            Ok((image, faces)) => {
+                (entry.width, entry.height) = image.dimensions();
+                entry.faces = faces.into_iter().map(|(d, _)| d).collect();
+            }
             Err(e) => entry.error = Some(e.to_string()),
         }
         results.push(entry);
