@@ -257,7 +257,7 @@ impl Assets {
         Self::new(default_home(), std::env::var_os("MASKID_MODELS_DIR").map(PathBuf::from))
     }
 
-    /// Replaces the hand-supplied models folder.
+    /// Uses `dir` (when given) as the hand-supplied models folder.
     pub fn with_models_dir(mut self, dir: Option<PathBuf>) -> Self {
         if dir.is_some() {
             self.models_dir = dir;
@@ -303,7 +303,7 @@ impl Assets {
         supplied.into_iter().chain([cached]).find(|p| check_hash(p, file.sha256).is_ok())
     }
 
-    /// The folder holding a package's licence notices (fetching it if needed).
+    /// The folder holding a package's licence notices once any of its files was fetched.
     pub fn notices_dir(&self, package: &'static Package) -> PathBuf {
         package.cache_dir(&self.home)
     }

@@ -221,7 +221,7 @@ fn bad_photos_get_clear_errors_and_the_rest_still_run() {
     assert!(error(3).contains("truncated JPEG"), "{}", error(3));
     assert!(error(4).contains("no face found"), "{}", error(4));
     assert!(error(5).contains("no face found"), "{}", error(5));
-    assert!(error(6).contains("20000x20000") && error(6).contains("--max-pixels"), "{}", error(6));
+    assert!(error(6).contains("20000x20000") && error(6).contains("--max-megapixels"), "{}", error(6));
     assert!(rows[7]["error"].is_null());
     assert_eq!(rows[7]["faces"].as_array().unwrap().len(), 1);
     for (i, name) in names.iter().enumerate().take(7) {
@@ -377,4 +377,40 @@ fn prepare_a_folder_data_set_then_find_it_cached() {
     assert_eq!(first["fallbacks"], 0);
     let second = run();
     assert_eq!((second["cached"].as_u64(), second["processed"].as_u64()), (Some(5), Some(0)));
+}
+
+#[test]
+fn tiny_and_huge_photos_are_detected_in_their_own_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = sample("person_b_1.jpg");
+    let box_width = |path: &Path| {
+        let out = stdout_json(&maskid(&["detect", "--json", "--face", "largest", path.to_str().unwrap()]));
+        out[0]["faces"][0]["bbox"]["width"].as_f64().unwrap()
+    };
+    let reference = box_width(&original);
+    let face = image::open(&original).unwrap().into_rgb8();
+    let (w, h) = face.dimensions();
+    // A 48-px-wide thumbnail, and the photo grown to 6,000 px high on an 8,000 x 6,000 canvas.
+    let tiny = image::imageops::resize(&face, 48, h * 48 / w, image::imageops::FilterType::Triangle);
+    let grown = image::imageops::resize(&face, w * 6000 / h, 6000, image::imageops::FilterType::Triangle);
+    let mut huge = image::RgbImage::new(8000, 6000);
+    image::imageops::replace(&mut huge, &grown, 0, 0);
+    for (name, photo, scale) in [("tiny.png", tiny, 48.0 / f64::from(w)), ("huge.jpg", huge, 6000.0 / f64::from(h))] {
+        let path = dir.path().join(name);
+        photo.save(&path).unwrap();
+        // The box is in the photo's own pixels: the original's box, scaled.
+        let ratio = box_width(&path) / (reference * scale);
+        assert!((0.8..1.25).contains(&ratio), "{name}: box {ratio} times the scaled original");
+    }
+}
+
+#[test]
+fn a_corrupt_model_file_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("backbone.onnx");
+    std::fs::write(&model, b"\x08\x07garbage that is no protobuf").unwrap();
+    let out = maskid(&["eval", "--protocol", "lfw-devtest", "--model", model.to_str().unwrap(), "--data", "."]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("backbone.onnx"), "{err}");
 }

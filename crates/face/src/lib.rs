@@ -35,7 +35,7 @@ pub enum Error {
         reason: String,
     },
     /// The image has more pixels than allowed.
-    #[error("{path}: image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP (raise it with --max-pixels)")]
+    #[error("{path}: image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP (raise it with --max-megapixels)")]
     TooLarge {
         /// The file.
         path: String,
