@@ -29,6 +29,8 @@ enum Command {
     Detect(cmd::detect::Args),
     /// Detect and align faces, writing 112x112 crops.
     Align(cmd::align::Args),
+    /// Draw synthetic masks on photos or aligned crops, with occlusion maps.
+    Mask(cmd::mask::Args),
     /// Detect and align a whole data set once into the cache.
     Prepare(cmd::prepare::Args),
     /// Evaluate a model on a protocol of protocols.md.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Models(args) => cmd::models::run(&cli.global, args),
         Command::Detect(args) => cmd::detect::run(&cli.global, args),
         Command::Align(args) => cmd::align::run(&cli.global, args),
+        Command::Mask(args) => cmd::mask::run(&cli.global, args),
         Command::Prepare(args) => cmd::prepare::run(&cli.global, args),
         Command::Eval(args) => cmd::eval::run(&cli.global, args),
         Command::Bench(args) => cmd::bench::run(&cli.global, args),

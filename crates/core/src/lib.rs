@@ -119,6 +119,34 @@ impl Embedding {
     }
 }
 
+/// What a synthetic occluder covers: one value in 0..1 per pixel, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcclusionMap {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Covered fraction of each pixel.
+    pub coverage: Vec<f32>,
+}
+
+impl OcclusionMap {
+    /// A map covering nothing.
+    pub fn empty(width: usize, height: usize) -> Self {
+        Self { width, height, coverage: vec![0.0; width * height] }
+    }
+
+    /// Share of the image covered (mean coverage).
+    pub fn covered_fraction(&self) -> f32 {
+        self.coverage.iter().sum::<f32>() / self.coverage.len().max(1) as f32
+    }
+
+    /// The map as 8-bit grey (0 = visible, 255 = covered).
+    pub fn to_grey(&self) -> Vec<u8> {
+        self.coverage.iter().map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

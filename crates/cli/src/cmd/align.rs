@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// (photo, output stem relative to the output folder).
-fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+pub fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?

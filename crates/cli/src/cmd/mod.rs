@@ -5,5 +5,6 @@ pub mod bench;
 pub mod demo;
 pub mod detect;
 pub mod eval;
+pub mod mask;
 pub mod models;
 pub mod prepare;

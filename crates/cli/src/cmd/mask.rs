@@ -1,0 +1,213 @@
+//! `maskid mask IN... -o DIR`: synthetic masks on the faces of photos (found by detection) or
+//! on aligned crops, with their occlusion maps; `--contact-sheet` shows every style.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+use image::RgbImage;
+use maskid_core::{Landmarks5, OcclusionMap, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_face::{FacePolicy, Parallelism};
+use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
+use maskid_pipeline::Progress;
+use rayon::prelude::*;
+
+use crate::cmd::align::collect;
+use crate::common::{print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Photos, or folders searched recursively for photos.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (created); folder inputs keep their structure below it.
+    #[arg(short, long, required_unless_present = "contact_sheet")]
+    output: Option<PathBuf>,
+    /// surgical, n95, cloth, gaiter, respirator, hand, or random.
+    #[arg(long, default_value = "random")]
+    style: String,
+    /// Seed; each face's mask is a function of (its path, this seed).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// random, nose or below-nose.
+    #[arg(long, default_value = "random")]
+    coverage: Coverage,
+    /// Also write the occlusion map of each photo (`NAME.map.png`, white = covered).
+    #[arg(long)]
+    also_map: bool,
+    /// The inputs are aligned 112x112 crops: no detection.
+    #[arg(long)]
+    aligned: bool,
+    /// Which faces of a photo get a mask: largest, center, all, require-one.
+    #[arg(long, default_value = "all")]
+    face: FacePolicy,
+    /// Instead: write one PNG showing each input's aligned face clean, in every style, with
+    /// strokes and blocks, and the occlusion maps.
+    #[arg(long)]
+    contact_sheet: Option<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
+    Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
+}
+
+/// Masks every face of one photo in place; the union of their occlusion maps.
+fn mask_photo(image: &mut RgbImage, faces: &[Landmarks5], key: &str, args: &Args) -> anyhow::Result<OcclusionMap> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let mut union = OcclusionMap::empty(w, h);
+    let forced = style(&args.style)?;
+    for (i, landmarks) in faces.iter().enumerate() {
+        let spec = MaskSpec::from_seed(image_seed(&format!("{key}#{i}"), args.seed), forced, args.coverage);
+        let map = render_mask(&mut RgbImageMut::new(w, h, image.as_mut())?, landmarks, &spec)?;
+        union.coverage.iter_mut().zip(&map.coverage).for_each(|(u, c)| *u = u.max(*c));
+    }
+    Ok(union)
+}
+
+#[derive(serde::Serialize, Default)]
+struct Summary {
+    photos: usize,
+    masked: usize,
+    failed: usize,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    style(&args.style)?;
+    let photos = collect(&args.inputs)?;
+    anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
+    let models = if args.aligned { None } else { Some(global.models(Parallelism::Throughput)?) };
+    let faces_of = |photo: &Path| -> anyhow::Result<(RgbImage, Vec<Landmarks5>)> {
+        match &models {
+            Some(models) => {
+                let (image, faces) = models.photo_faces(photo, args.face)?;
+                Ok((image, faces.into_iter().map(|(d, _)| d.landmarks).collect()))
+            }
+            None => {
+                let image = maskid_face::load_image(photo, u64::MAX)?;
+                let size = ALIGNED_SIZE_PX as u32;
+                anyhow::ensure!(
+                    image.dimensions() == (size, size),
+                    "{}: --aligned wants 112x112 crops",
+                    photo.display()
+                );
+                Ok((image, vec![Landmarks5(ALIGNMENT_TEMPLATE)]))
+            }
+        }
+    };
+    if let Some(sheet) = &args.contact_sheet {
+        return contact_sheet(&photos, sheet, &args, &faces_of, models.as_ref());
+    }
+    let output = args.output.clone().expect("BUG: clap requires --output");
+    let progress = global.progress();
+    let (masked, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    photos.par_iter().for_each(|(photo, stem)| {
+        let result = (|| -> anyhow::Result<()> {
+            let (mut image, faces) = faces_of(photo)?;
+            let map = mask_photo(&mut image, &faces, &stem.to_string_lossy(), &args)?;
+            let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase();
+            let out = output.join(stem).with_extension(if ext == "jpeg" || ext == "jpg" { "jpg" } else { "png" });
+            std::fs::create_dir_all(out.parent().unwrap_or(&output))?;
+            image.save(&out).with_context(|| format!("writing {}", out.display()))?;
+            if args.also_map {
+                let grey =
+                    image::GrayImage::from_raw(image.width(), image.height(), map.to_grey()).expect("BUG: sized");
+                grey.save(output.join(stem).with_extension("map.png"))?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => drop(masked.fetch_add(1, Ordering::Relaxed)),
+            Err(e) => {
+                eprintln!("maskid: {}: {e:#}", photo.display());
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        progress(Progress { stage: "mask", done: n, total: photos.len() });
+    });
+    let summary = Summary { photos: photos.len(), masked: masked.into_inner(), failed: failed.into_inner() };
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{} photos, {} masked into {}, {} failed",
+            summary.photos,
+            summary.masked,
+            output.display(),
+            summary.failed
+        );
+    }
+    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Rows: one aligned face per input. Columns: clean, the six styles, strokes, blocks; a second
+/// row per face shows the occlusion maps.
+fn contact_sheet(
+    photos: &[(PathBuf, PathBuf)],
+    path: &Path,
+    args: &Args,
+    faces_of: &dyn Fn(&Path) -> anyhow::Result<(RgbImage, Vec<Landmarks5>)>,
+    models: Option<&maskid_pipeline::Models>,
+) -> anyhow::Result<ExitCode> {
+    let s = ALIGNED_SIZE_PX as u32;
+    let columns = 1 + MaskStyle::ALL.len() as u32 + 2;
+    let rows: Vec<RgbImage> = photos
+        .iter()
+        .take(8)
+        .map(|(photo, stem)| -> anyhow::Result<RgbImage> {
+            let (image, faces) = faces_of(photo)?;
+            let crop = match models {
+                Some(_) => {
+                    let landmarks = faces.first().context("no face")?;
+                    let face = maskid_face::align_face(&image, landmarks)?;
+                    RgbImage::from_raw(s, s, face.rgb().to_vec()).expect("BUG: sized")
+                }
+                None => image,
+            };
+            let template = Landmarks5(ALIGNMENT_TEMPLATE);
+            let mut row = RgbImage::new(s * columns, 2 * s);
+            image::imageops::replace(&mut row, &crop, 0, 0);
+            let key = stem.to_string_lossy();
+            let mixes = [
+                OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0 },
+                OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0 },
+            ];
+            for c in 1..columns {
+                let mut face = crop.clone();
+                let seed = image_seed(&key, args.seed);
+                let mut view = RgbImageMut::new(s as usize, s as usize, face.as_mut())?;
+                let map = match MaskStyle::ALL.get(c as usize - 1) {
+                    Some(style) => {
+                        render_mask(&mut view, &template, &MaskSpec::from_seed(seed, Some(*style), args.coverage))?
+                    }
+                    None => occlude(&mut view, &template, seed, &mixes[c as usize - 1 - MaskStyle::ALL.len()])?.1,
+                };
+                image::imageops::replace(&mut row, &face, i64::from(c * s), 0);
+                let grey = image::GrayImage::from_raw(s, s, map.to_grey()).expect("BUG: sized");
+                image::imageops::replace(
+                    &mut row,
+                    &image::DynamicImage::ImageLuma8(grey).to_rgb8(),
+                    i64::from(c * s),
+                    i64::from(s),
+                );
+            }
+            Ok(row)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!rows.is_empty(), "no faces for the contact sheet");
+    let mut sheet = RgbImage::new(s * columns, 2 * s * rows.len() as u32);
+    for (i, row) in rows.iter().enumerate() {
+        image::imageops::replace(&mut sheet, row, 0, i64::from(2 * s * i as u32));
+    }
+    sheet.save(path).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "contact sheet {} ({} faces; columns: clean, surgical, n95, cloth, gaiter, respirator, hand, strokes, blocks)",
+        path.display(),
+        rows.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

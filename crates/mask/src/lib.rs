@@ -1,0 +1,39 @@
+//! Synthetic face masks, drawn procedurally from the five landmarks: six styles with their
+//! own shape models, fabric and shading, soft edges, and the occlusion map of what they
+//! cover. Everything is a pure function of a seed, the same bytes on every machine (own
+//! generator, no trigonometry). No asset files.
+#![deny(missing_docs)]
+
+mod geometry;
+mod occlude;
+mod raster;
+mod render;
+mod rng;
+mod style;
+
+pub use geometry::FaceFrame;
+pub use occlude::{occlude, Occluder, OcclusionMix};
+pub use render::{render_mask, RgbImageMut};
+pub use rng::{image_seed, Rng};
+pub use style::{Coverage, MaskSpec, MaskStyle, Texture};
+
+/// Errors of mask drawing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The landmarks cannot place a face.
+    #[error("cannot place a mask: degenerate landmarks ({0})")]
+    Landmarks(&'static str),
+    /// The pixel buffer does not match its size.
+    #[error("image buffer of {bytes} bytes does not hold {width}x{height} RGB pixels")]
+    Shape {
+        /// Width.
+        width: usize,
+        /// Height.
+        height: usize,
+        /// Bytes given.
+        bytes: usize,
+    },
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,82 @@
+//! The random occlusion augmenter of training: mask styles, free-form strokes or blocks over
+//! the lower face, mixed with probabilities from the training config.
+
+use maskid_core::{Landmarks5, OcclusionMap};
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::capsule;
+use crate::render::{render_flat, render_mask, RgbImageMut};
+use crate::rng::Rng;
+use crate::style::{Coverage, MaskSpec};
+use crate::Result;
+
+/// Relative weights of the occluder kinds (they need not sum to 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcclusionMix {
+    /// A synthetic mask of a random style.
+    pub mask: f32,
+    /// Free-form brush strokes.
+    pub strokes: f32,
+    /// Rectangular blocks.
+    pub blocks: f32,
+}
+
+impl Default for OcclusionMix {
+    fn default() -> Self {
+        Self { mask: 0.8, strokes: 0.1, blocks: 0.1 }
+    }
+}
+
+/// What [`occlude`] drew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occluder {
+    /// A mask (its spec is `MaskSpec::from_seed` of the same seed).
+    Mask,
+    /// Strokes.
+    Strokes,
+    /// Blocks.
+    Blocks,
+}
+
+/// Draws one random occluder chosen by `mix` with `seed`, returning its occlusion map.
+pub fn occlude(
+    image: &mut RgbImageMut<'_>,
+    landmarks: &Landmarks5,
+    seed: u64,
+    mix: &OcclusionMix,
+) -> Result<(Occluder, OcclusionMap)> {
+    let mut rng = Rng::new(seed ^ 0x0cc1_0de5);
+    let total = mix.mask.max(0.0) + mix.strokes.max(0.0) + mix.blocks.max(0.0);
+    let pick = rng.unit() * total;
+    if total <= 0.0 || pick < mix.mask.max(0.0) {
+        let spec = MaskSpec::from_seed(seed, None, Coverage::Random);
+        return Ok((Occluder::Mask, render_mask(image, landmarks, &spec)?));
+    }
+    let colour = |rng: &mut Rng| [rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8];
+    let mut outlines = Vec::new();
+    let kind = if pick < mix.mask.max(0.0) + mix.strokes.max(0.0) {
+        for _ in 0..1 + rng.below(4) {
+            let c = colour(&mut rng);
+            let width = rng.range(4.0, 12.0);
+            let mut p = [rng.range(22.0, 90.0), rng.range(68.0, 110.0)];
+            for _ in 0..3 + rng.below(5) {
+                let q = [
+                    (p[0] + rng.range(-18.0, 18.0)).clamp(12.0, 100.0),
+                    (p[1] + rng.range(-12.0, 12.0)).clamp(62.0, 116.0),
+                ];
+                outlines.push((capsule(p, q, width), c));
+                p = q;
+            }
+        }
+        Occluder::Strokes
+    } else {
+        for _ in 0..1 + rng.below(3) {
+            let (w, h) = (rng.range(15.0, 45.0), rng.range(12.0, 35.0));
+            let (x, y) = (rng.range(15.0, 97.0 - w), rng.range(64.0, 114.0 - h));
+            outlines.push((vec![[x, y], [x + w, y], [x + w, y + h], [x, y + h]], colour(&mut rng)));
+        }
+        Occluder::Blocks
+    };
+    Ok((kind, render_flat(image, landmarks, outlines)?))
+}
