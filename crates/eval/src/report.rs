@@ -30,6 +30,8 @@ pub struct Report {
     pub model_sha256: String,
     /// Mask setting.
     pub mask: String,
+    /// Mask style forced for every masked image, or `random` (drawn per image).
+    pub mask_style: String,
     /// Mask seed.
     pub seed: u64,
     /// Data set root.

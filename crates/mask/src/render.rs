@@ -124,7 +124,9 @@ fn jaw_mask(top: f32, sag: f32, peak: f32, bulge: f32, below_chin: f32) -> Vec<P
 }
 
 fn parts(spec: &MaskSpec, rng: &mut Rng) -> Vec<Part> {
-    let top = if spec.nose_covered { rng.range(56.0, 61.0) } else { rng.range(74.0, 77.0) };
+    // A mask worn over the nose sits on the bridge, just under the eyes (the template's eye
+    // line is y 51.7, the nose tip y 71.7); worn under the nose, just below the nostrils.
+    let top = if spec.nose_covered { rng.range(54.0, 58.0) } else { rng.range(74.0, 77.0) };
     let fabric = |outline| Part { outline, paint: Paint::Fabric };
     let mut parts = match spec.style {
         MaskStyle::Surgical => {
@@ -267,7 +269,7 @@ pub fn render_mask(image: &mut RgbImageMut<'_>, landmarks: &Landmarks5, spec: &M
     let mut rng = Rng::new(spec.detail_seed);
     let light = lighting(image, &frame);
     let parts = parts(spec, &mut rng);
-    let top = if spec.nose_covered { 58.0 } else { 75.0 };
+    let top = if spec.nose_covered { 56.0 } else { 75.0 };
     let skin = light.skin;
     paint_parts(image, &frame, &parts, |paint, u, v| match paint {
         Paint::Fabric => fabric_colour(spec, u, v).map(|c| c * shade(spec, &light, top, u, v)),

@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use maskid_core::{AlignedFace, Embedding};
+use maskid_core::{AlignedFace, Embedding, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_face::similarity_transform;
+use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use maskid_eval::{
     identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
 };
@@ -26,6 +28,10 @@ pub struct EvalOptions {
     pub seed: u64,
     /// LFW root.
     pub data: PathBuf,
+    /// Force one mask style (`None`: drawn per image from the seed).
+    pub style: Option<MaskStyle>,
+    /// Nose coverage of the masks.
+    pub coverage: Coverage,
 }
 
 /// Evaluates `embedder` on a protocol; also returns what `prepare` did.
@@ -36,39 +42,45 @@ pub fn evaluate(
     options: &EvalOptions,
     progress: ProgressFn<'_>,
 ) -> Result<(Report, PrepareSummary)> {
-    if options.mask != MaskSetting::Clean {
-        return Err(Error::Unsupported(format!(
-            "--mask {} needs the mask synthesiser, which maskid does not have yet; only --mask clean works",
-            options.mask.name()
-        )));
-    }
     let lfw = Lfw::open(&options.data)?;
     let pairs = options.protocol.pairs(&lfw)?;
     let ident = match options.protocol {
         Protocol::LfwDevtestIdent => Some(IdentSet::lfw_devtest(&lfw)?),
         _ => None,
     };
-    let mut photos: BTreeSet<PathBuf> = BTreeSet::new();
+    // Which (photo, masked) versions the protocol compares.
+    let probe_masked = options.mask != MaskSetting::Clean;
+    let reference_masked = options.mask == MaskSetting::MaskBoth;
+    let mut versions: BTreeSet<(PathBuf, bool)> = BTreeSet::new();
     if let Some(pairs) = &pairs {
-        photos.extend(pairs.iter().flat_map(|p| [p.a.path.clone(), p.b.path.clone()]));
+        for p in pairs {
+            versions.insert((p.a.path.clone(), reference_masked));
+            versions.insert((p.b.path.clone(), probe_masked));
+        }
     }
     if let Some(set) = &ident {
-        photos.extend(set.gallery.iter().chain(&set.probes).chain(&set.non_enrolled).map(|i| i.path.clone()));
+        versions.extend(set.gallery.iter().map(|i| (i.path.clone(), reference_masked)));
+        versions.extend(set.probes.iter().chain(&set.non_enrolled).map(|i| (i.path.clone(), probe_masked)));
     }
-    let photos: Vec<PathBuf> = photos.into_iter().collect();
+    let photos: Vec<PathBuf> = versions.iter().map(|(p, _)| p.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let (prepared, summary) = prepare(home, &options.data, &photos, models, progress)?;
-    let embeddings = embed_prepared(&prepared, &photos, embedder, progress)?;
-    let get = |image: &ImageRef| &embeddings[&image.path];
+    let versions: Vec<(PathBuf, bool)> = versions.into_iter().collect();
+    let embeddings = embed_versions(&prepared, &versions, options, embedder, progress)?;
+    let get = |image: &ImageRef, masked: bool| &embeddings[&(image.path.clone(), masked)];
 
     let metrics = if let Some(pairs) = pairs {
-        let scores: Vec<f32> = pairs.iter().map(|p| get(&p.a).cosine(get(&p.b))).collect();
+        let scores: Vec<f32> =
+            pairs.iter().map(|p| get(&p.a, reference_masked).cosine(get(&p.b, probe_masked))).collect();
         let genuine: Vec<bool> = pairs.iter().map(|p| p.genuine).collect();
         let folds: Vec<usize> = pairs.iter().map(|p| p.fold).collect();
         ReportMetrics::Verification(verification_metrics(&scores, &genuine, &folds))
     } else {
         let set = ident.expect("BUG: identification protocol has an ident set");
         let rows = |probes: &[ImageRef]| -> Vec<Vec<f32>> {
-            probes.iter().map(|p| set.gallery.iter().map(|g| get(p).cosine(get(g))).collect()).collect()
+            probes
+                .iter()
+                .map(|p| set.gallery.iter().map(|g| get(p, probe_masked).cosine(get(g, reference_masked))).collect())
+                .collect()
         };
         ReportMetrics::Identification(identification_metrics(&rows(&set.probes), &set.truth, &rows(&set.non_enrolled)))
     };
@@ -77,6 +89,7 @@ pub fn evaluate(
         model: embedder.model_id().into(),
         model_sha256: embedder.model_sha256().into(),
         mask: options.mask.name().into(),
+        mask_style: options.style.map_or("random", MaskStyle::name).into(),
         seed: options.seed,
         data: options.data.display().to_string(),
         images: photos.len(),
@@ -87,33 +100,55 @@ pub fn evaluate(
     Ok((report, summary))
 }
 
-/// Embeds the prepared crops of `photos`, 32 at a time across the embedder's sessions.
-fn embed_prepared(
+/// The aligned crop of a prepared photo, masked when asked: the mask is drawn from the
+/// landmarks carried into the crop, with the seed of (photo path, protocol seed).
+pub fn protocol_face(prepared: &PreparedSet, path: &Path, masked: bool, options: &EvalOptions) -> Result<AlignedFace> {
+    let key = path.to_string_lossy();
+    let face = prepared.face(&key)?;
+    if !masked {
+        return Ok(face);
+    }
+    let landmarks = prepared.record(&key).and_then(|r| r.landmarks).map_or(Landmarks5(ALIGNMENT_TEMPLATE), |lm| {
+        match similarity_transform(&lm.0, &ALIGNMENT_TEMPLATE) {
+            Ok(t) => Landmarks5(lm.0.map(|p| {
+                let q = t.apply([f64::from(p[0]), f64::from(p[1])]);
+                [q[0] as f32, q[1] as f32]
+            })),
+            Err(_) => Landmarks5(ALIGNMENT_TEMPLATE),
+        }
+    });
+    let spec = MaskSpec::from_seed(image_seed(&key, options.seed), options.style, options.coverage);
+    let mut rgb = face.rgb().to_vec();
+    let size = ALIGNED_SIZE_PX;
+    render_mask(&mut RgbImageMut::new(size, size, &mut rgb)?, &landmarks, &spec)?;
+    Ok(AlignedFace::from_rgb(rgb).expect("BUG: same size"))
+}
+
+/// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions.
+fn embed_versions(
     prepared: &PreparedSet,
-    photos: &[PathBuf],
+    versions: &[(PathBuf, bool)],
+    options: &EvalOptions,
     embedder: &FaceEmbedder,
     progress: ProgressFn<'_>,
-) -> Result<HashMap<PathBuf, Embedding>> {
-    let unusable: Vec<String> = photos
+) -> Result<HashMap<(PathBuf, bool), Embedding>> {
+    let unusable: Vec<String> = versions
         .iter()
-        .filter_map(|p| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone()))
+        .filter_map(|(p, _)| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone()))
         .take(3)
         .collect();
     if !unusable.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "photos the protocol needs could not be read: {}",
-            unusable.join("; ")
-        )));
+        return Err(Error::Unsupported(format!("photos the protocol needs could not be read: {}", unusable.join("; "))));
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let chunks: Vec<Vec<(PathBuf, Embedding)>> = photos
+    let chunks: Vec<Vec<((PathBuf, bool), Embedding)>> = versions
         .par_chunks(32)
-        .map(|chunk| -> Result<Vec<(PathBuf, Embedding)>> {
+        .map(|chunk| -> Result<Vec<((PathBuf, bool), Embedding)>> {
             let faces: Vec<AlignedFace> =
-                chunk.iter().map(|p| prepared.face(&p.to_string_lossy())).collect::<Result<_>>()?;
+                chunk.iter().map(|(p, masked)| protocol_face(prepared, p, *masked, options)).collect::<Result<_>>()?;
             let embeddings = embedder.embed(&faces)?;
             let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
-            progress(Progress { stage: "embed", done: n, total: photos.len() });
+            progress(Progress { stage: "embed", done: n, total: versions.len() });
             Ok(chunk.iter().cloned().zip(embeddings).collect())
         })
         .collect::<Result<_>>()?;

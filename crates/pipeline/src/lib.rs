@@ -6,7 +6,7 @@ mod evaluate;
 mod models;
 mod prepare;
 
-pub use evaluate::{evaluate, EvalOptions};
+pub use evaluate::{evaluate, protocol_face, EvalOptions};
 pub use models::{FaceResult, Models, ModelsConfig, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 
@@ -36,6 +36,9 @@ pub enum Error {
     /// From the data sets and protocols.
     #[error(transparent)]
     Eval(#[from] maskid_eval::Error),
+    /// From mask drawing.
+    #[error(transparent)]
+    Mask(#[from] maskid_mask::Error),
     /// The prepare cache is damaged or cannot be written.
     #[error("prepare cache {path}: {reason}")]
     Cache {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
 use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
+use maskid_mask::{Coverage, MaskStyle};
 use maskid_pipeline::{evaluate, EvalOptions};
 
 use crate::common::{print_json, GlobalArgs};
@@ -27,6 +28,12 @@ pub struct Args {
     /// Mask seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Mask style of masked images: surgical, n95, cloth, gaiter, respirator, hand, random.
+    #[arg(long, default_value = "random")]
+    style: String,
+    /// Nose coverage of masks: random, nose, below-nose.
+    #[arg(long, default_value = "random")]
+    coverage: Coverage,
     /// Folder for the JSON report and the ROC plot.
     #[arg(long, default_value = "maskid-reports")]
     out: PathBuf,
@@ -60,13 +67,22 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --model {}", args.model))?;
         &file_model
     };
-    let options = EvalOptions { protocol: args.protocol, mask: args.mask, seed: args.seed, data: args.data.clone() };
+    let style = if args.style == "random" { None } else { Some(args.style.parse::<MaskStyle>().map_err(anyhow::Error::msg)?) };
+    let options = EvalOptions {
+        protocol: args.protocol,
+        mask: args.mask,
+        seed: args.seed,
+        data: args.data.clone(),
+        style,
+        coverage: args.coverage,
+    };
     let progress = global.progress();
     let (report, _) = evaluate(global.assets().home(), &models, embedder, &options, &progress)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let stem =
-        format!("{}-{}-{}{}", report.protocol, report.mask, report.model, if args.teacher_bgr { "-bgr" } else { "" });
+    let style_part = if report.mask == "clean" { String::new() } else { format!("-{}", report.mask_style) };
+    let bgr = if args.teacher_bgr { "-bgr" } else { "" };
+    let stem = format!("{}-{}{style_part}-{}{bgr}", report.protocol, report.mask, report.model);
     let json_path = args.out.join(format!("{stem}.json"));
     maskid_assets::write_atomic(&json_path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     let mut roc_path = None;
@@ -75,7 +91,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         write_roc_png(
             &path,
             &m.roc,
-            &format!("{} {} {} (AUC {:.4})", report.protocol, report.mask, report.model, m.auc),
+            &format!("{} {} {} (AUC {:.4})", report.protocol, report.mask, report.mask_style, m.auc),
         )?;
         roc_path = Some(path);
     }
@@ -84,9 +100,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "protocol {}  mask {}  seed {}  model {} (sha256 {}...)",
+        "protocol {}  mask {} (style {})  seed {}  model {} (sha256 {}...)",
         report.protocol,
         report.mask,
+        report.mask_style,
         report.seed,
         report.model,
         &report.model_sha256[..12]
