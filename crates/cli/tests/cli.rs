@@ -281,14 +281,47 @@ fn offline_error_names_the_package_and_the_way_out() {
 }
 
 #[test]
-fn mask_settings_wait_for_the_synthesiser() {
-    let dir = tempfile::tempdir().unwrap();
-    let out =
-        maskid(&["eval", "--protocol", "lfw-devtest", "--mask", "mask-probe", "--data", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("mask synthesiser"), "{}", stderr(&out));
+fn bad_protocol_or_style_names_list_the_allowed_values() {
     let out = maskid(&["eval", "--protocol", "lfw-nope", "--data", "."]);
     assert!(stderr(&out).contains("lfw-devtest-ident"), "allowed values listed: {}", stderr(&out));
+    let out = maskid(&["mask", "x.jpg", "-o", "out", "--style", "scarf"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("surgical, n95, cloth, gaiter, respirator, hand"), "{}", stderr(&out));
+}
+
+#[test]
+fn mask_draws_on_photo_trees_with_maps_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("in/ardern");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::copy(sample("person_b_1.jpg"), tree.join("one.jpg")).unwrap();
+    let input = dir.path().join("in");
+    let run = |out: &str| {
+        let out_dir = dir.path().join(out);
+        let args = [
+            "mask",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--style",
+            "n95",
+            "--seed",
+            "3",
+            "--also-map",
+            "--json",
+        ];
+        let summary = stdout_json(&maskid(&args));
+        assert_eq!(summary["masked"], 1);
+        (std::fs::read(out_dir.join("ardern/one.jpg")).unwrap(), out_dir.join("ardern/one.map.png"))
+    };
+    let (first, map_path) = run("a");
+    let (second, _) = run("b");
+    assert_eq!(first, second, "same seed, same bytes");
+    let original = image::open(tree.join("one.jpg")).unwrap();
+    let map = image::open(&map_path).unwrap().into_luma8();
+    assert_eq!(map.dimensions(), (original.width(), original.height()), "map at the photo's own resolution");
+    let covered = map.pixels().filter(|p| p[0] > 127).count() as f64 / (map.width() * map.height()) as f64;
+    assert!(covered > 0.02 && covered < 0.5, "mask covers {covered} of the photo");
 }
 
 fn eval(lfw: &Path, protocol: &str, out: &Path) -> Value {
@@ -335,6 +368,7 @@ fn teacher_on_lfw_devtest_and_identification() {
     assert_eq!((m["genuine"].as_u64(), m["impostor"].as_u64()), (Some(500), Some(500)));
     assert!(m["accuracy_mean"].as_f64().unwrap() >= 0.985, "{}", m["accuracy_mean"]);
     assert!(m["tar_at_far"][1]["tar"].is_null(), "TAR@1e-3 is not estimable with 500 impostors");
+    let clean = m["accuracy_mean"].as_f64().unwrap();
 
     let report = eval(&lfw, "lfw-devtest-ident", dir.path());
     let m = &report["metrics"];
@@ -342,6 +376,13 @@ fn teacher_on_lfw_devtest_and_identification() {
     assert!(m["rank1"].as_f64().unwrap() >= 0.98, "{}", m["rank1"]);
     assert!(m["rank5"].as_f64().unwrap() >= m["rank1"].as_f64().unwrap());
     assert!(m["open_set"][0]["dir"].as_f64().unwrap() > 0.9);
+
+    // Masked probes: the same pairs, masks drawn from (path, seed 0); they cost accuracy.
+    let args = ["eval", "--protocol", "lfw-devtest", "--mask", "mask-probe", "--data", lfw.to_str().unwrap()];
+    let masked = stdout_json(&maskid(&[&args[..], &["--out", dir.path().to_str().unwrap(), "--json"]].concat()));
+    assert_eq!(masked["mask"], "mask-probe");
+    let accuracy = masked["metrics"]["accuracy_mean"].as_f64().unwrap();
+    assert!(accuracy < clean && accuracy > 0.9, "mask-probe {accuracy} vs clean {clean}");
 }
 
 #[test]

@@ -121,8 +121,8 @@ impl Layer {
             let col = colour(x, y);
             let a = self.alpha[i];
             let out_a = c + a * (1.0 - c);
-            for k in 0..3 {
-                self.rgb[i][k] = (col[k] * c + self.rgb[i][k] * a * (1.0 - c)) / out_a;
+            for (dst, src) in self.rgb[i].iter_mut().zip(col) {
+                *dst = (src * c + *dst * a * (1.0 - c)) / out_a;
             }
             self.alpha[i] = out_a;
         }

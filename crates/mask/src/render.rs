@@ -319,9 +319,9 @@ fn paint_parts(
         }
         let (x, y) = (window.x0 + i % w, window.y0 + i / w);
         let p = (y * width + x) * 3;
-        for k in 0..3 {
-            let face = f32::from(image.data[p + k]);
-            image.data[p + k] = (face + (rgb[k].clamp(0.0, 255.0) - face) * a).round() as u8;
+        for (dst, src) in image.data[p..p + 3].iter_mut().zip(rgb) {
+            let face = f32::from(*dst);
+            *dst = (face + (src.clamp(0.0, 255.0) - face) * a).round() as u8;
         }
         map.coverage[y * width + x] = a;
     }

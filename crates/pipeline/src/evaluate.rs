@@ -5,12 +5,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use maskid_core::{AlignedFace, Embedding, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
-use maskid_face::similarity_transform;
-use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use maskid_eval::{
     identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
 };
+use maskid_face::similarity_transform;
 use maskid_face::FaceEmbedder;
+use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use rayon::prelude::*;
 
 use crate::models::Models;
@@ -138,7 +138,10 @@ fn embed_versions(
         .take(3)
         .collect();
     if !unusable.is_empty() {
-        return Err(Error::Unsupported(format!("photos the protocol needs could not be read: {}", unusable.join("; "))));
+        return Err(Error::Unsupported(format!(
+            "photos the protocol needs could not be read: {}",
+            unusable.join("; ")
+        )));
     }
     let done = std::sync::atomic::AtomicUsize::new(0);
     let chunks: Vec<Vec<((PathBuf, bool), Embedding)>> = versions

@@ -67,7 +67,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --model {}", args.model))?;
         &file_model
     };
-    let style = if args.style == "random" { None } else { Some(args.style.parse::<MaskStyle>().map_err(anyhow::Error::msg)?) };
+    let style =
+        if args.style == "random" { None } else { Some(args.style.parse::<MaskStyle>().map_err(anyhow::Error::msg)?) };
     let options = EvalOptions {
         protocol: args.protocol,
         mask: args.mask,

@@ -51,6 +51,9 @@ pub struct Args {
     json: bool,
 }
 
+/// Photo -> the photo and the landmarks of the faces to mask.
+type FacesOf<'a> = dyn Fn(&Path) -> anyhow::Result<(RgbImage, Vec<Landmarks5>)> + 'a;
+
 fn style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
     Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
 }
@@ -150,7 +153,7 @@ fn contact_sheet(
     photos: &[(PathBuf, PathBuf)],
     path: &Path,
     args: &Args,
-    faces_of: &dyn Fn(&Path) -> anyhow::Result<(RgbImage, Vec<Landmarks5>)>,
+    faces_of: &FacesOf<'_>,
     models: Option<&maskid_pipeline::Models>,
 ) -> anyhow::Result<ExitCode> {
     let s = ALIGNED_SIZE_PX as u32;
