@@ -130,7 +130,7 @@ fn parts(spec: &MaskSpec, rng: &mut Rng) -> Vec<Part> {
     let fabric = |outline| Part { outline, paint: Paint::Fabric };
     let mut parts = match spec.style {
         MaskStyle::Surgical => {
-            let mut p = vec![fabric(jaw_mask(top, 8.0, 0.0, rng.range(2.0, 4.0), 4.0))];
+            let mut p = vec![fabric(jaw_mask(top, 5.5, 0.0, rng.range(2.5, 4.5), 4.0))];
             // Ear loops: thin straps from the mask's corners towards the ears.
             let side = 56.0 - jaw_half_width(top + 8.0) - 2.5;
             p.push(Part {
@@ -149,14 +149,14 @@ fn parts(spec: &MaskSpec, rng: &mut Rng) -> Vec<Part> {
             p
         }
         MaskStyle::N95 => {
-            let mut p = vec![fabric(jaw_mask(top - 1.0, 9.0, 3.0, rng.range(3.0, 5.0), 6.0))];
+            let mut p = vec![fabric(jaw_mask(top, 6.0, 3.0, rng.range(3.0, 5.0), 6.0))];
             if spec.valve {
                 p.push(Part { outline: ellipse([38.0, 97.0], 7.0, 7.0, 24), paint: Paint::Accent(1.0) });
                 p.push(Part { outline: ellipse([38.0, 97.0], 3.5, 3.5, 16), paint: Paint::Accent(0.75) });
             }
             p
         }
-        MaskStyle::Cloth => vec![fabric(jaw_mask(top, 6.0, 1.0, rng.range(2.5, 4.5), 5.0))],
+        MaskStyle::Cloth => vec![fabric(jaw_mask(top, 5.0, 1.0, rng.range(3.0, 5.0), 5.0))],
         MaskStyle::Gaiter => {
             let mut outline = Vec::new();
             top_edge(top + 1.0, 56.0, 5.0, 0.0, &mut outline);
