@@ -1,6 +1,8 @@
 //! Options every subcommand shares, and the glue that turns them into library objects.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -8,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use maskid_assets::Assets;
 use maskid_face::{DetectorConfig, Parallelism};
 use maskid_pipeline::{Models, ModelsConfig, Progress};
+use rayon::prelude::*;
 
 /// Options of every subcommand.
 #[derive(Args, Clone)]
@@ -82,4 +85,58 @@ impl GlobalArgs {
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Counts of a batch command over photos.
+#[derive(serde::Serialize)]
+pub struct BatchSummary {
+    /// Photos given.
+    pub photos: usize,
+    /// Files written.
+    pub written: usize,
+    /// Photos that failed (each reported on stderr).
+    pub failed: usize,
+}
+
+impl BatchSummary {
+    /// Prints the summary (text or JSON); exit 1 when some photos failed.
+    pub fn report(&self, json: bool, output: &Path) -> anyhow::Result<ExitCode> {
+        if json {
+            print_json(self)?;
+        } else {
+            println!(
+                "{} photos, {} files written to {}, {} failed",
+                self.photos,
+                self.written,
+                output.display(),
+                self.failed
+            );
+        }
+        Ok(if self.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    }
+}
+
+/// Runs `work(photo, output stem)` over photos in parallel with a progress bar. `work`
+/// returns how many files it wrote; a failure is reported with its photo and counted, and
+/// the batch carries on.
+pub fn run_batch(
+    global: &GlobalArgs,
+    stage: &str,
+    photos: &[(PathBuf, PathBuf)],
+    work: impl Fn(&Path, &Path) -> anyhow::Result<usize> + Sync,
+) -> BatchSummary {
+    let progress = global.progress();
+    let (written, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    photos.par_iter().for_each(|(photo, stem)| {
+        match work(photo, stem) {
+            Ok(n) => drop(written.fetch_add(n, Ordering::Relaxed)),
+            Err(e) => {
+                eprintln!("maskid: {}: {e:#}", photo.display());
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        progress(Progress { stage, done: n, total: photos.len() });
+    });
+    BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failed.into_inner() }
 }

@@ -126,7 +126,7 @@ fn align_writes_crops_for_a_folder_tree() {
         out_dir.to_str().unwrap(),
         "--json",
     ]));
-    assert_eq!(summary["crops_written"], 2);
+    assert_eq!(summary["written"], 2);
     let crop = image::open(out_dir.join("ardern/one.png")).unwrap().into_rgb8();
     assert_eq!(crop.dimensions(), (112, 112));
     // The eyes land on the template: the eye rows are darker than the cheeks below them.
@@ -311,7 +311,7 @@ fn mask_draws_on_photo_trees_with_maps_deterministically() {
             "--json",
         ];
         let summary = stdout_json(&maskid(&args));
-        assert_eq!(summary["masked"], 1);
+        assert_eq!(summary["written"], 2, "photo and map");
         (std::fs::read(out_dir.join("ardern/one.jpg")).unwrap(), out_dir.join("ardern/one.map.png"))
     };
     let (first, map_path) = run("a");

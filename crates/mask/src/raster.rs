@@ -129,44 +129,43 @@ impl Layer {
     }
 
     /// Box blur of the colour (not of the edges' alpha) with radius `r` pixels, so that
-    /// textures and seams are not pixel-sharp.
+    /// textures and seams are not pixel-sharp. Only covered pixels are averaged.
     pub fn blur_colour(&mut self, r: usize) {
         if r == 0 {
             return;
         }
         let (w, h) = (self.window.width(), self.window.height());
-        let mut tmp = self.rgb.clone();
-        for y in 0..h {
-            for x in 0..w {
-                let (lo, hi) = (x.saturating_sub(r), (x + r).min(w - 1));
-                let (mut sum, mut n) = ([0f32; 3], 0.0);
-                for xx in lo..=hi {
-                    if self.alpha[y * w + xx] > 0.0 {
-                        (0..3).for_each(|k| sum[k] += self.rgb[y * w + xx][k]);
-                        n += 1.0;
-                    }
-                }
-                if n > 0.0 {
-                    tmp[y * w + x] = sum.map(|s| s / n);
+        let rows = box_pass(&self.rgb, &self.alpha, r, h, w, |line, i| line * w + i);
+        self.rgb = box_pass(&rows, &self.alpha, r, w, h, |line, i| i * w + line);
+    }
+}
+
+/// One separable pass: `lines` lines of `len` pixels; `index(line, i)` finds pixel i of a line.
+fn box_pass(
+    rgb: &[[f32; 3]],
+    alpha: &[f32],
+    r: usize,
+    lines: usize,
+    len: usize,
+    index: impl Fn(usize, usize) -> usize,
+) -> Vec<[f32; 3]> {
+    let mut out = rgb.to_vec();
+    for line in 0..lines {
+        for i in 0..len {
+            let (mut sum, mut n) = ([0f32; 3], 0.0);
+            for j in i.saturating_sub(r)..=(i + r).min(len - 1) {
+                let k = index(line, j);
+                if alpha[k] > 0.0 {
+                    (0..3).for_each(|c| sum[c] += rgb[k][c]);
+                    n += 1.0;
                 }
             }
-        }
-        for y in 0..h {
-            for x in 0..w {
-                let (lo, hi) = (y.saturating_sub(r), (y + r).min(h - 1));
-                let (mut sum, mut n) = ([0f32; 3], 0.0);
-                for yy in lo..=hi {
-                    if self.alpha[yy * w + x] > 0.0 {
-                        (0..3).for_each(|k| sum[k] += tmp[yy * w + x][k]);
-                        n += 1.0;
-                    }
-                }
-                if n > 0.0 {
-                    self.rgb[y * w + x] = sum.map(|s| s / n);
-                }
+            if n > 0.0 {
+                out[index(line, i)] = sum.map(|s| s / n);
             }
         }
     }
+    out
 }
 
 #[cfg(test)]

@@ -2,15 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
 
 use maskid_core::ALIGNED_SIZE_PX;
 use maskid_eval::is_image_file;
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_pipeline::Progress;
-use rayon::prelude::*;
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,63 +57,22 @@ pub fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     Ok(out)
 }
 
-#[derive(serde::Serialize, Default)]
-struct Summary {
-    photos: usize,
-    crops_written: usize,
-    failed: usize,
-}
-
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
     let models = global.models(Parallelism::Throughput)?;
-    let progress = global.progress();
-    let (written, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
-    photos.par_iter().for_each(|(photo, stem)| {
-        match models.photo_faces(photo, args.face) {
-            Ok((_, faces)) => {
-                let many = faces.len() > 1;
-                for (i, (_, face)) in faces.iter().enumerate() {
-                    let name =
-                        if many { format!("{}_{i}.png", stem.display()) } else { format!("{}.png", stem.display()) };
-                    let path = args.output.join(name);
-                    let saved =
-                        path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(
-                            |_| {
-                                let size = ALIGNED_SIZE_PX as u32;
-                                image::save_buffer(&path, face.rgb(), size, size, image::ExtendedColorType::Rgb8)
-                                    .map_err(|e| e.to_string())
-                            },
-                        );
-                    match saved {
-                        Ok(()) => drop(written.fetch_add(1, Ordering::Relaxed)),
-                        Err(e) => {
-                            eprintln!("maskid: {}: {e}", path.display());
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("maskid: {e}");
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
+    let summary = run_batch(global, "align", &photos, |photo, stem| {
+        let (_, faces) = models.photo_faces(photo, args.face)?;
+        let many = faces.len() > 1;
+        for (i, (_, face)) in faces.iter().enumerate() {
+            let name = if many { format!("{}_{i}.png", stem.display()) } else { format!("{}.png", stem.display()) };
+            let path = args.output.join(name);
+            std::fs::create_dir_all(path.parent().unwrap_or(&args.output))?;
+            let size = ALIGNED_SIZE_PX as u32;
+            image::save_buffer(&path, face.rgb(), size, size, image::ExtendedColorType::Rgb8)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        progress(Progress { stage: "align", done: n, total: photos.len() });
+        Ok(faces.len())
     });
-    let summary = Summary { photos: photos.len(), crops_written: written.into_inner(), failed: failed.into_inner() };
-    if args.json {
-        print_json(&summary)?;
-    } else {
-        println!(
-            "{} photos, {} crops written to {}, {} failed",
-            summary.photos,
-            summary.crops_written,
-            args.output.display(),
-            summary.failed
-        );
-    }
-    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    summary.report(args.json, &args.output)
 }

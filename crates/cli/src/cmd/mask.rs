@@ -3,18 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use image::RgbImage;
 use maskid_core::{Landmarks5, OcclusionMap, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
-use maskid_pipeline::Progress;
-use rayon::prelude::*;
 
 use crate::cmd::align::collect;
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,13 +68,6 @@ fn mask_photo(image: &mut RgbImage, faces: &[Landmarks5], key: &str, args: &Args
     Ok(union)
 }
 
-#[derive(serde::Serialize, Default)]
-struct Summary {
-    photos: usize,
-    masked: usize,
-    failed: usize,
-}
-
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     style(&args.style)?;
     let photos = collect(&args.inputs)?;
@@ -105,46 +95,21 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return contact_sheet(&photos, sheet, &args, &faces_of, models.as_ref());
     }
     let output = args.output.clone().expect("BUG: clap requires --output");
-    let progress = global.progress();
-    let (masked, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
-    photos.par_iter().for_each(|(photo, stem)| {
-        let result = (|| -> anyhow::Result<()> {
-            let (mut image, faces) = faces_of(photo)?;
-            let map = mask_photo(&mut image, &faces, &stem.to_string_lossy(), &args)?;
-            let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase();
-            let out = output.join(stem).with_extension(if ext == "jpeg" || ext == "jpg" { "jpg" } else { "png" });
-            std::fs::create_dir_all(out.parent().unwrap_or(&output))?;
-            image.save(&out).with_context(|| format!("writing {}", out.display()))?;
-            if args.also_map {
-                let grey =
-                    image::GrayImage::from_raw(image.width(), image.height(), map.to_grey()).expect("BUG: sized");
-                grey.save(output.join(stem).with_extension("map.png"))?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => drop(masked.fetch_add(1, Ordering::Relaxed)),
-            Err(e) => {
-                eprintln!("maskid: {}: {e:#}", photo.display());
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
+    let summary = run_batch(global, "mask", &photos, |photo, stem| {
+        let (mut image, faces) = faces_of(photo)?;
+        let map = mask_photo(&mut image, &faces, &stem.to_string_lossy(), &args)?;
+        let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase();
+        let out = output.join(stem).with_extension(if ext == "jpeg" || ext == "jpg" { "jpg" } else { "png" });
+        std::fs::create_dir_all(out.parent().unwrap_or(&output))?;
+        image.save(&out).with_context(|| format!("writing {}", out.display()))?;
+        if !args.also_map {
+            return Ok(1);
         }
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        progress(Progress { stage: "mask", done: n, total: photos.len() });
+        let grey = image::GrayImage::from_raw(image.width(), image.height(), map.to_grey()).expect("BUG: sized");
+        grey.save(output.join(stem).with_extension("map.png"))?;
+        Ok(2)
     });
-    let summary = Summary { photos: photos.len(), masked: masked.into_inner(), failed: failed.into_inner() };
-    if args.json {
-        print_json(&summary)?;
-    } else {
-        println!(
-            "{} photos, {} masked into {}, {} failed",
-            summary.photos,
-            summary.masked,
-            output.display(),
-            summary.failed
-        );
-    }
-    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    summary.report(args.json, &output)
 }
 
 /// Rows: one aligned face per input. Columns: clean, the six styles, strokes, blocks; a second
