@@ -164,15 +164,17 @@ fn parts(spec: &MaskSpec, rng: &mut Rng) -> Vec<Part> {
             vec![fabric(outline)]
         }
         MaskStyle::Respirator => {
-            let cup_top = top.min(60.0);
+            // A half-face respirator seals on the nose bridge and the cheekbones: its cup is
+            // as wide as the cheeks, the cartridges sit over the jaw.
+            let cup_top = top.min(58.0);
             let ry = (117.0 - cup_top) / 2.0;
             vec![
                 Part { outline: capsule([8.0, 74.0], [100.0, 74.0], 4.0), paint: Paint::Accent(0.45) },
-                fabric(ellipse([56.0, cup_top + ry], 26.0, ry, 40)),
-                Part { outline: ellipse([29.0, 101.0], 12.5, 12.5, 32), paint: Paint::Accent(0.8) },
-                Part { outline: ellipse([29.0, 101.0], 8.0, 8.0, 24), paint: Paint::Accent(0.55) },
-                Part { outline: ellipse([83.0, 101.0], 12.5, 12.5, 32), paint: Paint::Accent(0.8) },
-                Part { outline: ellipse([83.0, 101.0], 8.0, 8.0, 24), paint: Paint::Accent(0.55) },
+                fabric(ellipse([56.0, cup_top + ry], 31.0, ry, 40)),
+                Part { outline: ellipse([27.0, 100.0], 13.5, 13.5, 32), paint: Paint::Accent(0.8) },
+                Part { outline: ellipse([27.0, 100.0], 8.5, 8.5, 24), paint: Paint::Accent(0.55) },
+                Part { outline: ellipse([85.0, 100.0], 13.5, 13.5, 32), paint: Paint::Accent(0.8) },
+                Part { outline: ellipse([85.0, 100.0], 8.5, 8.5, 24), paint: Paint::Accent(0.55) },
                 Part { outline: ellipse([56.0, 104.0], 7.5, 6.5, 24), paint: Paint::Accent(1.0) },
             ]
         }
