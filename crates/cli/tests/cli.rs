@@ -431,12 +431,12 @@ fn tiny_and_huge_photos_are_detected_in_their_own_pixels() {
     let reference = box_width(&original);
     let face = image::open(&original).unwrap().into_rgb8();
     let (w, h) = face.dimensions();
-    // A 48-px-wide thumbnail, and the photo grown to 6,000 px high on an 8,000 x 6,000 canvas.
-    let tiny = image::imageops::resize(&face, 48, h * 48 / w, image::imageops::FilterType::Triangle);
+    // A 32-px-wide thumbnail, and the photo grown to 6,000 px high on an 8,000 x 6,000 canvas.
+    let tiny = image::imageops::resize(&face, 32, h * 32 / w, image::imageops::FilterType::Triangle);
     let grown = image::imageops::resize(&face, w * 6000 / h, 6000, image::imageops::FilterType::Triangle);
     let mut huge = image::RgbImage::new(8000, 6000);
     image::imageops::replace(&mut huge, &grown, 0, 0);
-    for (name, photo, scale) in [("tiny.png", tiny, 48.0 / f64::from(w)), ("huge.jpg", huge, 6000.0 / f64::from(h))] {
+    for (name, photo, scale) in [("tiny.png", tiny, 32.0 / f64::from(w)), ("huge.jpg", huge, 6000.0 / f64::from(h))] {
         let path = dir.path().join(name);
         photo.save(&path).unwrap();
         // The box is in the photo's own pixels: the original's box, scaled.
