@@ -70,6 +70,13 @@ impl Lfw {
         parse_pairs(&file, &text, |_, set| set)
     }
 
+    /// The 2,200 pairs of `pairsDevTrain.txt` (view 1, for choosing settings); fold = pair
+    /// index modulo 10.
+    pub fn devtrain_pairs(&self) -> Result<Vec<Pair>> {
+        let (file, text) = self.read_list("pairsDevTrain.txt")?;
+        parse_pairs(&file, &text, |index, _| index % 10)
+    }
+
     /// The 1,000 pairs of `pairsDevTest.txt`; fold = pair index modulo 10 (protocols.md).
     pub fn devtest_pairs(&self) -> Result<Vec<Pair>> {
         let (file, text) = self.read_list("pairsDevTest.txt")?;

@@ -1,0 +1,53 @@
+//! The real LFW list files parse to the counts its README gives, and every photo they name
+//! exists. Skipped loudly where LFW is absent (outside CI).
+
+use std::path::{Path, PathBuf};
+
+use maskid_eval::{IdentSet, Lfw};
+
+fn lfw() -> Option<Lfw> {
+    let path = std::env::var_os("MASKID_LFW")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/lfw"));
+    match Lfw::open(&path) {
+        Ok(lfw) => Some(lfw),
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "LFW missing in CI: {e}");
+            eprintln!("\n*** SKIPPED lfw_lists: {e} (set MASKID_LFW) ***\n");
+            None
+        }
+    }
+}
+
+#[test]
+fn both_views_parse_with_the_published_counts_and_every_photo_exists() {
+    let Some(lfw) = lfw() else { return };
+    let view2 = lfw.view2_pairs().unwrap();
+    let devtrain = lfw.devtrain_pairs().unwrap();
+    let devtest = lfw.devtest_pairs().unwrap();
+    assert_eq!((view2.len(), devtrain.len(), devtest.len()), (6000, 2200, 1000));
+    for (pairs, genuine) in [(&view2, 3000), (&devtrain, 1100), (&devtest, 500)] {
+        assert_eq!(pairs.iter().filter(|p| p.genuine).count(), genuine);
+        for p in pairs.iter() {
+            assert!(lfw.root().join(&p.a.path).is_file() && lfw.root().join(&p.b.path).is_file(), "{p:?}");
+            assert_eq!(p.genuine, p.a.identity == p.b.identity);
+        }
+    }
+    // View 2's folds: ten of 600 pairs, 300 genuine each.
+    for fold in 0..10 {
+        let in_fold: Vec<_> = view2.iter().filter(|p| p.fold == fold).collect();
+        assert_eq!(in_fold.len(), 600);
+        assert_eq!(in_fold.iter().filter(|p| p.genuine).count(), 300);
+    }
+    let train = lfw.people("peopleDevTrain.txt").unwrap();
+    let test = lfw.people("peopleDevTest.txt").unwrap();
+    assert_eq!((train.len(), test.len()), (4038, 1711));
+    assert_eq!(train.iter().map(|(_, n)| n).sum::<usize>(), 9525);
+    let train_names: std::collections::HashSet<_> = train.iter().map(|(n, _)| n).collect();
+    assert!(test.iter().all(|(n, _)| !train_names.contains(n)), "the two lists share no person");
+    assert_eq!(lfw.people("people.txt").unwrap().len(), 5749);
+
+    let ident = IdentSet::lfw_devtest(&lfw).unwrap();
+    assert_eq!(ident.gallery.len() + ident.non_enrolled.len(), 1711);
+    assert!(ident.probes.iter().chain(&ident.gallery).all(|i| lfw.root().join(&i.path).is_file()));
+}
