@@ -369,6 +369,9 @@ fn teacher_on_lfw_devtest_and_identification() {
     assert!(m["accuracy_mean"].as_f64().unwrap() >= 0.985, "{}", m["accuracy_mean"]);
     assert!(m["tar_at_far"][1]["tar"].is_null(), "TAR@1e-3 is not estimable with 500 impostors");
     let clean = m["accuracy_mean"].as_f64().unwrap();
+    // A rerun reads the cached teacher embeddings: the same numbers to the last bit.
+    let again = eval(&lfw, "lfw-devtest", dir.path());
+    assert_eq!(again["metrics"], report["metrics"]);
 
     let report = eval(&lfw, "lfw-devtest-ident", dir.path());
     let m = &report["metrics"];

@@ -108,6 +108,11 @@ impl Embedding {
         Self(values)
     }
 
+    /// Wraps values that are already unit length (read back from a cache), bit for bit.
+    pub fn from_unit(values: Vec<f32>) -> Self {
+        Self(values)
+    }
+
     /// The components.
     pub fn values(&self) -> &[f32] {
         &self.0

@@ -13,6 +13,7 @@ use maskid_face::FaceEmbedder;
 use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use rayon::prelude::*;
 
+use crate::embed_cache::EmbeddingCache;
 use crate::models::Models;
 use crate::prepare::{prepare, PrepareSummary, PreparedSet};
 use crate::{Error, Progress, ProgressFn, Result};
@@ -125,6 +126,7 @@ pub fn protocol_face(prepared: &PreparedSet, path: &Path, masked: bool, options:
 }
 
 /// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions.
+/// Unmasked crops come from, and go to, the model's embedding cache.
 fn embed_versions(
     prepared: &PreparedSet,
     versions: &[(PathBuf, bool)],
@@ -143,17 +145,35 @@ fn embed_versions(
             unusable.join("; ")
         )));
     }
+    let mut cache = EmbeddingCache::open(prepared.dir(), embedder.model_sha256())?;
+    let mut out: HashMap<(PathBuf, bool), Embedding> = HashMap::new();
+    let mut todo = Vec::new();
+    for (path, masked) in versions {
+        match cache.get(&path.to_string_lossy()) {
+            Some(e) if !masked => drop(out.insert((path.clone(), false), e.clone())),
+            _ => todo.push((path.clone(), *masked)),
+        }
+    }
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let chunks: Vec<Vec<((PathBuf, bool), Embedding)>> = versions
+    let chunks: Vec<Vec<((PathBuf, bool), Embedding)>> = todo
         .par_chunks(32)
         .map(|chunk| -> Result<Vec<((PathBuf, bool), Embedding)>> {
             let faces: Vec<AlignedFace> =
                 chunk.iter().map(|(p, masked)| protocol_face(prepared, p, *masked, options)).collect::<Result<_>>()?;
             let embeddings = embedder.embed(&faces)?;
             let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
-            progress(Progress { stage: "embed", done: n, total: versions.len() });
+            progress(Progress { stage: "embed", done: n, total: todo.len() });
             Ok(chunk.iter().cloned().zip(embeddings).collect())
         })
         .collect::<Result<_>>()?;
-    Ok(chunks.into_iter().flatten().collect())
+    let fresh: Vec<((PathBuf, bool), Embedding)> = chunks.into_iter().flatten().collect();
+    cache.append(
+        fresh
+            .iter()
+            .filter(|((_, masked), _)| !masked)
+            .map(|((p, _), e)| (p.to_string_lossy().into_owned(), e.clone()))
+            .collect(),
+    )?;
+    out.extend(fresh);
+    Ok(out)
 }

@@ -2,10 +2,12 @@
 //! embed -> compare, the `prepare` cache of aligned faces, and protocol evaluation.
 #![deny(missing_docs)]
 
+mod embed_cache;
 mod evaluate;
 mod models;
 mod prepare;
 
+pub use embed_cache::EmbeddingCache;
 pub use evaluate::{evaluate, protocol_face, EvalOptions};
 pub use models::{FaceResult, Models, ModelsConfig, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};

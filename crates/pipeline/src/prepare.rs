@@ -123,6 +123,11 @@ impl PreparedSet {
         Ok(Self { dir: dir.to_path_buf(), records, crops })
     }
 
+    /// The cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The record of a photo (path relative to the data set root).
     pub fn record(&self, path: &str) -> Option<&PreparedRecord> {
         self.records.get(path)
