@@ -324,24 +324,21 @@ fn mask_draws_on_photo_trees_with_maps_deterministically() {
     assert!(covered > 0.02 && covered < 0.5, "mask covers {covered} of the photo");
 }
 
-fn eval(lfw: &Path, protocol: &str, out: &Path) -> Value {
-    stdout_json(&maskid(&[
-        "eval",
-        "--protocol",
-        protocol,
-        "--data",
-        lfw.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]))
+/// `maskid eval --json` on LFW with `args`; `home` (a fresh cache) replaces $MASKID_HOME.
+fn eval(lfw: &Path, out: &Path, home: Option<&Path>, args: &[&str]) -> Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_maskid"));
+    command.args(["eval", "--quiet", "--json", "--data"]).arg(lfw).arg("--out").arg(out).args(args);
+    if let Some(home) = home {
+        command.env("MASKID_HOME", home);
+    }
+    stdout_json(&command.output().expect("run maskid"))
 }
 
 #[test]
 fn teacher_on_lfw_view2_reaches_99_percent() {
     let Some(lfw) = lfw("teacher_on_lfw_view2_reaches_99_percent") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let report = eval(&lfw, "lfw-view2", dir.path());
+    let report = eval(&lfw, dir.path(), None, &["--protocol", "lfw-view2"]);
     let m = &report["metrics"];
     assert_eq!((m["genuine"].as_u64(), m["impostor"].as_u64()), (Some(3000), Some(3000)));
     let accuracy = m["accuracy_mean"].as_f64().unwrap();
@@ -363,17 +360,21 @@ fn teacher_on_lfw_view2_reaches_99_percent() {
 fn teacher_on_lfw_devtest_and_identification() {
     let Some(lfw) = lfw("teacher_on_lfw_devtest_and_identification") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let report = eval(&lfw, "lfw-devtest", dir.path());
+    // A cache of its own: this test prepares and embeds from scratch, then reruns from the
+    // caches.
+    let home = dir.path().join("home");
+    let devtest = ["--protocol", "lfw-devtest"];
+    let report = eval(&lfw, dir.path(), Some(&home), &devtest);
     let m = &report["metrics"];
     assert_eq!((m["genuine"].as_u64(), m["impostor"].as_u64()), (Some(500), Some(500)));
     assert!(m["accuracy_mean"].as_f64().unwrap() >= 0.985, "{}", m["accuracy_mean"]);
     assert!(m["tar_at_far"][1]["tar"].is_null(), "TAR@1e-3 is not estimable with 500 impostors");
     let clean = m["accuracy_mean"].as_f64().unwrap();
-    // A rerun reads the cached teacher embeddings: the same numbers to the last bit.
-    let again = eval(&lfw, "lfw-devtest", dir.path());
+    // The rerun reads the cached teacher embeddings: the same numbers to the last bit.
+    let again = eval(&lfw, dir.path(), Some(&home), &devtest);
     assert_eq!(again["metrics"], report["metrics"]);
 
-    let report = eval(&lfw, "lfw-devtest-ident", dir.path());
+    let report = eval(&lfw, dir.path(), Some(&home), &["--protocol", "lfw-devtest-ident"]);
     let m = &report["metrics"];
     assert_eq!(m["gallery"], 496);
     assert!(m["rank1"].as_f64().unwrap() >= 0.98, "{}", m["rank1"]);
@@ -381,8 +382,7 @@ fn teacher_on_lfw_devtest_and_identification() {
     assert!(m["open_set"][0]["dir"].as_f64().unwrap() > 0.9);
 
     // Masked probes: the same pairs, masks drawn from (path, seed 0); they cost accuracy.
-    let args = ["eval", "--protocol", "lfw-devtest", "--mask", "mask-probe", "--data", lfw.to_str().unwrap()];
-    let masked = stdout_json(&maskid(&[&args[..], &["--out", dir.path().to_str().unwrap(), "--json"]].concat()));
+    let masked = eval(&lfw, dir.path(), Some(&home), &["--protocol", "lfw-devtest", "--mask", "mask-probe"]);
     assert_eq!(masked["mask"], "mask-probe");
     let accuracy = masked["metrics"]["accuracy_mean"].as_f64().unwrap();
     assert!(accuracy < clean && accuracy > 0.9, "mask-probe {accuracy} vs clean {clean}");
