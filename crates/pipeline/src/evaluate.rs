@@ -63,7 +63,9 @@ pub fn evaluate(
         versions.extend(set.gallery.iter().map(|i| (i.path.clone(), reference_masked)));
         versions.extend(set.probes.iter().chain(&set.non_enrolled).map(|i| (i.path.clone(), probe_masked)));
     }
-    let photos: Vec<PathBuf> = versions.iter().map(|(p, _)| p.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    // Sorted by path, so a photo's two versions are neighbours.
+    let mut photos: Vec<PathBuf> = versions.iter().map(|(p, _)| p.clone()).collect();
+    photos.dedup();
     let (prepared, summary) = prepare(home, &options.data, &photos, models, progress)?;
     let versions: Vec<(PathBuf, bool)> = versions.into_iter().collect();
     let embeddings = embed_versions(&prepared, &versions, options, embedder, progress)?;
@@ -77,10 +79,15 @@ pub fn evaluate(
         ReportMetrics::Verification(verification_metrics(&scores, &genuine, &folds))
     } else {
         let set = ident.expect("BUG: identification protocol has an ident set");
+        // Look each embedding up once: the score matrix has probes x gallery entries.
+        let gallery: Vec<&Embedding> = set.gallery.iter().map(|g| get(g, reference_masked)).collect();
         let rows = |probes: &[ImageRef]| -> Vec<Vec<f32>> {
             probes
                 .iter()
-                .map(|p| set.gallery.iter().map(|g| get(p, probe_masked).cosine(get(g, reference_masked))).collect())
+                .map(|p| {
+                    let probe = get(p, probe_masked);
+                    gallery.iter().map(|g| probe.cosine(g)).collect()
+                })
                 .collect()
         };
         ReportMetrics::Identification(identification_metrics(&rows(&set.probes), &set.truth, &rows(&set.non_enrolled)))
