@@ -9,6 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskid_assets::Assets;
 use maskid_face::{DetectorConfig, Parallelism};
+use maskid_mask::MaskStyle;
 use maskid_pipeline::{Models, ModelsConfig, Progress};
 use rayon::prelude::*;
 
@@ -79,6 +80,11 @@ impl GlobalArgs {
             }
         }
     }
+}
+
+/// `--style`: a mask style name, or `random` (`None`: each image's seed picks the style).
+pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
+    Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
 }
 
 /// Prints `value` as pretty JSON on stdout.

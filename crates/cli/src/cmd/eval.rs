@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
 use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
-use maskid_mask::{Coverage, MaskStyle};
+use maskid_mask::Coverage;
 use maskid_pipeline::{evaluate, EvalOptions};
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{mask_style, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -67,8 +67,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading --model {}", args.model))?;
         &file_model
     };
-    let style =
-        if args.style == "random" { None } else { Some(args.style.parse::<MaskStyle>().map_err(anyhow::Error::msg)?) };
+    let style = mask_style(&args.style)?;
     let options = EvalOptions {
         protocol: args.protocol,
         mask: args.mask,

@@ -11,7 +11,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
 use crate::cmd::align::collect;
-use crate::common::{run_batch, GlobalArgs};
+use crate::common::{mask_style, run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,15 +51,16 @@ pub struct Args {
 /// Photo -> the photo and the landmarks of the faces to mask.
 type FacesOf<'a> = dyn Fn(&Path) -> anyhow::Result<(RgbImage, Vec<Landmarks5>)> + 'a;
 
-fn style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
-    Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
-}
-
 /// Masks every face of one photo in place; the union of their occlusion maps.
-fn mask_photo(image: &mut RgbImage, faces: &[Landmarks5], key: &str, args: &Args) -> anyhow::Result<OcclusionMap> {
+fn mask_photo(
+    image: &mut RgbImage,
+    faces: &[Landmarks5],
+    key: &str,
+    forced: Option<MaskStyle>,
+    args: &Args,
+) -> anyhow::Result<OcclusionMap> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let mut union = OcclusionMap::empty(w, h);
-    let forced = style(&args.style)?;
     for (i, landmarks) in faces.iter().enumerate() {
         let spec = MaskSpec::from_seed(image_seed(&format!("{key}#{i}"), args.seed), forced, args.coverage);
         let map = render_mask(&mut RgbImageMut::new(w, h, image.as_mut())?, landmarks, &spec)?;
@@ -69,7 +70,7 @@ fn mask_photo(image: &mut RgbImage, faces: &[Landmarks5], key: &str, args: &Args
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    style(&args.style)?;
+    let forced = mask_style(&args.style)?;
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
     let models = if args.aligned { None } else { Some(global.models(Parallelism::Throughput)?) };
@@ -92,12 +93,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(sheet) = &args.contact_sheet {
-        return contact_sheet(&photos, sheet, &args, &faces_of, models.as_ref());
+        return contact_sheet(&photos, sheet, &args, &faces_of);
     }
     let output = args.output.clone().expect("BUG: clap requires --output");
     let summary = run_batch(global, "mask", &photos, |photo, stem| {
         let (mut image, faces) = faces_of(photo)?;
-        let map = mask_photo(&mut image, &faces, &stem.to_string_lossy(), &args)?;
+        let map = mask_photo(&mut image, &faces, &stem.to_string_lossy(), forced, &args)?;
         let ext = photo.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase();
         let out = output.join(stem).with_extension(if ext == "jpeg" || ext == "jpg" { "jpg" } else { "png" });
         std::fs::create_dir_all(out.parent().unwrap_or(&output))?;
@@ -119,7 +120,6 @@ fn contact_sheet(
     path: &Path,
     args: &Args,
     faces_of: &FacesOf<'_>,
-    models: Option<&maskid_pipeline::Models>,
 ) -> anyhow::Result<ExitCode> {
     let s = ALIGNED_SIZE_PX as u32;
     let columns = 1 + MaskStyle::ALL.len() as u32 + 2;
@@ -128,25 +128,23 @@ fn contact_sheet(
         .take(8)
         .map(|(photo, stem)| -> anyhow::Result<RgbImage> {
             let (image, faces) = faces_of(photo)?;
-            let crop = match models {
-                Some(_) => {
-                    let landmarks = faces.first().context("no face")?;
-                    let face = maskid_face::align_face(&image, landmarks)?;
-                    RgbImage::from_raw(s, s, face.rgb().to_vec()).expect("BUG: sized")
-                }
-                None => image,
+            let crop = if args.aligned {
+                image
+            } else {
+                let landmarks = faces.first().context("no face")?;
+                let face = maskid_face::align_face(&image, landmarks)?;
+                RgbImage::from_raw(s, s, face.rgb().to_vec()).expect("BUG: sized")
             };
             let template = Landmarks5(ALIGNMENT_TEMPLATE);
             let mut row = RgbImage::new(s * columns, 2 * s);
             image::imageops::replace(&mut row, &crop, 0, 0);
-            let key = stem.to_string_lossy();
+            let seed = image_seed(&stem.to_string_lossy(), args.seed);
             let mixes = [
                 OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0 },
                 OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0 },
             ];
             for c in 1..columns {
                 let mut face = crop.clone();
-                let seed = image_seed(&key, args.seed);
                 let mut view = RgbImageMut::new(s as usize, s as usize, face.as_mut())?;
                 let map = match MaskStyle::ALL.get(c as usize - 1) {
                     Some(style) => {
