@@ -134,14 +134,11 @@ const DIM_PARAM: u64 = 2;
 /// one-element vector. (A `[1, 1]` scale is a genuine block scale and stays as it is.)
 fn is_scalar_like(tensor: &[u8]) -> Result<bool> {
     let mut dims = Vec::new();
+    // A varint field's payload is its one varint; a packed field's is a run of them.
     for f in fields(tensor)?.into_iter().filter(|f| f.number == TENSOR_DIMS) {
-        if f.wire == 0 {
-            dims.push(read_varint(f.payload, &mut 0)?);
-        } else {
-            let mut pos = 0;
-            while pos < f.payload.len() {
-                dims.push(read_varint(f.payload, &mut pos)?);
-            }
+        let mut pos = 0;
+        while pos < f.payload.len() {
+            dims.push(read_varint(f.payload, &mut pos)?);
         }
     }
     Ok(dims.is_empty() || dims == [1])
