@@ -124,6 +124,60 @@ impl Embedding {
     }
 }
 
+/// A 2x3 affine map: `[x', y'] = [[a, b, c], [d, e, f]] * [x, y, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine(pub [[f64; 3]; 2]);
+
+impl Affine {
+    /// Applies the map to a point.
+    pub fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
+        let m = &self.0;
+        [m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]]
+    }
+
+    /// The inverse map, `None` when singular.
+    pub fn inverse(&self) -> Option<Affine> {
+        let [[a, b, c], [d, e, f]] = self.0;
+        let det = a * e - b * d;
+        if det.abs() < 1e-12 {
+            return None;
+        }
+        let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
+        Some(Affine([[ia, ib, -(ia * c + ib * f)], [id, ie, -(id * c + ie * f)]]))
+    }
+}
+
+/// Least-squares similarity transform (rotation, uniform scale, translation) taking `src`
+/// onto `dst`: Umeyama's solution without reflection, in its closed 2-D form. Defined for
+/// collinear points; `None` when a point is not finite or all of `src` coincide. Alignment
+/// and mask placement both use it.
+pub fn similarity_transform(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Option<Affine> {
+    if src.iter().chain(dst).flatten().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let n = src.len() as f64;
+    let mean = |p: &[[f32; 2]; 5]| {
+        let s = p.iter().fold([0.0f64; 2], |acc, q| [acc[0] + f64::from(q[0]), acc[1] + f64::from(q[1])]);
+        [s[0] / n, s[1] / n]
+    };
+    let (ms, md) = (mean(src), mean(dst));
+    let (mut dot, mut cross, mut var) = (0.0, 0.0, 0.0);
+    for (s, d) in src.iter().zip(dst) {
+        let (sx, sy) = (f64::from(s[0]) - ms[0], f64::from(s[1]) - ms[1]);
+        let (dx, dy) = (f64::from(d[0]) - md[0], f64::from(d[1]) - md[1]);
+        dot += sx * dx + sy * dy;
+        cross += sx * dy - sy * dx;
+        var += sx * sx + sy * sy;
+    }
+    if var < 1e-6 {
+        return None;
+    }
+    let (a, b) = (dot / var, cross / var);
+    let tx = md[0] - (a * ms[0] - b * ms[1]);
+    let ty = md[1] - (b * ms[0] + a * ms[1]);
+    Some(Affine([[a, -b, tx], [b, a, ty]]))
+}
+
 /// What a synthetic occluder covers: one value in 0..1 per pixel, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OcclusionMap {

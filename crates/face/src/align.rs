@@ -1,60 +1,14 @@
 //! Five-point alignment onto the 112x112 template of protocols.md.
 
 use image::RgbImage;
-use maskid_core::{AlignedFace, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_core::{Affine, AlignedFace, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
 
 use crate::{Error, Result};
 
-/// A 2x3 affine map: `[x', y'] = [[a, b, c], [d, e, f]] * [x, y, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Affine(pub [[f64; 3]; 2]);
-
-impl Affine {
-    /// Applies the map to a point.
-    pub fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
-        let m = &self.0;
-        [m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]]
-    }
-
-    /// The inverse map, `None` when singular.
-    pub fn inverse(&self) -> Option<Affine> {
-        let [[a, b, c], [d, e, f]] = self.0;
-        let det = a * e - b * d;
-        if det.abs() < 1e-12 {
-            return None;
-        }
-        let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
-        Some(Affine([[ia, ib, -(ia * c + ib * f)], [id, ie, -(id * c + ie * f)]]))
-    }
-}
-
-/// Least-squares similarity transform (rotation, uniform scale, translation) taking `src`
-/// onto `dst`. This is Umeyama's solution without reflection, in its closed 2-D form.
+/// Least-squares similarity transform taking `src` onto `dst` (see
+/// [`maskid_core::similarity_transform`]), with an error saying why there is none.
 pub fn similarity_transform(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Result<Affine> {
-    if src.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(Error::Landmarks("not finite"));
-    }
-    let n = src.len() as f64;
-    let mean = |p: &[[f32; 2]; 5]| {
-        let s = p.iter().fold([0.0f64; 2], |acc, q| [acc[0] + f64::from(q[0]), acc[1] + f64::from(q[1])]);
-        [s[0] / n, s[1] / n]
-    };
-    let (ms, md) = (mean(src), mean(dst));
-    let (mut dot, mut cross, mut var) = (0.0, 0.0, 0.0);
-    for (s, d) in src.iter().zip(dst) {
-        let (sx, sy) = (f64::from(s[0]) - ms[0], f64::from(s[1]) - ms[1]);
-        let (dx, dy) = (f64::from(d[0]) - md[0], f64::from(d[1]) - md[1]);
-        dot += sx * dx + sy * dy;
-        cross += sx * dy - sy * dx;
-        var += sx * sx + sy * sy;
-    }
-    if var < 1e-6 {
-        return Err(Error::Landmarks("all five points coincide"));
-    }
-    let (a, b) = (dot / var, cross / var);
-    let tx = md[0] - (a * ms[0] - b * ms[1]);
-    let ty = md[1] - (b * ms[0] + a * ms[1]);
-    Ok(Affine([[a, -b, tx], [b, a, ty]]))
+    maskid_core::similarity_transform(src, dst).ok_or(Error::Landmarks("not finite, or all five points coincide"))
 }
 
 /// Warps the face with `landmarks` onto the 112x112 template (bilinear, black outside).

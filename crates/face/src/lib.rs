@@ -9,10 +9,11 @@ mod image_io;
 mod onnx;
 pub mod onnx_graph;
 
-pub use align::{align_face, central_crop, similarity_transform, Affine};
+pub use align::{align_face, central_crop, similarity_transform};
 pub use detect::{select_faces, Detector, DetectorConfig, FacePolicy};
 pub use embed::{ChannelOrder, EmbedderConfig, FaceEmbedder};
 pub use image_io::{decode_image, load_image, DEFAULT_MAX_PIXELS};
+pub use maskid_core::Affine;
 pub use onnx::{init_runtime, Parallelism};
 
 /// Errors of the face crate.

@@ -1,7 +1,7 @@
 //! Where a mask goes: the face frame fitted to the five landmarks, the mean face contour in
 //! the 112x112 template frame, and polygon helpers.
 
-use maskid_core::{Landmarks5, ALIGNMENT_TEMPLATE};
+use maskid_core::{similarity_transform, Landmarks5, ALIGNMENT_TEMPLATE};
 
 use crate::{Error, Result};
 
@@ -63,7 +63,7 @@ impl FaceFrame {
         if spread < 1e-3 {
             return Err(Error::Landmarks("all five points coincide"));
         }
-        let m = affine_fit(&src, &dst).unwrap_or_else(|| similarity_fit(&src, &dst));
+        let m = affine_fit(&src, &dst).or_else(|| similarity_fit(&src, &dst)).ok_or(Error::Landmarks("no fit"))?;
         let inverse = invert(&m).ok_or(Error::Landmarks("they span no area"))?;
         let scale = (m[0][0] * m[1][1] - m[0][1] * m[1][0]).abs().sqrt();
         let predicted = apply(&m, src[2]);
@@ -125,7 +125,7 @@ fn affine_fit(src: &[Point; 5], dst: &[Point; 5]) -> Option<[[f32; 3]; 2]> {
     let m = [solve(&xtu), solve(&xtv)];
     // A fit that mirrors the face or squashes it flat is not a face: fall back.
     let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
-    let sim = similarity_fit(src, dst);
+    let sim = similarity_fit(src, dst)?;
     let sim_det = sim[0][0] * sim[1][1] - sim[0][1] * sim[1][0];
     (det > 0.25 * sim_det).then_some(m)
 }
@@ -144,19 +144,10 @@ fn invert3(a: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     ])
 }
 
-/// Least-squares similarity (rotation, uniform scale, shift): defined for collinear points.
-fn similarity_fit(src: &[Point; 5], dst: &[Point; 5]) -> [[f32; 3]; 2] {
-    let mean = |p: &[Point; 5]| [p.iter().map(|q| q[0]).sum::<f32>() / 5.0, p.iter().map(|q| q[1]).sum::<f32>() / 5.0];
-    let (ms, md) = (mean(src), mean(dst));
-    let (mut dot, mut cross, mut var) = (0.0, 0.0, 0.0);
-    for (s, d) in src.iter().zip(dst) {
-        let (sx, sy, dx, dy) = (s[0] - ms[0], s[1] - ms[1], d[0] - md[0], d[1] - md[1]);
-        dot += sx * dx + sy * dy;
-        cross += sx * dy - sy * dx;
-        var += sx * sx + sy * sy;
-    }
-    let (a, b) = (dot / var, cross / var);
-    [[a, -b, md[0] - (a * ms[0] - b * ms[1])], [b, a, md[1] - (b * ms[0] + a * ms[1])]]
+/// The least-squares similarity of `maskid_core` (defined for collinear points), in f32.
+fn similarity_fit(src: &[Point; 5], dst: &[Point; 5]) -> Option<[[f32; 3]; 2]> {
+    let m = similarity_transform(src, dst)?.0;
+    Some(m.map(|row| row.map(|v| v as f32)))
 }
 
 /// A polygon approximating an ellipse (`n` vertices), without trigonometry so that it is the
