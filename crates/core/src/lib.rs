@@ -206,6 +206,39 @@ impl OcclusionMap {
     }
 }
 
+/// A face for training: the aligned crop, its landmarks in crop coordinates (where masks go),
+/// the identity's index and the teacher's embedding of the clean crop.
+#[derive(Debug, Clone)]
+pub struct TrainingFace {
+    /// The aligned crop.
+    pub face: AlignedFace,
+    /// The five landmarks inside the crop.
+    pub landmarks: Landmarks5,
+    /// Identity index, 0..number of identities.
+    pub identity: u32,
+    /// The teacher's embedding of the unmasked crop.
+    pub teacher: Embedding,
+}
+
+/// Verification pairs ready to score: reference and probe crops as the protocol shows them
+/// (a masked probe under `mask-probe`), the probe's clean crop and the covered region, the
+/// labels and the folds.
+#[derive(Debug, Clone, Default)]
+pub struct VerificationPairs {
+    /// Reference crops.
+    pub references: Vec<AlignedFace>,
+    /// Probe crops as compared.
+    pub probes: Vec<AlignedFace>,
+    /// Probe crops without the mask.
+    pub clean_probes: Vec<AlignedFace>,
+    /// Covered region of each probe.
+    pub probe_holes: Vec<OcclusionMap>,
+    /// Same person?
+    pub genuine: Vec<bool>,
+    /// Fold of each pair.
+    pub folds: Vec<usize>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ mod verify;
 pub use dataset::{folder_dataset, is_image_file, ImageRef, Lfw, Pair};
 pub use identify::{identification_metrics, DirAtFar, IdentificationMetrics};
 pub use protocol::{IdentSet, MaskSetting, Protocol};
-pub use report::{write_roc_png, Report, ReportMetrics};
+pub use report::{write_line_png, write_roc_png, Report, ReportMetrics};
 pub use verify::{verification_metrics, TarAtFar, VerificationMetrics};
 
 /// Errors of data set reading and reporting.

@@ -58,6 +58,48 @@ fn register_font() {
 
 /// Draws an ROC curve (log FAR axis from 1e-4) as a 640x480 PNG.
 pub fn write_roc_png(path: &Path, roc: &[(f64, f64)], title: &str) -> Result<()> {
+    draw_png(path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((1e-4f64..1.0).log_scale(), 0.0f64..1.0)?;
+        chart.configure_mesh().x_desc("false accept rate").y_desc("true accept rate").label_style((FONT, 13)).draw()?;
+        let points = roc.iter().map(|&(far, tar)| (far.max(1e-4), tar));
+        chart.draw_series(LineSeries::new(points, BLUE.stroke_width(2)))?;
+        Ok(())
+    })
+}
+
+/// Draws one curve (a training loss, a validation metric) as a 640x480 PNG.
+pub fn write_line_png(path: &Path, title: &str, x_desc: &str, y_desc: &str, points: &[(f64, f64)]) -> Result<()> {
+    let (x0, x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    draw_png(path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style((FONT, 13)).draw()?;
+        chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))?;
+        if points.len() < 30 {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+        }
+        Ok(())
+    })
+}
+
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Renders `draw` on a white 640x480 canvas and writes it as PNG.
+fn draw_png(
+    path: &Path,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> DrawResult,
+) -> Result<()> {
     register_font();
     let (width, height) = (640u32, 480u32);
     let mut buffer = vec![0u8; (width * height * 3) as usize];
@@ -65,22 +107,7 @@ pub fn write_roc_png(path: &Path, roc: &[(f64, f64)], title: &str) -> Result<()>
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d((1e-4f64..1.0).log_scale(), 0.0f64..1.0)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("false accept rate")
-            .y_desc("true accept rate")
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        let points = roc.iter().map(|&(far, tar)| (far.max(1e-4), tar));
-        chart.draw_series(LineSeries::new(points, BLUE.stroke_width(2))).map_err(|e| fail(&e))?;
+        draw(&root).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
     let mut png = Vec::new();
@@ -107,5 +134,16 @@ mod tests {
         assert!(blue > 200, "curve drawn: {blue} blue pixels");
         let dark = img.pixels().filter(|p| p[0] < 60 && p[1] < 60 && p[2] < 60).count();
         assert!(dark > 500, "axes and text drawn: {dark} dark pixels");
+    }
+
+    #[test]
+    fn line_png_draws_a_curve() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loss.png");
+        let points: Vec<(f64, f64)> = (0..50).map(|i| (f64::from(i), 1.0 / (1.0 + f64::from(i)))).collect();
+        write_line_png(&path, "loss", "step", "loss", &points).unwrap();
+        let img = image::open(&path).unwrap().into_rgb8();
+        let blue = img.pixels().filter(|p| p[2] > 200 && p[0] < 80 && p[1] < 80).count();
+        assert!(blue > 200, "curve drawn: {blue} blue pixels");
     }
 }

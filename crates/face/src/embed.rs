@@ -37,6 +37,11 @@ impl EmbedderConfig {
     pub fn sface() -> Self {
         Self { channel_order: ChannelOrder::Rgb, mean: 0.0, std: 1.0 }
     }
+
+    /// A G2D backbone exported by maskid: RGB scaled to [-1, 1].
+    pub fn g2d() -> Self {
+        Self { channel_order: ChannelOrder::Rgb, mean: 127.5, std: 127.5 }
+    }
 }
 
 /// Most faces sent to the model in one call.

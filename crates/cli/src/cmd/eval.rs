@@ -62,9 +62,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             &models.teacher
         }
     } else {
-        let config = EmbedderConfig { channel_order: ChannelOrder::Rgb, mean: 127.5, std: 127.5 };
-        file_model = FaceEmbedder::new(std::path::Path::new(&args.model), config, Parallelism::Throughput)
-            .with_context(|| format!("loading --model {}", args.model))?;
+        file_model =
+            FaceEmbedder::new(std::path::Path::new(&args.model), EmbedderConfig::g2d(), Parallelism::Throughput)
+                .with_context(|| format!("loading --model {}", args.model))?;
         &file_model
     };
     let style = mask_style(&args.style)?;

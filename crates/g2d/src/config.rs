@@ -1,0 +1,448 @@
+//! The training configuration: one TOML file holds the network and every stage's
+//! hyper-parameters and seeds. Missing keys take the `small` preset's values; unknown keys and
+//! out-of-range values are errors that name the key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DiscriminatorConfig, EncoderConfig, ReformerConfig};
+use crate::{Error, Result};
+
+pub use maskid_mask::OcclusionMix;
+
+/// The four training stages, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// 0: encoder + decoder learn to fill in covered faces.
+    Inpaint,
+    /// 1: the encoder is fine-tuned on masked faces by pixel reconstruction.
+    Encoder,
+    /// 2: the reformer learns the teacher's relations, encoder frozen.
+    Reformer,
+    /// 3: the classifier learns identities, backbone frozen.
+    Classifier,
+}
+
+impl Stage {
+    /// All stages in training order.
+    pub const ALL: [Stage; 4] = [Stage::Inpaint, Stage::Encoder, Stage::Reformer, Stage::Classifier];
+
+    /// The name used in configs, folders and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Inpaint => "inpaint",
+            Stage::Encoder => "encoder",
+            Stage::Reformer => "reformer",
+            Stage::Classifier => "classifier",
+        }
+    }
+
+    /// Parses a stage name.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+            Error::Config(format!("unknown stage '{name}': expected one of inpaint, encoder, reformer, classifier"))
+        })
+    }
+
+    /// The stage whose checkpoint this one starts from.
+    pub fn previous(self) -> Option<Stage> {
+        match self {
+            Stage::Inpaint => None,
+            Stage::Encoder => Some(Stage::Inpaint),
+            Stage::Reformer => Some(Stage::Encoder),
+            Stage::Classifier => Some(Stage::Reformer),
+        }
+    }
+}
+
+/// Steps, optimiser and bookkeeping of one stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    /// Optimiser steps (batches) in the stage.
+    pub steps: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Adam beta 1.
+    pub beta1: f32,
+    /// Adam beta 2.
+    pub beta2: f32,
+    /// L2 weight decay (0: none).
+    pub weight_decay: f32,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+    /// Validate every this many steps (and at the end); 0 validates only at the end.
+    pub validate_every: usize,
+    /// Seed of the data order and the synthetic masks.
+    pub seed: u64,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+            checkpoint_every: 100,
+            validate_every: 250,
+            seed: 7,
+        }
+    }
+}
+
+/// Stage 0: inpainting pretraining (ICT's upsampler losses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InpaintConfig {
+    /// Steps and optimiser.
+    pub schedule: Schedule,
+    /// Weight of the L1 error inside the covered region.
+    pub hole_weight: f32,
+    /// Weight of the L1 error outside it.
+    pub valid_weight: f32,
+    /// Weight of the least-squares adversarial term (0: no discriminator is trained).
+    pub adversarial_weight: f32,
+    /// Weight of the perceptual term: L1 between the discriminator's features of the restored
+    /// and the clean face (needs `adversarial_weight > 0`).
+    pub perceptual_weight: f32,
+    /// Weight of the style term: L1 between Gram matrices of those features.
+    pub style_weight: f32,
+    /// What covers the faces.
+    pub occlusion: OcclusionMix,
+}
+
+impl Default for InpaintConfig {
+    fn default() -> Self {
+        Self {
+            schedule: Schedule { steps: 1500, lr: 1e-3, ..Schedule::default() },
+            hole_weight: 6.0,
+            valid_weight: 1.0,
+            adversarial_weight: 0.0,
+            perceptual_weight: 0.0,
+            style_weight: 0.0,
+            occlusion: OcclusionMix::default(),
+        }
+    }
+}
+
+/// Stage 1: self-supervised fine-tuning of the encoder on masked faces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderStageConfig {
+    /// Steps and optimiser (the paper: Adam, lr 1e-5, betas 0.5/0.9, batch 16).
+    pub schedule: Schedule,
+    /// Weight of the L1 error inside the covered region.
+    pub hole_weight: f32,
+    /// Weight of the L1 error outside it.
+    pub valid_weight: f32,
+    /// Only masks here: the encoder is specialised to masked faces.
+    pub occlusion: OcclusionMix,
+}
+
+impl Default for EncoderStageConfig {
+    fn default() -> Self {
+        Self {
+            schedule: Schedule { steps: 500, batch_size: 16, lr: 1e-5, beta1: 0.5, beta2: 0.9, ..Schedule::default() },
+            hole_weight: 6.0,
+            valid_weight: 1.0,
+            occlusion: OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0 },
+        }
+    }
+}
+
+/// Weights of the relation-distillation terms (loss/relation.rs); 0 turns a term off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelationWeights {
+    /// Pairwise cosine-similarity matrices must match.
+    pub similarity: f32,
+    /// RKD distance term: normalised pairwise distances must match.
+    pub rkd_distance: f32,
+    /// RKD angle term: angles of every triplet must match.
+    pub rkd_angle: f32,
+    /// Direct feature approximation through a learned projection to the teacher's dimension.
+    pub feature: f32,
+}
+
+impl Default for RelationWeights {
+    fn default() -> Self {
+        Self { similarity: 1.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 1.0 }
+    }
+}
+
+/// Stage 2: relation distillation from the teacher into the reformer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReformerStageConfig {
+    /// Steps and optimiser; `batch_size` must equal identities x images per identity.
+    pub schedule: Schedule,
+    /// P: identities per batch.
+    pub identities_per_batch: usize,
+    /// K: images per identity (drawn with new masks when a person has fewer photos).
+    pub images_per_identity: usize,
+    /// The relation terms.
+    pub relation: RelationWeights,
+    /// What covers the student's faces (the teacher always sees them clean).
+    pub occlusion: OcclusionMix,
+}
+
+impl Default for ReformerStageConfig {
+    fn default() -> Self {
+        Self {
+            schedule: Schedule { steps: 3000, lr: 1e-3, weight_decay: 5e-4, ..Schedule::default() },
+            identities_per_batch: 16,
+            images_per_identity: 2,
+            relation: RelationWeights::default(),
+            occlusion: OcclusionMix::default(),
+        }
+    }
+}
+
+/// Stage 3: the identity classifier on the frozen backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierStageConfig {
+    /// Steps and optimiser.
+    pub schedule: Schedule,
+    /// What covers the faces.
+    pub occlusion: OcclusionMix,
+}
+
+impl Default for ClassifierStageConfig {
+    fn default() -> Self {
+        Self { schedule: Schedule { steps: 1000, lr: 1e-2, ..Schedule::default() }, occlusion: OcclusionMix::default() }
+    }
+}
+
+/// The networks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Inpainting encoder + decoder.
+    pub encoder: EncoderConfig,
+    /// Descriptor -> identity embedding.
+    pub reformer: ReformerConfig,
+    /// PatchGAN critic of the inpainting stage.
+    pub discriminator: DiscriminatorConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            encoder: EncoderConfig::small(),
+            reformer: ReformerConfig::small(),
+            discriminator: DiscriminatorConfig::default(),
+        }
+    }
+}
+
+/// Everything a training run needs; saved beside each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct G2dConfig {
+    /// A name for reports.
+    pub name: String,
+    /// Seed of the weight initialisation.
+    pub seed: u64,
+    /// The networks.
+    pub model: ModelConfig,
+    /// Stage 0.
+    pub inpaint: InpaintConfig,
+    /// Stage 1.
+    pub encoder: EncoderStageConfig,
+    /// Stage 2.
+    pub reformer: ReformerStageConfig,
+    /// Stage 3.
+    pub classifier: ClassifierStageConfig,
+}
+
+impl Default for G2dConfig {
+    fn default() -> Self {
+        Self::small()
+    }
+}
+
+impl G2dConfig {
+    /// The CPU default: trains on 2 cores.
+    pub fn small() -> Self {
+        Self {
+            name: "small".into(),
+            seed: 7,
+            model: ModelConfig::default(),
+            inpaint: InpaintConfig::default(),
+            encoder: EncoderStageConfig::default(),
+            reformer: ReformerStageConfig::default(),
+            classifier: ClassifierStageConfig::default(),
+        }
+    }
+
+    /// ICT's upsampler sizes (256 channels, 8 dilated blocks, 64-channel stem) with the
+    /// adversarial, perceptual and style terms on: for a GPU.
+    pub fn paper() -> Self {
+        let mut config = Self::small();
+        config.name = "paper".into();
+        config.model.encoder = EncoderConfig::paper();
+        config.model.reformer = ReformerConfig::paper();
+        config.model.discriminator = DiscriminatorConfig { width: 64 };
+        config.inpaint.adversarial_weight = 0.1;
+        config.inpaint.perceptual_weight = 0.1;
+        config.inpaint.style_weight = 250.0;
+        config.inpaint.schedule.steps = 100_000;
+        config.encoder.schedule.steps = 20_000;
+        config.reformer.schedule.steps = 50_000;
+        config.classifier.schedule.steps = 10_000;
+        config
+    }
+
+    /// A named preset: `small` or `paper`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "small" => Ok(Self::small()),
+            "paper" => Ok(Self::paper()),
+            _ => Err(Error::Config(format!("unknown preset '{name}': expected one of small, paper"))),
+        }
+    }
+
+    /// Parses TOML; the error names the key and the allowed values.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        config.validate().map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        Ok(config)
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The TOML text of this configuration.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("BUG: the config serialises")
+    }
+
+    /// The schedule of a stage.
+    pub fn schedule(&self, stage: Stage) -> &Schedule {
+        match stage {
+            Stage::Inpaint => &self.inpaint.schedule,
+            Stage::Encoder => &self.encoder.schedule,
+            Stage::Reformer => &self.reformer.schedule,
+            Stage::Classifier => &self.classifier.schedule,
+        }
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let enc = &self.model.encoder;
+        positive("model.encoder.stem_width", enc.stem_width)?;
+        positive("model.encoder.width", enc.width)?;
+        positive("model.encoder.res_blocks", enc.res_blocks)?;
+        positive("model.encoder.dilation", enc.dilation)?;
+        if enc.width % 2 != 0 {
+            return Err(format!("model.encoder.width = {}: must be even", enc.width));
+        }
+        if enc.descriptor_block == 0 || enc.descriptor_block > enc.res_blocks {
+            return Err(format!(
+                "model.encoder.descriptor_block = {}: must be between 1 and model.encoder.res_blocks ({})",
+                enc.descriptor_block, enc.res_blocks
+            ));
+        }
+        let re = &self.model.reformer;
+        if re.widths.len() != 4 || re.blocks.len() != 4 {
+            return Err("model.reformer.widths and model.reformer.blocks: need 4 entries each (four stages)".into());
+        }
+        for (i, (&w, &b)) in re.widths.iter().zip(&re.blocks).enumerate() {
+            positive(&format!("model.reformer.widths[{i}]"), w)?;
+            positive(&format!("model.reformer.blocks[{i}]"), b)?;
+        }
+        positive("model.reformer.embedding_dim", re.embedding_dim)?;
+        positive("model.discriminator.width", self.model.discriminator.width)?;
+        for stage in Stage::ALL {
+            let s = self.schedule(stage);
+            let key = |k: &str| format!("{}.schedule.{k}", stage.name());
+            positive(&key("steps"), s.steps)?;
+            if s.batch_size < 2 {
+                return Err(format!("{} = {}: must be at least 2", key("batch_size"), s.batch_size));
+            }
+            positive(&key("checkpoint_every"), s.checkpoint_every)?;
+            if !(s.lr > 0.0 && s.lr.is_finite()) {
+                return Err(format!("{} = {}: must be a positive number", key("lr"), s.lr));
+            }
+            for (name, beta) in [("beta1", s.beta1), ("beta2", s.beta2)] {
+                if !(0.0..1.0).contains(&beta) {
+                    return Err(format!("{} = {beta}: must be in [0, 1)", key(name)));
+                }
+            }
+        }
+        let r = &self.reformer;
+        positive("reformer.identities_per_batch", r.identities_per_batch)?;
+        positive("reformer.images_per_identity", r.images_per_identity)?;
+        if r.identities_per_batch * r.images_per_identity != r.schedule.batch_size {
+            return Err(format!(
+                "reformer.schedule.batch_size = {}: must equal reformer.identities_per_batch x reformer.images_per_identity ({} x {})",
+                r.schedule.batch_size, r.identities_per_batch, r.images_per_identity
+            ));
+        }
+        let w = &r.relation;
+        if [w.similarity, w.rkd_distance, w.rkd_angle, w.feature].iter().all(|&x| x <= 0.0) {
+            return Err(
+                "reformer.relation: at least one of similarity, rkd_distance, rkd_angle, feature must be > 0".into()
+            );
+        }
+        let i = &self.inpaint;
+        if (i.perceptual_weight > 0.0 || i.style_weight > 0.0) && i.adversarial_weight <= 0.0 {
+            return Err("inpaint.perceptual_weight and inpaint.style_weight use the discriminator's features: set inpaint.adversarial_weight > 0".into());
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: usize) -> std::result::Result<(), String> {
+    if value == 0 {
+        return Err(format!("{key} = 0: must be at least 1"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_round_trip_through_toml() {
+        for config in [G2dConfig::small(), G2dConfig::paper()] {
+            config.validate().unwrap();
+            assert_eq!(G2dConfig::from_toml(&config.to_toml(), "test").unwrap(), config);
+        }
+    }
+
+    #[test]
+    fn missing_keys_take_the_small_preset() {
+        let config = G2dConfig::from_toml("[reformer.schedule]\nsteps = 10\n", "test").unwrap();
+        assert_eq!(config.reformer.schedule.steps, 10);
+        assert_eq!(config.model, G2dConfig::small().model);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_allowed_values() {
+        let unknown = G2dConfig::from_toml("[reformer]\nstep = 10\n", "x.toml").unwrap_err().to_string();
+        assert!(
+            unknown.contains("x.toml") && unknown.contains("step") && unknown.contains("identities_per_batch"),
+            "{unknown}"
+        );
+        let range = G2dConfig::from_toml("[model.encoder]\ndescriptor_block = 9\n", "x.toml").unwrap_err().to_string();
+        assert!(range.contains("model.encoder.descriptor_block = 9"), "{range}");
+        let pk = G2dConfig::from_toml("[reformer]\nidentities_per_batch = 5\n", "x.toml").unwrap_err().to_string();
+        assert!(pk.contains("reformer.schedule.batch_size"), "{pk}");
+        let stage = Stage::parse("reform").unwrap_err().to_string();
+        assert!(stage.contains("inpaint, encoder, reformer, classifier"), "{stage}");
+        let ty = G2dConfig::from_toml("[inpaint.schedule]\nlr = \"fast\"\n", "x.toml").unwrap_err().to_string();
+        assert!(ty.contains("lr"), "{ty}");
+    }
+}

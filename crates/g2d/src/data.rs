@@ -1,0 +1,283 @@
+//! Training data: which faces make each batch (a seeded shuffle, or P identities x K images
+//! for relation distillation) and how a batch becomes tensors (synthetic occluders drawn from
+//! the step's seed, so a resumed run sees the very same batches).
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use maskid_core::{AlignedFace, OcclusionMap, TrainingFace, ALIGNED_SIZE_PX};
+use maskid_mask::{occlude, OcclusionMix, RgbImageMut, Rng};
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+const PIXELS: usize = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
+
+/// A batch as tensors.
+pub struct FaceBatch {
+    /// Occluded faces, `[batch, 3, 112, 112]` in [-1, 1].
+    pub masked: Tensor<4>,
+    /// The same faces clean.
+    pub clean: Tensor<4>,
+    /// Covered region, `[batch, 1, 112, 112]` in 0..1.
+    pub holes: Tensor<4>,
+    /// Teacher embeddings of the clean faces, `[batch, 128]`.
+    pub teacher: Tensor<2>,
+    /// Identity indices, `[batch]`.
+    pub identities: Tensor<1, Int>,
+}
+
+/// Builds batches of one data set with one occlusion mix.
+pub struct FaceBatcher<'a> {
+    faces: &'a [TrainingFace],
+    occlusion: OcclusionMix,
+}
+
+impl<'a> FaceBatcher<'a> {
+    /// A batcher over `faces`.
+    pub fn new(faces: &'a [TrainingFace], occlusion: OcclusionMix) -> Self {
+        Self { faces, occlusion }
+    }
+
+    /// The faces at `indices`, each covered by an occluder drawn from (`seed`, position in the
+    /// run), on `device`.
+    pub fn batch(&self, indices: &[usize], seed: u64, device: &Device) -> Result<FaceBatch> {
+        let items: Vec<(Vec<u8>, OcclusionMap)> = indices
+            .par_iter()
+            .enumerate()
+            .map(|(slot, &i)| {
+                let face = &self.faces[i];
+                let mut rgb = face.face.rgb().to_vec();
+                let mut image = RgbImageMut::new(ALIGNED_SIZE_PX, ALIGNED_SIZE_PX, &mut rgb)?;
+                let mask_seed =
+                    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (slot as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                let (_, map) = occlude(&mut image, &face.landmarks, mask_seed, &self.occlusion)?;
+                Ok((rgb, map))
+            })
+            .collect::<std::result::Result<_, maskid_mask::Error>>()
+            .map_err(|e| Error::Data(format!("drawing an occluder: {e}")))?;
+        let n = indices.len();
+        let masked: Vec<&[u8]> = items.iter().map(|(rgb, _)| rgb.as_slice()).collect();
+        let clean: Vec<&[u8]> = indices.iter().map(|&i| self.faces[i].face.rgb()).collect();
+        let holes: Vec<f32> = items.iter().flat_map(|(_, map)| map.coverage.iter().copied()).collect();
+        let teacher_dim = self.faces[indices[0]].teacher.values().len();
+        let teacher: Vec<f32> = indices.iter().flat_map(|&i| self.faces[i].teacher.values().iter().copied()).collect();
+        let identities: Vec<i64> = indices.iter().map(|&i| i64::from(self.faces[i].identity)).collect();
+        Ok(FaceBatch {
+            masked: faces_tensor(&masked, device),
+            clean: faces_tensor(&clean, device),
+            holes: Tensor::from_data(TensorData::new(holes, [n, 1, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX]), device),
+            teacher: Tensor::from_data(TensorData::new(teacher, [n, teacher_dim]), device),
+            identities: Tensor::from_data(TensorData::new(identities, [n]), device),
+        })
+    }
+}
+
+/// RGB crops -> `[n, 3, 112, 112]` in [-1, 1], as the exported backbone expects.
+pub fn faces_tensor(faces: &[&[u8]], device: &Device) -> Tensor<4> {
+    let mut values = vec![0f32; faces.len() * 3 * PIXELS];
+    values.par_chunks_mut(3 * PIXELS).zip(faces).for_each(|(out, rgb)| {
+        for (p, px) in rgb.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * PIXELS + p] = f32::from(px[c]) / 127.5 - 1.0;
+            }
+        }
+    });
+    Tensor::from_data(TensorData::new(values, [faces.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX]), device)
+}
+
+/// `[n, 3, 112, 112]` in [-1, 1] -> RGB crops.
+pub fn tensor_faces(tensor: Tensor<4>) -> Result<Vec<AlignedFace>> {
+    let values =
+        tensor.into_data().try_into_vec::<f32>().map_err(|e| Error::Data(format!("reading a tensor: {e:?}")))?;
+    Ok(values
+        .chunks_exact(3 * PIXELS)
+        .map(|planes| {
+            let mut rgb = vec![0u8; 3 * PIXELS];
+            for p in 0..PIXELS {
+                for c in 0..3 {
+                    rgb[3 * p + c] = ((planes[c * PIXELS + p] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+            AlignedFace::from_rgb(rgb).expect("BUG: 112x112x3 bytes")
+        })
+        .collect())
+}
+
+/// A seeded permutation of `0..n` (Fisher-Yates).
+fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = Rng::new(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
+}
+
+/// Which faces make batch `step`: epochs of a fresh shuffle, batches of `batch_size`, the last
+/// incomplete batch of an epoch dropped.
+#[derive(Debug, Clone)]
+pub struct ShuffledSampler {
+    faces: Vec<usize>,
+    batch_size: usize,
+    seed: u64,
+}
+
+impl ShuffledSampler {
+    /// Batches over the faces listed in `faces`.
+    pub fn new(faces: Vec<usize>, batch_size: usize, seed: u64) -> Result<Self> {
+        if faces.len() < batch_size {
+            return Err(Error::Data(format!(
+                "batch size {batch_size} is larger than the data set ({} faces): lower schedule.batch_size or add data",
+                faces.len()
+            )));
+        }
+        Ok(Self { faces, batch_size, seed })
+    }
+
+    /// Batches per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.faces.len() / self.batch_size
+    }
+
+    /// Face indices of batch `step`.
+    pub fn batch(&self, step: usize) -> Vec<usize> {
+        let epoch = step / self.steps_per_epoch();
+        let k = step % self.steps_per_epoch();
+        let order = permutation(self.faces.len(), self.seed ^ (epoch as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        order[k * self.batch_size..(k + 1) * self.batch_size].iter().map(|&i| self.faces[i]).collect()
+    }
+}
+
+/// P identities x K images a batch, so that relations include same-person pairs. A person with
+/// fewer than K photos repeats them (each copy gets its own occluder).
+#[derive(Debug, Clone)]
+pub struct IdentitySampler {
+    by_identity: Vec<Vec<usize>>,
+    identities: usize,
+    images: usize,
+    seed: u64,
+}
+
+impl IdentitySampler {
+    /// Groups `faces` by identity.
+    pub fn new(faces: &[TrainingFace], identities: usize, images: usize, seed: u64) -> Result<Self> {
+        let count = faces.iter().map(|f| f.identity as usize + 1).max().unwrap_or(0);
+        let mut by_identity = vec![Vec::new(); count];
+        for (i, f) in faces.iter().enumerate() {
+            by_identity[f.identity as usize].push(i);
+        }
+        by_identity.retain(|v| !v.is_empty());
+        if by_identity.len() < identities {
+            return Err(Error::Data(format!(
+                "{identities} identities per batch but the data set has {}: lower reformer.identities_per_batch or add data",
+                by_identity.len()
+            )));
+        }
+        Ok(Self { by_identity, identities, images, seed })
+    }
+
+    /// Batches per epoch (one pass over the identities).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.by_identity.len() / self.identities
+    }
+
+    /// Face indices of batch `step`, identity by identity.
+    pub fn batch(&self, step: usize) -> Vec<usize> {
+        let epoch = (step / self.steps_per_epoch()) as u64;
+        let k = step % self.steps_per_epoch();
+        let order = permutation(self.by_identity.len(), self.seed ^ epoch.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let mut batch = Vec::with_capacity(self.identities * self.images);
+        for &id in &order[k * self.identities..(k + 1) * self.identities] {
+            let photos = &self.by_identity[id];
+            let pick = permutation(photos.len(), self.seed ^ epoch ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            batch.extend((0..self.images).map(|j| photos[pick[j % photos.len()]]));
+        }
+        batch
+    }
+}
+
+/// Splits off, for the classifier's validation, one photo of each identity that has at least
+/// three: returns (training, held out) face indices.
+pub fn holdout_split(faces: &[TrainingFace]) -> (Vec<usize>, Vec<usize>) {
+    let mut count = std::collections::HashMap::<u32, usize>::new();
+    for f in faces {
+        *count.entry(f.identity).or_default() += 1;
+    }
+    let mut held = std::collections::HashSet::new();
+    let (mut train, mut holdout) = (Vec::new(), Vec::new());
+    for (i, f) in faces.iter().enumerate() {
+        if count[&f.identity] >= 3 && held.insert(f.identity) {
+            holdout.push(i);
+        } else {
+            train.push(i);
+        }
+    }
+    (train, holdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskid_core::{Embedding, Landmarks5, ALIGNMENT_TEMPLATE};
+
+    fn faces(identities: &[u32]) -> Vec<TrainingFace> {
+        identities
+            .iter()
+            .map(|&identity| TrainingFace {
+                face: AlignedFace::from_rgb(vec![128; AlignedFace::BYTES]).unwrap(),
+                landmarks: Landmarks5(ALIGNMENT_TEMPLATE),
+                identity,
+                teacher: Embedding::normalized(vec![1.0; 128]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shuffled_batches_cover_an_epoch_once_and_repeat_by_seed() {
+        let sampler = ShuffledSampler::new((0..10).collect(), 3, 5).unwrap();
+        assert_eq!(sampler.steps_per_epoch(), 3);
+        let mut seen: Vec<usize> = (0..3).flat_map(|s| sampler.batch(s)).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 9, "one epoch: 9 distinct faces");
+        assert_eq!(sampler.batch(4), ShuffledSampler::new((0..10).collect(), 3, 5).unwrap().batch(4));
+        assert_ne!(sampler.batch(0), sampler.batch(3), "a new epoch reshuffles");
+        assert!(ShuffledSampler::new((0..2).collect(), 3, 5)
+            .unwrap_err()
+            .to_string()
+            .contains("larger than the data set"));
+    }
+
+    #[test]
+    fn identity_batches_hold_p_people_k_times() {
+        let set = faces(&[0, 0, 0, 1, 2, 2, 3, 3]);
+        let sampler = IdentitySampler::new(&set, 2, 2, 1).unwrap();
+        assert_eq!(sampler.steps_per_epoch(), 2);
+        for step in 0..4 {
+            let batch = sampler.batch(step);
+            assert_eq!(batch.len(), 4);
+            assert_eq!(set[batch[0]].identity, set[batch[1]].identity);
+            assert_eq!(set[batch[2]].identity, set[batch[3]].identity);
+            assert_ne!(set[batch[0]].identity, set[batch[2]].identity);
+        }
+        assert!(IdentitySampler::new(&set, 5, 2, 1).is_err());
+    }
+
+    #[test]
+    fn batches_are_occluded_and_scaled() {
+        let set = faces(&[0, 1]);
+        let batch = FaceBatcher::new(&set, OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0 })
+            .batch(&[0, 1], 3, &Device::flex())
+            .unwrap();
+        assert_eq!(batch.masked.dims(), [2, 3, 112, 112]);
+        let clean: Vec<f32> = batch.clean.into_data().try_into_vec().unwrap();
+        assert!(clean.iter().all(|&v| (v - (128.0 / 127.5 - 1.0)).abs() < 1e-6));
+        let holes: Vec<f32> = batch.holes.into_data().try_into_vec().unwrap();
+        let covered = holes.iter().filter(|&&h| h > 0.5).count() as f32 / holes.len() as f32;
+        assert!((0.1..0.6).contains(&covered), "a mask covers part of the face: {covered}");
+        let round_trip = tensor_faces(faces_tensor(&[set[0].face.rgb()], &Device::flex())).unwrap();
+        assert_eq!(round_trip[0], set[0].face);
+        let (train, held) = holdout_split(&faces(&[0, 0, 0, 1, 1]));
+        assert_eq!((train.len(), held.len()), (4, 1));
+    }
+}

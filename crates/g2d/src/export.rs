@@ -1,0 +1,296 @@
+//! The backbone (encoder up to the descriptor, then the reformer) as an ONNX file that ONNX
+//! Runtime runs, and a check that ONNX Runtime's output matches burn's.
+//!
+//! burn has no ONNX writer, so this writes the protobuf itself: a handful of standard
+//! operators (Conv, Relu, Add, BatchNormalization, GlobalAveragePool, Flatten, Gemm,
+//! LpNormalization), opset 17, weights as float32 initialisers, input
+//! `faces [batch, 3, 112, 112]` in [-1, 1] RGB, output `embedding [batch, D]`, L2-normalised.
+
+use std::path::Path;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::prelude::*;
+use maskid_core::AlignedFace;
+use maskid_face::{EmbedderConfig, FaceEmbedder, Parallelism};
+
+use crate::model::Backbone;
+use crate::stage::embed_faces;
+use crate::{Error, Result};
+
+/// ONNX opset of the exported graph.
+const OPSET: i64 = 17;
+
+/// Writes `backbone` to `path` (atomically); `metadata` goes into the model's properties.
+pub fn export_onnx(backbone: &Backbone, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    let mut graph = Graph::default();
+    let encoder = &backbone.encoder;
+    let mut x = "faces".to_string();
+    for conv in [&encoder.stem, &encoder.down1, &encoder.down2] {
+        x = graph.conv(&x, conv)?;
+        x = graph.op("Relu", &[&x], vec![]);
+    }
+    for block in &encoder.blocks {
+        let [dilated, conv] = block.convs();
+        let h = graph.conv(&x, dilated)?;
+        let h = graph.op("Relu", &[&h], vec![]);
+        let h = graph.conv(&h, conv)?;
+        x = graph.op("Add", &[&x, &h], vec![]);
+    }
+    let reformer = &backbone.reformer;
+    x = graph.conv(&x, &reformer.stem)?;
+    x = graph.batch_norm(&x, &reformer.stem_bn)?;
+    x = graph.op("Relu", &[&x], vec![]);
+    for block in &reformer.blocks {
+        let h = graph.conv(&x, &block.conv1)?;
+        let h = graph.batch_norm(&h, &block.bn1)?;
+        let h = graph.op("Relu", &[&h], vec![]);
+        let h = graph.conv(&h, &block.conv2)?;
+        let h = graph.batch_norm(&h, &block.bn2)?;
+        let skip = match &block.shortcut {
+            Some((conv, bn)) => {
+                let s = graph.conv(&x, conv)?;
+                graph.batch_norm(&s, bn)?
+            }
+            None => x.clone(),
+        };
+        let sum = graph.op("Add", &[&h, &skip], vec![]);
+        x = graph.op("Relu", &[&sum], vec![]);
+    }
+    x = graph.op("GlobalAveragePool", &[&x], vec![]);
+    x = graph.op("Flatten", &[&x], vec![attr_int("axis", 1)]);
+    x = graph.gemm(&x, &reformer.fc)?;
+    let embedding_dim = reformer.fc.weight.dims()[1];
+    graph.output_node("LpNormalization", &[&x], "embedding", vec![attr_int("axis", 1), attr_int("p", 2)]);
+    let bytes = graph.model(embedding_dim, metadata);
+    maskid_assets::write_atomic(path, &bytes).map_err(|e| Error::Export(format!("writing {}: {e}", path.display())))
+}
+
+/// Runs `faces` through burn and through ONNX Runtime on the exported file; returns the largest
+/// absolute difference between the two embeddings.
+pub fn parity(backbone: &Backbone, onnx: &Path, faces: &[AlignedFace], device: &Device) -> Result<f32> {
+    let burn_out = embed_faces(backbone, &faces.iter().collect::<Vec<_>>(), device)?;
+    let embedder = FaceEmbedder::new(onnx, EmbedderConfig::g2d(), Parallelism::Latency)
+        .map_err(|e| Error::Export(format!("ONNX Runtime cannot load {}: {e}", onnx.display())))?;
+    let ort_out =
+        embedder.embed(faces).map_err(|e| Error::Export(format!("ONNX Runtime on {}: {e}", onnx.display())))?;
+    let mut max = 0f32;
+    for (a, b) in burn_out.iter().zip(&ort_out) {
+        if a.len() != b.values().len() {
+            return Err(Error::Export(format!("burn gives {} values, ONNX Runtime {}", a.len(), b.values().len())));
+        }
+        for (x, y) in a.iter().zip(b.values()) {
+            max = max.max((x - y).abs());
+        }
+    }
+    Ok(max)
+}
+
+fn floats(tensor: Tensor<1>) -> Result<Vec<f32>> {
+    tensor.into_data().try_into_vec::<f32>().map_err(|e| Error::Export(format!("reading weights: {e:?}")))
+}
+
+/// Nodes and initialisers, with generated value names.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<Vec<u8>>,
+    initializers: Vec<Vec<u8>>,
+    count: usize,
+}
+
+impl Graph {
+    fn name(&mut self, prefix: &str) -> String {
+        self.count += 1;
+        format!("{prefix}_{}", self.count)
+    }
+
+    fn weight(&mut self, prefix: &str, dims: &[usize], values: Vec<f32>) -> String {
+        let name = self.name(prefix);
+        let mut t = Vec::new();
+        for &d in dims {
+            int_field(&mut t, 1, d as i64);
+        }
+        int_field(&mut t, 2, 1); // FLOAT
+        bytes_field(&mut t, 8, name.as_bytes());
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes_field(&mut t, 9, &raw);
+        self.initializers.push(t);
+        name
+    }
+
+    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<Vec<u8>>) {
+        let mut n = Vec::new();
+        for i in inputs {
+            bytes_field(&mut n, 1, i.as_bytes());
+        }
+        bytes_field(&mut n, 2, output.as_bytes());
+        bytes_field(&mut n, 3, output.as_bytes());
+        bytes_field(&mut n, 4, op.as_bytes());
+        for a in attributes {
+            bytes_field(&mut n, 5, &a);
+        }
+        self.nodes.push(n);
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str], attributes: Vec<Vec<u8>>) -> String {
+        let output = self.name(&op.to_lowercase());
+        self.node(op, inputs, &output, attributes);
+        output
+    }
+
+    fn output_node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<Vec<u8>>) {
+        self.node(op, inputs, output, attributes);
+    }
+
+    fn conv(&mut self, x: &str, conv: &Conv2d) -> Result<String> {
+        let weight = conv.weight.val();
+        let dims = weight.dims();
+        let w = self.weight("conv_w", &dims, floats(weight.reshape([dims.iter().product::<usize>()]))?);
+        let mut inputs = vec![x.to_string(), w];
+        if let Some(bias) = &conv.bias {
+            let b = bias.val();
+            let len = b.dims()[0];
+            inputs.push(self.weight("conv_b", &[len], floats(b)?));
+        }
+        let pads = match conv.padding {
+            PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
+            PaddingConfig2d::Valid => [0; 4],
+            _ => return Err(Error::Export("only explicit or no padding can be exported".into())),
+        };
+        let attributes = vec![
+            attr_ints("kernel_shape", &conv.kernel_size),
+            attr_ints("strides", &conv.stride),
+            attr_ints("dilations", &conv.dilation),
+            attr_ints("pads", &pads),
+            attr_int("group", conv.groups as i64),
+        ];
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        Ok(self.op("Conv", &refs, attributes))
+    }
+
+    fn batch_norm(&mut self, x: &str, bn: &BatchNorm) -> Result<String> {
+        let n = bn.gamma.dims()[0];
+        let scale = self.weight("bn_scale", &[n], floats(bn.gamma.val())?);
+        let bias = self.weight("bn_bias", &[n], floats(bn.beta.val())?);
+        let mean = self.weight("bn_mean", &[n], floats(bn.running_mean.value())?);
+        let var = self.weight("bn_var", &[n], floats(bn.running_var.value())?);
+        Ok(self.op(
+            "BatchNormalization",
+            &[x, &scale, &bias, &mean, &var],
+            vec![attr_float("epsilon", bn.epsilon as f32)],
+        ))
+    }
+
+    fn gemm(&mut self, x: &str, linear: &Linear) -> Result<String> {
+        let weight = linear.weight.val(); // [in, out], as Gemm's B without transposition
+        let dims = weight.dims();
+        let w = self.weight("fc_w", &dims, floats(weight.reshape([dims[0] * dims[1]]))?);
+        let mut inputs = vec![x.to_string(), w];
+        if let Some(bias) = &linear.bias {
+            inputs.push(self.weight("fc_b", &[dims[1]], floats(bias.val())?));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        Ok(self.op("Gemm", &refs, vec![]))
+    }
+
+    fn model(self, embedding_dim: usize, metadata: &[(&str, String)]) -> Vec<u8> {
+        let mut graph = Vec::new();
+        for n in &self.nodes {
+            bytes_field(&mut graph, 1, n);
+        }
+        bytes_field(&mut graph, 2, b"maskid_g2d_backbone");
+        for t in &self.initializers {
+            bytes_field(&mut graph, 5, t);
+        }
+        bytes_field(&mut graph, 11, &value_info("faces", &[None, Some(3), Some(112), Some(112)]));
+        bytes_field(&mut graph, 12, &value_info("embedding", &[None, Some(embedding_dim)]));
+        let mut model = Vec::new();
+        int_field(&mut model, 1, 8); // IR version 8
+        bytes_field(&mut model, 2, b"maskid");
+        bytes_field(&mut model, 3, env!("CARGO_PKG_VERSION").as_bytes());
+        bytes_field(&mut model, 7, &graph);
+        let mut opset = Vec::new();
+        bytes_field(&mut opset, 1, b"");
+        int_field(&mut opset, 2, OPSET);
+        bytes_field(&mut model, 8, &opset);
+        for (key, value) in metadata {
+            let mut entry = Vec::new();
+            bytes_field(&mut entry, 1, key.as_bytes());
+            bytes_field(&mut entry, 2, value.as_bytes());
+            bytes_field(&mut model, 14, &entry);
+        }
+        model
+    }
+}
+
+/// A float tensor's name, type and shape; `None` is the symbolic batch dimension.
+fn value_info(name: &str, dims: &[Option<usize>]) -> Vec<u8> {
+    let mut shape = Vec::new();
+    for d in dims {
+        let mut dim = Vec::new();
+        match d {
+            Some(v) => int_field(&mut dim, 1, *v as i64),
+            None => bytes_field(&mut dim, 2, b"batch"),
+        }
+        bytes_field(&mut shape, 1, &dim);
+    }
+    let mut tensor = Vec::new();
+    int_field(&mut tensor, 1, 1); // FLOAT
+    bytes_field(&mut tensor, 2, &shape);
+    let mut ty = Vec::new();
+    bytes_field(&mut ty, 1, &tensor);
+    let mut info = Vec::new();
+    bytes_field(&mut info, 1, name.as_bytes());
+    bytes_field(&mut info, 2, &ty);
+    info
+}
+
+fn attr_int(name: &str, value: i64) -> Vec<u8> {
+    let mut a = Vec::new();
+    bytes_field(&mut a, 1, name.as_bytes());
+    int_field(&mut a, 3, value);
+    int_field(&mut a, 20, 2); // INT
+    a
+}
+
+fn attr_float(name: &str, value: f32) -> Vec<u8> {
+    let mut a = Vec::new();
+    bytes_field(&mut a, 1, name.as_bytes());
+    key(&mut a, 2, 5);
+    a.extend_from_slice(&value.to_le_bytes());
+    int_field(&mut a, 20, 1); // FLOAT
+    a
+}
+
+fn attr_ints(name: &str, values: &[usize]) -> Vec<u8> {
+    let mut a = Vec::new();
+    bytes_field(&mut a, 1, name.as_bytes());
+    for &v in values {
+        int_field(&mut a, 8, v as i64);
+    }
+    int_field(&mut a, 20, 7); // INTS
+    a
+}
+
+fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn key(buf: &mut Vec<u8>, field: u32, wire: u8) {
+    varint(buf, (u64::from(field) << 3) | u64::from(wire));
+}
+
+fn int_field(buf: &mut Vec<u8>, field: u32, value: i64) {
+    key(buf, field, 0);
+    varint(buf, value as u64);
+}
+
+fn bytes_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    key(buf, field, 2);
+    varint(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
+}

@@ -1,0 +1,148 @@
+//! Relation-based knowledge distillation (g2d-method.md, stage 2): the student sees masked
+//! faces, the teacher the same faces unmasked; the student must reproduce the relations among
+//! the teacher's embeddings. Terms after Park et al., "Relational Knowledge Distillation",
+//! CVPR 2019, plus a direct feature term.
+
+use burn::prelude::*;
+
+use crate::config::RelationWeights;
+use crate::model::l2_normalize;
+
+/// Pairwise cosine similarities must match: mean squared difference of the two `[B, B]`
+/// similarity matrices, off the diagonal (the diagonal is 1 for both).
+///
+/// # Shapes
+/// `student`: `[B, D]`, `teacher`: `[B, T]`, both L2-normalised.
+pub fn similarity_loss(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let [b, _] = student.dims();
+    let s = student.clone().matmul(student.transpose());
+    let t = teacher.clone().matmul(teacher.transpose());
+    let off_diagonal = (b * b - b).max(1) as f32;
+    (s - t).powf_scalar(2.0).sum().div_scalar(off_diagonal)
+}
+
+/// RKD distance term: pairwise Euclidean distances, each matrix divided by its mean
+/// off-diagonal distance, compared with the Huber (smooth L1) loss.
+pub fn rkd_distance_loss(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let [b, _] = student.dims();
+    huber(normalised_distances(student), normalised_distances(teacher.detach()), b * b)
+}
+
+/// RKD angle term: for every triplet (i, j, k) the cosine of the angle at j between the
+/// directions to i and to k must match; Huber loss over all `B^3` cosines.
+pub fn rkd_angle_loss(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let [b, _] = student.dims();
+    huber(triplet_angles(student), triplet_angles(teacher.detach()), b * b * b)
+}
+
+/// Direct approximation: the student's embedding, projected to the teacher's dimension by a
+/// learned matrix and normalised, should point where the teacher's does: mean `1 - cos`.
+///
+/// # Shapes
+/// `projected`: `[B, T]` (the projection's output), `teacher`: `[B, T]`, L2-normalised.
+pub fn feature_approximation_loss(projected: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
+    let cos = (l2_normalize(projected) * teacher).sum_dim(1); // [B, 1]
+    cos.neg().add_scalar(1.0).mean()
+}
+
+/// The weighted sum of the terms that `weights` turns on, and each term's value for the logs.
+/// `projected` is needed when the feature term is on.
+pub fn relation_loss(
+    student: Tensor<2>,
+    projected: Option<Tensor<2>>,
+    teacher: Tensor<2>,
+    weights: &RelationWeights,
+) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
+    let mut terms: Vec<(&'static str, f32, Tensor<1>)> = Vec::new();
+    if weights.similarity > 0.0 {
+        terms.push(("similarity", weights.similarity, similarity_loss(student.clone(), teacher.clone())));
+    }
+    if weights.rkd_distance > 0.0 {
+        terms.push(("rkd_distance", weights.rkd_distance, rkd_distance_loss(student.clone(), teacher.clone())));
+    }
+    if weights.rkd_angle > 0.0 {
+        terms.push(("rkd_angle", weights.rkd_angle, rkd_angle_loss(student.clone(), teacher.clone())));
+    }
+    if weights.feature > 0.0 {
+        let projected = projected.expect("BUG: the feature term needs the projection");
+        terms.push(("feature", weights.feature, feature_approximation_loss(projected, teacher)));
+    }
+    let total = terms
+        .iter()
+        .map(|(_, w, t)| t.clone().mul_scalar(*w))
+        .reduce(|a, b| a + b)
+        .expect("BUG: the config checks that a relation term is on");
+    (total, terms.into_iter().map(|(name, _, t)| (name, t)).collect())
+}
+
+/// `[B, D]` -> `[B, B]` distances over their mean off-diagonal value.
+fn normalised_distances(x: Tensor<2>) -> Tensor<2> {
+    let [b, _] = x.dims();
+    let squared = x.clone().powf_scalar(2.0).sum_dim(1); // [B, 1]
+    let gram = x.clone().matmul(x.transpose());
+    let d2 = squared.clone() + squared.transpose() - gram.mul_scalar(2.0);
+    // The clamp keeps sqrt's gradient finite on the diagonal.
+    let d = d2.clamp_min(1e-12).sqrt();
+    let mean = d.clone().sum().div_scalar((b * b - b).max(1) as f32).clamp_min(1e-12);
+    d / mean.reshape([1, 1])
+}
+
+/// `[B, D]` -> `[B, B, B]`: entry (j, i, k) is the cosine between `x_i - x_j` and `x_k - x_j`.
+fn triplet_angles(x: Tensor<2>) -> Tensor<3> {
+    let [b, d] = x.dims();
+    let rows = x.clone().reshape([1, b, d]);
+    let centres = x.reshape([b, 1, d]);
+    let diff = rows - centres; // [j, i, D]
+    let norm = diff.clone().powf_scalar(2.0).sum_dim(2).sqrt().clamp_min(1e-12); // [j, i, 1]
+    let unit = diff / norm;
+    unit.clone().matmul(unit.swap_dims(1, 2))
+}
+
+/// Mean Huber loss (delta 1) between two tensors of `count` entries.
+fn huber<const N: usize>(a: Tensor<N>, b: Tensor<N>, count: usize) -> Tensor<1> {
+    let diff = (a - b).abs();
+    let quadratic = diff.clone().clamp_max(1.0);
+    let linear = diff - quadratic.clone();
+    (quadratic.powf_scalar(2.0).mul_scalar(0.5) + linear).sum().div_scalar(count as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_rows(values: &[[f32; 3]]) -> Tensor<2> {
+        let flat: Vec<f32> = values.iter().flatten().copied().collect();
+        l2_normalize(Tensor::<1>::from_floats(flat.as_slice(), &Device::flex()).reshape([values.len(), 3]))
+    }
+
+    #[test]
+    fn every_term_is_zero_when_the_student_is_a_rotation_of_the_teacher() {
+        let teacher = unit_rows(&[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.6, 0.8]]);
+        // A rotation about z keeps every relation.
+        let student = unit_rows(&[[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [-0.8, 0.6, 0.0], [-0.6, 0.0, 0.8]]);
+        for loss in [
+            similarity_loss(student.clone(), teacher.clone()),
+            rkd_distance_loss(student.clone(), teacher.clone()),
+            rkd_angle_loss(student.clone(), teacher.clone()),
+        ] {
+            assert!(loss.into_scalar::<f32>().abs() < 1e-5);
+        }
+        // ...but not the direct feature term, which compares coordinates.
+        assert!(feature_approximation_loss(student, teacher.clone()).into_scalar::<f32>() > 0.1);
+    }
+
+    #[test]
+    fn a_wrong_relation_costs_and_the_sum_follows_the_weights() {
+        let teacher = unit_rows(&[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let student = unit_rows(&[[1.0, 0.0, 0.0], [1.0, 0.1, 0.0], [0.0, 0.0, 1.0]]);
+        let sim = similarity_loss(student.clone(), teacher.clone()).into_scalar::<f32>();
+        // Rows 0 and 1: student cos ~0.995 vs teacher 0, in two off-diagonal cells of six.
+        assert!((sim - 2.0 * 0.995f32.powi(2) / 6.0).abs() < 0.01, "{sim}");
+        assert!(rkd_distance_loss(student.clone(), teacher.clone()).into_scalar::<f32>() > 0.01);
+        assert!(rkd_angle_loss(student.clone(), teacher.clone()).into_scalar::<f32>() > 0.01);
+        let weights = RelationWeights { similarity: 2.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 0.0 };
+        let (total, terms) = relation_loss(student, None, teacher, &weights);
+        assert_eq!(terms.len(), 1);
+        assert!((total.into_scalar::<f32>() - 2.0 * sim).abs() < 1e-6);
+    }
+}

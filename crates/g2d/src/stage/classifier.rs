@@ -1,0 +1,114 @@
+//! Stage 3: one fully-connected layer + softmax over the training identities, trained with
+//! cross-entropy on the embeddings of masked faces while the backbone stays frozen.
+//!
+//! Validation: top-1 accuracy on one held-out photo of every identity with at least three
+//! (those photos are not trained on), masked with a fixed seed.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+
+use super::{adam, load_backbone, optimizer_bytes, restore_optimizer, StageLoop, StepLoss, TrainData, TrainOptions};
+use crate::config::{G2dConfig, Schedule};
+use crate::data::{holdout_split, FaceBatcher, ShuffledSampler};
+use crate::model::{Backbone, Classifier as Head};
+use crate::run::{load_module, module_bytes, RunState, StageDir};
+use crate::{Error, Result};
+
+/// Seed of the held-out faces' masks (fixed, so every validation sees the same faces).
+const HOLDOUT_SEED: u64 = 0x5eed;
+
+pub(crate) struct Classifier<'a> {
+    backbone: Backbone,
+    head: Head,
+    optimizer: ModuleOptimizer,
+    batcher: FaceBatcher<'a>,
+    sampler: ShuffledSampler,
+    holdout: Vec<usize>,
+    schedule: Schedule,
+    base: Device,
+    device: Device,
+}
+
+impl<'a> Classifier<'a> {
+    pub(crate) fn new(config: &G2dConfig, data: &TrainData<'a>, options: &TrainOptions<'_>) -> Result<Self> {
+        let identities = data.identities();
+        if identities < 2 {
+            return Err(Error::Data(format!(
+                "the classifier needs at least 2 identities; the training set has {identities}"
+            )));
+        }
+        let base = options.device.clone();
+        let device = base.clone().autodiff();
+        let (backbone, trained_with) = load_backbone(options.run, &base)?;
+        if trained_with.model != config.model {
+            return Err(Error::Checkpoint(format!(
+                "{}: the backbone was trained with another [model] section; use the same config for every stage of a run",
+                options.run.display()
+            )));
+        }
+        let stage = &config.classifier;
+        let (train, holdout) = holdout_split(data.faces);
+        Ok(Self {
+            backbone,
+            head: Head::new(config.model.reformer.embedding_dim, identities, &device),
+            optimizer: adam(&stage.schedule),
+            batcher: FaceBatcher::new(data.faces, stage.occlusion.clone()),
+            sampler: ShuffledSampler::new(train, stage.schedule.batch_size, stage.schedule.seed)?,
+            holdout,
+            schedule: stage.schedule.clone(),
+            base,
+            device,
+        })
+    }
+}
+
+impl StageLoop for Classifier<'_> {
+    const METRIC: &'static str = "holdout_top1";
+
+    fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        Ok(vec![("model", module_bytes(&self.head)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+    }
+
+    fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
+        let origin = dir.path().display().to_string();
+        self.head = load_module(self.head.clone(), dir.load_part(state, "model")?, &origin)?;
+        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize) -> Result<StepLoss> {
+        let seed = self.schedule.seed ^ (step as u64 + 1).wrapping_mul(0x632b_e59b_d9b4_e019);
+        let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
+        let embeddings = Tensor::<2>::from_data(self.backbone.forward(batch.masked).into_data(), &self.device);
+        let targets = Tensor::<1, Int>::from_data(batch.identities.into_data(), &self.device);
+        let logits = self.head.forward(embeddings); // [b, identities]
+        let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, targets);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.head);
+        self.head = self.optimizer.step(self.schedule.lr, self.head.clone(), grads);
+        let total = f64::from(loss.into_scalar::<f32>());
+        Ok(StepLoss { total, terms: vec![("cross_entropy", total)] })
+    }
+
+    fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
+        if self.holdout.is_empty() {
+            return Ok((f64::NAN, serde_json::json!({ "held_out": 0 })));
+        }
+        let head = self.head.valid();
+        let mut correct = 0usize;
+        for chunk in self.holdout.chunks(64) {
+            let batch = self.batcher.batch(chunk, HOLDOUT_SEED, &self.base)?;
+            let predicted = head.forward(self.backbone.forward(batch.masked)).argmax(1).reshape([chunk.len()]);
+            let hits = predicted.equal(batch.identities).int().sum().into_scalar::<i64>();
+            correct += hits as usize;
+        }
+        let accuracy = correct as f64 / self.holdout.len() as f64;
+        Ok((accuracy, serde_json::json!({ "held_out": self.holdout.len() })))
+    }
+
+    fn best(&self) -> Result<Bytes> {
+        module_bytes(&self.head)
+    }
+}

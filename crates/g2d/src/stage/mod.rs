@@ -1,0 +1,399 @@
+//! The four training stages (g2d-method.md), greedy and module-wise, and the one loop that
+//! drives each of them: resume, batches, checkpoints, validation, metrics, progress.
+
+mod classifier;
+mod inpaint;
+mod reformer;
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+use maskid_core::{AlignedFace, TrainingFace, VerificationPairs};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{G2dConfig, Schedule, Stage};
+use crate::data::faces_tensor;
+use crate::model::{Backbone, Inpainter};
+use crate::run::{load_module, RunState, StageDir};
+use crate::{Error, Result};
+
+/// What a training run works on.
+pub struct TrainData<'a> {
+    /// Training faces (only peopleDevTrain people for maskid's own models).
+    pub faces: &'a [TrainingFace],
+    /// Validation pairs (lfw-devtest, mask-probe).
+    pub validation: &'a VerificationPairs,
+}
+
+impl TrainData<'_> {
+    /// Number of identities (largest index + 1).
+    pub fn identities(&self) -> usize {
+        self.faces.iter().map(|f| f.identity as usize + 1).max().unwrap_or(0)
+    }
+
+    /// A fingerprint of the faces and labels, so a resumed run refuses other data.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for f in self.faces {
+            hash.update(f.identity.to_le_bytes());
+            hash.update(&f.face.rgb()[..64]);
+            hash.update(&f.face.rgb()[f.face.rgb().len() / 2..][..64]);
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
+}
+
+/// Where and how a stage runs.
+pub struct TrainOptions<'a> {
+    /// The run folder; each stage writes `run/<stage>/`.
+    pub run: &'a Path,
+    /// The device (`Device::flex()` by default); autodiff is added for the trained modules.
+    pub device: Device,
+    /// Continue from the stage's last checkpoint instead of starting over.
+    pub resume: bool,
+    /// Stop (after a checkpoint) once this many steps are done; the stage stays unfinished.
+    pub stop_after: Option<usize>,
+}
+
+/// Progress of a stage, sent after every step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// The stage.
+    pub stage: &'static str,
+    /// Steps done.
+    pub step: usize,
+    /// Steps in the stage.
+    pub steps: usize,
+    /// Loss of the last step.
+    pub loss: f64,
+    /// Training images per second in this session.
+    pub images_per_s: f64,
+    /// Last validation value, if any.
+    pub validation: Option<f64>,
+}
+
+/// What a stage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// The stage.
+    pub stage: &'static str,
+    /// Its folder.
+    pub dir: String,
+    /// Steps done (all sessions).
+    pub steps: usize,
+    /// Steps done in this session.
+    pub steps_this_session: usize,
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Mean loss of the first 10% of this session's steps and of the last 10%.
+    pub loss_start_end: (f64, f64),
+    /// Best validation value and its step.
+    pub best_validation: Option<(f64, usize)>,
+    /// What the validation value is.
+    pub validation_metric: &'static str,
+    /// Training images per second in this session (validation excluded).
+    pub images_per_s: f64,
+    /// Wall-clock seconds over all sessions.
+    pub elapsed_s: f64,
+    /// Peak resident memory of the process so far, MiB.
+    pub peak_memory_mib: Option<f64>,
+    /// All steps done.
+    pub finished: bool,
+}
+
+/// One step's loss and its named terms.
+pub(crate) struct StepLoss {
+    pub total: f64,
+    pub terms: Vec<(&'static str, f64)>,
+}
+
+/// What differs between stages; [`drive`] does the rest.
+pub(crate) trait StageLoop {
+    /// Name of the validation value (higher is better).
+    const METRIC: &'static str;
+    /// The checkpoint's parts (model, optimiser state, ...).
+    fn parts(&self) -> Result<Vec<(&'static str, Bytes)>>;
+    /// Restores the parts of a checkpoint.
+    fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()>;
+    /// Trains on batch `step`.
+    fn step(&mut self, step: usize) -> Result<StepLoss>;
+    /// Validation: the metric and extra values for the log.
+    fn validate(&mut self) -> Result<(f64, serde_json::Value)>;
+    /// The module to keep as the stage's result when validation is best.
+    fn best(&self) -> Result<Bytes>;
+}
+
+/// Trains one stage.
+pub fn train_stage(
+    config: &G2dConfig,
+    stage: Stage,
+    data: &TrainData<'_>,
+    options: &TrainOptions<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<StageReport> {
+    if data.faces.is_empty() {
+        return Err(Error::Data("the training set is empty".into()));
+    }
+    match stage {
+        Stage::Inpaint | Stage::Encoder => {
+            let mut stage_loop = inpaint::Reconstruction::new(config, stage, data, options)?;
+            drive(&mut stage_loop, config, stage, data, options, progress)
+        }
+        Stage::Reformer => {
+            let mut stage_loop = reformer::Distillation::new(config, data, options)?;
+            drive(&mut stage_loop, config, stage, data, options, progress)
+        }
+        Stage::Classifier => {
+            let mut stage_loop = classifier::Classifier::new(config, data, options)?;
+            drive(&mut stage_loop, config, stage, data, options, progress)
+        }
+    }
+}
+
+fn drive<L: StageLoop>(
+    stage_loop: &mut L,
+    config: &G2dConfig,
+    stage: Stage,
+    data: &TrainData<'_>,
+    options: &TrainOptions<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<StageReport> {
+    let schedule = config.schedule(stage);
+    let dir = StageDir::create(options.run, stage)?;
+    let config_sha256 = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
+    let mut state = match (dir.state()?, options.resume) {
+        (Some(saved), true) => {
+            if saved.config_sha256 != config_sha256 {
+                return Err(Error::Checkpoint(format!(
+                    "{}: the checkpoint was trained with another config (see its config.toml); resume with that config or start a new run folder",
+                    dir.path().display()
+                )));
+            }
+            if saved.data_fingerprint != data.fingerprint() {
+                return Err(Error::Checkpoint(format!(
+                    "{}: the checkpoint was trained on other data; resume with the same data or start a new run folder",
+                    dir.path().display()
+                )));
+            }
+            stage_loop.restore(&dir, &saved)?;
+            saved
+        }
+        (Some(saved), false) if saved.step > 0 => {
+            return Err(Error::Checkpoint(format!(
+                "{}: a checkpoint of step {} exists: pass --resume to continue it, or another run folder to start over",
+                dir.path().display(),
+                saved.step
+            )));
+        }
+        _ => RunState { config_sha256, data_fingerprint: data.fingerprint(), ..RunState::default() },
+    };
+    dir.save_config(config)?;
+    let mut metrics = dir.metrics(state.step)?;
+    let start_step = state.step;
+    let end_step = options.stop_after.map_or(schedule.steps, |s| s.min(schedule.steps));
+    let session = Instant::now();
+    let mut train_s = 0.0;
+    let mut losses = Vec::new();
+    let mut last_validation = state.best_validation;
+    let validate_every = if schedule.validate_every == 0 { usize::MAX } else { schedule.validate_every };
+    while state.step < end_step {
+        let t = Instant::now();
+        let loss = stage_loop.step(state.step)?;
+        if !loss.total.is_finite() {
+            return Err(Error::Diverged(format!(
+                "stage {} step {}: the loss is {} (lower {}.schedule.lr?)",
+                stage.name(),
+                state.step + 1,
+                loss.total,
+                stage.name()
+            )));
+        }
+        train_s += t.elapsed().as_secs_f64();
+        state.step += 1;
+        losses.push(loss.total);
+        let images_per_s = (losses.len() * schedule.batch_size) as f64 / train_s.max(1e-9);
+        let mut line = serde_json::json!({ "step": state.step, "kind": "train", "loss": loss.total, "images_per_s": images_per_s });
+        for (name, value) in &loss.terms {
+            line[*name] = (*value).into();
+        }
+        metrics.log(&line)?;
+        let done = state.step == schedule.steps;
+        if state.step % validate_every == 0 || done {
+            let (value, extra) = stage_loop.validate()?;
+            let mut line = serde_json::json!({ "step": state.step, "kind": "validation" });
+            line[L::METRIC] = value.into();
+            if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
+                obj.extend(more);
+            }
+            metrics.log(&line)?;
+            last_validation = Some(value);
+            if state.best_validation.is_none_or(|best| value > best) {
+                state.best_validation = Some(value);
+                state.best_step = state.step;
+                dir.save_best(&stage_loop.best()?)?;
+            }
+        }
+        if state.step % schedule.checkpoint_every == 0 || done || state.step == end_step {
+            state.finished = done;
+            state.elapsed_s += session.elapsed().as_secs_f64();
+            let parts = stage_loop.parts()?;
+            dir.save_checkpoint(&mut state, &parts)?;
+            state.elapsed_s -= session.elapsed().as_secs_f64();
+        }
+        progress(&Progress {
+            stage: stage.name(),
+            step: state.step,
+            steps: schedule.steps,
+            loss: loss.total,
+            images_per_s,
+            validation: last_validation,
+        });
+    }
+    state.elapsed_s += session.elapsed().as_secs_f64();
+    let records = metrics.read()?;
+    crate::curves::write_curves(&dir, &records, L::METRIC)?;
+    let tenth = (losses.len() / 10).max(1);
+    let mean = |xs: &[f64]| if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    Ok(StageReport {
+        stage: stage.name(),
+        dir: dir.path().display().to_string(),
+        steps: state.step,
+        steps_this_session: state.step - start_step,
+        final_loss: losses.last().copied().unwrap_or(f64::NAN),
+        loss_start_end: (mean(&losses[..tenth.min(losses.len())]), mean(&losses[losses.len().saturating_sub(tenth)..])),
+        best_validation: state.best_validation.map(|v| (v, state.best_step)),
+        validation_metric: L::METRIC,
+        images_per_s: (losses.len() * schedule.batch_size) as f64 / train_s.max(1e-9),
+        elapsed_s: state.elapsed_s,
+        peak_memory_mib: peak_memory_mib(),
+        finished: state.finished,
+    })
+}
+
+/// Peak resident memory (VmHWM) of this process, where /proc tells it.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Adam as a schedule configures it.
+pub(crate) fn adam(schedule: &Schedule) -> ModuleOptimizer {
+    let mut config = AdamConfig::new().with_beta_1(schedule.beta1).with_beta_2(schedule.beta2);
+    if schedule.weight_decay > 0.0 {
+        config = config.with_weight_decay(Some(WeightDecayConfig::new(schedule.weight_decay)));
+    }
+    config.init()
+}
+
+/// Restores an optimiser's state from a checkpoint part.
+pub(crate) fn restore_optimizer(
+    optimizer: ModuleOptimizer,
+    dir: &StageDir,
+    state: &RunState,
+    part: &str,
+) -> Result<ModuleOptimizer> {
+    let bytes = dir.load_part(state, part)?;
+    optimizer
+        .from_bytes(bytes)
+        .map_err(|e| Error::Checkpoint(format!("{}: optimiser state '{part}' unreadable ({e})", dir.path().display())))
+}
+
+/// The optimiser's state as a checkpoint part.
+pub(crate) fn optimizer_bytes(optimizer: &ModuleOptimizer) -> Result<Bytes> {
+    optimizer.into_bytes().map_err(|e| Error::Checkpoint(format!("encoding optimiser state: {e}")))
+}
+
+/// The inpainting network a stage starts from: the best model of the previous stage, or a
+/// fresh one seeded by the config.
+pub(crate) fn load_inpainter(
+    config: &G2dConfig,
+    run: &Path,
+    previous: Option<Stage>,
+    device: &Device,
+) -> Result<Inpainter> {
+    device.seed(config.seed);
+    let fresh = config.model.encoder.init(device);
+    match previous {
+        None => Ok(fresh),
+        Some(stage) => {
+            let (dir, _) = StageDir::finished(run, stage)?;
+            check_same_network(&dir, config, |c| &c.model.encoder)?;
+            load_module(fresh, dir.best()?, &dir.path().join("best-model.bpk").display().to_string())
+        }
+    }
+}
+
+/// The backbone trained by the reformer stage of `run`.
+pub fn load_backbone(run: &Path, device: &Device) -> Result<(Backbone, G2dConfig)> {
+    let (dir, _) = StageDir::finished(run, Stage::Reformer)?;
+    let config = dir.config()?;
+    let backbone = new_backbone(&config, device);
+    let origin = dir.path().join("best-model.bpk").display().to_string();
+    Ok((load_module(backbone, dir.best()?, &origin)?, config))
+}
+
+/// The inpainting network (encoder + decoder) of `run`: after stage 1 if it ran, else stage 0.
+pub fn load_trained_inpainter(run: &Path, device: &Device) -> Result<Inpainter> {
+    let (dir, _) = StageDir::finished(run, Stage::Encoder).or_else(|_| StageDir::finished(run, Stage::Inpaint))?;
+    let config = dir.config()?;
+    let origin = dir.path().join("best-model.bpk").display().to_string();
+    load_module(config.model.encoder.init(device), dir.best()?, &origin)
+}
+
+/// A fresh backbone of `config`'s shape.
+pub(crate) fn new_backbone(config: &G2dConfig, device: &Device) -> Backbone {
+    Backbone {
+        encoder: config.model.encoder.init(device).encoder,
+        reformer: config.model.reformer.init(config.model.encoder.width, device),
+    }
+}
+
+/// Refuses to continue from a stage trained with another network shape.
+pub(crate) fn check_same_network<T: PartialEq + std::fmt::Debug>(
+    previous: &StageDir,
+    config: &G2dConfig,
+    part: impl Fn(&G2dConfig) -> &T,
+) -> Result<()> {
+    let theirs = previous.config()?;
+    if part(&theirs) != part(config) {
+        return Err(Error::Checkpoint(format!(
+            "{}: trained with {:?} but this config has {:?}; use the same [model] section for every stage of a run",
+            previous.path().display(),
+            part(&theirs),
+            part(config)
+        )));
+    }
+    Ok(())
+}
+
+/// Embeds faces with a backbone in batches of 64, on a device without autodiff.
+pub fn embed_faces(backbone: &Backbone, faces: &[&AlignedFace], device: &Device) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(faces.len());
+    for chunk in faces.chunks(64) {
+        let rgb: Vec<&[u8]> = chunk.iter().map(|f| f.rgb()).collect();
+        let embeddings = backbone.forward(faces_tensor(&rgb, device));
+        let [n, d] = embeddings.dims();
+        let values = embeddings
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Data(format!("reading embeddings: {e:?}")))?;
+        out.extend((0..n).map(|i| values[i * d..(i + 1) * d].to_vec()));
+    }
+    Ok(out)
+}
+
+/// Mean 10-fold accuracy of a backbone on verification pairs.
+pub fn verification_accuracy(backbone: &Backbone, pairs: &VerificationPairs, device: &Device) -> Result<(f64, f64)> {
+    let refs = embed_faces(backbone, &pairs.references.iter().collect::<Vec<_>>(), device)?;
+    let probes = embed_faces(backbone, &pairs.probes.iter().collect::<Vec<_>>(), device)?;
+    let scores: Vec<f32> = refs.iter().zip(&probes).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
+    let metrics = maskid_eval::verification_metrics(&scores, &pairs.genuine, &pairs.folds);
+    Ok((metrics.accuracy_mean, metrics.auc))
+}

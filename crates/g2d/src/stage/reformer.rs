@@ -1,0 +1,122 @@
+//! Stage 2: relation-based distillation. The encoder is frozen; the reformer sees the
+//! descriptors of masked faces and learns to make its embeddings relate to each other as the
+//! teacher's embeddings of the same faces unmasked do (loss/relation.rs). Batches hold P
+//! identities x K images, so the relations include same-person pairs. The teacher's
+//! embeddings are computed once per data set and cached by the caller.
+//!
+//! Validation: 10-fold accuracy of the backbone on the lfw-devtest pairs, mask-probe.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+use maskid_core::VerificationPairs;
+
+use super::{
+    adam, load_inpainter, new_backbone, optimizer_bytes, restore_optimizer, verification_accuracy, StageLoop, StepLoss,
+    TrainData, TrainOptions,
+};
+use crate::config::{G2dConfig, ReformerStageConfig, Stage};
+use crate::data::{FaceBatcher, IdentitySampler};
+use crate::loss::relation_loss;
+use crate::model::{Backbone, Encoder, Reformer};
+use crate::run::{load_module, module_bytes, RunState, StageDir};
+use crate::Result;
+
+/// What this stage trains: the reformer and, for the feature term, a projection from the
+/// embedding to the teacher's dimension (dropped after training).
+#[derive(Module, Debug)]
+struct Student {
+    reformer: Reformer,
+    projection: Option<Linear>,
+}
+
+pub(crate) struct Distillation<'a> {
+    encoder: Encoder,
+    student: Student,
+    optimizer: ModuleOptimizer,
+    batcher: FaceBatcher<'a>,
+    sampler: IdentitySampler,
+    config: ReformerStageConfig,
+    base: Device,
+    device: Device,
+    validation: &'a VerificationPairs,
+}
+
+impl<'a> Distillation<'a> {
+    pub(crate) fn new(config: &G2dConfig, data: &TrainData<'a>, options: &TrainOptions<'_>) -> Result<Self> {
+        let base = options.device.clone();
+        let device = base.clone().autodiff();
+        let encoder = load_inpainter(config, options.run, Stage::Reformer.previous(), &base)?.encoder;
+        let stage = &config.reformer;
+        let teacher_dim = data.faces[0].teacher.values().len();
+        let fresh = new_backbone(config, &device);
+        let student = Student {
+            reformer: fresh.reformer,
+            projection: (stage.relation.feature > 0.0)
+                .then(|| LinearConfig::new(config.model.reformer.embedding_dim, teacher_dim).init(&device)),
+        };
+        Ok(Self {
+            encoder,
+            student,
+            optimizer: adam(&stage.schedule),
+            batcher: FaceBatcher::new(data.faces, stage.occlusion.clone()),
+            sampler: IdentitySampler::new(
+                data.faces,
+                stage.identities_per_batch,
+                stage.images_per_identity,
+                stage.schedule.seed,
+            )?,
+            config: stage.clone(),
+            base,
+            device,
+            validation: data.validation,
+        })
+    }
+
+    fn backbone(&self) -> Backbone {
+        Backbone { encoder: self.encoder.clone(), reformer: self.student.reformer.valid() }
+    }
+}
+
+impl StageLoop for Distillation<'_> {
+    const METRIC: &'static str = "mask_probe_accuracy";
+
+    fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        Ok(vec![("model", module_bytes(&self.student)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+    }
+
+    fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
+        let origin = dir.path().display().to_string();
+        self.student = load_module(self.student.clone(), dir.load_part(state, "model")?, &origin)?;
+        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize) -> Result<StepLoss> {
+        let seed = self.config.schedule.seed ^ (step as u64 + 1).wrapping_mul(0x632b_e59b_d9b4_e019);
+        let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
+        // The frozen encoder runs without a graph; only the reformer's part is differentiated.
+        let descriptor = Tensor::<4>::from_data(self.encoder.forward(batch.masked).into_data(), &self.device);
+        let teacher = Tensor::<2>::from_data(batch.teacher.into_data(), &self.device);
+        let student = self.student.reformer.forward(descriptor); // [b, D]
+        let projected = self.student.projection.as_ref().map(|p| p.forward(student.clone()));
+        let (total, terms) = relation_loss(student, projected, teacher, &self.config.relation);
+        let grads = GradientsParams::from_grads(total.backward(), &self.student);
+        self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        Ok(StepLoss {
+            total: f64::from(total.into_scalar::<f32>()),
+            terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),
+        })
+    }
+
+    fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
+        let (accuracy, auc) = verification_accuracy(&self.backbone(), self.validation, &self.base)?;
+        Ok((accuracy, serde_json::json!({ "auc": auc, "pairs": self.validation.genuine.len() })))
+    }
+
+    fn best(&self) -> Result<Bytes> {
+        module_bytes(&self.backbone())
+    }
+}
