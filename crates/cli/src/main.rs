@@ -35,6 +35,12 @@ enum Command {
     Prepare(cmd::prepare::Args),
     /// Evaluate a model on a protocol of protocols.md.
     Eval(cmd::eval::Args),
+    /// Train the G2D stages: inpaint, encoder, reformer, classifier.
+    Train(cmd::train::Args),
+    /// Export a trained backbone as ONNX, checked against burn.
+    Export(cmd::export::Args),
+    /// Show the inpainting decoder's reconstruction of covered faces.
+    Unmask(cmd::unmask::Args),
     /// Measure speed: photo -> embedding latency, and throughput over a data set.
     Bench(cmd::bench::Args),
 }
@@ -49,6 +55,9 @@ fn main() -> ExitCode {
         Command::Mask(args) => cmd::mask::run(&cli.global, args),
         Command::Prepare(args) => cmd::prepare::run(&cli.global, args),
         Command::Eval(args) => cmd::eval::run(&cli.global, args),
+        Command::Train(args) => cmd::train::run(&cli.global, args),
+        Command::Export(args) => cmd::export::run(&cli.global, args),
+        Command::Unmask(args) => cmd::unmask::run(&cli.global, args),
         Command::Bench(args) => cmd::bench::run(&cli.global, args),
     };
     match result {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use maskid_core::{AlignedFace, Embedding, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
 use maskid_eval::{
     identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
 };
@@ -111,25 +111,38 @@ pub fn evaluate(
 /// The aligned crop of a prepared photo, masked when asked: the mask is drawn from the
 /// landmarks carried into the crop, with the seed of (photo path, protocol seed).
 pub fn protocol_face(prepared: &PreparedSet, path: &Path, masked: bool, options: &EvalOptions) -> Result<AlignedFace> {
+    if !masked {
+        return prepared.face(&path.to_string_lossy());
+    }
+    Ok(masked_face(prepared, path, options)?.0)
+}
+
+/// The masked crop of a prepared photo and the region its mask covers.
+pub fn masked_face(prepared: &PreparedSet, path: &Path, options: &EvalOptions) -> Result<(AlignedFace, OcclusionMap)> {
     let key = path.to_string_lossy();
     let face = prepared.face(&key)?;
-    if !masked {
-        return Ok(face);
-    }
-    let landmarks = prepared.record(&key).and_then(|r| r.landmarks).map_or(Landmarks5(ALIGNMENT_TEMPLATE), |lm| {
-        match similarity_transform(&lm.0, &ALIGNMENT_TEMPLATE) {
-            Ok(t) => Landmarks5(lm.0.map(|p| {
-                let q = t.apply([f64::from(p[0]), f64::from(p[1])]);
-                [q[0] as f32, q[1] as f32]
-            })),
-            Err(_) => Landmarks5(ALIGNMENT_TEMPLATE),
-        }
-    });
     let spec = MaskSpec::from_seed(image_seed(&key, options.seed), options.style, options.coverage);
     let mut rgb = face.rgb().to_vec();
     let size = ALIGNED_SIZE_PX;
-    render_mask(&mut RgbImageMut::new(size, size, &mut rgb)?, &landmarks, &spec)?;
-    Ok(AlignedFace::from_rgb(rgb).expect("BUG: same size"))
+    let map = render_mask(&mut RgbImageMut::new(size, size, &mut rgb)?, &crop_landmarks(prepared, &key), &spec)?;
+    Ok((AlignedFace::from_rgb(rgb).expect("BUG: same size"), map))
+}
+
+/// The five landmarks of a prepared photo inside its aligned crop (the template for a
+/// central-crop fallback).
+pub fn crop_landmarks(prepared: &PreparedSet, key: &str) -> Landmarks5 {
+    prepared.record(key).and_then(|r| r.landmarks).map_or(Landmarks5(ALIGNMENT_TEMPLATE), |lm| landmarks_in_crop(&lm))
+}
+
+/// Where a face's photo landmarks land in its aligned crop.
+pub fn landmarks_in_crop(landmarks: &Landmarks5) -> Landmarks5 {
+    match similarity_transform(&landmarks.0, &ALIGNMENT_TEMPLATE) {
+        Ok(t) => Landmarks5(landmarks.0.map(|p| {
+            let q = t.apply([f64::from(p[0]), f64::from(p[1])]);
+            [q[0] as f32, q[1] as f32]
+        })),
+        Err(_) => Landmarks5(ALIGNMENT_TEMPLATE),
+    }
 }
 
 /// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions.
@@ -141,46 +154,59 @@ fn embed_versions(
     embedder: &FaceEmbedder,
     progress: ProgressFn<'_>,
 ) -> Result<HashMap<(PathBuf, bool), Embedding>> {
-    let unusable: Vec<String> = versions
-        .iter()
-        .filter_map(|(p, _)| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone()))
-        .take(3)
-        .collect();
+    let clean: Vec<PathBuf> = versions.iter().filter(|(_, m)| !m).map(|(p, _)| p.clone()).collect();
+    let masked: Vec<PathBuf> = versions.iter().filter(|(_, m)| *m).map(|(p, _)| p.clone()).collect();
+    let mut out: HashMap<(PathBuf, bool), Embedding> =
+        clean_embeddings(prepared, &clean, embedder, progress)?.into_iter().map(|(p, e)| ((p, false), e)).collect();
+    let embeddings = embed_chunks(&masked, |p| protocol_face(prepared, p, true, options), embedder, progress)?;
+    out.extend(masked.into_iter().map(|p| (p, true)).zip(embeddings));
+    Ok(out)
+}
+
+/// Embeddings of the unmasked crops of `photos`, through the model's embedding cache.
+pub fn clean_embeddings(
+    prepared: &PreparedSet,
+    photos: &[PathBuf],
+    embedder: &FaceEmbedder,
+    progress: ProgressFn<'_>,
+) -> Result<HashMap<PathBuf, Embedding>> {
+    let unusable: Vec<String> =
+        photos.iter().filter_map(|p| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone())).take(3).collect();
     if !unusable.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "photos the protocol needs could not be read: {}",
-            unusable.join("; ")
-        )));
+        return Err(Error::Unsupported(format!("photos that are needed could not be read: {}", unusable.join("; "))));
     }
     let mut cache = EmbeddingCache::open(prepared.dir(), embedder.model_sha256())?;
-    let mut out: HashMap<(PathBuf, bool), Embedding> = HashMap::new();
+    let mut out = HashMap::new();
     let mut todo = Vec::new();
-    for (path, masked) in versions {
+    for path in photos {
         match cache.get(&path.to_string_lossy()) {
-            Some(e) if !masked => drop(out.insert((path.clone(), false), e.clone())),
-            _ => todo.push((path.clone(), *masked)),
+            Some(e) => drop(out.insert(path.clone(), e.clone())),
+            None => todo.push(path.clone()),
         }
     }
+    let fresh = embed_chunks(&todo, |p| prepared.face(&p.to_string_lossy()), embedder, progress)?;
+    cache.append(todo.iter().map(|p| p.to_string_lossy().into_owned()).zip(fresh.iter().cloned()).collect())?;
+    out.extend(todo.into_iter().zip(fresh));
+    Ok(out)
+}
+
+/// Embeds the faces `face_of` gives for `photos`, 32 at a time across the embedder's sessions.
+fn embed_chunks(
+    photos: &[PathBuf],
+    face_of: impl Fn(&Path) -> Result<AlignedFace> + Sync,
+    embedder: &FaceEmbedder,
+    progress: ProgressFn<'_>,
+) -> Result<Vec<Embedding>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let chunks: Vec<Vec<((PathBuf, bool), Embedding)>> = todo
+    let chunks: Vec<Vec<Embedding>> = photos
         .par_chunks(32)
-        .map(|chunk| -> Result<Vec<((PathBuf, bool), Embedding)>> {
-            let faces: Vec<AlignedFace> =
-                chunk.iter().map(|(p, masked)| protocol_face(prepared, p, *masked, options)).collect::<Result<_>>()?;
+        .map(|chunk| -> Result<Vec<Embedding>> {
+            let faces: Vec<AlignedFace> = chunk.iter().map(|p| face_of(p)).collect::<Result<_>>()?;
             let embeddings = embedder.embed(&faces)?;
             let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
-            progress(Progress { stage: "embed", done: n, total: todo.len() });
-            Ok(chunk.iter().cloned().zip(embeddings).collect())
+            progress(Progress { stage: "embed", done: n, total: photos.len() });
+            Ok(embeddings)
         })
         .collect::<Result<_>>()?;
-    let fresh: Vec<((PathBuf, bool), Embedding)> = chunks.into_iter().flatten().collect();
-    cache.append(
-        fresh
-            .iter()
-            .filter(|((_, masked), _)| !masked)
-            .map(|((p, _), e)| (p.to_string_lossy().into_owned(), e.clone()))
-            .collect(),
-    )?;
-    out.extend(fresh);
-    Ok(out)
+    Ok(chunks.into_iter().flatten().collect())
 }

@@ -6,11 +6,15 @@ mod embed_cache;
 mod evaluate;
 mod models;
 mod prepare;
+mod training;
 
 pub use embed_cache::EmbeddingCache;
-pub use evaluate::{evaluate, protocol_face, EvalOptions};
+pub use evaluate::{
+    clean_embeddings, crop_landmarks, evaluate, landmarks_in_crop, masked_face, protocol_face, EvalOptions,
+};
 pub use models::{FaceResult, Models, ModelsConfig, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
+pub use training::{training_set, verification_pairs, TrainingSet};
 
 /// Progress of long work: `done` of `total` items of `stage`.
 #[derive(Debug, Clone, Copy)]

@@ -397,3 +397,13 @@ pub fn verification_accuracy(backbone: &Backbone, pairs: &VerificationPairs, dev
     let metrics = maskid_eval::verification_metrics(&scores, &pairs.genuine, &pairs.folds);
     Ok((metrics.accuracy_mean, metrics.auc))
 }
+
+/// The inpainting network's reconstruction of each face, in batches of 32.
+pub fn restore_faces(inpainter: &Inpainter, faces: &[AlignedFace], device: &Device) -> Result<Vec<AlignedFace>> {
+    let mut out = Vec::with_capacity(faces.len());
+    for chunk in faces.chunks(32) {
+        let rgb: Vec<&[u8]> = chunk.iter().map(|f| f.rgb()).collect();
+        out.extend(crate::data::tensor_faces(inpainter.forward(faces_tensor(&rgb, device)))?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,120 @@
+//! `maskid export --run DIR -o model.onnx`: the trained backbone (encoder up to the
+//! descriptor + reformer) as ONNX, checked against burn on 32 real aligned faces.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use maskid_core::AlignedFace;
+use maskid_eval::{MaskSetting, Protocol};
+use maskid_face::{FacePolicy, Parallelism};
+use maskid_mask::{render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
+use maskid_pipeline::{landmarks_in_crop, EvalOptions, Models};
+use serde::Serialize;
+
+use crate::common::{print_json, GlobalArgs};
+
+/// Largest ONNX Runtime vs burn difference accepted (issue: <= 1e-4).
+const PARITY_TOLERANCE: f32 = 1e-4;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run folder whose reformer stage has finished.
+    #[arg(long)]
+    run: PathBuf,
+    /// The ONNX file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// LFW root: check parity on 16 lfw-devtest pairs (32 crops, probes masked); default:
+    /// the six sample photos, clean and in five mask styles.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    output: String,
+    bytes: u64,
+    sha256: String,
+    embedding_dim: usize,
+    parity_faces: usize,
+    max_abs_difference: f32,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let device = maskid_g2d::Device::flex();
+    let (backbone, config) = maskid_g2d::load_backbone(&args.run, &device)?;
+    let metadata = [
+        ("maskid.model", "g2d-backbone".to_string()),
+        ("maskid.input", "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template".into()),
+        ("maskid.output", "embedding [batch, D], L2-normalised".into()),
+        ("maskid.config", config.to_toml()),
+    ];
+    maskid_g2d::export::export_onnx(&backbone, &args.output, &metadata)?;
+    let models = global.models(Parallelism::Latency)?;
+    let faces = parity_faces(global, &models, args.data.as_ref())?;
+    let max = maskid_g2d::export::parity(&backbone, &args.output, &faces, &device)?;
+    anyhow::ensure!(
+        max <= PARITY_TOLERANCE,
+        "ONNX Runtime and burn differ by {max:.2e} (> {PARITY_TOLERANCE:.0e}) on {} faces; {} is not trustworthy",
+        faces.len(),
+        args.output.display()
+    );
+    let summary = Summary {
+        output: args.output.display().to_string(),
+        bytes: std::fs::metadata(&args.output)?.len(),
+        sha256: maskid_assets::sha256_file(&args.output)?,
+        embedding_dim: config.model.reformer.embedding_dim,
+        parity_faces: faces.len(),
+        max_abs_difference: max,
+    };
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "wrote {} ({:.1} MB, sha256 {}); ONNX Runtime vs burn on {} faces: max |diff| {:.2e}",
+            summary.output,
+            summary.bytes as f64 / 1e6,
+            summary.sha256,
+            summary.parity_faces,
+            summary.max_abs_difference
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 32 real aligned faces: lfw-devtest crops when LFW is given, else the sample photos.
+fn parity_faces(global: &GlobalArgs, models: &Models, data: Option<&PathBuf>) -> anyhow::Result<Vec<AlignedFace>> {
+    if let Some(root) = data {
+        let options = EvalOptions {
+            protocol: Protocol::LfwDevtest,
+            mask: MaskSetting::MaskProbe,
+            seed: 0,
+            data: root.clone(),
+            style: None,
+            coverage: Coverage::Random,
+        };
+        let pairs = maskid_pipeline::verification_pairs(global.assets().home(), models, &options, Some(16), &|_| {})?;
+        return Ok(pairs.references.into_iter().chain(pairs.probes).take(32).collect());
+    }
+    let assets = global.assets();
+    let mut faces = Vec::new();
+    for photo in maskid_assets::SAMPLE_PHOTOS.iter() {
+        let path = assets.get(photo)?;
+        let (_, found) = models.photo_faces(&path, FacePolicy::Largest).with_context(|| photo.name.to_string())?;
+        let (detection, face) = found.into_iter().next().context("no face")?;
+        let landmarks = landmarks_in_crop(&detection.landmarks);
+        faces.push(face.clone());
+        for (i, style) in MaskStyle::ALL.iter().take(5).enumerate() {
+            let mut rgb = face.rgb().to_vec();
+            let spec = MaskSpec::from_seed(i as u64, Some(*style), Coverage::Random);
+            render_mask(&mut RgbImageMut::new(112, 112, &mut rgb)?, &landmarks, &spec)?;
+            faces.push(AlignedFace::from_rgb(rgb).expect("BUG: same size"));
+        }
+    }
+    faces.truncate(32);
+    Ok(faces)
+}

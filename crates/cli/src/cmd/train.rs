@@ -1,0 +1,156 @@
+//! `maskid train --data LFW [--config FILE] [--stage S] [--run DIR] [--resume]`: the G2D
+//! stages (inpaint, encoder, reformer, classifier), on the people of `peopleDevTrain.txt`,
+//! validated on the lfw-devtest pairs with masked probes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use maskid_eval::{MaskSetting, Protocol};
+use maskid_face::Parallelism;
+use maskid_g2d::run::StageDir;
+use maskid_g2d::{G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
+use maskid_mask::Coverage;
+use maskid_pipeline::EvalOptions;
+
+use crate::common::{print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Training data: LFW (its peopleDevTrain.txt people only) or one folder per person.
+    #[arg(long)]
+    data: PathBuf,
+    /// LFW root for validation on the lfw-devtest pairs (default: --data).
+    #[arg(long)]
+    validation_data: Option<PathBuf>,
+    /// TOML config (keys as in configs/small.toml); default: the --preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Built-in config when no --config: small (CPU) or paper (GPU).
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// all, inpaint, encoder, reformer or classifier.
+    #[arg(long, default_value = "all")]
+    stage: String,
+    /// Run folder (default: $MASKID_HOME/runs/<config name>).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Continue from the last checkpoint (after a crash or kill); finished stages are skipped.
+    #[arg(long)]
+    resume: bool,
+    /// cpu, or cuda / wgpu in a build with that feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Train on the first N people only (short runs).
+    #[arg(long)]
+    max_people: Option<usize>,
+    /// Validate on N of the 1,000 lfw-devtest pairs (spread over all folds).
+    #[arg(long)]
+    validation_pairs: Option<usize>,
+    /// Stop each stage after this many steps (checkpointed, resumable), e.g. to split a long run.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// Print the stage reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => G2dConfig::load(path)?,
+        None => G2dConfig::preset(&args.preset)?,
+    };
+    let stages: Vec<Stage> = if args.stage == "all" { Stage::ALL.to_vec() } else { vec![Stage::parse(&args.stage)?] };
+    let device = maskid_g2d::device(&args.device)?;
+    let home = global.assets().home().to_path_buf();
+    let run = args.run.clone().unwrap_or_else(|| home.join("runs").join(&config.name));
+    let models = global.models(Parallelism::Throughput)?;
+    let progress = global.progress();
+    if !global.quiet {
+        eprintln!("maskid: training data {} -> run folder {}", args.data.display(), run.display());
+    }
+    let set = maskid_pipeline::training_set(&home, &models, &args.data, args.max_people, &progress)
+        .with_context(|| format!("preparing training data from {}", args.data.display()))?;
+    let validation_options = EvalOptions {
+        protocol: Protocol::LfwDevtest,
+        mask: MaskSetting::MaskProbe,
+        seed: 0,
+        data: args.validation_data.clone().unwrap_or_else(|| args.data.clone()),
+        style: None,
+        coverage: Coverage::Random,
+    };
+    let validation =
+        maskid_pipeline::verification_pairs(&home, &models, &validation_options, args.validation_pairs, &progress)
+            .context("preparing the lfw-devtest validation pairs")?;
+    drop(models);
+    if !global.quiet {
+        eprintln!(
+            "maskid: {} faces of {} people ({} skipped: no face found); {} validation pairs",
+            set.faces.len(),
+            set.identities.len(),
+            set.summary.total - set.faces.len(),
+            validation.genuine.len()
+        );
+    }
+    let data = TrainData { faces: &set.faces, validation: &validation };
+    let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
+    let mut reports: Vec<StageReport> = Vec::new();
+    for stage in stages {
+        if args.resume && StageDir::finished(&run, stage).is_ok() {
+            if !global.quiet {
+                eprintln!("maskid: stage {} already finished in {}", stage.name(), run.display());
+            }
+            continue;
+        }
+        let bar = stage_bar(global.quiet, stage, config.schedule(stage).steps);
+        let report = maskid_g2d::train_stage(&config, stage, &data, &options, &mut |p: &Progress| {
+            bar.set_position(p.step as u64);
+            let validation = p.validation.map_or(String::new(), |v| format!(" | val {v:.4}"));
+            bar.set_message(format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s));
+        })?;
+        bar.finish();
+        if !args.json {
+            print_report(&report);
+        }
+        reports.push(report);
+    }
+    if args.json {
+        print_json(&reports)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stage_bar(quiet: bool, stage: Stage, steps: usize) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:25}] {pos}/{len} eta {eta} {msg}")
+            .expect("BUG: valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(stage.name());
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
+fn print_report(r: &StageReport) {
+    let best = r.best_validation.map_or("-".into(), |(v, step)| format!("{v:.4} at step {step}"));
+    println!(
+        "{:<10} steps {:>6} ({} now{}) | loss {:.4} -> {:.4} | {} best {} | {:.1} img/s | peak {} MiB | {}",
+        r.stage,
+        r.steps,
+        r.steps_this_session,
+        if r.finished { ", finished" } else { ", unfinished: --resume continues" },
+        r.loss_start_end.0,
+        r.loss_start_end.1,
+        r.validation_metric,
+        best,
+        r.images_per_s,
+        r.peak_memory_mib.map_or("?".into(), |m| format!("{m:.0}")),
+        r.dir
+    );
+}

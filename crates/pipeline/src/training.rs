@@ -1,0 +1,116 @@
+//! Training data for the G2D stages: prepared crops with their landmarks, identity labels and
+//! the teacher's embeddings (cached per data set), and validation pairs as a protocol shows
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use maskid_core::{TrainingFace, VerificationPairs};
+use maskid_eval::{folder_dataset, ImageRef, Lfw, MaskSetting};
+
+use crate::evaluate::{clean_embeddings, crop_landmarks, masked_face, protocol_face, EvalOptions};
+use crate::models::Models;
+use crate::prepare::{prepare, PrepareSummary};
+use crate::{Error, ProgressFn, Result};
+
+/// Faces to train on and the names of their identities.
+pub struct TrainingSet {
+    /// The faces, identity indices into `identities`.
+    pub faces: Vec<TrainingFace>,
+    /// Identity names.
+    pub identities: Vec<String>,
+    /// What `prepare` did.
+    pub summary: PrepareSummary,
+}
+
+/// The training photos of `root`: for LFW, the people of `peopleDevTrain.txt` only
+/// (protocols.md); otherwise one identity per folder. `max_people` keeps the first people
+/// (in list order) for short runs. Photos whose face could not be found are left out.
+pub fn training_set(
+    home: &Path,
+    models: &Models,
+    root: &Path,
+    max_people: Option<usize>,
+    progress: ProgressFn<'_>,
+) -> Result<TrainingSet> {
+    let images: Vec<ImageRef> = if root.join("peopleDevTrain.txt").is_file() {
+        let lfw = Lfw::open(root)?;
+        lfw.people("peopleDevTrain.txt")?
+            .into_iter()
+            .take(max_people.unwrap_or(usize::MAX))
+            .flat_map(|(name, count)| (1..=count).map(move |n| Lfw::image(&name, n)))
+            .collect()
+    } else {
+        let images = folder_dataset(root)?;
+        let mut people: Vec<&str> = images.iter().map(|i| i.identity.as_str()).collect();
+        people.dedup();
+        let kept: std::collections::HashSet<String> =
+            people.into_iter().take(max_people.unwrap_or(usize::MAX)).map(str::to_owned).collect();
+        images.into_iter().filter(|i| kept.contains(&i.identity)).collect()
+    };
+    if images.is_empty() {
+        return Err(Error::Unsupported(format!("{}: no training photos found", root.display())));
+    }
+    let photos: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+    let (prepared, summary) = prepare(home, root, &photos, models, progress)?;
+    let usable: Vec<&ImageRef> = images
+        .iter()
+        .filter(|i| prepared.record(&i.path.to_string_lossy()).is_some_and(|r| r.error.is_none() && !r.fallback))
+        .collect();
+    let paths: Vec<PathBuf> = usable.iter().map(|i| i.path.clone()).collect();
+    let teacher = clean_embeddings(&prepared, &paths, &models.teacher, progress)?;
+    let mut ids = BTreeMap::<&str, u32>::new();
+    let mut identities = Vec::new();
+    let mut faces = Vec::with_capacity(usable.len());
+    for image in usable {
+        let next = ids.len() as u32;
+        let identity = *ids.entry(&image.identity).or_insert_with(|| {
+            identities.push(image.identity.clone());
+            next
+        });
+        let key = image.path.to_string_lossy();
+        faces.push(TrainingFace {
+            face: prepared.face(&key)?,
+            landmarks: crop_landmarks(&prepared, &key),
+            identity,
+            teacher: teacher[&image.path].clone(),
+        });
+    }
+    Ok(TrainingSet { faces, identities, summary })
+}
+
+/// The pairs of a verification protocol as it shows them (masks drawn from `options`), at
+/// most `max_pairs` of them (an even spread over the list, so every fold keeps pairs).
+pub fn verification_pairs(
+    home: &Path,
+    models: &Models,
+    options: &EvalOptions,
+    max_pairs: Option<usize>,
+    progress: ProgressFn<'_>,
+) -> Result<VerificationPairs> {
+    let lfw = Lfw::open(&options.data)?;
+    let all = options.protocol.pairs(&lfw)?.ok_or_else(|| {
+        Error::Unsupported(format!("{} is not a pair protocol: validation needs pairs", options.protocol.name()))
+    })?;
+    let every = all.len().div_ceil(max_pairs.unwrap_or(all.len()).max(1));
+    let pairs: Vec<_> = all.into_iter().step_by(every).collect();
+    let photos: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.path.clone(), p.b.path.clone()]).collect();
+    let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
+    let reference_masked = options.mask == MaskSetting::MaskBoth;
+    let mut out = VerificationPairs::default();
+    for pair in &pairs {
+        out.references.push(protocol_face(&prepared, &pair.a.path, reference_masked, options)?);
+        let clean = prepared.face(&pair.b.path.to_string_lossy())?;
+        let (probe, hole) = if options.mask == MaskSetting::Clean {
+            (clean.clone(), maskid_core::OcclusionMap::empty(112, 112))
+        } else {
+            masked_face(&prepared, &pair.b.path, options)?
+        };
+        out.probes.push(probe);
+        out.clean_probes.push(clean);
+        out.probe_holes.push(hole);
+        out.genuine.push(pair.genuine);
+        out.folds.push(pair.fold);
+    }
+    Ok(out)
+}
