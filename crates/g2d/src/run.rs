@@ -4,7 +4,7 @@
 //! RUN/<stage>/config.toml      the whole G2dConfig the stage ran with
 //!            state.json        step, best validation, SHA-256 of each checkpoint part
 //!            <part>-<step>.bpk checkpoint parts (model, optimizer, ...) of that step
-//!            best-model.bpk    the model at its best validation
+//!            best-<step>.bpk   the stage's result: the model at its best validation
 //!            metrics.jsonl     one JSON object per logged step or validation
 //!            loss.png, validation.png
 //! ```
@@ -36,6 +36,8 @@ pub struct RunState {
     pub best_validation: Option<f64>,
     /// Step of the best validation.
     pub best_step: usize,
+    /// SHA-256 of `best-<best_step>.bpk`.
+    pub best_sha256: Option<String>,
     /// All steps done.
     pub finished: bool,
     /// SHA-256 of the config the stage runs with.
@@ -116,61 +118,63 @@ impl StageDir {
         write(&self.dir.join("config.toml"), config.to_toml().as_bytes())
     }
 
-    /// Writes the parts of the checkpoint of `state.step`, then the state that points at them,
-    /// then deletes older parts.
-    pub fn save_checkpoint(&self, state: &mut RunState, parts: &[(&str, Bytes)]) -> Result<()> {
+    /// Writes the parts of the checkpoint of `state.step` (and the new best model, if any),
+    /// then the state that points at them, then deletes older files.
+    pub fn save_checkpoint(&self, state: &mut RunState, parts: &[(&str, Bytes)], best: Option<Bytes>) -> Result<()> {
         state.parts.clear();
         for (name, bytes) in parts {
             write(&self.part_path(name, state.step), bytes)?;
             state.parts.push((name.to_string(), hex::encode(Sha256::digest(&bytes[..]))));
         }
+        if let Some(bytes) = best {
+            write(&self.best_path(state.best_step), &bytes)?;
+            state.best_sha256 = Some(hex::encode(Sha256::digest(&bytes[..])));
+        }
         let json = serde_json::to_vec_pretty(state).expect("BUG: the state serialises");
         write(&self.dir.join("state.json"), &json)?;
-        self.remove_parts_except(state.step)
+        self.remove_stale(state)
     }
 
     /// Reads a checkpoint part of the saved state, checking its SHA-256.
     pub fn load_part(&self, state: &RunState, name: &str) -> Result<Bytes> {
-        let path = self.part_path(name, state.step);
         let expected =
             state.parts.iter().find(|(n, _)| n == name).map(|(_, h)| h.as_str()).ok_or_else(|| {
                 Error::Checkpoint(format!("{}: the checkpoint has no part '{name}'", self.dir.display()))
             })?;
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-        if hex::encode(Sha256::digest(&bytes)) != expected {
-            return Err(Error::Checkpoint(format!(
-                "{}: corrupt checkpoint (SHA-256 differs from state.json); delete the folder to start the stage again",
-                path.display()
-            )));
-        }
-        Ok(Bytes::from_bytes_vec(bytes))
+        read_checked(&self.part_path(name, state.step), expected)
     }
 
-    /// Saves the best model.
-    pub fn save_best(&self, bytes: &Bytes) -> Result<()> {
-        write(&self.dir.join("best-model.bpk"), bytes)
+    /// The stage's result (the model at its best validation), checked against its SHA-256.
+    pub fn best(&self, state: &RunState) -> Result<Bytes> {
+        let expected = state
+            .best_sha256
+            .as_deref()
+            .ok_or_else(|| Error::Checkpoint(format!("{}: no validated model yet", self.dir.display())))?;
+        read_checked(&self.best_path(state.best_step), expected)
     }
 
-    /// The best model's bytes.
-    pub fn best(&self) -> Result<Bytes> {
-        let path = self.dir.join("best-model.bpk");
-        std::fs::read(&path)
-            .map(Bytes::from_bytes_vec)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })
+    /// Loads the stage's result into `module`.
+    pub fn load_best<M: Module>(&self, state: &RunState, module: M) -> Result<M> {
+        load_module(module, self.best(state)?, &self.best_path(state.best_step).display().to_string())
+    }
+
+    /// Path of the best model of a state.
+    pub fn best_path(&self, step: usize) -> PathBuf {
+        self.dir.join(format!("best-{step}.bpk"))
     }
 
     fn part_path(&self, name: &str, step: usize) -> PathBuf {
         self.dir.join(format!("{name}-{step}.bpk"))
     }
 
-    fn remove_parts_except(&self, step: usize) -> Result<()> {
-        let keep = format!("-{step}.bpk");
+    fn remove_stale(&self, state: &RunState) -> Result<()> {
+        let (part_suffix, best) = (format!("-{}.bpk", state.step), format!("best-{}.bpk", state.best_step));
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|source| Error::Io { path: self.dir.display().to_string(), source })?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let is_part = name.ends_with(".bpk") && name.contains('-') && !name.starts_with("best-");
-            if is_part && !name.ends_with(&keep) {
+            let stale = if name.starts_with("best-") { name != best } else { !name.ends_with(&part_suffix) };
+            if name.ends_with(".bpk") && stale {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -246,6 +250,17 @@ impl MetricsLog {
     }
 }
 
+fn read_checked(path: &Path, sha256: &str) -> Result<Bytes> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    if hex::encode(Sha256::digest(&bytes)) != sha256 {
+        return Err(Error::Checkpoint(format!(
+            "{}: corrupt checkpoint (SHA-256 differs from state.json); delete the stage folder to train it again",
+            path.display()
+        )));
+    }
+    Ok(Bytes::from_bytes_vec(bytes))
+}
+
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, bytes).map_err(|e| Error::Checkpoint(format!("writing {}: {e}", path.display())))
 }
@@ -260,13 +275,16 @@ mod tests {
         let dir = StageDir::create(tmp.path(), Stage::Inpaint).unwrap();
         assert!(dir.state().unwrap().is_none());
         let mut state = RunState { step: 10, ..Default::default() };
-        dir.save_checkpoint(&mut state, &[("model", Bytes::from_bytes_vec(vec![1, 2, 3]))]).unwrap();
+        state.best_step = 10;
+        let best = Some(Bytes::from_bytes_vec(vec![7]));
+        dir.save_checkpoint(&mut state, &[("model", Bytes::from_bytes_vec(vec![1, 2, 3]))], best).unwrap();
         state.step = 20;
-        dir.save_checkpoint(&mut state, &[("model", Bytes::from_bytes_vec(vec![4, 5]))]).unwrap();
+        dir.save_checkpoint(&mut state, &[("model", Bytes::from_bytes_vec(vec![4, 5]))], None).unwrap();
         let saved = dir.state().unwrap().unwrap();
         assert_eq!(saved.step, 20);
         assert_eq!(&dir.load_part(&saved, "model").unwrap()[..], &[4, 5]);
         assert!(!dir.path().join("model-10.bpk").exists(), "older parts are deleted");
+        assert_eq!(&dir.best(&saved).unwrap()[..], &[7], "the best model of step 10 stays");
         std::fs::write(dir.path().join("model-20.bpk"), [9, 9]).unwrap();
         let err = dir.load_part(&saved, "model").unwrap_err().to_string();
         assert!(err.contains("corrupt checkpoint"), "{err}");

@@ -170,8 +170,11 @@ pub fn clean_embeddings(
     embedder: &FaceEmbedder,
     progress: ProgressFn<'_>,
 ) -> Result<HashMap<PathBuf, Embedding>> {
-    let unusable: Vec<String> =
-        photos.iter().filter_map(|p| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone())).take(3).collect();
+    let unusable: Vec<String> = photos
+        .iter()
+        .filter_map(|p| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone()))
+        .take(3)
+        .collect();
     if !unusable.is_empty() {
         return Err(Error::Unsupported(format!("photos that are needed could not be read: {}", unusable.join("; "))));
     }

@@ -10,7 +10,6 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskid_eval::{MaskSetting, Protocol};
 use maskid_face::Parallelism;
-use maskid_g2d::run::StageDir;
 use maskid_g2d::{G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
 use maskid_mask::Coverage;
 use maskid_pipeline::EvalOptions;
@@ -98,7 +97,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
     let mut reports: Vec<StageReport> = Vec::new();
     for stage in stages {
-        if args.resume && StageDir::finished(&run, stage).is_ok() {
+        if args.resume && maskid_g2d::finished_with(&run, stage, &config) {
             if !global.quiet {
                 eprintln!("maskid: stage {} already finished in {}", stage.name(), run.display());
             }

@@ -57,7 +57,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             if let Some(style) = args.add_mask.as_ref().map(|_| style.flatten()) {
                 let mut rgb = face.rgb().to_vec();
                 let spec = MaskSpec::from_seed(image_seed(&stem.to_string_lossy(), args.seed), style, Coverage::Random);
-                render_mask(&mut RgbImageMut::new(112, 112, &mut rgb)?, &landmarks_in_crop(&detection.landmarks), &spec)?;
+                render_mask(
+                    &mut RgbImageMut::new(112, 112, &mut rgb)?,
+                    &landmarks_in_crop(&detection.landmarks),
+                    &spec,
+                )?;
                 panels.push(AlignedFace::from_rgb(rgb).expect("BUG: same size"));
             }
             let input = panels.last().expect("BUG: one panel").clone();

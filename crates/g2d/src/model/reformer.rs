@@ -120,4 +120,20 @@ impl Reformer {
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]); // [b, C]
         l2_normalize(self.fc.forward(pooled))
     }
+
+    /// Folds the batch-norm statistics of the last training step into the running values.
+    /// burn defers that fold to the next update, so without it a checkpoint (or a validation)
+    /// would miss the last step's statistics and a resumed run would drift from an
+    /// uninterrupted one.
+    pub fn sync_running_stats(&self) {
+        let mut norms = vec![&self.stem_bn];
+        for block in &self.blocks {
+            norms.extend([&block.bn1, &block.bn2]);
+            norms.extend(block.shortcut.as_ref().map(|(_, bn)| bn));
+        }
+        for bn in norms {
+            bn.running_mean.value_sync();
+            bn.running_var.value_sync();
+        }
+    }
 }

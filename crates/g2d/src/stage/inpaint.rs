@@ -86,7 +86,7 @@ impl<'a> Reconstruction<'a> {
             model,
             optimizer: adam(schedule),
             critic,
-            batcher: FaceBatcher::new(data.faces, occlusion.clone()),
+            batcher: FaceBatcher::new(data.faces, *occlusion),
             sampler: ShuffledSampler::new((0..data.faces.len()).collect(), schedule.batch_size, schedule.seed)?,
             schedule: schedule.clone(),
             weights,

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
 use crate::model::{Backbone, Inpainter};
-use crate::run::{load_module, RunState, StageDir};
+use crate::run::{RunState, StageDir};
 use crate::{Error, Result};
 
 /// What a training run works on.
@@ -155,6 +155,15 @@ pub fn train_stage(
     }
 }
 
+/// Whether `run` holds this stage finished with this very config (so `--resume` skips it).
+pub fn finished_with(run: &Path, stage: Stage, config: &G2dConfig) -> bool {
+    StageDir::finished(run, stage).is_ok_and(|(_, state)| state.config_sha256 == config_sha256(config))
+}
+
+fn config_sha256(config: &G2dConfig) -> String {
+    hex::encode(Sha256::digest(config.to_toml().as_bytes()))
+}
+
 fn drive<L: StageLoop>(
     stage_loop: &mut L,
     config: &G2dConfig,
@@ -165,7 +174,7 @@ fn drive<L: StageLoop>(
 ) -> Result<StageReport> {
     let schedule = config.schedule(stage);
     let dir = StageDir::create(options.run, stage)?;
-    let config_sha256 = hex::encode(Sha256::digest(config.to_toml().as_bytes()));
+    let config_sha256 = config_sha256(config);
     let mut state = match (dir.state()?, options.resume) {
         (Some(saved), true) => {
             if saved.config_sha256 != config_sha256 {
@@ -201,6 +210,7 @@ fn drive<L: StageLoop>(
     let mut losses = Vec::new();
     let mut last_validation = state.best_validation;
     let validate_every = if schedule.validate_every == 0 { usize::MAX } else { schedule.validate_every };
+    let mut new_best = None;
     while state.step < end_step {
         let t = Instant::now();
         let loss = stage_loop.step(state.step)?;
@@ -232,17 +242,20 @@ fn drive<L: StageLoop>(
             }
             metrics.log(&line)?;
             last_validation = Some(value);
-            if state.best_validation.is_none_or(|best| value > best) {
+            // NaN (nothing to validate on) counts as a first best, so the stage has a result.
+            if state.best_validation.is_none_or(|best| value > best || best.is_nan()) {
                 state.best_validation = Some(value);
                 state.best_step = state.step;
-                dir.save_best(&stage_loop.best()?)?;
+                new_best = Some(stage_loop.best()?);
             }
         }
-        if state.step % schedule.checkpoint_every == 0 || done || state.step == end_step {
+        // A new best is written with the checkpoint of its step, so state.json never points at
+        // a best model that is not on disk.
+        if state.step % schedule.checkpoint_every == 0 || done || state.step == end_step || new_best.is_some() {
             state.finished = done;
             state.elapsed_s += session.elapsed().as_secs_f64();
             let parts = stage_loop.parts()?;
-            dir.save_checkpoint(&mut state, &parts)?;
+            dir.save_checkpoint(&mut state, &parts, new_best.take())?;
             state.elapsed_s -= session.elapsed().as_secs_f64();
         }
         progress(&Progress {
@@ -323,28 +336,24 @@ pub(crate) fn load_inpainter(
     match previous {
         None => Ok(fresh),
         Some(stage) => {
-            let (dir, _) = StageDir::finished(run, stage)?;
+            let (dir, state) = StageDir::finished(run, stage)?;
             check_same_network(&dir, config, |c| &c.model.encoder)?;
-            load_module(fresh, dir.best()?, &dir.path().join("best-model.bpk").display().to_string())
+            dir.load_best(&state, fresh)
         }
     }
 }
 
 /// The backbone trained by the reformer stage of `run`.
 pub fn load_backbone(run: &Path, device: &Device) -> Result<(Backbone, G2dConfig)> {
-    let (dir, _) = StageDir::finished(run, Stage::Reformer)?;
+    let (dir, state) = StageDir::finished(run, Stage::Reformer)?;
     let config = dir.config()?;
-    let backbone = new_backbone(&config, device);
-    let origin = dir.path().join("best-model.bpk").display().to_string();
-    Ok((load_module(backbone, dir.best()?, &origin)?, config))
+    Ok((dir.load_best(&state, new_backbone(&config, device))?, config))
 }
 
 /// The inpainting network (encoder + decoder) of `run`: after stage 1 if it ran, else stage 0.
 pub fn load_trained_inpainter(run: &Path, device: &Device) -> Result<Inpainter> {
-    let (dir, _) = StageDir::finished(run, Stage::Encoder).or_else(|_| StageDir::finished(run, Stage::Inpaint))?;
-    let config = dir.config()?;
-    let origin = dir.path().join("best-model.bpk").display().to_string();
-    load_module(config.model.encoder.init(device), dir.best()?, &origin)
+    let (dir, state) = StageDir::finished(run, Stage::Encoder).or_else(|_| StageDir::finished(run, Stage::Inpaint))?;
+    dir.load_best(&state, dir.config()?.model.encoder.init(device))
 }
 
 /// A fresh backbone of `config`'s shape.

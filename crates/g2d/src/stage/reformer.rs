@@ -61,7 +61,7 @@ impl<'a> Distillation<'a> {
             encoder,
             student,
             optimizer: adam(&stage.schedule),
-            batcher: FaceBatcher::new(data.faces, stage.occlusion.clone()),
+            batcher: FaceBatcher::new(data.faces, stage.occlusion),
             sampler: IdentitySampler::new(
                 data.faces,
                 stage.identities_per_batch,
@@ -105,6 +105,7 @@ impl StageLoop for Distillation<'_> {
         let (total, terms) = relation_loss(student, projected, teacher, &self.config.relation);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
         self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        self.student.reformer.sync_running_stats();
         Ok(StepLoss {
             total: f64::from(total.into_scalar::<f32>()),
             terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),

@@ -1,0 +1,41 @@
+//! Helpers of the end-to-end tests: run the binary, read its JSON, find LFW and the samples.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn maskid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maskid")).args(args).arg("--quiet").output().expect("run maskid")
+}
+
+pub fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "maskid failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// LFW at `../shared/datasets/lfw` from the project root (or `$MASKID_LFW`). Absent outside
+/// CI: the test says loudly that it was skipped. Absent in CI: the test fails.
+pub fn lfw(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("MASKID_LFW")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/lfw"));
+    if path.join("images_deepfunneled").is_dir() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test}: LFW missing at {} in CI", path.display());
+    eprintln!("\n*** SKIPPED {test}: LFW not found at {} (set MASKID_LFW) ***\n", path.display());
+    None
+}
+
+/// Paths of the six sample photos, fetched by `maskid models fetch`.
+pub fn sample(name: &str) -> PathBuf {
+    let rows = stdout_json(&maskid(&["models", "fetch", "--json"]));
+    let row = rows.as_array().unwrap().iter().find(|r| r["file"] == name).expect("sample listed");
+    PathBuf::from(row["path"].as_str().unwrap())
+}

@@ -1,0 +1,293 @@
+//! End-to-end tests of G2D training on real LFW faces (the people of peopleDevTrain.txt):
+//! the four stages, resume after kill -9, export with its parity check, and bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{lfw, maskid, sample, stderr, stdout_json};
+use serde_json::Value;
+
+/// A run that takes a minute or two on 2 cores: small batches, few steps, 150 people.
+const SHORT_RUN: &str = r#"
+name = "ci"
+[inpaint.schedule]
+steps = 40
+batch_size = 8
+checkpoint_every = 10
+validate_every = 20
+[encoder.schedule]
+steps = 6
+batch_size = 8
+checkpoint_every = 3
+validate_every = 6
+[reformer]
+identities_per_batch = 8
+images_per_identity = 2
+[reformer.schedule]
+steps = 40
+batch_size = 16
+checkpoint_every = 10
+validate_every = 20
+[classifier.schedule]
+steps = 30
+batch_size = 16
+lr = 0.01
+checkpoint_every = 10
+validate_every = 15
+"#;
+
+fn write_config(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn train_args<'a>(data: &'a str, config: &'a str, run: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--data", data, "--config", config, "--run", run, "--max-people", "150"];
+    args.extend(["--validation-pairs", "100"]);
+    args.extend(extra);
+    args
+}
+
+/// (step, loss) of every training line of a stage's metrics.jsonl, and its validation lines.
+fn metrics(run: &Path, stage: &str) -> (Vec<(u64, f64)>, Vec<Value>) {
+    let text = std::fs::read_to_string(run.join(stage).join("metrics.jsonl")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let train = lines
+        .iter()
+        .filter(|l| l["kind"] == "train")
+        .map(|l| (l["step"].as_u64().unwrap(), l["loss"].as_f64().unwrap()))
+        .collect();
+    (train, lines.into_iter().filter(|l| l["kind"] == "validation").collect())
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG"))
+}
+
+#[test]
+fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
+    let Some(lfw) = lfw("four_stages_train_on_lfw_devtrain_and_the_export_matches_burn") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), "ci.toml", SHORT_RUN);
+    let run = tmp.path().join("run");
+    let (data, run_s) = (lfw.to_str().unwrap(), run.to_str().unwrap());
+    let reports = stdout_json(&maskid(&train_args(data, &config, run_s, &["--json"])));
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 4);
+    for r in reports {
+        let stage = r["stage"].as_str().unwrap();
+        assert_eq!(r["finished"], true, "{r}");
+        let (first, last) = (r["loss_start_end"][0].as_f64().unwrap(), r["loss_start_end"][1].as_f64().unwrap());
+        // The encoder stage's lr is the paper's 1e-5: over six steps its loss barely moves.
+        if stage != "encoder" {
+            assert!(last < first * 0.95, "{stage}: the loss falls on real faces: {first} -> {last}");
+        }
+        let dir = run.join(stage);
+        assert!(is_png(&dir.join("loss.png")) && is_png(&dir.join("validation.png")), "{stage}: curves drawn");
+        let (train, validation) = metrics(&run, stage);
+        assert_eq!(train.len(), r["steps"].as_u64().unwrap() as usize, "{stage}: one metrics line a step");
+        assert!(!validation.is_empty(), "{stage}: validated");
+        let best = r["best_validation"][1].as_u64().unwrap();
+        assert!(dir.join(format!("best-{best}.bpk")).is_file(), "{stage}: the best model is kept");
+        assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let reformer = &reports[2];
+    let accuracy = reformer["best_validation"][0].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&accuracy), "mask-probe accuracy is a rate above chance: {accuracy}");
+
+    // Export: ONNX Runtime must reproduce burn on 32 real faces within 1e-4.
+    let onnx = tmp.path().join("g2d.onnx");
+    let export =
+        stdout_json(&maskid(&["export", "--run", run_s, "-o", onnx.to_str().unwrap(), "--data", data, "--json"]));
+    assert_eq!(export["parity_faces"], 32);
+    assert!(export["max_abs_difference"].as_f64().unwrap() <= 1e-4, "{export}");
+    assert_eq!(export["embedding_dim"], 512);
+
+    // The exported file is what `eval --model` runs.
+    let reports_dir = tmp.path().join("reports");
+    let eval = stdout_json(&maskid(&[
+        "eval",
+        "--protocol",
+        "lfw-devtest",
+        "--mask",
+        "mask-probe",
+        "--data",
+        data,
+        "--model",
+        onnx.to_str().unwrap(),
+        "--out",
+        reports_dir.to_str().unwrap(),
+        "--json",
+    ]));
+    let eval_accuracy = eval["metrics"]["accuracy_mean"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&eval_accuracy), "{eval}");
+
+    // unmask: input, masked input and reconstruction side by side.
+    let out = tmp.path().join("unmask");
+    let photo = sample("person_a_1.jpg");
+    let result = maskid(&[
+        "unmask",
+        photo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--run",
+        run_s,
+        "--add-mask",
+        "surgical",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let sheet = image::open(out.join("person_a_1.png")).unwrap();
+    assert_eq!((sheet.width(), sheet.height()), (3 * 112 + 2 * 4, 112));
+}
+
+#[test]
+fn training_resumes_after_kill_9_exactly_where_it_stopped() {
+    let Some(lfw) = lfw("training_resumes_after_kill_9_exactly_where_it_stopped") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "resume.toml",
+        "[inpaint.schedule]\nsteps = 24\nbatch_size = 8\ncheckpoint_every = 3\nvalidate_every = 12\n",
+    );
+    let data = lfw.to_str().unwrap();
+    let whole = tmp.path().join("whole");
+    let out = maskid(&train_args(data, &config, whole.to_str().unwrap(), &["--stage", "inpaint"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint", "--quiet"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state_path = killed.join("inpaint/state.json");
+    let start = Instant::now();
+    let step_of = || -> u64 {
+        std::fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |s| s["step"].as_u64().unwrap())
+    };
+    while step_of() < 6 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint within 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let stopped_at = step_of();
+    assert!((6..24).contains(&stopped_at), "killed mid-stage at step {stopped_at}");
+
+    let without_resume = maskid(&train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint"]));
+    assert_eq!(without_resume.status.code(), Some(2));
+    assert!(stderr(&without_resume).contains("pass --resume"), "{}", stderr(&without_resume));
+    let resumed =
+        maskid(&train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint", "--resume", "--json"]));
+    let report = &stdout_json(&resumed)[0];
+    assert_eq!(report["finished"], true);
+    assert_eq!(report["steps_this_session"].as_u64().unwrap(), 24 - stopped_at);
+
+    // Same batches, same masks, same optimiser state: the losses of every step and the
+    // validations agree with the run that was never interrupted.
+    let (a, va) = metrics(&whole, "inpaint");
+    let (b, vb) = metrics(&killed, "inpaint");
+    assert_eq!(a.len(), 24);
+    assert_eq!(a, b, "per-step losses of the resumed run");
+    assert_eq!(va, vb, "validations of the resumed run");
+}
+
+#[test]
+fn training_refuses_bad_configs_data_and_checkpoints_clearly() {
+    let Some(lfw) = lfw("training_refuses_bad_configs_data_and_checkpoints_clearly") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = lfw.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let fails_with = |args: &[&str], needle: &str| {
+        let out = maskid(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} should fail: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: expected '{needle}' in: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    };
+    let typo = write_config(tmp.path(), "typo.toml", "[reformer]\nidentites_per_batch = 8\n");
+    fails_with(&train_args(data, &typo, run_s, &[]), "identities_per_batch");
+    let range = write_config(tmp.path(), "range.toml", "[model.encoder]\ndescriptor_block = 9\n");
+    fails_with(&train_args(data, &range, run_s, &[]), "model.encoder.descriptor_block = 9");
+    fails_with(&["train", "--data", data, "--stage", "reform"], "inpaint, encoder, reformer, classifier");
+
+    let tiny = write_config(
+        tmp.path(),
+        "tiny.toml",
+        "[inpaint.schedule]\nsteps = 2\nbatch_size = 4\ncheckpoint_every = 1\nvalidate_every = 2\n",
+    );
+    let tiny_args = |extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["train", "--data", data, "--config", &tiny, "--run", run_s, "--validation-pairs", "20"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // A batch larger than the data; one identity for the classifier.
+    let big = write_config(tmp.path(), "big.toml", "[inpaint.schedule]\nbatch_size = 64\n");
+    fails_with(
+        &["train", "--data", data, "--config", &big, "--run", run_s, "--max-people", "2"],
+        "larger than the data set",
+    );
+    fails_with(&strs(&tiny_args(&["--max-people", "1", "--stage", "classifier"])), "at least 2 identities");
+    // Later stages need earlier ones.
+    fails_with(&strs(&tiny_args(&["--max-people", "6", "--stage", "encoder"])), "has not been trained in this run");
+
+    let ok = maskid(&strs(&tiny_args(&["--max-people", "6", "--stage", "inpaint"])));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // Resuming with another config or other data is refused.
+    let other = write_config(tmp.path(), "other.toml", "[inpaint.schedule]\nsteps = 3\nbatch_size = 4\n");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            data,
+            "--config",
+            &other,
+            "--run",
+            run_s,
+            "--max-people",
+            "6",
+            "--stage",
+            "inpaint",
+            "--resume",
+        ],
+        "trained with another config",
+    );
+    // The next stage refuses a network of another shape, and a corrupt checkpoint.
+    let wider = write_config(
+        tmp.path(),
+        "wider.toml",
+        "[model.encoder]\nwidth = 32\n[encoder.schedule]\nsteps = 1\nbatch_size = 4\n",
+    );
+    fails_with(
+        &["train", "--data", data, "--config", &wider, "--run", run_s, "--max-people", "6", "--stage", "encoder"],
+        "use the same [model] section",
+    );
+    let best = std::fs::read_dir(run.join("inpaint"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("best-"))
+        .expect("a best model");
+    let mut bytes = std::fs::read(&best).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&best, bytes).unwrap();
+    fails_with(&strs(&tiny_args(&["--max-people", "6", "--stage", "encoder"])), "corrupt checkpoint");
+    fails_with(&["export", "--run", run_s, "-o", tmp.path().join("x.onnx").to_str().unwrap()], "reformer");
+}
