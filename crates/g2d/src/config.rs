@@ -413,6 +413,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_files_are_the_presets() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in ["small", "paper"] {
+            let file = G2dConfig::load(&dir.join(format!("{name}.toml"))).unwrap();
+            assert_eq!(
+                file,
+                G2dConfig::preset(name).unwrap(),
+                "configs/{name}.toml: regenerate with `maskid train --preset {name} --print-config`"
+            );
+        }
+    }
+
+    #[test]
     fn missing_keys_take_the_small_preset() {
         let config = G2dConfig::from_toml("[reformer.schedule]\nsteps = 10\n", "test").unwrap();
         assert_eq!(config.reformer.schedule.steps, 10);

@@ -65,9 +65,15 @@ pub fn device(name: &str) -> Result<Device> {
         "cuda" => Ok(Device::cuda(0)),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(Default::default())),
-        "cuda" | "wgpu" => Err(Error::Config(format!(
-            "device '{name}' needs a maskid built with it: cargo build --release --features {name}"
-        ))),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => Err(not_built(name)),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err(not_built(name)),
         _ => Err(Error::Config(format!("unknown device '{name}': expected one of cpu, cuda, wgpu"))),
     }
+}
+
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+fn not_built(name: &str) -> Error {
+    Error::Config(format!("device '{name}' needs a maskid built with it: cargo build --release --features {name}"))
 }

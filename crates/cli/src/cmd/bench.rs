@@ -11,6 +11,7 @@ use maskid_face::{align_face, decode_image, select_faces, FacePolicy, Parallelis
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::cmd::bench_g2d;
 use crate::cmd::prepare::dataset_photos;
 use crate::common::{print_json, GlobalArgs};
 
@@ -25,6 +26,17 @@ pub struct Args {
     /// Photos of the data set to use (spread evenly over it).
     #[arg(long, default_value_t = 1000)]
     photos: usize,
+    /// G2D: train each stage of the `small` config for this many steps (batch 32) on --data
+    /// and report images/s and peak memory (instead of the teacher benchmarks).
+    #[arg(long, requires = "data")]
+    train_steps: Option<usize>,
+    /// G2D: time an exported backbone through ONNX Runtime, batch 1 and 32 (instead of the
+    /// teacher benchmarks).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// With --model: the run folder it came from, to time burn on the same network.
+    #[arg(long, requires = "model")]
+    run: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -97,6 +109,9 @@ fn mask_throughput(jpeg: &[u8]) -> anyhow::Result<f64> {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
+    if args.train_steps.is_some() || args.model.is_some() {
+        return g2d(global, &args);
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let jpeg = test_photo(global)?;
     let models = global.models(Parallelism::Latency)?;
@@ -173,6 +188,45 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             "over {} data set photos: full chain {:.1} photos/s; teacher embedding {:.1} faces/s (batch 32)",
             t.photos, t.chain_photos_per_s, t.embed_faces_per_s
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--train-steps` and `--model`: the G2D benchmarks.
+fn g2d(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    let mut report = serde_json::json!({ "cores": std::thread::available_parallelism().map_or(1, |n| n.get()) });
+    if let (Some(steps), Some(data)) = (args.train_steps, &args.data) {
+        anyhow::ensure!(steps >= 2, "--train-steps must be at least 2");
+        let stages = bench_g2d::train_throughput(global, data, steps)?;
+        if !args.json {
+            for s in &stages {
+                let peak = s.peak_memory_mib.map_or("?".into(), |m| format!("{m:.0} MiB"));
+                println!(
+                    "train {:<10} {:>6.1} images/s (batch 32, {} steps), peak memory {peak}",
+                    s.stage, s.images_per_s, s.steps
+                );
+            }
+        }
+        report["train"] = serde_json::to_value(&stages)?;
+    }
+    if let Some(model) = &args.model {
+        let models = global.models(Parallelism::Latency)?;
+        let faces = crate::cmd::export::parity_faces(global, &models, None)?;
+        drop(models);
+        let speed = bench_g2d::backbone_speed(model, args.run.as_deref(), &faces, args.iterations)?;
+        if !args.json {
+            println!(
+                "backbone {}: ONNX Runtime batch 1 {:.2} ms, batch 32 {:.0} faces/s",
+                speed.model, speed.onnx_batch1_ms, speed.onnx_batch32_faces_per_s
+            );
+            if let (Some(ms), Some(fps)) = (speed.burn_batch1_ms, speed.burn_batch32_faces_per_s) {
+                println!("same network on burn (flex CPU): batch 1 {ms:.2} ms, batch 32 {fps:.0} faces/s");
+            }
+        }
+        report["backbone"] = serde_json::to_value(&speed)?;
+    }
+    if args.json {
+        print_json(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -87,7 +87,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// 32 real aligned faces: lfw-devtest crops when LFW is given, else the sample photos.
-fn parity_faces(global: &GlobalArgs, models: &Models, data: Option<&PathBuf>) -> anyhow::Result<Vec<AlignedFace>> {
+pub fn parity_faces(global: &GlobalArgs, models: &Models, data: Option<&PathBuf>) -> anyhow::Result<Vec<AlignedFace>> {
     if let Some(root) = data {
         let options = EvalOptions {
             protocol: Protocol::LfwDevtest,

@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod bench;
+pub mod bench_g2d;
 pub mod demo;
 pub mod detect;
 pub mod eval;

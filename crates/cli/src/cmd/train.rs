@@ -19,8 +19,8 @@ use crate::common::{print_json, GlobalArgs};
 #[derive(clap::Args)]
 pub struct Args {
     /// Training data: LFW (its peopleDevTrain.txt people only) or one folder per person.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "print_config")]
+    data: Option<PathBuf>,
     /// LFW root for validation on the lfw-devtest pairs (default: --data).
     #[arg(long)]
     validation_data: Option<PathBuf>,
@@ -51,6 +51,9 @@ pub struct Args {
     /// Stop each stage after this many steps (checkpointed, resumable), e.g. to split a long run.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Print the config (TOML, every key) and exit: a starting point for --config.
+    #[arg(long)]
+    print_config: bool,
     /// Print the stage reports as JSON.
     #[arg(long)]
     json: bool,
@@ -61,6 +64,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => G2dConfig::load(path)?,
         None => G2dConfig::preset(&args.preset)?,
     };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let data_root = args.data.clone().context("--data is required")?;
     let stages: Vec<Stage> = if args.stage == "all" { Stage::ALL.to_vec() } else { vec![Stage::parse(&args.stage)?] };
     let device = maskid_g2d::device(&args.device)?;
     let home = global.assets().home().to_path_buf();
@@ -68,15 +76,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Throughput)?;
     let progress = global.progress();
     if !global.quiet {
-        eprintln!("maskid: training data {} -> run folder {}", args.data.display(), run.display());
+        eprintln!("maskid: training data {} -> run folder {}", data_root.display(), run.display());
     }
-    let set = maskid_pipeline::training_set(&home, &models, &args.data, args.max_people, &progress)
-        .with_context(|| format!("preparing training data from {}", args.data.display()))?;
+    let set = maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &progress)
+        .with_context(|| format!("preparing training data from {}", data_root.display()))?;
     let validation_options = EvalOptions {
         protocol: Protocol::LfwDevtest,
         mask: MaskSetting::MaskProbe,
         seed: 0,
-        data: args.validation_data.clone().unwrap_or_else(|| args.data.clone()),
+        data: args.validation_data.clone().unwrap_or_else(|| data_root.clone()),
         style: None,
         coverage: Coverage::Random,
     };

@@ -139,6 +139,7 @@ pub fn train_stage(
     if data.faces.is_empty() {
         return Err(Error::Data("the training set is empty".into()));
     }
+    reset_peak_memory();
     match stage {
         Stage::Inpaint | Stage::Encoder => {
             let mut stage_loop = inpaint::Reconstruction::new(config, stage, data, options)?;
@@ -288,7 +289,13 @@ fn drive<L: StageLoop>(
     })
 }
 
-/// Peak resident memory (VmHWM) of this process, where /proc tells it.
+/// Starts a new peak-memory measurement (Linux: `5` to /proc/self/clear_refs), so each
+/// stage reports its own peak.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory (VmHWM) of this process since the stage began, where /proc tells it.
 pub fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

@@ -1,0 +1,122 @@
+//! The G2D parts of `maskid bench`: training throughput of each stage, and inference of an
+//! exported backbone through ONNX Runtime (and through burn, for comparison).
+
+use std::path::Path;
+use std::time::Instant;
+
+use maskid_core::AlignedFace;
+use maskid_eval::{MaskSetting, Protocol};
+use maskid_face::{EmbedderConfig, FaceEmbedder, Parallelism};
+use maskid_g2d::{G2dConfig, Stage, StageReport, TrainData, TrainOptions};
+use maskid_mask::Coverage;
+use maskid_pipeline::EvalOptions;
+use serde::Serialize;
+
+use crate::common::GlobalArgs;
+
+/// Images per second of each stage of the `small` config, every batch 32, after `steps`
+/// steps; each stage's own peak memory.
+pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyhow::Result<Vec<StageReport>> {
+    let mut config = G2dConfig::small();
+    config.encoder.schedule.batch_size = 32; // the paper's 16, doubled to compare stages
+    for stage in Stage::ALL {
+        let schedule = match stage {
+            Stage::Inpaint => &mut config.inpaint.schedule,
+            Stage::Encoder => &mut config.encoder.schedule,
+            Stage::Reformer => &mut config.reformer.schedule,
+            Stage::Classifier => &mut config.classifier.schedule,
+        };
+        schedule.steps = steps;
+        schedule.checkpoint_every = steps;
+        schedule.validate_every = 0;
+    }
+    let home = global.assets().home().to_path_buf();
+    let models = global.models(Parallelism::Throughput)?;
+    let progress = global.progress();
+    let set = maskid_pipeline::training_set(&home, &models, data, None, &progress)?;
+    let options = EvalOptions {
+        protocol: Protocol::LfwDevtest,
+        mask: MaskSetting::MaskProbe,
+        seed: 0,
+        data: data.to_path_buf(),
+        style: None,
+        coverage: Coverage::Random,
+    };
+    let validation = maskid_pipeline::verification_pairs(&home, &models, &options, Some(40), &progress)?;
+    drop(models);
+    let run = tempfile::tempdir()?;
+    let train = TrainData { faces: &set.faces, validation: &validation };
+    let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };
+    Stage::ALL
+        .into_iter()
+        .map(|stage| Ok(maskid_g2d::train_stage(&config, stage, &train, &options, &mut |_| {})?))
+        .collect()
+}
+
+/// Speed of an exported backbone.
+#[derive(Serialize)]
+pub struct BackboneSpeed {
+    /// The ONNX file.
+    pub model: String,
+    /// ONNX Runtime, one face per call: median ms.
+    pub onnx_batch1_ms: f64,
+    /// ONNX Runtime, 32 faces per call: faces per second.
+    pub onnx_batch32_faces_per_s: f64,
+    /// burn (flex CPU backend) on the same network, when the run folder is given.
+    pub burn_batch1_ms: Option<f64>,
+    /// burn, 32 faces per call.
+    pub burn_batch32_faces_per_s: Option<f64>,
+}
+
+/// Times the backbone on 32 copies of real aligned faces.
+pub fn backbone_speed(
+    model: &Path,
+    run: Option<&Path>,
+    faces: &[AlignedFace],
+    iterations: usize,
+) -> anyhow::Result<BackboneSpeed> {
+    let batch: Vec<AlignedFace> = faces.iter().cycle().take(32).cloned().collect();
+    let embedder = FaceEmbedder::new(model, EmbedderConfig::g2d(), Parallelism::Latency)?;
+    let one = &batch[..1];
+    let (onnx_batch1_ms, onnx_batch32) =
+        time(iterations, || embedder.embed(one).map(drop), || embedder.embed(&batch).map(drop))?;
+    let burn = match run {
+        None => None,
+        Some(run) => {
+            let device = maskid_g2d::Device::flex();
+            let (backbone, _) = maskid_g2d::load_backbone(run, &device)?;
+            let embed = |faces: &[AlignedFace]| {
+                maskid_g2d::stage::embed_faces(&backbone, &faces.iter().collect::<Vec<_>>(), &device).map(drop)
+            };
+            Some(time(iterations.min(20), || embed(one), || embed(&batch))?)
+        }
+    };
+    Ok(BackboneSpeed {
+        model: model.display().to_string(),
+        onnx_batch1_ms,
+        onnx_batch32_faces_per_s: 32e3 / onnx_batch32,
+        burn_batch1_ms: burn.map(|b| b.0),
+        burn_batch32_faces_per_s: burn.map(|b| 32e3 / b.1),
+    })
+}
+
+/// Median ms of `single` and of `batch` over `iterations` runs each, after 3 warm-up runs.
+fn time<E: Into<anyhow::Error>>(
+    iterations: usize,
+    single: impl Fn() -> Result<(), E>,
+    batch: impl Fn() -> Result<(), E>,
+) -> anyhow::Result<(f64, f64)> {
+    let median = |f: &dyn Fn() -> Result<(), E>| -> anyhow::Result<f64> {
+        let mut times = Vec::new();
+        for i in 0..iterations + 3 {
+            let t = Instant::now();
+            f().map_err(Into::into)?;
+            if i >= 3 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    Ok((median(&single)?, median(&batch)?))
+}
