@@ -291,3 +291,38 @@ fn training_refuses_bad_configs_data_and_checkpoints_clearly() {
     fails_with(&strs(&tiny_args(&["--max-people", "6", "--stage", "encoder"])), "corrupt checkpoint");
     fails_with(&["export", "--run", run_s, "-o", tmp.path().join("x.onnx").to_str().unwrap()], "reformer");
 }
+
+#[test]
+fn inpainting_with_the_critic_trains_and_resumes() {
+    let Some(lfw) = lfw("inpainting_with_the_critic_trains_and_resumes") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "gan.toml",
+        "[inpaint]\nadversarial_weight = 0.1\nperceptual_weight = 0.1\nstyle_weight = 10.0\n\
+         [inpaint.schedule]\nsteps = 4\nbatch_size = 4\ncheckpoint_every = 2\nvalidate_every = 4\n",
+    );
+    let (data, run) = (lfw.to_str().unwrap(), tmp.path().join("run"));
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["train", "--data", data, "--config", &config, "--run", run.to_str().unwrap()];
+        a.extend(["--max-people", "10", "--validation-pairs", "20", "--stage", "inpaint"]);
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let first = maskid(&strs(&args(&["--stop-after", "2"])));
+    assert!(first.status.success(), "{}", stderr(&first));
+    let state: Value = serde_json::from_slice(&std::fs::read(run.join("inpaint/state.json")).unwrap()).unwrap();
+    let parts: Vec<&str> = state["parts"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
+    assert_eq!(parts, ["model", "optimizer", "critic", "critic_optimizer"], "the critic is checkpointed");
+    let report = &stdout_json(&maskid(&strs(&args(&["--resume", "--json"]))))[0];
+    assert_eq!((report["finished"].as_bool(), report["steps_this_session"].as_u64()), (Some(true), Some(2)));
+    let (train, _) = metrics(&run, "inpaint");
+    assert_eq!(train.len(), 4);
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(run.join("inpaint/metrics.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    for term in ["reconstruction", "critic", "adversarial", "perceptual", "style"] {
+        assert!(line[term].as_f64().is_some_and(f64::is_finite), "{term} logged: {line}");
+    }
+}
