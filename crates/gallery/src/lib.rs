@@ -1,0 +1,134 @@
+//! The persistent gallery of maskid: subjects and their face embeddings in SQLite
+//! ([`Gallery`]), and exact cosine search over them ([`ExactIndex`]).
+
+mod index;
+mod store;
+
+pub use index::{ExactIndex, Hit};
+pub use store::{Gallery, ModelRef, NewFace, Subject};
+
+/// Errors of the gallery; each maps to one HTTP status in the service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite failed (file unreadable, locked, corrupt...).
+    #[error("gallery database: {0}")]
+    Database(String),
+    /// A name or photo that is already there.
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    /// An unknown subject or face.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// An embedding of another model than the gallery's.
+    #[error("model mismatch: {0}")]
+    ModelMismatch(String),
+    /// A bad argument.
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    fn db(path: &std::path::Path, e: rusqlite::Error) -> Self {
+        Error::Database(format!("{}: {e}", path.display()))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Database(e.to_string())
+    }
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskid_core::Embedding;
+
+    fn model(sha: &str) -> ModelRef {
+        ModelRef { id: "test.onnx".into(), sha256: sha.into() }
+    }
+
+    fn face(values: Vec<f32>, source: &str, sha: &str) -> NewFace {
+        NewFace {
+            embedding: Embedding::normalized(values),
+            model: model(sha),
+            source_sha256: source.into(),
+            score: 0.9,
+        }
+    }
+
+    #[test]
+    fn subjects_and_faces_persist_and_duplicates_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gallery.db");
+        {
+            let mut g = Gallery::open(&path).unwrap();
+            let ann = g.add_subject("ann", &serde_json::json!({ "team": "a" })).unwrap();
+            assert!(matches!(g.add_subject("ann", &serde_json::json!({})), Err(Error::Duplicate(_))));
+            assert!(matches!(g.add_subject(" ", &serde_json::json!({})), Err(Error::Invalid(_))));
+            g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo1", "m1")).unwrap();
+            g.enroll(ann, &face(vec![0.9, 0.1, 0.0], "photo2", "m1")).unwrap();
+            assert!(matches!(g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo1", "m1")), Err(Error::Duplicate(_))));
+            assert!(matches!(g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo3", "m2")), Err(Error::ModelMismatch(_))));
+            assert!(matches!(g.enroll(999, &face(vec![1.0, 0.0, 0.0], "photo4", "m1")), Err(Error::NotFound(_))));
+        }
+        let g = Gallery::open(&path).unwrap();
+        assert_eq!(g.journal_mode().unwrap(), "wal");
+        let ann = g.subject("ann").unwrap();
+        assert_eq!((ann.faces, ann.metadata["team"].as_str()), (2, Some("a")));
+        assert_eq!(g.model().unwrap(), Some(model("m1")));
+        assert_eq!(g.embeddings().unwrap().len(), 2);
+        assert_eq!(g.integrity_check().unwrap(), "ok");
+        g.remove_subject("ann").unwrap();
+        assert!(g.embeddings().unwrap().is_empty(), "faces go with their subject");
+        assert!(matches!(g.subject("ann"), Err(Error::NotFound(_))));
+        assert!(matches!(g.remove_subject("ann"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_gallery_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not.db");
+        std::fs::write(&path, b"this is not an SQLite database, just some text padding it out").unwrap();
+        let err = Gallery::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("not.db"), "{err}");
+    }
+
+    #[test]
+    fn exact_search_ranks_by_cosine_and_survives_removal() {
+        // Deterministic pseudo-random unit vectors, more than one block.
+        let dim = 16;
+        let mut state = 1u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let vectors: Vec<Vec<f32>> =
+            (0..9000).map(|_| Embedding::normalized((0..dim).map(|_| next()).collect()).values().to_vec()).collect();
+        let mut index = ExactIndex::new(dim);
+        for (i, v) in vectors.iter().enumerate() {
+            index.add(i as i64, v).unwrap();
+        }
+        assert!(index.add(1, &[0.0; 3]).is_err());
+        let query = &vectors[1234];
+        let hits = index.search(query, 5);
+        assert_eq!(hits[0].id, 1234);
+        assert!((hits[0].score - 1.0).abs() < 1e-5);
+        let mut brute: Vec<(f32, i64)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum(), i as i64))
+            .collect();
+        brute.sort_by(|a, b| b.0.total_cmp(&a.0));
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), brute[..5].iter().map(|b| b.1).collect::<Vec<_>>());
+        assert!(index.remove(1234));
+        assert!(!index.remove(1234));
+        assert_eq!(index.len(), 8999);
+        assert_eq!(index.search(query, 1)[0].id, brute[1].1, "the next best once the exact match is gone");
+        let moved = &vectors[8999];
+        assert_eq!(index.search(moved, 1)[0].id, 8999, "the last row moved into the hole keeps its id");
+    }
+}

@@ -1,0 +1,236 @@
+//! Subjects and faces in SQLite. One gallery file belongs to one embedding model: the first
+//! enrolled face fixes it, and faces of another model are refused.
+
+use std::path::Path;
+
+use maskid_core::Embedding;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE subjects (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    );
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        embedding BLOB NOT NULL,
+        model_id TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        source_sha256 TEXT NOT NULL,
+        score REAL NOT NULL,
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+        UNIQUE (subject_id, source_sha256, model_sha256)
+    );
+    CREATE INDEX faces_subject ON faces(subject_id);
+"#];
+
+/// The model that made a gallery's embeddings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelRef {
+    /// A readable name (file name).
+    pub id: String,
+    /// SHA-256 of the model file.
+    pub sha256: String,
+}
+
+/// A face to enroll.
+#[derive(Debug, Clone)]
+pub struct NewFace {
+    /// The embedding (L2-normalised).
+    pub embedding: Embedding,
+    /// The model that made it.
+    pub model: ModelRef,
+    /// SHA-256 of the photo it came from (a photo is enrolled once per subject and model).
+    pub source_sha256: String,
+    /// Detection score.
+    pub score: f32,
+}
+
+/// An enrolled person.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subject {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Free JSON.
+    pub metadata: serde_json::Value,
+    /// Creation time (UTC, ISO 8601).
+    pub created: String,
+    /// Enrolled faces.
+    pub faces: usize,
+}
+
+/// The gallery file.
+pub struct Gallery {
+    db: Connection,
+}
+
+impl Gallery {
+    /// Opens (or creates) a gallery file: WAL journal, foreign keys on, migrations applied.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Connection::open(path).map_err(|e| Error::db(path, e))?;
+        db.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| Error::db(path, e))?;
+        let mode: String =
+            db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| Error::db(path, e))?;
+        if mode != "wal" {
+            return Err(Error::Database(format!("{}: cannot use WAL mode (got {mode})", path.display())));
+        }
+        db.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").map_err(|e| Error::db(path, e))?;
+        let mut gallery = Self { db };
+        gallery.migrate().map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
+        Ok(gallery)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(Error::Database(format!(
+                "schema version {version} is newer than this maskid knows ({}); upgrade maskid",
+                MIGRATIONS.len()
+            )));
+        }
+        for sql in &MIGRATIONS[version..] {
+            tx.execute_batch(sql)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds a subject; a taken name is `Error::Duplicate`.
+    pub fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<i64> {
+        if name.trim().is_empty() {
+            return Err(Error::Invalid("a subject needs a non-empty name".into()));
+        }
+        match self
+            .db
+            .execute("INSERT INTO subjects (name, metadata) VALUES (?1, ?2)", params![name, metadata.to_string()])
+        {
+            Ok(_) => Ok(self.db.last_insert_rowid()),
+            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(format!("subject '{name}' exists"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The subject of that name.
+    pub fn subject(&self, name: &str) -> Result<Subject> {
+        self.subjects_where("s.name = ?1", params![name])?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("no subject '{name}'")))
+    }
+
+    /// Every subject, by name.
+    pub fn subjects(&self) -> Result<Vec<Subject>> {
+        self.subjects_where("1", params![])
+    }
+
+    fn subjects_where(&self, condition: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Subject>> {
+        let sql = format!(
+            "SELECT s.id, s.name, s.metadata, s.created, COUNT(f.id) FROM subjects s \
+             LEFT JOIN faces f ON f.subject_id = s.id WHERE {condition} GROUP BY s.id ORDER BY s.name"
+        );
+        let mut stmt = self.db.prepare(&sql)?;
+        let rows = stmt.query_map(args, |r| {
+            let metadata: String = r.get(2)?;
+            Ok(Subject {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+                created: r.get(3)?,
+                faces: r.get::<_, i64>(4)? as usize,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes a subject and its faces.
+    pub fn remove_subject(&self, name: &str) -> Result<()> {
+        match self.db.execute("DELETE FROM subjects WHERE name = ?1", params![name])? {
+            0 => Err(Error::NotFound(format!("no subject '{name}'"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The model of the gallery's embeddings (`None` while it has no face).
+    pub fn model(&self) -> Result<Option<ModelRef>> {
+        Ok(self
+            .db
+            .query_row("SELECT model_id, model_sha256 FROM faces LIMIT 1", [], |r| {
+                Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    /// Enrolls a face of a subject, in one transaction with the model check. Returns the face id.
+    pub fn enroll(&mut self, subject_id: i64, face: &NewFace) -> Result<i64> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let model: Option<String> =
+            tx.query_row("SELECT model_sha256 FROM faces LIMIT 1", [], |r| r.get(0)).optional()?;
+        if let Some(sha) = model.filter(|sha| *sha != face.model.sha256) {
+            return Err(Error::ModelMismatch(format!(
+                "the gallery holds embeddings of model {sha}, this face was embedded by {} ({}); re-embed the gallery or use its model",
+                face.model.id, face.model.sha256
+            )));
+        }
+        let blob: Vec<u8> = face.embedding.values().iter().flat_map(|v| v.to_le_bytes()).collect();
+        let inserted = tx.execute(
+            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![subject_id, blob, face.model.id, face.model.sha256, face.source_sha256, f64::from(face.score)],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::Duplicate(format!(
+                    "photo {} is already enrolled for this subject",
+                    face.source_sha256
+                )))
+            }
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(Error::NotFound(format!("no subject with id {subject_id}")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Every face as (face id, subject id, embedding), ordered by face id.
+    pub fn embeddings(&self) -> Result<Vec<(i64, i64, Vec<f32>)>> {
+        let mut stmt = self.db.prepare("SELECT id, subject_id, embedding FROM faces ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let blob: Vec<u8> = r.get(2)?;
+            let values = blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Ok((r.get(0)?, r.get(1)?, values))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The journal mode (`wal` once open).
+    pub fn journal_mode(&self) -> Result<String> {
+        Ok(self.db.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)
+    }
+
+    /// `PRAGMA integrity_check`: `ok` or the problems SQLite found.
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self.db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
