@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskid_assets::Assets;
-use maskid_face::{DetectorConfig, Parallelism};
+use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_face::{DetectorConfig, EmbedderConfig, FaceEmbedder, FacePolicy, Parallelism};
 use maskid_mask::MaskStyle;
 use maskid_pipeline::{Models, ModelsConfig, Progress};
 use rayon::prelude::*;
@@ -145,4 +147,43 @@ pub fn run_batch(
         progress(Progress { stage, done: n, total: photos.len() });
     });
     BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failed.into_inner() }
+}
+
+/// `--model`: `teacher` (SFace from the pinned assets) or an exported G2D backbone
+/// (`FILE.onnx`, RGB in [-1, 1]), loaded into `slot`.
+pub fn embedder<'a>(
+    models: &'a Models,
+    model: &str,
+    slot: &'a mut Option<FaceEmbedder>,
+) -> anyhow::Result<&'a FaceEmbedder> {
+    if model == "teacher" {
+        return Ok(&models.teacher);
+    }
+    let loaded = FaceEmbedder::new(Path::new(model), EmbedderConfig::g2d(), Parallelism::Throughput)
+        .with_context(|| format!("loading --model {model}"))?;
+    Ok(slot.insert(loaded))
+}
+
+/// The decision threshold: the one given, or the teacher's (lfw-devtest, 0 of 500 impostor
+/// pairs accepted); another model needs `--threshold`.
+pub fn threshold(model: &str, given: Option<f32>) -> anyhow::Result<f32> {
+    match given {
+        Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+        Some(t) => anyhow::bail!("--threshold must lie in -1..1, got {t}"),
+        None if model == "teacher" => Ok(maskid_pipeline::TEACHER_THRESHOLD),
+        None => anyhow::bail!("--model {model}: give --threshold (only the teacher has a built-in one)"),
+    }
+}
+
+/// The faces of a photo chosen by `policy`, embedded by `embedder`.
+pub fn embed_photo(
+    models: &Models,
+    embedder: &FaceEmbedder,
+    photo: &Path,
+    policy: FacePolicy,
+) -> anyhow::Result<Vec<(Detection, Embedding)>> {
+    let (_, faces) = models.photo_faces(photo, policy)?;
+    let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
+    let embeddings = embedder.embed(&crops)?;
+    Ok(faces.into_iter().map(|(d, _)| d).zip(embeddings).collect())
 }

@@ -41,6 +41,14 @@ enum Command {
     Export(cmd::export::Args),
     /// Show the inpainting decoder's reconstruction of covered faces.
     Unmask(cmd::unmask::Args),
+    /// Add a person's photos to a gallery.
+    Enroll(cmd::enroll::Args),
+    /// Find the enrolled people most like each photo.
+    Identify(cmd::identify::Args),
+    /// Are two photos the same person?
+    Verify(cmd::verify::Args),
+    /// List, show or remove the gallery's subjects.
+    Gallery(cmd::gallery::Args),
     /// Measure speed: photo -> embedding latency, and throughput over a data set.
     Bench(cmd::bench::Args),
 }
@@ -58,6 +66,10 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(&cli.global, args),
         Command::Export(args) => cmd::export::run(&cli.global, args),
         Command::Unmask(args) => cmd::unmask::run(&cli.global, args),
+        Command::Enroll(args) => cmd::enroll::run(&cli.global, args),
+        Command::Identify(args) => cmd::identify::run(&cli.global, args),
+        Command::Verify(args) => cmd::verify::run(&cli.global, args),
+        Command::Gallery(args) => cmd::gallery::run(&cli.global, args),
         Command::Bench(args) => cmd::bench::run(&cli.global, args),
     };
     match result {

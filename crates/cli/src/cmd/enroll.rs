@@ -1,0 +1,89 @@
+//! `maskid enroll --gallery FILE --name NAME PHOTO...`: adds a person's faces to the gallery
+//! (the subject is created on first use). Each photo must show one face.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use maskid_face::{FacePolicy, Parallelism};
+use maskid_gallery::{Gallery, ModelRef, NewFace};
+use serde::Serialize;
+
+use crate::common::{embed_photo, embedder, print_json, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The gallery file (created if missing).
+    #[arg(long)]
+    gallery: PathBuf,
+    /// The person's name (unique in the gallery).
+    #[arg(long)]
+    name: String,
+    /// JSON metadata for a new subject.
+    #[arg(long, default_value = "{}")]
+    metadata: String,
+    /// Photos of the person, one face each.
+    #[arg(required = true)]
+    photos: Vec<PathBuf>,
+    /// teacher, or an exported G2D backbone (FILE.onnx); a gallery holds one model's embeddings.
+    #[arg(long, default_value = "teacher")]
+    model: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Enrolled {
+    photo: String,
+    face_id: Option<i64>,
+    error: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let metadata: serde_json::Value = serde_json::from_str(&args.metadata).context("--metadata is not JSON")?;
+    let mut gallery = Gallery::open(&args.gallery)?;
+    let models = global.models(Parallelism::Latency)?;
+    let mut slot = None;
+    let embedder = embedder(&models, &args.model, &mut slot)?;
+    let model = ModelRef { id: embedder.model_id().to_string(), sha256: embedder.model_sha256().to_string() };
+    let subject = match gallery.subject(&args.name) {
+        Ok(s) => s.id,
+        Err(maskid_gallery::Error::NotFound(_)) => gallery.add_subject(&args.name, &metadata)?,
+        Err(e) => return Err(e.into()),
+    };
+    let mut results = Vec::new();
+    for photo in &args.photos {
+        let outcome = (|| -> anyhow::Result<i64> {
+            let (detection, embedding) = embed_photo(&models, embedder, photo, FacePolicy::RequireOne)?.remove(0);
+            let face = NewFace {
+                embedding,
+                model: model.clone(),
+                source_sha256: maskid_assets::sha256_file(photo)?,
+                score: detection.score,
+            };
+            Ok(gallery.enroll(subject, &face)?)
+        })();
+        if let Err(e) = &outcome {
+            eprintln!("maskid: {}: {e:#}", photo.display());
+        }
+        results.push(Enrolled {
+            photo: photo.display().to_string(),
+            face_id: outcome.as_ref().ok().copied(),
+            error: outcome.err().map(|e| format!("{e:#}")),
+        });
+    }
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    if args.json {
+        print_json(&results)?;
+    } else {
+        println!(
+            "{}: {} of {} photos enrolled in {}",
+            args.name,
+            results.len() - failed,
+            results.len(),
+            args.gallery.display()
+        );
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,126 @@
+//! `maskid identify --gallery FILE PHOTO...`: the enrolled people most like each photo's face,
+//! with the similarity, the threshold and the decision.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use maskid_face::{FacePolicy, Parallelism};
+use maskid_gallery::{ExactIndex, Gallery};
+use serde::Serialize;
+
+use crate::common::{embed_photo, embedder, print_json, threshold, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The gallery file.
+    #[arg(long)]
+    gallery: PathBuf,
+    /// Photos to identify (the largest face of each).
+    #[arg(required = true)]
+    photos: Vec<PathBuf>,
+    /// How many people to list per photo.
+    #[arg(long, default_value_t = 3)]
+    top: usize,
+    /// Cosine similarity needed for a match (default: the model's, see README).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// The model the gallery was enrolled with: teacher or FILE.onnx.
+    #[arg(long, default_value = "teacher")]
+    model: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Candidate {
+    name: String,
+    similarity: f32,
+    matched: bool,
+}
+
+#[derive(Serialize)]
+struct Identified {
+    photo: String,
+    threshold: f32,
+    candidates: Vec<Candidate>,
+    error: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.top > 0, "--top must be at least 1");
+    anyhow::ensure!(
+        args.gallery.is_file(),
+        "{}: no such gallery (create one with maskid enroll)",
+        args.gallery.display()
+    );
+    let threshold = threshold(&args.model, args.threshold)?;
+    let gallery = Gallery::open(&args.gallery)?;
+    let models = global.models(Parallelism::Latency)?;
+    let mut slot = None;
+    let embedder = embedder(&models, &args.model, &mut slot)?;
+    if let Some(model) = gallery.model()? {
+        anyhow::ensure!(
+            model.sha256 == embedder.model_sha256(),
+            "the gallery holds embeddings of {} ({}), not of --model {}; pass its model",
+            model.id,
+            model.sha256,
+            args.model
+        );
+    }
+    let names: HashMap<i64, String> = gallery.subjects()?.into_iter().map(|s| (s.id, s.name)).collect();
+    let faces = gallery.embeddings()?;
+    let mut index = ExactIndex::new(faces.first().map_or(0, |f| f.2.len()));
+    let mut subject_of = HashMap::new();
+    for (face, subject, values) in &faces {
+        index.add(*face, values).map_err(anyhow::Error::msg)?;
+        subject_of.insert(*face, *subject);
+    }
+    let mut results = Vec::new();
+    for photo in &args.photos {
+        let outcome = embed_photo(&models, embedder, photo, FacePolicy::Largest).map(|mut f| f.remove(0).1);
+        let mut candidates: Vec<Candidate> = Vec::new();
+        if let Ok(probe) = &outcome {
+            // Best face per person: look at enough faces to find `top` different people.
+            for hit in index.search(probe.values(), index.len().min(args.top * 32)) {
+                let name = &names[&subject_of[&hit.id]];
+                if candidates.len() < args.top && !candidates.iter().any(|c| &c.name == name) {
+                    candidates.push(Candidate {
+                        name: name.clone(),
+                        similarity: hit.score,
+                        matched: hit.score >= threshold,
+                    });
+                }
+            }
+        }
+        results.push(Identified {
+            photo: photo.display().to_string(),
+            threshold,
+            candidates,
+            error: outcome.err().map(|e| format!("{e:#}")),
+        });
+    }
+    if args.json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            match (&r.error, r.candidates.first()) {
+                (Some(e), _) => eprintln!("maskid: {}: {e}", r.photo),
+                (None, None) => println!("{}: the gallery is empty", r.photo),
+                (None, Some(best)) => {
+                    let verdict = if best.matched { format!("is {}", best.name) } else { "matches nobody".into() };
+                    println!(
+                        "{}: {verdict} (similarity {:.3}, threshold {:.3})",
+                        r.photo, best.similarity, r.threshold
+                    );
+                    for c in &r.candidates {
+                        println!("    {:<30} {:.3}{}", c.name, c.similarity, if c.matched { "  match" } else { "" });
+                    }
+                }
+            }
+        }
+    }
+    let all_matched = results.iter().all(|r| r.error.is_none() && r.candidates.first().is_some_and(|c| c.matched));
+    Ok(if all_matched { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

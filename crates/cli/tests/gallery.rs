@@ -1,0 +1,84 @@
+//! End-to-end tests of the gallery commands on the sample photos and the teacher: enroll,
+//! identify (masked probes too), verify, list, show, remove.
+
+mod common;
+
+use std::process::Command;
+
+use common::{maskid, sample, stderr, stdout_json};
+
+#[test]
+fn enroll_identify_verify_and_remove_people() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("people.db");
+    let db_s = db.to_str().unwrap();
+    let photo = |name: &str| sample(name).to_str().unwrap().to_string();
+    for (name, file) in [("alice", "person_a_1.jpg"), ("bob", "person_b_1.jpg")] {
+        let out = stdout_json(&maskid(&["enroll", "--gallery", db_s, "--name", name, &photo(file), "--json"]));
+        assert!(out[0]["face_id"].as_i64().is_some(), "{out}");
+    }
+    // The same photo twice for one person is refused; the gallery is unchanged.
+    let again = maskid(&["enroll", "--gallery", db_s, "--name", "alice", &photo("person_a_1.jpg")]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already enrolled"), "{}", stderr(&again));
+
+    // A masked photo of alice, made by maskid itself.
+    let masked_dir = tmp.path().join("masked");
+    let out = maskid(&["mask", &photo("person_a_2.jpg"), "-o", masked_dir.to_str().unwrap(), "--style", "surgical"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let masked = std::fs::read_dir(&masked_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("person_a_2") && !p.to_string_lossy().contains(".map.")
+        })
+        .expect("masked photo written");
+
+    let probes = [
+        photo("person_a_2.jpg"),
+        photo("person_b_2.jpg"),
+        masked.to_str().unwrap().to_string(),
+        photo("impostor_1.jpg"),
+    ];
+    let mut args = vec!["identify", "--gallery", db_s, "--json"];
+    args.extend(probes.iter().map(String::as_str));
+    let out = maskid(&args);
+    assert_eq!(out.status.code(), Some(1), "the impostor matches nobody");
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let best = |i: usize| {
+        (
+            results[i]["candidates"][0]["name"].as_str().unwrap().to_string(),
+            results[i]["candidates"][0]["matched"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(best(0), ("alice".into(), true));
+    assert_eq!(best(1), ("bob".into(), true));
+    assert_eq!(best(2), ("alice".into(), true), "alice is recognised behind a surgical mask: {}", results[2]);
+    assert!(!best(3).1, "{}", results[3]);
+    assert!((results[0]["threshold"].as_f64().unwrap() - 0.358).abs() < 1e-6);
+
+    let listed = stdout_json(&maskid(&["gallery", "list", "--gallery", db_s, "--json"]));
+    assert_eq!(listed["subjects"].as_array().unwrap().len(), 2);
+    assert!(listed["model"]["sha256"].as_str().unwrap().len() == 64);
+    assert_eq!(stdout_json(&maskid(&["gallery", "show", "alice", "--gallery", db_s, "--json"]))["faces"], 1);
+    assert!(maskid(&["gallery", "remove", "bob", "--gallery", db_s]).status.success());
+    let unknown = maskid(&["gallery", "show", "bob", "--gallery", db_s]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no subject 'bob'"), "{}", stderr(&unknown));
+    let out = maskid(&["identify", "--gallery", db_s, &photo("person_b_2.jpg"), "--json"]);
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(after[0]["candidates"][0]["matched"], false, "bob is gone: {after}");
+
+    let same = maskid(&["verify", &photo("person_a_1.jpg"), &photo("person_a_2.jpg"), "--json"]);
+    assert!(same.status.success());
+    assert_eq!(stdout_json(&same)["same_person"], true);
+    let different = maskid(&["verify", &photo("person_a_1.jpg"), &photo("person_b_1.jpg")]);
+    assert_eq!(different.status.code(), Some(1));
+
+    // The file is an SQLite database in WAL mode that passes its integrity check.
+    let sqlite = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('pragma journal_mode').fetchone()[0], c.execute('pragma integrity_check').fetchone()[0])", db_s])
+        .output()
+        .expect("python3 (maskid fetches its models with it) reads the gallery");
+    assert_eq!(String::from_utf8_lossy(&sqlite.stdout).trim(), "wal ok", "{}", String::from_utf8_lossy(&sqlite.stderr));
+}
