@@ -9,7 +9,7 @@ use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
 use maskid_mask::Coverage;
 use maskid_pipeline::{evaluate, EvalOptions};
 
-use crate::common::{mask_style, print_json, GlobalArgs};
+use crate::common::{embedder, mask_style, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,21 +51,13 @@ fn pct(x: f64) -> String {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Throughput)?;
-    let file_model;
-    let embedder = if args.model == "teacher" {
-        if args.teacher_bgr {
-            let sface = global.assets().get(&maskid_assets::SFACE)?;
-            let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
-            file_model = FaceEmbedder::new(&sface, config, Parallelism::Throughput)?;
-            &file_model
-        } else {
-            &models.teacher
-        }
+    let mut slot = None;
+    let embedder = if args.model == "teacher" && args.teacher_bgr {
+        let sface = global.assets().get(&maskid_assets::SFACE)?;
+        let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
+        &*slot.insert(FaceEmbedder::new(&sface, config, Parallelism::Throughput)?)
     } else {
-        file_model =
-            FaceEmbedder::new(std::path::Path::new(&args.model), EmbedderConfig::g2d(), Parallelism::Throughput)
-                .with_context(|| format!("loading --model {}", args.model))?;
-        &file_model
+        embedder(&models, &args.model, &mut slot)?
     };
     let style = mask_style(&args.style)?;
     let options = EvalOptions {
