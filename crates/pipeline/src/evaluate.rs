@@ -35,6 +35,21 @@ pub struct EvalOptions {
     pub coverage: Coverage,
 }
 
+impl EvalOptions {
+    /// G2D's validation setting: lfw-devtest pairs, masked probes, protocol seed 0, random
+    /// style and coverage.
+    pub fn devtest_mask_probe(data: PathBuf) -> Self {
+        Self {
+            protocol: Protocol::LfwDevtest,
+            mask: MaskSetting::MaskProbe,
+            seed: 0,
+            data,
+            style: None,
+            coverage: Coverage::Random,
+        }
+    }
+}
+
 /// Evaluates `embedder` on a protocol; also returns what `prepare` did.
 pub fn evaluate(
     home: &Path,

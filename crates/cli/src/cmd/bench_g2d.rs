@@ -5,10 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use maskid_core::AlignedFace;
-use maskid_eval::{MaskSetting, Protocol};
 use maskid_face::{EmbedderConfig, FaceEmbedder, Parallelism};
 use maskid_g2d::{G2dConfig, Stage, StageReport, TrainData, TrainOptions};
-use maskid_mask::Coverage;
 use maskid_pipeline::EvalOptions;
 use serde::Serialize;
 
@@ -34,14 +32,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let models = global.models(Parallelism::Throughput)?;
     let progress = global.progress();
     let set = maskid_pipeline::training_set(&home, &models, data, None, &progress)?;
-    let options = EvalOptions {
-        protocol: Protocol::LfwDevtest,
-        mask: MaskSetting::MaskProbe,
-        seed: 0,
-        data: data.to_path_buf(),
-        style: None,
-        coverage: Coverage::Random,
-    };
+    let options = EvalOptions::devtest_mask_probe(data.to_path_buf());
     let validation = maskid_pipeline::verification_pairs(&home, &models, &options, Some(40), &progress)?;
     drop(models);
     let run = tempfile::tempdir()?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_core::AlignedFace;
-use maskid_eval::{MaskSetting, Protocol};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use maskid_pipeline::{landmarks_in_crop, EvalOptions, Models};
@@ -89,14 +88,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
 /// 32 real aligned faces: lfw-devtest crops when LFW is given, else the sample photos.
 pub fn parity_faces(global: &GlobalArgs, models: &Models, data: Option<&PathBuf>) -> anyhow::Result<Vec<AlignedFace>> {
     if let Some(root) = data {
-        let options = EvalOptions {
-            protocol: Protocol::LfwDevtest,
-            mask: MaskSetting::MaskProbe,
-            seed: 0,
-            data: root.clone(),
-            style: None,
-            coverage: Coverage::Random,
-        };
+        let options = EvalOptions::devtest_mask_probe(root.clone());
         let pairs = maskid_pipeline::verification_pairs(global.assets().home(), models, &options, Some(16), &|_| {})?;
         return Ok(pairs.references.into_iter().chain(pairs.probes).take(32).collect());
     }

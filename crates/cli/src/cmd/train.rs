@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use maskid_eval::{MaskSetting, Protocol};
 use maskid_face::Parallelism;
 use maskid_g2d::{G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
-use maskid_mask::Coverage;
 use maskid_pipeline::EvalOptions;
 
 use crate::common::{print_json, GlobalArgs};
@@ -80,14 +78,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     let set = maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &progress)
         .with_context(|| format!("preparing training data from {}", data_root.display()))?;
-    let validation_options = EvalOptions {
-        protocol: Protocol::LfwDevtest,
-        mask: MaskSetting::MaskProbe,
-        seed: 0,
-        data: args.validation_data.clone().unwrap_or_else(|| data_root.clone()),
-        style: None,
-        coverage: Coverage::Random,
-    };
+    let validation_options =
+        EvalOptions::devtest_mask_probe(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
     let validation =
         maskid_pipeline::verification_pairs(&home, &models, &validation_options, args.validation_pairs, &progress)
             .context("preparing the lfw-devtest validation pairs")?;

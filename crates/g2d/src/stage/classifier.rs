@@ -10,7 +10,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
-use super::{adam, load_backbone, optimizer_bytes, restore_optimizer, StageLoop, StepLoss, TrainData, TrainOptions};
+use super::{
+    adam, load_backbone, optimizer_bytes, restore_optimizer, step_seed, StageLoop, StepLoss, TrainData, TrainOptions,
+};
 use crate::config::{G2dConfig, Schedule};
 use crate::data::{holdout_split, FaceBatcher, ShuffledSampler};
 use crate::model::{Backbone, Classifier as Head};
@@ -80,7 +82,7 @@ impl StageLoop for Classifier<'_> {
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
-        let seed = self.schedule.seed ^ (step as u64 + 1).wrapping_mul(0x632b_e59b_d9b4_e019);
+        let seed = step_seed(self.schedule.seed, step);
         let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
         let embeddings = Tensor::<2>::from_data(self.backbone.forward(batch.masked).into_data(), &self.device);
         let targets = Tensor::<1, Int>::from_data(batch.identities.into_data(), &self.device);

@@ -16,7 +16,9 @@ use burn::prelude::*;
 use burn::tensor::Bytes;
 use maskid_core::VerificationPairs;
 
-use super::{adam, load_inpainter, optimizer_bytes, restore_optimizer, StageLoop, StepLoss, TrainData, TrainOptions};
+use super::{
+    adam, load_inpainter, optimizer_bytes, restore_optimizer, step_seed, StageLoop, StepLoss, TrainData, TrainOptions,
+};
 use crate::config::{G2dConfig, OcclusionMix, Schedule, Stage};
 use crate::data::{faces_tensor, FaceBatcher, ShuffledSampler};
 use crate::loss::{adversarial_critic_loss, adversarial_generator_loss, feature_loss, reconstruction_loss, style_loss};
@@ -120,7 +122,7 @@ impl StageLoop for Reconstruction<'_> {
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
-        let seed = self.schedule.seed ^ (step as u64 + 1).wrapping_mul(0x632b_e59b_d9b4_e019);
+        let seed = step_seed(self.schedule.seed, step);
         let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.device)?;
         let restored = self.model.forward(batch.masked); // [b, 3, 112, 112]
         let w = &self.weights;

@@ -303,6 +303,12 @@ pub fn peak_memory_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// The seed of batch `step`'s occluders: one function of (stage seed, step), so a resumed
+/// run draws the masks an uninterrupted one would.
+pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
+    seed ^ (step as u64 + 1).wrapping_mul(0x632b_e59b_d9b4_e019)
+}
+
 /// Adam as a schedule configures it.
 pub(crate) fn adam(schedule: &Schedule) -> ModuleOptimizer {
     let mut config = AdamConfig::new().with_beta_1(schedule.beta1).with_beta_2(schedule.beta2);

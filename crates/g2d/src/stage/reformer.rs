@@ -14,8 +14,8 @@ use burn::tensor::Bytes;
 use maskid_core::VerificationPairs;
 
 use super::{
-    adam, load_inpainter, new_backbone, optimizer_bytes, restore_optimizer, verification_accuracy, StageLoop, StepLoss,
-    TrainData, TrainOptions,
+    adam, load_inpainter, new_backbone, optimizer_bytes, restore_optimizer, step_seed, verification_accuracy,
+    StageLoop, StepLoss, TrainData, TrainOptions,
 };
 use crate::config::{G2dConfig, ReformerStageConfig, Stage};
 use crate::data::{FaceBatcher, IdentitySampler};
@@ -95,7 +95,7 @@ impl StageLoop for Distillation<'_> {
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
-        let seed = self.config.schedule.seed ^ (step as u64 + 1).wrapping_mul(0x632b_e59b_d9b4_e019);
+        let seed = step_seed(self.config.schedule.seed, step);
         let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
         // The frozen encoder runs without a graph; only the reformer's part is differentiated.
         let descriptor = Tensor::<4>::from_data(self.encoder.forward(batch.masked).into_data(), &self.device);
