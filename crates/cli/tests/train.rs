@@ -105,11 +105,46 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
 
     // Export: ONNX Runtime must reproduce burn on 32 real faces within 1e-4.
     let onnx = tmp.path().join("g2d.onnx");
-    let export =
-        stdout_json(&maskid(&["export", "--run", run_s, "-o", onnx.to_str().unwrap(), "--data", data, "--json"]));
+    let unmask_onnx = tmp.path().join("g2d-unmask.onnx");
+    let export = stdout_json(&maskid(&[
+        "export",
+        "--run",
+        run_s,
+        "-o",
+        onnx.to_str().unwrap(),
+        "--inpainter",
+        unmask_onnx.to_str().unwrap(),
+        "--data",
+        data,
+        "--json",
+    ]));
     assert_eq!(export["parity_faces"], 32);
     assert!(export["max_abs_difference"].as_f64().unwrap() <= 1e-4, "{export}");
     assert_eq!(export["embedding_dim"], 512);
+    assert!(export["inpainter"]["max_abs_difference"].as_f64().unwrap() <= 1e-4, "{export}");
+    assert!(unmask_onnx.is_file());
+
+    // An ablation: another descriptor depth and relation loss, starting from this run's
+    // inpainting stage; the first run is left as it was.
+    let metrics_before = std::fs::read(run.join("inpaint").join("metrics.jsonl")).unwrap();
+    let deeper = SHORT_RUN.replace("name = \"ci\"", "name = \"ci\"\n[model.encoder]\ndescriptor_block = 4")
+        + "[reformer.relation]\nsimilarity = 0.0\nrkd_distance = 1.0\nrkd_angle = 2.0\nfeature = 0.0\n";
+    let deeper = write_config(tmp.path(), "deeper.toml", &deeper);
+    let run2 = tmp.path().join("run2");
+    let run2_s = run2.to_str().unwrap();
+    for (stage, from) in [("encoder", &["--from", run_s][..]), ("reformer", &[][..])] {
+        let mut extra = vec!["--stage", stage, "--json"];
+        extra.extend(from);
+        let reports = stdout_json(&maskid(&train_args(data, &deeper, run2_s, &extra)));
+        assert_eq!(reports[0]["finished"], true, "{reports}");
+    }
+    assert!(run2.join("inpaint").join("state.json").is_file(), "the inpainting stage was taken over");
+    assert_eq!(std::fs::read(run.join("inpaint").join("metrics.jsonl")).unwrap(), metrics_before);
+    // The encoder stage cannot be taken over by a run with another descriptor depth.
+    let run3 = tmp.path().join("run3");
+    let refused = maskid(&train_args(data, &deeper, run3.to_str().unwrap(), &["--stage", "reformer", "--from", run_s]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("descriptor_block"), "{}", stderr(&refused));
 
     // The exported file is what `eval --model` runs.
     let reports_dir = tmp.path().join("reports");

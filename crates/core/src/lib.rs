@@ -92,6 +92,22 @@ impl AlignedFace {
     pub fn rgb(&self) -> &[u8] {
         &self.rgb
     }
+
+    /// From a network's output: three 112x112 planes (R, G, B) of values in [-1, 1] (clamped);
+    /// `None` when the length is wrong.
+    pub fn from_unit_planes(planes: &[f32]) -> Option<Self> {
+        let plane = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
+        if planes.len() != 3 * plane {
+            return None;
+        }
+        let mut rgb = vec![0u8; Self::BYTES];
+        for (p, px) in rgb.chunks_exact_mut(3).enumerate() {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = ((planes[c * plane + p] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        Some(Self { rgb })
+    }
 }
 
 /// An L2-normalised face embedding.

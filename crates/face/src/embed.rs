@@ -42,10 +42,30 @@ impl EmbedderConfig {
     pub fn g2d() -> Self {
         Self { channel_order: ChannelOrder::Rgb, mean: 127.5, std: 127.5 }
     }
+
+    /// The model input of `faces`: `[n, 3, 112, 112]` planes, flattened.
+    pub(crate) fn input(&self, faces: &[AlignedFace]) -> Vec<f32> {
+        let plane = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
+        let mut input = vec![0f32; faces.len() * 3 * plane];
+        let order = match self.channel_order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
+        let (mean, inv_std) = (self.mean, 1.0 / self.std);
+        for (f, face) in faces.iter().enumerate() {
+            let base = f * 3 * plane;
+            for (i, px) in face.rgb().chunks_exact(3).enumerate() {
+                for (c, &src) in order.iter().enumerate() {
+                    input[base + c * plane + i] = (f32::from(px[src]) - mean) * inv_std;
+                }
+            }
+        }
+        input
+    }
 }
 
 /// Most faces sent to the model in one call.
-const MAX_BATCH: usize = 32;
+pub(crate) const MAX_BATCH: usize = 32;
 
 /// An ONNX face embedder with a dynamic batch dimension.
 pub struct FaceEmbedder {
@@ -89,21 +109,7 @@ impl FaceEmbedder {
     }
 
     fn embed_batch(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
-        let plane = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
-        let mut input = vec![0f32; faces.len() * 3 * plane];
-        let order = match self.config.channel_order {
-            ChannelOrder::Rgb => [0, 1, 2],
-            ChannelOrder::Bgr => [2, 1, 0],
-        };
-        let (mean, inv_std) = (self.config.mean, 1.0 / self.config.std);
-        for (f, face) in faces.iter().enumerate() {
-            let base = f * 3 * plane;
-            for (i, px) in face.rgb().chunks_exact(3).enumerate() {
-                for (c, &src) in order.iter().enumerate() {
-                    input[base + c * plane + i] = (f32::from(px[src]) - mean) * inv_std;
-                }
-            }
-        }
+        let input = self.config.input(faces);
         let shape = [faces.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX];
         let (dim, values) = self.pool.with(|session| -> Result<(usize, Vec<f32>)> {
             let tensor = TensorRef::from_array_view((shape, &input[..]))?;

@@ -8,6 +8,7 @@ mod embed;
 mod image_io;
 mod onnx;
 pub mod onnx_graph;
+mod restore;
 
 pub use align::{align_face, central_crop, similarity_transform};
 pub use detect::{select_faces, Detector, DetectorConfig, FacePolicy};
@@ -15,6 +16,7 @@ pub use embed::{ChannelOrder, EmbedderConfig, FaceEmbedder};
 pub use image_io::{decode_image, load_image, DEFAULT_MAX_PIXELS};
 pub use maskid_core::Affine;
 pub use onnx::{init_runtime, Parallelism};
+pub use restore::FaceRestorer;
 
 /// Errors of the face crate.
 #[derive(Debug, thiserror::Error)]

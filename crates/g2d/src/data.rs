@@ -91,15 +91,7 @@ pub fn tensor_faces(tensor: Tensor<4>) -> Result<Vec<AlignedFace>> {
         tensor.into_data().try_into_vec::<f32>().map_err(|e| Error::Data(format!("reading a tensor: {e:?}")))?;
     Ok(values
         .chunks_exact(3 * PIXELS)
-        .map(|planes| {
-            let mut rgb = vec![0u8; 3 * PIXELS];
-            for p in 0..PIXELS {
-                for c in 0..3 {
-                    rgb[3 * p + c] = ((planes[c * PIXELS + p] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
-                }
-            }
-            AlignedFace::from_rgb(rgb).expect("BUG: 112x112x3 bytes")
-        })
+        .map(|planes| AlignedFace::from_unit_planes(planes).expect("BUG: one face's planes"))
         .collect())
 }
 

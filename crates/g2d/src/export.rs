@@ -1,20 +1,23 @@
-//! The backbone (encoder up to the descriptor, then the reformer) as an ONNX file that ONNX
-//! Runtime runs, and a check that ONNX Runtime's output matches burn's.
+//! The backbone (encoder up to the descriptor, then the reformer) and the inpainter (encoder,
+//! then decoder) as ONNX files that ONNX Runtime runs, and checks that ONNX Runtime's outputs
+//! match burn's.
 //!
 //! burn has no ONNX writer, so this writes the protobuf itself: a handful of standard
-//! operators (Conv, Relu, Add, BatchNormalization, GlobalAveragePool, Flatten, Gemm,
-//! LpNormalization), opset 17, weights as float32 initialisers, input
-//! `faces [batch, 3, 112, 112]` in [-1, 1] RGB, output `embedding [batch, D]`, L2-normalised.
+//! operators (Conv, ConvTranspose, Relu, Tanh, Add, BatchNormalization, GlobalAveragePool,
+//! Flatten, Gemm, LpNormalization), opset 17, weights as float32 initialisers, input
+//! `faces [batch, 3, 112, 112]` in [-1, 1] RGB; outputs `embedding [batch, D]`, L2-normalised
+//! (backbone) or `restored [batch, 3, 112, 112]` in [-1, 1] (inpainter).
 
 use std::path::Path;
 
-use burn::nn::conv::Conv2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
-use maskid_core::AlignedFace;
-use maskid_face::{EmbedderConfig, FaceEmbedder, Parallelism};
+use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
+use maskid_face::{EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 
-use crate::model::Backbone;
+use crate::data::faces_tensor;
+use crate::model::{Backbone, Encoder, Inpainter, ResBlock};
 use crate::stage::embed_faces;
 use crate::{Error, Result};
 
@@ -24,19 +27,7 @@ const OPSET: i64 = 17;
 /// Writes `backbone` to `path` (atomically); `metadata` goes into the model's properties.
 pub fn export_onnx(backbone: &Backbone, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
     let mut graph = Graph::default();
-    let encoder = &backbone.encoder;
-    let mut x = "faces".to_string();
-    for conv in [&encoder.stem, &encoder.down1, &encoder.down2] {
-        x = graph.conv(&x, conv)?;
-        x = graph.op("Relu", &[&x], vec![]);
-    }
-    for block in &encoder.blocks {
-        let [dilated, conv] = block.convs();
-        let h = graph.conv(&x, dilated)?;
-        let h = graph.op("Relu", &[&h], vec![]);
-        let h = graph.conv(&h, conv)?;
-        x = graph.op("Add", &[&x, &h], vec![]);
-    }
+    let mut x = graph.encoder(&backbone.encoder)?;
     let reformer = &backbone.reformer;
     x = graph.conv(&x, &reformer.stem)?;
     x = graph.batch_norm(&x, &reformer.stem_bn)?;
@@ -62,8 +53,31 @@ pub fn export_onnx(backbone: &Backbone, path: &Path, metadata: &[(&str, String)]
     x = graph.gemm(&x, &reformer.fc)?;
     let embedding_dim = reformer.fc.weight.dims()[1];
     graph.output_node("LpNormalization", &[&x], "embedding", vec![attr_int("axis", 1), attr_int("p", 2)]);
-    let bytes = graph.model(embedding_dim, metadata);
-    maskid_assets::write_atomic(path, &bytes).map_err(|e| Error::Export(format!("writing {}: {e}", path.display())))
+    let bytes = graph.model("maskid_g2d_backbone", &[Some(embedding_dim)], "embedding", metadata);
+    write(path, &bytes)
+}
+
+/// Writes `inpainter` (masked face -> restored face) to `path` (atomically).
+pub fn export_inpainter_onnx(inpainter: &Inpainter, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    let mut graph = Graph::default();
+    let mut x = graph.encoder(&inpainter.encoder)?;
+    let decoder = &inpainter.decoder;
+    for block in &decoder.blocks {
+        x = graph.res_block(&x, block)?;
+    }
+    for up in [&decoder.up1, &decoder.up2] {
+        x = graph.conv_transpose(&x, up)?;
+        x = graph.op("Relu", &[&x], vec![]);
+    }
+    x = graph.conv(&x, &decoder.out)?;
+    graph.output_node("Tanh", &[&x], "restored", vec![]);
+    let size = Some(ALIGNED_SIZE_PX);
+    let bytes = graph.model("maskid_g2d_inpainter", &[Some(3), size, size], "restored", metadata);
+    write(path, &bytes)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    maskid_assets::write_atomic(path, bytes).map_err(|e| Error::Export(format!("writing {}: {e}", path.display())))
 }
 
 /// Runs `faces` through burn and through ONNX Runtime on the exported file; returns the largest
@@ -84,6 +98,22 @@ pub fn parity(backbone: &Backbone, onnx: &Path, faces: &[AlignedFace], device: &
         }
     }
     Ok(max)
+}
+
+/// Runs `faces` through burn's inpainter and through ONNX Runtime on the exported file;
+/// returns the largest absolute difference of the restored faces, in [-1, 1] units.
+pub fn inpainter_parity(inpainter: &Inpainter, onnx: &Path, faces: &[AlignedFace], device: &Device) -> Result<f32> {
+    let rgb: Vec<&[u8]> = faces.iter().map(|f| f.rgb()).collect();
+    let burn_out = floats(inpainter.forward(faces_tensor(&rgb, device)).flatten(0, 3))?;
+    let restorer = FaceRestorer::new(onnx, Parallelism::Latency)
+        .map_err(|e| Error::Export(format!("ONNX Runtime cannot load {}: {e}", onnx.display())))?;
+    let ort_out = restorer
+        .restore_values(faces)
+        .map_err(|e| Error::Export(format!("ONNX Runtime on {}: {e}", onnx.display())))?;
+    if burn_out.len() != ort_out.len() {
+        return Err(Error::Export(format!("burn gives {} values, ONNX Runtime {}", burn_out.len(), ort_out.len())));
+    }
+    Ok(burn_out.iter().zip(&ort_out).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
 }
 
 fn floats(tensor: Tensor<1>) -> Result<Vec<f32>> {
@@ -142,16 +172,26 @@ impl Graph {
         self.node(op, inputs, output, attributes);
     }
 
-    fn conv(&mut self, x: &str, conv: &Conv2d) -> Result<String> {
-        let weight = conv.weight.val();
-        let dims = weight.dims();
-        let w = self.weight("conv_w", &dims, floats(weight.reshape([dims.iter().product::<usize>()]))?);
+    /// The inputs of a (transposed) convolution: `x`, the kernel and the bias if any.
+    fn kernel_inputs(
+        &mut self,
+        x: &str,
+        prefix: &str,
+        kernel: Tensor<4>,
+        bias: Option<Tensor<1>>,
+    ) -> Result<Vec<String>> {
+        let dims = kernel.dims();
+        let w = self.weight(&format!("{prefix}_w"), &dims, floats(kernel.reshape([dims.iter().product::<usize>()]))?);
         let mut inputs = vec![x.to_string(), w];
-        if let Some(bias) = &conv.bias {
-            let b = bias.val();
+        if let Some(b) = bias {
             let len = b.dims()[0];
-            inputs.push(self.weight("conv_b", &[len], floats(b)?));
+            inputs.push(self.weight(&format!("{prefix}_b"), &[len], floats(b)?));
         }
+        Ok(inputs)
+    }
+
+    fn conv(&mut self, x: &str, conv: &Conv2d) -> Result<String> {
+        let inputs = self.kernel_inputs(x, "conv", conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))?;
         let pads = match conv.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
             PaddingConfig2d::Valid => [0; 4],
@@ -166,6 +206,43 @@ impl Graph {
         ];
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         Ok(self.op("Conv", &refs, attributes))
+    }
+
+    /// Stem, two strided convolutions and the encoder's residual blocks; returns the descriptor.
+    fn encoder(&mut self, encoder: &Encoder) -> Result<String> {
+        let mut x = "faces".to_string();
+        for conv in [&encoder.stem, &encoder.down1, &encoder.down2] {
+            x = self.conv(&x, conv)?;
+            x = self.op("Relu", &[&x], vec![]);
+        }
+        for block in &encoder.blocks {
+            x = self.res_block(&x, block)?;
+        }
+        Ok(x)
+    }
+
+    fn res_block(&mut self, x: &str, block: &ResBlock) -> Result<String> {
+        let [dilated, conv] = block.convs();
+        let h = self.conv(x, dilated)?;
+        let h = self.op("Relu", &[&h], vec![]);
+        let h = self.conv(&h, conv)?;
+        Ok(self.op("Add", &[x, &h], vec![]))
+    }
+
+    fn conv_transpose(&mut self, x: &str, conv: &ConvTranspose2d) -> Result<String> {
+        // burn's weight is [in, out / groups, kh, kw], ONNX's layout too.
+        let inputs = self.kernel_inputs(x, "deconv", conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))?;
+        let [ph, pw] = conv.padding;
+        let attributes = vec![
+            attr_ints("kernel_shape", &conv.kernel_size),
+            attr_ints("strides", &conv.stride),
+            attr_ints("dilations", &conv.dilation),
+            attr_ints("pads", &[ph, pw, ph, pw]),
+            attr_ints("output_padding", &conv.padding_out),
+            attr_int("group", conv.groups as i64),
+        ];
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        Ok(self.op("ConvTranspose", &refs, attributes))
     }
 
     fn batch_norm(&mut self, x: &str, bn: &BatchNorm) -> Result<String> {
@@ -193,17 +270,20 @@ impl Graph {
         Ok(self.op("Gemm", &refs, vec![]))
     }
 
-    fn model(self, embedding_dim: usize, metadata: &[(&str, String)]) -> Vec<u8> {
+    /// The model: input `faces [batch, 3, 112, 112]`, one output of `[batch, output_dims...]`.
+    fn model(self, name: &str, output_dims: &[Option<usize>], output: &str, metadata: &[(&str, String)]) -> Vec<u8> {
         let mut graph = Vec::new();
         for n in &self.nodes {
             bytes_field(&mut graph, 1, n);
         }
-        bytes_field(&mut graph, 2, b"maskid_g2d_backbone");
+        bytes_field(&mut graph, 2, name.as_bytes());
         for t in &self.initializers {
             bytes_field(&mut graph, 5, t);
         }
-        bytes_field(&mut graph, 11, &value_info("faces", &[None, Some(3), Some(112), Some(112)]));
-        bytes_field(&mut graph, 12, &value_info("embedding", &[None, Some(embedding_dim)]));
+        let size = Some(ALIGNED_SIZE_PX);
+        bytes_field(&mut graph, 11, &value_info("faces", &[None, Some(3), size, size]));
+        let dims: Vec<Option<usize>> = std::iter::once(None).chain(output_dims.iter().copied()).collect();
+        bytes_field(&mut graph, 12, &value_info(output, &dims));
         let mut model = Vec::new();
         int_field(&mut model, 1, 8); // IR version 8
         bytes_field(&mut model, 2, b"maskid");

@@ -86,6 +86,37 @@ impl StageDir {
         Ok((dir, state))
     }
 
+    /// Puts the finished stage of another run folder into `run` (hard links where the file
+    /// system allows, else copies): later stages of `run` then start from it. Refuses to
+    /// replace a stage `run` already has.
+    pub fn reuse(from: &Path, run: &Path, stage: Stage) -> Result<()> {
+        let (source, _) = Self::finished(from, stage)?;
+        let target = run.join(stage.name());
+        if target.exists() {
+            return Err(Error::Checkpoint(format!(
+                "{}: already holds stage {}; use another run folder to start from {}",
+                target.display(),
+                stage.name(),
+                from.display()
+            )));
+        }
+        // Copied into a temporary folder first, renamed last: a kill leaves no half stage.
+        let partial = run.join(format!(".{}.partial", stage.name()));
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).map_err(io_error(&partial))?;
+        for entry in std::fs::read_dir(&source.dir).map_err(io_error(&source.dir))? {
+            let path = entry.map_err(io_error(&source.dir))?.path();
+            let to = partial.join(path.file_name().expect("BUG: a directory entry has a name"));
+            // Checkpoints are only ever replaced by rename, so sharing them is safe; the
+            // metrics are appended to and truncated in place, so they are copied.
+            let checkpoint = path.extension().is_some_and(|e| e == "bpk");
+            if !checkpoint || std::fs::hard_link(&path, &to).is_err() {
+                std::fs::copy(&path, &to).map_err(io_error(&path))?;
+            }
+        }
+        std::fs::rename(&partial, &target).map_err(io_error(&target))
+    }
+
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.dir
@@ -263,6 +294,11 @@ fn read_checked(path: &Path, sha256: &str) -> Result<Bytes> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, bytes).map_err(|e| Error::Checkpoint(format!("writing {}: {e}", path.display())))
+}
+
+/// Maps an I/O error to one that names the file.
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
 }
 
 #[cfg(test)]

@@ -37,6 +37,10 @@ pub struct Args {
     /// Continue from the last checkpoint (after a crash or kill); finished stages are skipped.
     #[arg(long)]
     resume: bool,
+    /// Start from the finished earlier stages of this run folder (ablations: retrain only
+    /// the reformer, say, with another config).
+    #[arg(long)]
+    from: Option<PathBuf>,
     /// cpu, or cuda / wgpu in a build with that feature.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -71,6 +75,17 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let device = maskid_g2d::device(&args.device)?;
     let home = global.assets().home().to_path_buf();
     let run = args.run.clone().unwrap_or_else(|| home.join("runs").join(&config.name));
+    if let Some(from) = &args.from {
+        let first = stages[0];
+        for stage in Stage::ALL.into_iter().take_while(|s| *s != first) {
+            if !run.join(stage.name()).exists() {
+                maskid_g2d::run::StageDir::reuse(from, &run, stage)?;
+                if !global.quiet {
+                    eprintln!("maskid: stage {} taken from {}", stage.name(), from.display());
+                }
+            }
+        }
+    }
     let models = global.models(Parallelism::Throughput)?;
     let progress = global.progress();
     if !global.quiet {

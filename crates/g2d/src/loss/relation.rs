@@ -93,7 +93,9 @@ fn triplet_angles(x: Tensor<2>) -> Tensor<3> {
     let rows = x.clone().reshape([1, b, d]);
     let centres = x.reshape([b, 1, d]);
     let diff = rows - centres; // [j, i, D]
-    let norm = diff.clone().powf_scalar(2.0).sum_dim(2).sqrt().clamp_min(1e-12); // [j, i, 1]
+                               // Clamped before the square root: at i == j the difference is 0 and sqrt's gradient there
+                               // is infinite (NaN after the chain rule).
+    let norm = diff.clone().powf_scalar(2.0).sum_dim(2).clamp_min(1e-12).sqrt(); // [j, i, 1]
     let unit = diff / norm;
     unit.clone().matmul(unit.swap_dims(1, 2))
 }
@@ -144,5 +146,19 @@ mod tests {
         let (total, terms) = relation_loss(student, None, teacher, &weights);
         assert_eq!(terms.len(), 1);
         assert!((total.into_scalar::<f32>() - 2.0 * sim).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rkd_gradients_are_finite_when_a_batch_repeats_a_face() {
+        // P x K batches repeat the photo of a person with one photo: equal teacher rows, and
+        // zero differences on every diagonal.
+        let device = Device::flex().autodiff();
+        let values = [0.6f32, 0.8, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0];
+        let student = Tensor::<1>::from_floats(values.as_slice(), &device).reshape([3, 3]).require_grad();
+        let teacher = Tensor::<1>::from_floats(values.as_slice(), &device).reshape([3, 3]);
+        let loss = rkd_distance_loss(student.clone(), teacher.clone()) + rkd_angle_loss(student.clone(), teacher);
+        let grads = loss.backward();
+        let grad = student.grad(&grads).expect("a gradient").into_data().try_to_vec::<f32>().unwrap();
+        assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
     }
 }

@@ -125,10 +125,10 @@ impl Encoder {
 /// Descriptor -> restored face.
 #[derive(Module, Debug)]
 pub struct Decoder {
-    blocks: Vec<ResBlock>,
-    up1: ConvTranspose2d,
-    up2: ConvTranspose2d,
-    out: Conv2d,
+    pub(crate) blocks: Vec<ResBlock>,
+    pub(crate) up1: ConvTranspose2d,
+    pub(crate) up2: ConvTranspose2d,
+    pub(crate) out: Conv2d,
 }
 
 impl Decoder {
@@ -158,5 +158,15 @@ impl Inpainter {
     /// Restores covered faces. `[batch, 3, 112, 112]` -> same shape.
     pub fn forward(&self, faces: Tensor<4>) -> Tensor<4> {
         self.decoder.forward(self.encoder.forward(faces))
+    }
+
+    /// The same network with the descriptor taken after residual block `descriptor_block`:
+    /// blocks move between encoder and decoder, no weight changes.
+    pub fn split_at(mut self, descriptor_block: usize) -> Self {
+        let mut blocks = std::mem::take(&mut self.encoder.blocks);
+        blocks.append(&mut self.decoder.blocks);
+        self.decoder.blocks = blocks.split_off(descriptor_block.min(blocks.len()));
+        self.encoder.blocks = blocks;
+        self
     }
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
-use crate::model::{Backbone, Inpainter};
+use crate::model::{Backbone, EncoderConfig, Inpainter};
 use crate::run::{RunState, StageDir};
 use crate::{Error, Result};
 
@@ -350,8 +350,16 @@ pub(crate) fn load_inpainter(
         None => Ok(fresh),
         Some(stage) => {
             let (dir, state) = StageDir::finished(run, stage)?;
-            check_same_network(&dir, config, |c| &c.model.encoder)?;
-            dir.load_best(&state, fresh)
+            if stage != Stage::Inpaint {
+                check_same_network(&dir, config, |c| c.model.encoder.clone())?;
+                return dir.load_best(&state, fresh);
+            }
+            // Stage 0 trains encoder and decoder as one network, so its weights serve any
+            // descriptor depth; after stage 1 the depth is fixed (only the encoder was tuned).
+            let unsplit = |c: &G2dConfig| EncoderConfig { descriptor_block: 0, ..c.model.encoder.clone() };
+            check_same_network(&dir, config, unsplit)?;
+            let saved = dir.config()?.model.encoder.init(device);
+            Ok(dir.load_best(&state, saved)?.split_at(config.model.encoder.descriptor_block))
         }
     }
 }
@@ -381,7 +389,7 @@ pub(crate) fn new_backbone(config: &G2dConfig, device: &Device) -> Backbone {
 pub(crate) fn check_same_network<T: PartialEq + std::fmt::Debug>(
     previous: &StageDir,
     config: &G2dConfig,
-    part: impl Fn(&G2dConfig) -> &T,
+    part: impl Fn(&G2dConfig) -> T,
 ) -> Result<()> {
     let theirs = previous.config()?;
     if part(&theirs) != part(config) {

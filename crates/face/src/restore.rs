@@ -1,0 +1,57 @@
+//! Restoring covered faces with an inpainter exported by maskid (`maskid export`): what the
+//! G2D encoder "sees" behind a mask, for previews.
+
+use std::path::Path;
+
+use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
+use ort::value::TensorRef;
+
+use crate::embed::{EmbedderConfig, MAX_BATCH};
+use crate::onnx::{Parallelism, SessionPool};
+use crate::{Error, Result};
+
+/// An ONNX inpainter: `faces [batch, 3, 112, 112]` -> `restored`, same shape, RGB in [-1, 1].
+pub struct FaceRestorer {
+    pool: SessionPool,
+}
+
+impl FaceRestorer {
+    /// Loads the model.
+    pub fn new(model: &Path, parallelism: Parallelism) -> Result<Self> {
+        let pool = SessionPool::load(model, true, parallelism)?;
+        if pool.input_names().len() != 1 {
+            let reason = "expected exactly one data input".into();
+            return Err(Error::Model { path: model.display().to_string(), reason });
+        }
+        Ok(Self { pool })
+    }
+
+    /// The restored faces.
+    pub fn restore(&self, faces: &[AlignedFace]) -> Result<Vec<AlignedFace>> {
+        let values = self.restore_values(faces)?;
+        Ok(values
+            .chunks_exact(AlignedFace::BYTES)
+            .map(|planes| AlignedFace::from_unit_planes(planes).expect("BUG: one face's planes"))
+            .collect())
+    }
+
+    /// The model's raw output, `[n, 3, 112, 112]` flattened, in [-1, 1].
+    pub fn restore_values(&self, faces: &[AlignedFace]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(faces.len() * 3 * ALIGNED_SIZE_PX * ALIGNED_SIZE_PX);
+        for chunk in faces.chunks(MAX_BATCH) {
+            let input = EmbedderConfig::g2d().input(chunk);
+            let shape = [chunk.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX];
+            let values = self.pool.with(|session| -> Result<Vec<f32>> {
+                let tensor = TensorRef::from_array_view((shape, &input[..]))?;
+                let outputs = session.run(ort::inputs![tensor])?;
+                let (out_shape, data) = outputs[0].try_extract_tensor::<f32>()?;
+                if out_shape.iter().map(|&d| d as usize).ne(shape) {
+                    return Err(Error::Runtime(format!("restored output has shape {out_shape:?}, not {shape:?}")));
+                }
+                Ok(data.to_vec())
+            })?;
+            out.extend(values);
+        }
+        Ok(out)
+    }
+}
