@@ -13,7 +13,7 @@ mod style;
 
 pub use geometry::FaceFrame;
 pub use occlude::{occlude, Occluder, OcclusionMix};
-pub use render::{render_mask, RgbImageMut};
+pub use render::{mask_face, render_mask, RgbImageMut};
 pub use rng::{image_seed, Rng};
 pub use style::{Coverage, MaskSpec, MaskStyle, Texture};
 

@@ -1,7 +1,7 @@
 //! Drawing a mask: outlines placed on the face frame, fabric and shading, soft edges, and
 //! compositing into the image with its occlusion map.
 
-use maskid_core::{Landmarks5, OcclusionMap};
+use maskid_core::{AlignedFace, Landmarks5, OcclusionMap, ALIGNED_SIZE_PX};
 
 use crate::geometry::{capsule, ellipse, jaw_half_width, FaceFrame, Point};
 use crate::raster::{polygon_coverage, Layer, Window};
@@ -262,6 +262,13 @@ fn shade(spec: &MaskSpec, light: &Lighting, top: f32, u: f32, v: f32) -> f32 {
         _ => {}
     }
     s
+}
+
+/// A masked copy of an aligned face (`landmarks` in crop pixels) and what the mask covers.
+pub fn mask_face(face: &AlignedFace, landmarks: &Landmarks5, spec: &MaskSpec) -> Result<(AlignedFace, OcclusionMap)> {
+    let mut rgb = face.rgb().to_vec();
+    let map = render_mask(&mut RgbImageMut::new(ALIGNED_SIZE_PX, ALIGNED_SIZE_PX, &mut rgb)?, landmarks, spec)?;
+    Ok((AlignedFace::from_rgb(rgb).expect("BUG: same size"), map))
 }
 
 /// Draws the mask of `spec` on the face with `landmarks` (image pixels) and returns what it

@@ -4,13 +4,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNMENT_TEMPLATE};
 use maskid_eval::{
     identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
 };
 use maskid_face::similarity_transform;
 use maskid_face::FaceEmbedder;
-use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
+use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use rayon::prelude::*;
 
 use crate::embed_cache::EmbeddingCache;
@@ -137,10 +137,7 @@ pub fn masked_face(prepared: &PreparedSet, path: &Path, options: &EvalOptions) -
     let key = path.to_string_lossy();
     let face = prepared.face(&key)?;
     let spec = MaskSpec::from_seed(image_seed(&key, options.seed), options.style, options.coverage);
-    let mut rgb = face.rgb().to_vec();
-    let size = ALIGNED_SIZE_PX;
-    let map = render_mask(&mut RgbImageMut::new(size, size, &mut rgb)?, &crop_landmarks(prepared, &key), &spec)?;
-    Ok((AlignedFace::from_rgb(rgb).expect("BUG: same size"), map))
+    Ok(mask_face(&face, &crop_landmarks(prepared, &key), &spec)?)
 }
 
 /// The five landmarks of a prepared photo inside its aligned crop (the template for a

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use maskid_core::AlignedFace;
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_mask::{render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
+use maskid_mask::{mask_face, Coverage, MaskSpec, MaskStyle};
 use maskid_pipeline::{landmarks_in_crop, EvalOptions, Models};
 use serde::Serialize;
 
@@ -149,10 +149,8 @@ pub fn parity_faces(global: &GlobalArgs, models: &Models, data: Option<&PathBuf>
         let landmarks = landmarks_in_crop(&detection.landmarks);
         faces.push(face.clone());
         for (i, style) in MaskStyle::ALL.iter().take(5).enumerate() {
-            let mut rgb = face.rgb().to_vec();
             let spec = MaskSpec::from_seed(i as u64, Some(*style), Coverage::Random);
-            render_mask(&mut RgbImageMut::new(112, 112, &mut rgb)?, &landmarks, &spec)?;
-            faces.push(AlignedFace::from_rgb(rgb).expect("BUG: same size"));
+            faces.push(mask_face(&face, &landmarks, &spec)?.0);
         }
     }
     faces.truncate(32);

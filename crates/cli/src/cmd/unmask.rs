@@ -9,7 +9,7 @@ use anyhow::Context;
 use image::RgbImage;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, RgbImageMut};
+use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
 use maskid_pipeline::landmarks_in_crop;
 
 use crate::cmd::align::collect;
@@ -55,14 +55,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         for (i, (detection, face)) in faces.iter().enumerate() {
             let mut panels = vec![face.clone()];
             if let Some(style) = args.add_mask.as_ref().map(|_| style.flatten()) {
-                let mut rgb = face.rgb().to_vec();
                 let spec = MaskSpec::from_seed(image_seed(&stem.to_string_lossy(), args.seed), style, Coverage::Random);
-                render_mask(
-                    &mut RgbImageMut::new(112, 112, &mut rgb)?,
-                    &landmarks_in_crop(&detection.landmarks),
-                    &spec,
-                )?;
-                panels.push(AlignedFace::from_rgb(rgb).expect("BUG: same size"));
+                panels.push(mask_face(face, &landmarks_in_crop(&detection.landmarks), &spec)?.0);
             }
             let input = panels.last().expect("BUG: one panel").clone();
             panels.extend(maskid_g2d::stage::restore_faces(&inpainter, &[input], &device)?);
