@@ -12,6 +12,10 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+mod shipped;
+
+pub use shipped::{ShippedModel, G2D_BACKBONE, G2D_INPAINTER};
+
 /// Errors of asset lookup and fetching.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

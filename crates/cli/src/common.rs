@@ -84,6 +84,24 @@ impl GlobalArgs {
     }
 }
 
+/// `--gallery FILE` and `--json` of the gallery's subcommands.
+#[derive(Args)]
+pub struct GalleryFile {
+    /// The gallery file.
+    #[arg(long, global = true)]
+    pub gallery: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GalleryFile {
+    /// The gallery's path; required.
+    pub fn path(&self) -> anyhow::Result<&Path> {
+        self.gallery.as_deref().ok_or_else(|| anyhow::anyhow!("--gallery FILE is required"))
+    }
+}
+
 /// `--style`: a mask style name, or `random` (`None`: each image's seed picks the style).
 pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
     Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
@@ -149,29 +167,41 @@ pub fn run_batch(
     BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failed.into_inner() }
 }
 
-/// `--model`: `teacher` (SFace from the pinned assets) or an exported G2D backbone
-/// (`FILE.onnx`, RGB in [-1, 1]), loaded into `slot`.
+/// `--model`: `teacher` (SFace from the pinned assets), `g2d` (the G2D model shipped in the
+/// binary) or an exported G2D backbone (`FILE.onnx`, RGB in [-1, 1]), loaded into `slot`.
 pub fn embedder<'a>(
+    global: &GlobalArgs,
     models: &'a Models,
     model: &str,
     slot: &'a mut Option<FaceEmbedder>,
 ) -> anyhow::Result<&'a FaceEmbedder> {
-    if model == "teacher" {
-        return Ok(&models.teacher);
+    match backbone(global, model)? {
+        None => Ok(&models.teacher),
+        Some(loaded) => Ok(slot.insert(loaded)),
     }
-    let loaded = FaceEmbedder::new(Path::new(model), EmbedderConfig::g2d(), Parallelism::Throughput)
-        .with_context(|| format!("loading --model {model}"))?;
-    Ok(slot.insert(loaded))
 }
 
-/// The decision threshold: the one given, or the teacher's (lfw-devtest, 0 of 500 impostor
-/// pairs accepted); another model needs `--threshold`.
+/// The G2D backbone `--model` names (`g2d` or `FILE.onnx`); `None` for the teacher.
+pub fn backbone(global: &GlobalArgs, model: &str) -> anyhow::Result<Option<FaceEmbedder>> {
+    let path = match model {
+        "teacher" => return Ok(None),
+        "g2d" => maskid_assets::G2D_BACKBONE.file(global.assets().home())?,
+        file => PathBuf::from(file),
+    };
+    let loaded = FaceEmbedder::new(&path, EmbedderConfig::g2d(), Parallelism::Throughput)
+        .with_context(|| format!("loading --model {model}"))?;
+    Ok(Some(loaded))
+}
+
+/// The decision threshold: the one given, or the model's own from the lfw-devtest ROC
+/// (teacher: clean pairs; g2d: masked probes); another model needs `--threshold`.
 pub fn threshold(model: &str, given: Option<f32>) -> anyhow::Result<f32> {
     match given {
         Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
         Some(t) => anyhow::bail!("--threshold must lie in -1..1, got {t}"),
         None if model == "teacher" => Ok(maskid_pipeline::TEACHER_THRESHOLD),
-        None => anyhow::bail!("--model {model}: give --threshold (only the teacher has a built-in one)"),
+        None if model == "g2d" => Ok(maskid_pipeline::G2D_THRESHOLD),
+        None => anyhow::bail!("--model {model}: give --threshold (only teacher and g2d have built-in ones)"),
     }
 }
 

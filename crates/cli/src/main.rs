@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Verify the six sample photos with the teacher and print the similarity matrix.
+    /// Sample photos, clean and masked, decided by the teacher and the shipped G2D model; an HTML report.
     Demo(cmd::demo::Args),
     /// Fetch or list the pinned model files and ONNX Runtime.
     Models(cmd::models::Args),
@@ -51,6 +51,10 @@ enum Command {
     Gallery(cmd::gallery::Args),
     /// Measure speed: photo -> embedding latency, and throughput over a data set.
     Bench(cmd::bench::Args),
+    /// Run the HTTP service over a gallery.
+    Serve(cmd::serve::Args),
+    /// Create, list or revoke the service's API keys.
+    Keys(cmd::keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(&cli.global, args),
         Command::Gallery(args) => cmd::gallery::run(&cli.global, args),
         Command::Bench(args) => cmd::bench::run(&cli.global, args),
+        Command::Serve(args) => cmd::serve::run(&cli.global, args),
+        Command::Keys(args) => cmd::keys::run(args),
     };
     match result {
         Ok(code) => code,

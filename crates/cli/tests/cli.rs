@@ -10,24 +10,48 @@ use common::{lfw, maskid, sample, stderr, stdout_json};
 use serde_json::Value;
 
 #[test]
-fn demo_accepts_the_same_people_and_rejects_the_others() {
-    let report = stdout_json(&maskid(&["demo", "--json"]));
-    let pairs = report["pairs"].as_array().unwrap();
-    assert_eq!(pairs.len(), 15, "six photos, fifteen pairs");
-    for p in pairs {
-        assert_eq!(p["correct"], true, "wrong decision: {p}");
-    }
-    let genuine: Vec<f64> =
-        pairs.iter().filter(|p| p["same_person"] == true).map(|p| p["similarity"].as_f64().unwrap()).collect();
-    assert_eq!(genuine.len(), 2);
-    assert!(genuine.iter().all(|s| *s > 0.5), "genuine scores {genuine:?}");
-    let m = report["similarity"].as_array().unwrap();
-    for (i, row) in m.iter().enumerate() {
-        assert!((row[i].as_f64().unwrap() - 1.0).abs() < 1e-4, "self-similarity is 1");
-        for (j, v) in row.as_array().unwrap().iter().enumerate() {
-            assert!((v.as_f64().unwrap() - m[j][i].as_f64().unwrap()).abs() < 1e-6, "symmetric");
+fn demo_decides_clean_and_masked_pairs_with_both_models_and_writes_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("report");
+    let report = stdout_json(&maskid(&["demo", "--json", "--report", dir.to_str().unwrap()]));
+    assert_eq!(report["photos"].as_array().unwrap().len(), 6);
+    let faces = report["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 24, "six photos, clean and with three masks");
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "teacher and G2D");
+    for m in models {
+        let name = m["name"].as_str().unwrap();
+        let s = m["similarity"].as_array().unwrap();
+        for (i, row) in s.iter().enumerate() {
+            assert!((row[i].as_f64().unwrap() - 1.0).abs() < 1e-4, "{name}: self-similarity is 1");
+            for (j, v) in row.as_array().unwrap().iter().enumerate() {
+                assert!((v.as_f64().unwrap() - s[j][i].as_f64().unwrap()).abs() < 1e-6, "{name}: symmetric");
+            }
+        }
+        let summary = m["summary"].as_array().unwrap();
+        let settings: Vec<&str> = summary.iter().map(|s| s["setting"].as_str().unwrap()).collect();
+        assert_eq!(settings, ["unmasked", "one-masked", "both-masked"]);
+        // Two genuine photo pairs and thirteen impostor photo pairs, times the versions.
+        let counts: Vec<(u64, u64)> =
+            summary.iter().map(|s| (s["genuine"].as_u64().unwrap(), s["impostor"].as_u64().unwrap())).collect();
+        assert_eq!(counts, [(2, 13), (12, 78), (18, 117)], "{name}");
+        for s in summary {
+            assert!(
+                s["genuine_mean"].as_f64().unwrap() > s["impostor_mean"].as_f64().unwrap() + 0.1,
+                "{name}: the same people score above different people: {s}"
+            );
         }
     }
+    // The teacher decides every pair of these photos right, masked or not.
+    for s in models[0]["summary"].as_array().unwrap() {
+        assert_eq!(s["genuine_accepted"], s["genuine"], "{s}");
+        assert_eq!(s["impostor_rejected"], s["impostor"], "{s}");
+    }
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("data:image/png;base64,").count(), 24 + 18, "every face and every unmask preview inline");
+    assert!(!html.contains("src=\"http") && !html.contains("url(http"), "self-contained");
+    assert_eq!(html.matches("<table class=\"heat\">").count(), 2, "a heat map per model");
 }
 
 #[test]

@@ -106,6 +106,7 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
     // Export: ONNX Runtime must reproduce burn on 32 real faces within 1e-4.
     let onnx = tmp.path().join("g2d.onnx");
     let unmask_onnx = tmp.path().join("g2d-unmask.onnx");
+    let weights = tmp.path().join("g2d.safetensors");
     let export = stdout_json(&maskid(&[
         "export",
         "--run",
@@ -114,6 +115,8 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
         onnx.to_str().unwrap(),
         "--inpainter",
         unmask_onnx.to_str().unwrap(),
+        "--checkpoint",
+        weights.to_str().unwrap(),
         "--data",
         data,
         "--json",
@@ -123,6 +126,8 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
     assert_eq!(export["embedding_dim"], 512);
     assert!(export["inpainter"]["max_abs_difference"].as_f64().unwrap() <= 1e-4, "{export}");
     assert!(unmask_onnx.is_file());
+    // The safetensors checkpoint was read back into a fresh network by export itself.
+    assert!(std::fs::read(&weights).unwrap().len() > 1_000_000);
 
     // An ablation: another descriptor depth and relation loss, starting from this run's
     // inpainting stage; the first run is left as it was.

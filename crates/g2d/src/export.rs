@@ -17,7 +17,9 @@ use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
 use maskid_face::{EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 
 use crate::data::faces_tensor;
-use crate::model::{Backbone, Encoder, Inpainter, ResBlock};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+
+use crate::model::{Backbone, Decoder, Encoder, Inpainter, Reformer, ResBlock};
 use crate::stage::embed_faces;
 use crate::{Error, Result};
 
@@ -74,6 +76,53 @@ pub fn export_inpainter_onnx(inpainter: &Inpainter, path: &Path, metadata: &[(&s
     let size = Some(ALIGNED_SIZE_PX);
     let bytes = graph.model("maskid_g2d_inpainter", &[Some(3), size, size], "restored", metadata);
     write(path, &bytes)
+}
+
+/// Every trained weight of the G2D network: the encoder (to the descriptor), the rest of the
+/// inpainting decoder, and the reformer. The checkpoint shipped beside the ONNX files.
+#[derive(Module, Debug)]
+pub struct G2dWeights {
+    /// Face -> descriptor (stage 1).
+    pub encoder: Encoder,
+    /// Descriptor -> restored face (stage 0, frozen after).
+    pub decoder: Decoder,
+    /// Descriptor -> identity vector (stage 2).
+    pub reformer: Reformer,
+}
+
+/// Writes `weights` as safetensors (atomically: burn-store writes a scratch file and renames
+/// it), with `metadata`, then reads the file back into a fresh network of `config`'s shape and
+/// refuses a file that does not fill every tensor.
+pub fn export_safetensors(
+    weights: &G2dWeights,
+    config: &crate::G2dConfig,
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<()> {
+    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    for (key, value) in metadata {
+        store = store.metadata(*key, value.clone());
+    }
+    weights.save_into(&mut store).map_err(|e| Error::Export(format!("writing {}: {e}", path.display())))?;
+    let device = Device::flex();
+    let inpainter = config.model.encoder.init(&device);
+    let mut fresh = G2dWeights {
+        encoder: inpainter.encoder,
+        decoder: inpainter.decoder,
+        reformer: config.model.reformer.init(config.model.encoder.width, &device),
+    };
+    let applied = fresh
+        .load_from(&mut SafetensorsStore::from_file(path))
+        .map_err(|e| Error::Export(format!("reading back {}: {e}", path.display())))?;
+    if !applied.missing.is_empty() || !applied.errors.is_empty() {
+        return Err(Error::Export(format!(
+            "{} does not read back: {} tensors missing, {} errors",
+            path.display(),
+            applied.missing.len(),
+            applied.errors.len()
+        )));
+    }
+    Ok(())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

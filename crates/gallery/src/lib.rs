@@ -1,11 +1,14 @@
 //! The persistent gallery of maskid: subjects and their face embeddings in SQLite
-//! ([`Gallery`]), and exact cosine search over them ([`ExactIndex`]).
+//! ([`Gallery`]), exact cosine search over them ([`ExactIndex`]), and identification with one
+//! best face per person ([`SubjectIndex`]).
 
 mod index;
+mod search;
 mod store;
 
 pub use index::{ExactIndex, Hit};
-pub use store::{Gallery, ModelRef, NewFace, Subject};
+pub use search::{Candidate, SubjectIndex};
+pub use store::{ApiKey, FaceInfo, Gallery, ModelRef, NewFace, Subject};
 
 /// Errors of the gallery; each maps to one HTTP status in the service.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,34 @@ mod tests {
         assert!(g.embeddings().unwrap().is_empty(), "faces go with their subject");
         assert!(matches!(g.subject("ann"), Err(Error::NotFound(_))));
         assert!(matches!(g.remove_subject("ann"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn keys_are_kept_by_hash_and_faces_can_be_removed_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = Gallery::open(&dir.path().join("g.db")).unwrap();
+        g.add_key("ops", "admin", "hash1").unwrap();
+        assert!(matches!(g.add_key("ops", "read", "hash2"), Err(Error::Duplicate(_))));
+        assert!(matches!(g.add_key("x", "root", "hash3"), Err(Error::Invalid(_))));
+        assert_eq!(g.key_by_hash("hash1").unwrap().map(|k| k.role), Some("admin".to_string()));
+        assert_eq!(g.key_by_hash("nope").unwrap(), None);
+        assert_eq!(g.keys().unwrap().len(), 1);
+        g.remove_key("ops").unwrap();
+        assert!(g.key_by_hash("hash1").unwrap().is_none());
+        assert!(matches!(g.remove_key("ops"), Err(Error::NotFound(_))));
+
+        let ann = g.add_subject("ann", &serde_json::json!({})).unwrap();
+        let first = g.enroll(ann, &face(vec![1.0, 0.0], "p1", "m")).unwrap();
+        g.enroll(ann, &face(vec![0.0, 1.0], "p2", "m")).unwrap();
+        assert_eq!(g.faces("ann").unwrap().len(), 2);
+        g.remove_face(first).unwrap();
+        assert!(matches!(g.remove_face(first), Err(Error::NotFound(_))));
+        let left = g.faces("ann").unwrap();
+        assert_eq!((left.len(), left[0].source_sha256.as_str()), (1, "p2"));
+        let index = SubjectIndex::load(&g).unwrap();
+        assert_eq!(index.face_ids(), vec![left[0].id]);
+        let found = index.candidates(&[0.0, 1.0], 3, 0.5);
+        assert_eq!((found.len(), found[0].name.as_str(), found[0].matched), (1, "ann", true));
     }
 
     #[test]

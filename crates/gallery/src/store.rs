@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::{Error, Result};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE subjects (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -29,7 +30,17 @@ const MIGRATIONS: &[&str] = &[r#"
         UNIQUE (subject_id, source_sha256, model_sha256)
     );
     CREATE INDEX faces_subject ON faces(subject_id);
-"#];
+"#,
+    r#"
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
+        sha256 TEXT NOT NULL UNIQUE,
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    );
+"#,
+];
 
 /// The model that made a gallery's embeddings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +77,32 @@ pub struct Subject {
     pub created: String,
     /// Enrolled faces.
     pub faces: usize,
+}
+
+/// An enrolled face, without its embedding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaceInfo {
+    /// Row id.
+    pub id: i64,
+    /// The model that made the embedding.
+    pub model_id: String,
+    /// SHA-256 of the source photo.
+    pub source_sha256: String,
+    /// Detection score.
+    pub score: f64,
+    /// Creation time (UTC, ISO 8601).
+    pub created: String,
+}
+
+/// An API key of the service, without its secret (only the secret's SHA-256 is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// A readable name.
+    pub name: String,
+    /// `read`, `write` or `admin`.
+    pub role: String,
+    /// Creation time (UTC, ISO 8601).
+    pub created: String,
 }
 
 /// The gallery file.
@@ -214,6 +251,72 @@ impl Gallery {
             Ok((r.get(0)?, r.get(1)?, values))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The faces of a subject, oldest first.
+    pub fn faces(&self, name: &str) -> Result<Vec<FaceInfo>> {
+        let subject = self.subject(name)?;
+        let mut stmt = self.db.prepare(
+            "SELECT id, model_id, source_sha256, score, created FROM faces WHERE subject_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![subject.id], |r| {
+            Ok(FaceInfo {
+                id: r.get(0)?,
+                model_id: r.get(1)?,
+                source_sha256: r.get(2)?,
+                score: r.get(3)?,
+                created: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes one face.
+    pub fn remove_face(&self, id: i64) -> Result<()> {
+        match self.db.execute("DELETE FROM faces WHERE id = ?1", params![id])? {
+            0 => Err(Error::NotFound(format!("no face {id}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores an API key by the SHA-256 of its secret.
+    pub fn add_key(&self, name: &str, role: &str, secret_sha256: &str) -> Result<()> {
+        if !["read", "write", "admin"].contains(&role) {
+            return Err(Error::Invalid(format!("role '{role}': use read, write or admin")));
+        }
+        match self.db.execute(
+            "INSERT INTO api_keys (name, role, sha256) VALUES (?1, ?2, ?3)",
+            params![name, role, secret_sha256],
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(format!("a key named '{name}' exists"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The key whose secret has this SHA-256, if any.
+    pub fn key_by_hash(&self, secret_sha256: &str) -> Result<Option<ApiKey>> {
+        Ok(self
+            .db
+            .query_row("SELECT name, role, created FROM api_keys WHERE sha256 = ?1", params![secret_sha256], |r| {
+                Ok(ApiKey { name: r.get(0)?, role: r.get(1)?, created: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Every key, by name.
+    pub fn keys(&self) -> Result<Vec<ApiKey>> {
+        let mut stmt = self.db.prepare("SELECT name, role, created FROM api_keys ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok(ApiKey { name: r.get(0)?, role: r.get(1)?, created: r.get(2)? }))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Revokes a key.
+    pub fn remove_key(&self, name: &str) -> Result<()> {
+        match self.db.execute("DELETE FROM api_keys WHERE name = ?1", params![name])? {
+            0 => Err(Error::NotFound(format!("no key '{name}'"))),
+            _ => Ok(()),
+        }
     }
 
     /// The journal mode (`wal` once open).

@@ -12,7 +12,7 @@ pub use embed_cache::EmbeddingCache;
 pub use evaluate::{
     clean_embeddings, crop_landmarks, evaluate, landmarks_in_crop, masked_face, protocol_face, EvalOptions,
 };
-pub use models::{FaceResult, Models, ModelsConfig, TEACHER_THRESHOLD};
+pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 pub use training::{training_set, verification_pairs, TrainingSet};
 

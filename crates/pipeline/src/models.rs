@@ -104,3 +104,8 @@ impl Models {
 /// of `lfw-devtest clean` (`maskid eval --protocol lfw-devtest`, report field `threshold`:
 /// 0.3582, FMR 0 of 500 impostor pairs, FNMR 1.6%).
 pub const TEACHER_THRESHOLD: f32 = 0.358;
+
+/// Cosine threshold for decisions of the shipped G2D model (`--model g2d`): the
+/// accuracy-maximising threshold over all pairs of `lfw-devtest mask-probe` (`maskid eval
+/// --protocol lfw-devtest --mask mask-probe --model g2d`, report field `threshold`).
+pub const G2D_THRESHOLD: f32 = 0.5;

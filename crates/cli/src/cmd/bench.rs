@@ -11,8 +11,8 @@ use maskid_face::{align_face, decode_image, select_faces, FacePolicy, Parallelis
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cmd::bench_g2d;
 use crate::cmd::prepare::dataset_photos;
+use crate::cmd::{bench_g2d, bench_search, bench_service};
 use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
@@ -37,6 +37,28 @@ pub struct Args {
     /// With --model: the run folder it came from, to time burn on the same network.
     #[arg(long, requires = "model")]
     run: Option<PathBuf>,
+    /// The HTTP service: a load run of identify requests on loopback against a gallery of
+    /// --gallery-faces real faces (needs LFW as --data).
+    #[arg(long, requires = "data")]
+    service: bool,
+    /// With --service: faces in the gallery.
+    #[arg(long, default_value_t = 10_000)]
+    gallery_faces: usize,
+    /// With --service: identify requests sent.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// With --service: requests per second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Gallery search over random 512-d unit vectors at each --search-sizes.
+    #[arg(long)]
+    search: bool,
+    /// With --search: gallery sizes.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    search_sizes: Vec<usize>,
+    /// With --search: queries per size.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -111,6 +133,43 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
     if args.train_steps.is_some() || args.model.is_some() {
         return g2d(global, &args);
+    }
+    if args.search {
+        let speeds = bench_search::search_speed(&args.search_sizes, args.queries)?;
+        if args.json {
+            print_json(&speeds)?;
+        } else {
+            for s in &speeds {
+                println!(
+                    "{:>6} index, {:>8} vectors of {}: {} queries, p50 {:.2} ms, p99 {:.2} ms, {:.0} bytes/vector, built in {:.1} s",
+                    s.index, s.vectors, s.dim, s.queries, s.p50_ms, s.p99_ms, s.bytes_per_vector, s.build_s
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.service {
+        let data = args.data.as_ref().expect("clap: --service requires --data");
+        let load = bench_service::load_run(global, data, args.gallery_faces, args.requests, args.rate)?;
+        if args.json {
+            print_json(&load)?;
+        } else {
+            println!(
+                "service on loopback, gallery {} faces of {} people: {} identify requests at {:.0}/s -> {:.1}/s \
+                 achieved, {} errors; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                load.gallery_faces,
+                load.gallery_subjects,
+                load.requests,
+                load.target_rate_per_s,
+                load.achieved_rate_per_s,
+                load.errors,
+                load.p50_ms,
+                load.p90_ms,
+                load.p99_ms,
+                load.max_ms
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let jpeg = test_photo(global)?;

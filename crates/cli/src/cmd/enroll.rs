@@ -25,7 +25,8 @@ pub struct Args {
     /// Photos of the person, one face each.
     #[arg(required = true)]
     photos: Vec<PathBuf>,
-    /// teacher, or an exported G2D backbone (FILE.onnx); a gallery holds one model's embeddings.
+    /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx); a
+    /// gallery holds one model's embeddings.
     #[arg(long, default_value = "teacher")]
     model: String,
     /// Print JSON.
@@ -45,7 +46,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let mut gallery = Gallery::open(&args.gallery)?;
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
-    let embedder = embedder(&models, &args.model, &mut slot)?;
+    let embedder = embedder(global, &models, &args.model, &mut slot)?;
     let model = ModelRef { id: embedder.model_id().to_string(), sha256: embedder.model_sha256().to_string() };
     let subject = match gallery.subject(&args.name) {
         Ok(s) => s.id,

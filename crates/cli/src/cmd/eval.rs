@@ -19,7 +19,8 @@ pub struct Args {
     /// clean, mask-probe or mask-both.
     #[arg(long, default_value = "clean")]
     mask: MaskSetting,
-    /// `teacher` (SFace), or an ONNX backbone file taking RGB scaled to [-1, 1].
+    /// teacher (SFace), g2d (the shipped G2D model), or an ONNX backbone file taking RGB
+    /// scaled to [-1, 1].
     #[arg(long, default_value = "teacher")]
     model: String,
     /// LFW root (holding images_deepfunneled/ and the list files).
@@ -57,7 +58,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
         &*slot.insert(FaceEmbedder::new(&sface, config, Parallelism::Throughput)?)
     } else {
-        embedder(&models, &args.model, &mut slot)?
+        embedder(global, &models, &args.model, &mut slot)?
     };
     let style = mask_style(&args.style)?;
     let options = EvalOptions {

@@ -28,6 +28,9 @@ pub struct Args {
     /// Also write the inpainting network (masked face -> restored face) to this ONNX file.
     #[arg(long)]
     inpainter: Option<PathBuf>,
+    /// Also write every trained weight (encoder, decoder, reformer) as safetensors.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// LFW root: check parity on 16 lfw-devtest pairs (32 crops, probes masked); default:
     /// the six sample photos, clean and in five mask styles.
     #[arg(long)]
@@ -46,6 +49,7 @@ struct Summary {
     parity_faces: usize,
     max_abs_difference: f32,
     inpainter: Option<InpainterSummary>,
+    checkpoint: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -91,6 +95,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    if let Some(path) = &args.checkpoint {
+        let weights = maskid_g2d::export::G2dWeights {
+            encoder: backbone.encoder.clone(),
+            decoder: maskid_g2d::load_trained_inpainter(&args.run, &device)?.decoder,
+            reformer: backbone.reformer.clone(),
+        };
+        let metadata = [("maskid.model", "g2d-weights".to_string()), ("maskid.config", config.to_toml())];
+        maskid_g2d::export::export_safetensors(&weights, &config, path, &metadata)?;
+    }
     let summary = Summary {
         output: args.output.display().to_string(),
         bytes: std::fs::metadata(&args.output)?.len(),
@@ -99,6 +112,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         parity_faces: faces.len(),
         max_abs_difference: max,
         inpainter,
+        checkpoint: args.checkpoint.as_ref().map(|p| p.display().to_string()),
     };
     if args.json {
         print_json(&summary)?;

@@ -1,22 +1,17 @@
-//! `maskid gallery list|show|remove --gallery FILE`: what the gallery holds.
+//! `maskid gallery list|show|remove|check --gallery FILE`: what the gallery holds.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_gallery::Gallery;
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{print_json, GalleryFile, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     action: Action,
-    /// The gallery file.
-    #[arg(long, global = true)]
-    gallery: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    file: GalleryFile,
 }
 
 #[derive(clap::Subcommand)]
@@ -27,17 +22,19 @@ enum Action {
     Show { name: String },
     /// Remove a subject and its faces.
     Remove { name: String },
+    /// SQLite's integrity check and the counts of subjects and faces.
+    Check,
 }
 
 pub fn run(_global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.gallery.ok_or_else(|| anyhow::anyhow!("--gallery FILE is required"))?;
+    let path = args.file.path()?;
     anyhow::ensure!(path.is_file(), "{}: no such gallery", path.display());
-    let gallery = Gallery::open(&path)?;
+    let gallery = Gallery::open(path)?;
     match args.action {
         Action::List => {
             let subjects = gallery.subjects()?;
             let model = gallery.model()?;
-            if args.json {
+            if args.file.json {
                 print_json(&serde_json::json!({ "model": model, "subjects": subjects }))?;
             } else {
                 let shown =
@@ -50,7 +47,7 @@ pub fn run(_global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Show { name } => {
             let subject = gallery.subject(&name)?;
-            if args.json {
+            if args.file.json {
                 print_json(&subject)?;
             } else {
                 println!(
@@ -59,9 +56,21 @@ pub fn run(_global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Action::Check => {
+            let integrity = gallery.integrity_check()?;
+            let (subjects, faces) = (gallery.subjects()?.len(), gallery.embeddings()?.len());
+            if args.file.json {
+                print_json(&serde_json::json!({ "integrity": integrity, "subjects": subjects, "faces": faces }))?;
+            } else {
+                println!("integrity {integrity}; {subjects} subjects, {faces} faces");
+            }
+            if integrity != "ok" {
+                return Ok(ExitCode::from(1));
+            }
+        }
         Action::Remove { name } => {
             gallery.remove_subject(&name)?;
-            if !args.json {
+            if !args.file.json {
                 println!("removed {name}");
             }
         }

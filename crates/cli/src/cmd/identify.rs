@@ -1,12 +1,11 @@
 //! `maskid identify --gallery FILE PHOTO...`: the enrolled people most like each photo's face,
 //! with the similarity, the threshold and the decision.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{ExactIndex, Gallery};
+use maskid_gallery::{Candidate, Gallery, SubjectIndex};
 use serde::Serialize;
 
 use crate::common::{embed_photo, embedder, print_json, threshold, GlobalArgs};
@@ -25,19 +24,12 @@ pub struct Args {
     /// Cosine similarity needed for a match (default: the model's, see README).
     #[arg(long)]
     threshold: Option<f32>,
-    /// The model the gallery was enrolled with: teacher or FILE.onnx.
+    /// The model the gallery was enrolled with: teacher, g2d or FILE.onnx.
     #[arg(long, default_value = "teacher")]
     model: String,
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Serialize)]
-struct Candidate {
-    name: String,
-    similarity: f32,
-    matched: bool,
 }
 
 #[derive(Serialize)]
@@ -59,7 +51,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let gallery = Gallery::open(&args.gallery)?;
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
-    let embedder = embedder(&models, &args.model, &mut slot)?;
+    let embedder = embedder(global, &models, &args.model, &mut slot)?;
     if let Some(model) = gallery.model()? {
         anyhow::ensure!(
             model.sha256 == embedder.model_sha256(),
@@ -69,31 +61,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             args.model
         );
     }
-    let names: HashMap<i64, String> = gallery.subjects()?.into_iter().map(|s| (s.id, s.name)).collect();
-    let faces = gallery.embeddings()?;
-    let mut index = ExactIndex::new(faces.first().map_or(0, |f| f.2.len()));
-    let mut subject_of = HashMap::new();
-    for (face, subject, values) in &faces {
-        index.add(*face, values).map_err(anyhow::Error::msg)?;
-        subject_of.insert(*face, *subject);
-    }
+    let index = SubjectIndex::load(&gallery)?;
     let mut results = Vec::new();
     for photo in &args.photos {
         let outcome = embed_photo(&models, embedder, photo, FacePolicy::Largest).map(|mut f| f.remove(0).1);
-        let mut candidates: Vec<Candidate> = Vec::new();
-        if let Ok(probe) = &outcome {
-            // Best face per person: look at enough faces to find `top` different people.
-            for hit in index.search(probe.values(), index.len().min(args.top * 32)) {
-                let name = &names[&subject_of[&hit.id]];
-                if candidates.len() < args.top && !candidates.iter().any(|c| &c.name == name) {
-                    candidates.push(Candidate {
-                        name: name.clone(),
-                        similarity: hit.score,
-                        matched: hit.score >= threshold,
-                    });
-                }
-            }
-        }
+        let candidates = match &outcome {
+            Ok(probe) => index.candidates(probe.values(), args.top, threshold),
+            Err(_) => Vec::new(),
+        };
         results.push(Identified {
             photo: photo.display().to_string(),
             threshold,

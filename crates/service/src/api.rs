@@ -1,0 +1,543 @@
+//! The routes, their handlers and the OpenAPI document that describes them (built from the
+//! same table, so the two cannot drift apart).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::{Json, Router};
+use bytes::Bytes;
+use maskid_face::FacePolicy;
+use maskid_gallery::NewFace;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{presented_secret, secret_sha256, Role};
+use crate::error::ApiError;
+use crate::input::read_upload;
+use crate::AppState;
+
+type Shared = Arc<AppState>;
+type ApiResult = Result<Response, ApiError>;
+
+/// One endpoint: method, path, the role it needs (`None`: open), and what it does.
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub role: Option<Role>,
+    pub summary: &'static str,
+    /// The image fields of its body, if it takes images.
+    pub images: &'static [&'static str],
+}
+
+/// Every endpoint of the service.
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint { method: "get", path: "/healthz", role: None, summary: "The process is up.", images: &[] },
+    Endpoint { method: "get", path: "/readyz", role: None, summary: "Models and gallery are loaded.", images: &[] },
+    Endpoint { method: "get", path: "/metrics", role: Some(Role::Read), summary: "Prometheus metrics.", images: &[] },
+    Endpoint { method: "get", path: "/openapi.json", role: Some(Role::Read), summary: "This document.", images: &[] },
+    Endpoint {
+        method: "get",
+        path: "/v1/subjects",
+        role: Some(Role::Read),
+        summary: "Every enrolled person.",
+        images: &[],
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/subjects",
+        role: Some(Role::Write),
+        summary: "Create a person: JSON {name, metadata}.",
+        images: &[],
+    },
+    Endpoint {
+        method: "get",
+        path: "/v1/subjects/{name}",
+        role: Some(Role::Read),
+        summary: "A person and their faces.",
+        images: &[],
+    },
+    Endpoint {
+        method: "delete",
+        path: "/v1/subjects/{name}",
+        role: Some(Role::Write),
+        summary: "Remove a person and their faces.",
+        images: &[],
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/subjects/{name}/faces",
+        role: Some(Role::Write),
+        summary: "Enrol a photo of a person (created if new); exactly one face unless ?face= says otherwise.",
+        images: &["image"],
+    },
+    Endpoint {
+        method: "delete",
+        path: "/v1/faces/{id}",
+        role: Some(Role::Write),
+        summary: "Remove one enrolled face.",
+        images: &[],
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/identify",
+        role: Some(Role::Read),
+        summary: "The enrolled people most like the photo's face (?top=3&threshold=&face=largest).",
+        images: &["image"],
+    },
+    Endpoint {
+        method: "post",
+        path: "/v1/verify",
+        role: Some(Role::Read),
+        summary: "Whether photos a and b show the same person (?threshold=&face=largest).",
+        images: &["a", "b"],
+    },
+    Endpoint {
+        method: "get",
+        path: "/v1/keys",
+        role: Some(Role::Admin),
+        summary: "The API keys (names and roles).",
+        images: &[],
+    },
+];
+
+/// The router over `state`.
+pub fn router(state: Shared) -> Router {
+    let mut router = Router::new();
+    for e in ENDPOINTS {
+        router = router.route(e.path, handler(e));
+    }
+    router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /openapi.json)")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .with_state(state)
+}
+
+fn handler(e: &Endpoint) -> MethodRouter<Shared> {
+    match (e.method, e.path) {
+        ("get", "/healthz") => get(|| async { Json(json!({ "status": "ok" })) }),
+        ("get", "/readyz") => get(readyz),
+        ("get", "/metrics") => get(metrics),
+        ("get", "/openapi.json") => get(openapi_handler),
+        ("get", "/v1/subjects") => get(list_subjects),
+        ("post", "/v1/subjects") => post(create_subject),
+        ("get", "/v1/subjects/{name}") => get(get_subject),
+        ("delete", "/v1/subjects/{name}") => delete(delete_subject),
+        ("post", "/v1/subjects/{name}/faces") => post(enroll),
+        ("delete", "/v1/faces/{id}") => delete(delete_face),
+        ("post", "/v1/identify") => post(identify),
+        ("post", "/v1/verify") => post(verify),
+        ("get", "/v1/keys") => get(list_keys),
+        (method, path) => unreachable!("BUG: no handler for {method} {path}"),
+    }
+}
+
+/// Counts and times every request, refuses past the in-flight limit, enforces the timeout.
+async fn track(State(state): State<Shared>, matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = request.method().to_string();
+    let start = Instant::now();
+    let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst);
+    let response = if in_flight >= state.limits.max_in_flight {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in flight; retry").into_response()
+    } else {
+        match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {:?}", state.limits.request_timeout),
+            )
+            .into_response(),
+        }
+    };
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    state.metrics.record(&method, &route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// Checks the request's key against `role`.
+fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
+    let secret = presented_secret(headers)?;
+    let key = state.gallery()?.key_by_hash(&secret_sha256(secret))?;
+    let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))?;
+    let has = Role::parse(&key.role).ok_or_else(|| ApiError::internal(format!("key with role '{}'", key.role)))?;
+    if has < role {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("key '{}' has role {}; this needs {}", key.name, has.name(), role.name()),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs blocking work (SQLite, ONNX Runtime) off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &Shared,
+    work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state))
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// Like [`blocking`], for model work: at most `max_concurrent` at a time.
+async fn model_work<T: Send + 'static>(
+    state: &Shared,
+    work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = state.model_slots.acquire().await.map_err(|_| ApiError::internal("shutting down"))?;
+    blocking(state, work).await
+}
+
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.body_text())
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(v)| v).map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn face_policy(name: Option<&str>, default: FacePolicy) -> Result<FacePolicy, ApiError> {
+    match name {
+        None => Ok(default),
+        Some(n) => n.parse().map_err(|e: String| ApiError::bad_request(format!("face: {e}"))),
+    }
+}
+
+fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
+    match given {
+        Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+        Some(t) => Err(ApiError::bad_request(format!("threshold must lie in -1..1, got {t}"))),
+        None => Ok(state.engine.threshold),
+    }
+}
+
+async fn readyz(State(state): State<Shared>) -> ApiResult {
+    let faces = state.index()?.len();
+    Ok(Json(json!({ "status": "ready", "model": state.engine.model(), "faces": faces })).into_response())
+}
+
+async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Role::Read)?;
+    let subjects = blocking(&state, |s| Ok(s.gallery()?.subjects()?.len())).await?;
+    let faces = state.index()?.len();
+    let text = state.metrics.render(subjects, faces);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn openapi_handler(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Role::Read)?;
+    Ok(Json(openapi()).into_response())
+}
+
+async fn list_subjects(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Role::Read)?;
+    let subjects = blocking(&state, |s| Ok(s.gallery()?.subjects()?)).await?;
+    Ok(Json(json!({ "subjects": subjects })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubject {
+    name: String,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+async fn create_subject(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Write)?;
+    let new: NewSubject = serde_json::from_slice(&body(raw)?)
+        .map_err(|e| ApiError::bad_request(format!("expected JSON {{\"name\", \"metadata\"}}: {e}")))?;
+    let metadata = new.metadata.unwrap_or_else(|| json!({}));
+    if !metadata.is_object() {
+        return Err(ApiError::bad_request("'metadata' must be a JSON object"));
+    }
+    let subject = blocking(&state, move |s| {
+        let gallery = s.gallery()?;
+        let id = gallery.add_subject(&new.name, &metadata)?;
+        s.index()?.add_subject(id, &new.name);
+        Ok(gallery.subject(&new.name)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(subject)).into_response())
+}
+
+async fn get_subject(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Read)?;
+    let name = path(name)?;
+    let (subject, faces) = blocking(&state, move |s| {
+        let gallery = s.gallery()?;
+        Ok((gallery.subject(&name)?, gallery.faces(&name)?))
+    })
+    .await?;
+    Ok(Json(json!({ "subject": subject, "faces": faces })).into_response())
+}
+
+async fn delete_subject(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Write)?;
+    let name = path(name)?;
+    blocking(&state, move |s| {
+        let gallery = s.gallery()?;
+        let subject = gallery.subject(&name)?;
+        gallery.remove_subject(&name)?;
+        s.index()?.remove_subject(subject.id);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaceQuery {
+    face: Option<String>,
+}
+
+async fn enroll(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<FaceQuery>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Write)?;
+    let name = path(name)?;
+    let policy = face_policy(query(params)?.face.as_deref(), FacePolicy::RequireOne)?;
+    let upload = read_upload(&headers, body(raw)?, &["image"]).await?;
+    let image = upload.image("image")?;
+    let metadata = upload.metadata.unwrap_or_else(|| json!({}));
+    let subject_name = name.clone();
+    let (face_id, created, score) = model_work(&state, move |s| {
+        let faces = s.engine.embed(&image, policy)?;
+        let (detection, embedding) = faces.into_iter().next().ok_or_else(|| ApiError::internal("no face"))?;
+        let face = NewFace {
+            embedding,
+            model: s.engine.model(),
+            source_sha256: hex::encode(Sha256::digest(&image)),
+            score: detection.score,
+        };
+        // One lock over table and index: the index always agrees with the table.
+        let mut gallery = s.gallery()?;
+        let (subject, created) = match gallery.subject(&name) {
+            Ok(subject) => (subject.id, false),
+            Err(maskid_gallery::Error::NotFound(_)) => (gallery.add_subject(&name, &metadata)?, true),
+            Err(e) => return Err(e.into()),
+        };
+        let face_id = gallery.enroll(subject, &face)?;
+        let mut index = s.index()?;
+        index.add_subject(subject, &name);
+        index.add_face(face_id, subject, face.embedding.values())?;
+        Ok((face_id, created, detection.score))
+    })
+    .await?;
+    let body = json!({
+        "face_id": face_id,
+        "subject": subject_name,
+        "subject_created": created,
+        "detection_score": score,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn delete_face(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Write)?;
+    let id = path(id)?;
+    blocking(&state, move |s| {
+        let gallery = s.gallery()?;
+        gallery.remove_face(id)?;
+        s.index()?.remove_face(id);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchQuery {
+    top: Option<usize>,
+    threshold: Option<f32>,
+    face: Option<String>,
+}
+
+async fn identify(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<MatchQuery>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Read)?;
+    let params = query(params)?;
+    let top = params.top.unwrap_or(3);
+    if !(1..=100).contains(&top) {
+        return Err(ApiError::bad_request(format!("top must lie in 1..100, got {top}")));
+    }
+    let threshold = threshold(&state, params.threshold)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
+    let (probe, detection) = model_work(&state, move |s| {
+        let (detection, embedding) = s.engine.embed(&image, policy)?.remove(0);
+        Ok((embedding, detection))
+    })
+    .await?;
+    let candidates = state.index()?.candidates(probe.values(), top, threshold);
+    let decision = candidates.first().filter(|c| c.matched).map(|c| c.name.clone());
+    Ok(Json(json!({
+        "match": decision,
+        "threshold": threshold,
+        "candidates": candidates,
+        "face": { "box": detection.bbox, "score": detection.score },
+        "model": state.engine.model(),
+    }))
+    .into_response())
+}
+
+async fn verify(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<MatchQuery>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    authorize(&state, &headers, Role::Read)?;
+    let params = query(params)?;
+    let threshold = threshold(&state, params.threshold)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let upload = read_upload(&headers, body(raw)?, &["a", "b"]).await?;
+    let (a, b) = (upload.image("a")?, upload.image("b")?);
+    let similarity = model_work(&state, move |s| {
+        let a = s.engine.embed(&a, policy)?.remove(0).1;
+        let b = s.engine.embed(&b, policy)?.remove(0).1;
+        Ok(a.cosine(&b))
+    })
+    .await?;
+    Ok(Json(json!({
+        "same_person": similarity >= threshold,
+        "similarity": similarity,
+        "threshold": threshold,
+        "model": state.engine.model(),
+    }))
+    .into_response())
+}
+
+async fn list_keys(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Role::Admin)?;
+    let keys = blocking(&state, |s| Ok(s.gallery()?.keys()?)).await?;
+    Ok(Json(json!({ "keys": keys })).into_response())
+}
+
+/// The OpenAPI 3.1 document of [`ENDPOINTS`].
+pub fn openapi() -> Value {
+    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let mut paths = serde_json::Map::new();
+    for e in ENDPOINTS {
+        let mut responses = serde_json::Map::new();
+        responses.insert("200".into(), json!({ "description": "success" }));
+        let mut codes = vec!["400", "413", "503"];
+        if e.role.is_some() {
+            codes.extend(["401", "403"]);
+        }
+        if e.path.contains('{') {
+            codes.push("404");
+        }
+        if !e.images.is_empty() {
+            codes.extend(["415", "422"]);
+        }
+        if e.method == "post" && e.path.starts_with("/v1/subjects") {
+            codes.push("409");
+        }
+        for c in codes {
+            responses.insert(c.into(), error.clone());
+        }
+        let mut op = json!({ "summary": e.summary, "responses": responses });
+        op["security"] = if e.role.is_some() { json!([{ "apiKey": [] }]) } else { json!([]) };
+        if let Some(role) = e.role {
+            op["x-maskid-role"] = json!(role.name());
+        }
+        let parameters: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|p| {
+                let ty = if p == "id" { "integer" } else { "string" };
+                json!({ "name": p, "in": "path", "required": true, "schema": { "type": ty } })
+            })
+            .collect();
+        if !parameters.is_empty() {
+            op["parameters"] = json!(parameters);
+        }
+        if !e.images.is_empty() {
+            let mut props = serde_json::Map::new();
+            let mut b64 = serde_json::Map::new();
+            for f in e.images {
+                props.insert((*f).into(), json!({ "type": "string", "format": "binary" }));
+                b64.insert(format!("{f}_base64"), json!({ "type": "string", "contentEncoding": "base64" }));
+            }
+            props.insert("metadata".into(), json!({ "type": "string", "description": "JSON object" }));
+            b64.insert("metadata".into(), json!({ "type": "object" }));
+            op["requestBody"] = json!({ "required": true, "content": {
+                "multipart/form-data": { "schema": { "type": "object", "properties": props, "required": e.images } },
+                "application/json": { "schema": { "type": "object", "properties": b64 } },
+            }});
+        } else if e.method == "post" {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": {
+                "type": "object", "required": ["name"],
+                "properties": { "name": { "type": "string" }, "metadata": { "type": "object" } } } } } });
+        }
+        paths.entry(e.path.to_string()).or_insert_with(|| json!({}))[e.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "maskid", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Masked-face recognition: enrol, identify and verify people." },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer",
+                "description": "A key from `maskid keys create`; also accepted as X-API-Key." } },
+            "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } }
+        }
+    })
+}

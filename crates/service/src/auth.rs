@@ -1,0 +1,60 @@
+//! API keys: random secrets shown once at creation, stored as their SHA-256 (a 256-bit random
+//! secret needs no slow hash), each with a role. Roles are ordered: admin can do what write
+//! can, write what read can.
+
+use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A new secret: `mk_` and 64 hex digits from the operating system's random source.
+pub fn new_secret() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("mk_{}", hex::encode(bytes)))
+}
+
+/// What is stored for a secret.
+pub fn secret_sha256(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The secret a request presents: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+pub fn presented_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    if let Some(value) = headers.get("x-api-key") {
+        return value.to_str().map_err(|_| unauthorized("the X-API-Key header is not text"));
+    }
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(unauthorized("an API key is required: Authorization: Bearer KEY (see `maskid keys create`)"));
+    };
+    let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not text"))?;
+    value.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| unauthorized("use Authorization: Bearer KEY"))
+}

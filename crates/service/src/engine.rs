@@ -1,0 +1,43 @@
+//! Image bytes -> faces -> embeddings, with the model the service was started with.
+
+use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_face::{decode_image, FaceEmbedder, FacePolicy};
+use maskid_gallery::ModelRef;
+use maskid_pipeline::Models;
+
+use crate::error::ApiError;
+
+/// The detector, the aligner and the embedding model of the service.
+pub struct Engine {
+    models: Models,
+    /// `None`: the teacher inside `models`.
+    embedder: Option<FaceEmbedder>,
+    /// Cosine similarity needed for a match.
+    pub threshold: f32,
+}
+
+impl Engine {
+    /// `embedder`: a G2D backbone, or `None` for the teacher.
+    pub fn new(models: Models, embedder: Option<FaceEmbedder>, threshold: f32) -> Self {
+        Self { models, embedder, threshold }
+    }
+
+    fn embedder(&self) -> &FaceEmbedder {
+        self.embedder.as_ref().unwrap_or(&self.models.teacher)
+    }
+
+    /// The model that makes the embeddings.
+    pub fn model(&self) -> ModelRef {
+        let e = self.embedder();
+        ModelRef { id: e.model_id().to_string(), sha256: e.model_sha256().to_string() }
+    }
+
+    /// The faces of a photo chosen by `policy`, embedded. Blocking: call from a worker thread.
+    pub fn embed(&self, image: &[u8], policy: FacePolicy) -> Result<Vec<(Detection, Embedding)>, ApiError> {
+        let photo = decode_image(image, self.models.config.max_pixels)?;
+        let faces = self.models.aligned_faces(&photo, policy)?;
+        let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
+        let embeddings = self.embedder().embed(&crops).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(faces.into_iter().map(|(d, _)| d).zip(embeddings).collect())
+    }
+}

@@ -1,0 +1,108 @@
+//! Images in request bodies: `multipart/form-data` (a file field per image, an optional
+//! `metadata` text field holding JSON), `application/json` (`<field>_base64` strings and an
+//! optional `metadata` object), or a raw `image/*` body when one image is expected.
+
+use std::collections::HashMap;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine;
+use bytes::Bytes;
+
+use crate::error::ApiError;
+
+/// The images (by field name) and metadata of a request.
+pub struct Upload {
+    pub images: HashMap<String, Bytes>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl Upload {
+    /// The image of `field`.
+    pub fn image(&self, field: &str) -> Result<Bytes, ApiError> {
+        self.images
+            .get(field)
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request(format!("the request has no image '{field}'")))
+    }
+}
+
+/// Reads the images `fields` (all required) from a request body.
+pub async fn read_upload(headers: &HeaderMap, body: Bytes, fields: &[&str]) -> Result<Upload, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let upload = if mime == "multipart/form-data" {
+        multipart(content_type, body, fields).await?
+    } else if mime == "application/json" {
+        json(&body, fields)?
+    } else if (mime.starts_with("image/") || mime == "application/octet-stream") && fields.len() == 1 {
+        Upload { images: HashMap::from([(fields[0].to_string(), body)]), metadata: None }
+    } else {
+        let expected = if fields.len() == 1 {
+            "multipart/form-data, application/json or image/*"
+        } else {
+            "multipart/form-data or application/json"
+        };
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content type '{content_type}': send {expected}"),
+        ));
+    };
+    for field in fields {
+        upload.image(field)?;
+    }
+    Ok(upload)
+}
+
+async fn multipart(content_type: &str, body: Bytes, fields: &[&str]) -> Result<Upload, ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::bad_request(format!("multipart without a usable boundary: {e}")))?;
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let mut upload = Upload { images: HashMap::new(), metadata: None };
+    let bad = |e: multer::Error| ApiError::bad_request(format!("malformed multipart body: {e}"));
+    while let Some(field) = parts.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        let data = field.bytes().await.map_err(bad)?;
+        if name == "metadata" {
+            upload.metadata = Some(parse_metadata(&data)?);
+        } else if fields.contains(&name.as_str()) {
+            upload.images.insert(name, data);
+        } else {
+            return Err(ApiError::bad_request(format!("unexpected multipart field '{name}' (expected {fields:?})")));
+        }
+    }
+    Ok(upload)
+}
+
+fn json(body: &[u8], fields: &[&str]) -> Result<Upload, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| ApiError::bad_request("the JSON body must be an object"))?;
+    let mut images = HashMap::new();
+    for field in fields {
+        let key = format!("{field}_base64");
+        let text = object
+            .get(&key)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ApiError::bad_request(format!("the JSON body needs a string '{key}'")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| ApiError::bad_request(format!("'{key}' is not base64: {e}")))?;
+        images.insert(field.to_string(), Bytes::from(bytes));
+    }
+    let metadata = object.get("metadata").cloned();
+    if metadata.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::bad_request("'metadata' must be a JSON object"));
+    }
+    Ok(Upload { images, metadata })
+}
+
+fn parse_metadata(data: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| ApiError::bad_request(format!("'metadata' is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("'metadata' must be a JSON object"));
+    }
+    Ok(value)
+}
