@@ -9,10 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskid_assets::Assets;
-use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_core::AlignedFace;
 use maskid_face::{DetectorConfig, EmbedderConfig, FaceEmbedder, FacePolicy, Parallelism};
 use maskid_mask::MaskStyle;
-use maskid_pipeline::{Models, ModelsConfig, Progress};
+use maskid_pipeline::{FaceResult, Models, ModelsConfig, Progress};
 use rayon::prelude::*;
 
 /// Options of every subcommand.
@@ -211,9 +211,13 @@ pub fn embed_photo(
     embedder: &FaceEmbedder,
     photo: &Path,
     policy: FacePolicy,
-) -> anyhow::Result<Vec<(Detection, Embedding)>> {
+) -> anyhow::Result<Vec<FaceResult>> {
     let (_, faces) = models.photo_faces(photo, policy)?;
     let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
     let embeddings = embedder.embed(&crops)?;
-    Ok(faces.into_iter().map(|(d, _)| d).zip(embeddings).collect())
+    Ok(faces
+        .into_iter()
+        .zip(embeddings)
+        .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
+        .collect())
 }

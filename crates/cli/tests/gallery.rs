@@ -82,3 +82,51 @@ fn enroll_identify_verify_and_remove_people() {
         .expect("python3 (maskid fetches its models with it) reads the gallery");
     assert_eq!(String::from_utf8_lossy(&sqlite.stdout).trim(), "wal ok", "{}", String::from_utf8_lossy(&sqlite.stderr));
 }
+
+#[test]
+fn a_gallery_moves_between_files_and_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, copy) = (tmp.path().join("a.db"), tmp.path().join("b.db"));
+    let (db_s, copy_s) = (db.to_str().unwrap(), copy.to_str().unwrap());
+    let photo = |name: &str| sample(name).to_str().unwrap().to_string();
+    for (name, file) in [("alice", "person_a_1.jpg"), ("bob", "person_b_1.jpg")] {
+        let out = maskid(&["enroll", "--gallery", db_s, "--name", name, &photo(file), "--keep-crops"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Export, then import into a new file: the same people, faces and crops.
+    let export = tmp.path().join("people.jsonl");
+    assert!(maskid(&["gallery", "export", export.to_str().unwrap(), "--gallery", db_s]).status.success());
+    let out = maskid(&["gallery", "import", export.to_str().unwrap(), "--gallery", copy_s]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 faces added"), "{}", stderr(&out));
+    let again = maskid(&["gallery", "import", export.to_str().unwrap(), "--gallery", copy_s]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 faces added, 2 already there"));
+    let identify = |db: &str, model: &str| {
+        let out = maskid(&["identify", "--gallery", db, "--model", model, &photo("person_b_2.jpg"), "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0]["candidates"][0].clone()
+    };
+    let before = identify(copy_s, "teacher");
+    assert_eq!(before["name"], "bob", "{before}");
+    assert_eq!(before, identify(db_s, "teacher"), "the copy scores as the original");
+
+    // Re-embedding with the shipped G2D model from the kept crops: the gallery now belongs
+    // to g2d, and the teacher is refused.
+    let out = maskid(&["gallery", "reembed", "--model", "g2d", "--gallery", copy_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout_json(&maskid(&["gallery", "list", "--gallery", copy_s, "--json"]));
+    assert_eq!(listed["model"]["id"], "g2d-small", "{listed}");
+    let refused = maskid(&["identify", "--gallery", copy_s, &photo("person_b_2.jpg")]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(identify(copy_s, "g2d")["similarity"].as_f64().is_some());
+
+    // Without kept crops there is nothing to re-embed from.
+    let bare = tmp.path().join("bare.db");
+    maskid(&["enroll", "--gallery", bare.to_str().unwrap(), "--name", "carol", &photo("impostor_1.jpg")]);
+    let out = maskid(&["gallery", "reembed", "--model", "g2d", "--gallery", bare.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no kept crop"), "{}", stderr(&out));
+    // A file that is not an export is refused with its name.
+    std::fs::write(tmp.path().join("x.jsonl"), "{\"format\": \"other\"}\n").unwrap();
+    let out = maskid(&["gallery", "import", tmp.path().join("x.jsonl").to_str().unwrap(), "--gallery", copy_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a maskid gallery export"), "{}", stderr(&out));
+}

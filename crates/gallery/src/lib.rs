@@ -8,7 +8,7 @@ mod store;
 
 pub use index::{ExactIndex, Hit};
 pub use search::{Candidate, SubjectIndex};
-pub use store::{ApiKey, FaceInfo, Gallery, ModelRef, NewFace, Subject};
+pub use store::{ApiKey, ExportedFace, FaceInfo, Gallery, ModelRef, NewFace, Subject};
 
 /// Errors of the gallery; each maps to one HTTP status in the service.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,7 @@ mod tests {
             model: model(sha),
             source_sha256: source.into(),
             score: 0.9,
+            crop: None,
         }
     }
 

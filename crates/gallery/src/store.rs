@@ -40,6 +40,9 @@ const MIGRATIONS: &[&str] = &[
         created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     );
 "#,
+    r#"
+    ALTER TABLE faces ADD COLUMN crop BLOB;
+"#,
 ];
 
 /// The model that made a gallery's embeddings.
@@ -62,6 +65,9 @@ pub struct NewFace {
     pub source_sha256: String,
     /// Detection score.
     pub score: f32,
+    /// The aligned 112x112 RGB crop, kept only when asked (biometric data): it lets
+    /// `reembed` recompute the embedding with another model.
+    pub crop: Option<Vec<u8>>,
 }
 
 /// An enrolled person.
@@ -91,6 +97,25 @@ pub struct FaceInfo {
     /// Detection score.
     pub score: f64,
     /// Creation time (UTC, ISO 8601).
+    pub created: String,
+}
+
+/// A face as `gallery export` writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedFace {
+    /// Its subject's name.
+    pub subject: String,
+    /// The embedding.
+    pub embedding: Vec<f32>,
+    /// The model that made it.
+    pub model: ModelRef,
+    /// SHA-256 of the source photo.
+    pub source_sha256: String,
+    /// Detection score.
+    pub score: f64,
+    /// The kept crop, if any.
+    pub crop: Option<Vec<u8>>,
+    /// Creation time.
     pub created: String,
 }
 
@@ -218,11 +243,19 @@ impl Gallery {
                 face.model.id, face.model.sha256
             )));
         }
-        let blob: Vec<u8> = face.embedding.values().iter().flat_map(|v| v.to_le_bytes()).collect();
+        let blob = embedding_blob(face.embedding.values());
         let inserted = tx.execute(
-            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![subject_id, blob, face.model.id, face.model.sha256, face.source_sha256, f64::from(face.score)],
+            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                subject_id,
+                blob,
+                face.model.id,
+                face.model.sha256,
+                face.source_sha256,
+                f64::from(face.score),
+                face.crop
+            ],
         );
         match inserted {
             Ok(_) => {}
@@ -245,11 +278,7 @@ impl Gallery {
     /// Every face as (face id, subject id, embedding), ordered by face id.
     pub fn embeddings(&self) -> Result<Vec<(i64, i64, Vec<f32>)>> {
         let mut stmt = self.db.prepare("SELECT id, subject_id, embedding FROM faces ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            let blob: Vec<u8> = r.get(2)?;
-            let values = blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            Ok((r.get(0)?, r.get(1)?, values))
-        })?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, embedding_values(&r.get::<_, Vec<u8>>(2)?))))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -319,6 +348,53 @@ impl Gallery {
         }
     }
 
+    /// Every face with its kept crop (`None` where none was kept), by face id.
+    pub fn crops(&self) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+        let mut stmt = self.db.prepare("SELECT id, crop FROM faces ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replaces every face's embedding and model in one transaction (all or nothing).
+    pub fn reembed(&mut self, model: &ModelRef, embeddings: &[(i64, Embedding)]) -> Result<()> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let faces: i64 = tx.query_row("SELECT COUNT(*) FROM faces", [], |r| r.get(0))?;
+        if faces as usize != embeddings.len() {
+            return Err(Error::Invalid(format!(
+                "{} new embeddings for {faces} faces: the gallery changed meanwhile",
+                embeddings.len()
+            )));
+        }
+        for (id, embedding) in embeddings {
+            tx.execute(
+                "UPDATE faces SET embedding = ?1, model_id = ?2, model_sha256 = ?3 WHERE id = ?4",
+                params![embedding_blob(embedding.values()), model.id, model.sha256, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every face with all it holds, for export: (subject name, face, embedding, crop).
+    pub fn export_faces(&self) -> Result<Vec<ExportedFace>> {
+        let mut stmt = self.db.prepare(
+            "SELECT s.name, f.embedding, f.model_id, f.model_sha256, f.source_sha256, f.score, f.crop, f.created \
+             FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ExportedFace {
+                subject: r.get(0)?,
+                embedding: embedding_values(&r.get::<_, Vec<u8>>(1)?),
+                model: ModelRef { id: r.get(2)?, sha256: r.get(3)? },
+                source_sha256: r.get(4)?,
+                score: r.get(5)?,
+                crop: r.get(6)?,
+                created: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The journal mode (`wal` once open).
     pub fn journal_mode(&self) -> Result<String> {
         Ok(self.db.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)
@@ -328,6 +404,15 @@ impl Gallery {
     pub fn integrity_check(&self) -> Result<String> {
         Ok(self.db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
+}
+
+/// An embedding as stored: little-endian f32s.
+fn embedding_blob(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn embedding_values(blob: &[u8]) -> Vec<f32> {
+    blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {

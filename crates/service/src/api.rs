@@ -346,13 +346,14 @@ async fn enroll(
     let metadata = upload.metadata.unwrap_or_else(|| json!({}));
     let subject_name = name.clone();
     let (face_id, created, score) = model_work(&state, move |s| {
-        let faces = s.engine.embed(&image, policy)?;
-        let (detection, embedding) = faces.into_iter().next().ok_or_else(|| ApiError::internal("no face"))?;
+        let found = s.engine.embed(&image, policy)?.into_iter().next().ok_or_else(|| ApiError::internal("no face"))?;
+        let detection = found.detection;
         let face = NewFace {
-            embedding,
+            embedding: found.embedding,
             model: s.engine.model(),
             source_sha256: hex::encode(Sha256::digest(&image)),
             score: detection.score,
+            crop: s.engine.keep_crops.then(|| found.face.rgb().to_vec()),
         };
         // One lock over table and index: the index always agrees with the table.
         let mut gallery = s.gallery()?;
@@ -418,8 +419,8 @@ async fn identify(
     let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
     let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
     let (probe, detection) = model_work(&state, move |s| {
-        let (detection, embedding) = s.engine.embed(&image, policy)?.remove(0);
-        Ok((embedding, detection))
+        let found = s.engine.embed(&image, policy)?.remove(0);
+        Ok((found.embedding, found.detection))
     })
     .await?;
     let candidates = state.index()?.candidates(probe.values(), top, threshold);
@@ -447,8 +448,8 @@ async fn verify(
     let upload = read_upload(&headers, body(raw)?, &["a", "b"]).await?;
     let (a, b) = (upload.image("a")?, upload.image("b")?);
     let similarity = model_work(&state, move |s| {
-        let a = s.engine.embed(&a, policy)?.remove(0).1;
-        let b = s.engine.embed(&b, policy)?.remove(0).1;
+        let a = s.engine.embed(&a, policy)?.remove(0).embedding;
+        let b = s.engine.embed(&b, policy)?.remove(0).embedding;
         Ok(a.cosine(&b))
     })
     .await?;

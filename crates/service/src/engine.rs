@@ -1,9 +1,9 @@
 //! Image bytes -> faces -> embeddings, with the model the service was started with.
 
-use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_core::AlignedFace;
 use maskid_face::{decode_image, FaceEmbedder, FacePolicy};
 use maskid_gallery::ModelRef;
-use maskid_pipeline::Models;
+use maskid_pipeline::{FaceResult, Models};
 
 use crate::error::ApiError;
 
@@ -14,12 +14,14 @@ pub struct Engine {
     embedder: Option<FaceEmbedder>,
     /// Cosine similarity needed for a match.
     pub threshold: f32,
+    /// Keep enrolled faces' aligned crops in the gallery (for `gallery reembed`).
+    pub keep_crops: bool,
 }
 
 impl Engine {
     /// `embedder`: a G2D backbone, or `None` for the teacher.
     pub fn new(models: Models, embedder: Option<FaceEmbedder>, threshold: f32) -> Self {
-        Self { models, embedder, threshold }
+        Self { models, embedder, threshold, keep_crops: false }
     }
 
     fn embedder(&self) -> &FaceEmbedder {
@@ -33,11 +35,15 @@ impl Engine {
     }
 
     /// The faces of a photo chosen by `policy`, embedded. Blocking: call from a worker thread.
-    pub fn embed(&self, image: &[u8], policy: FacePolicy) -> Result<Vec<(Detection, Embedding)>, ApiError> {
+    pub fn embed(&self, image: &[u8], policy: FacePolicy) -> Result<Vec<FaceResult>, ApiError> {
         let photo = decode_image(image, self.models.config.max_pixels)?;
         let faces = self.models.aligned_faces(&photo, policy)?;
         let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
         let embeddings = self.embedder().embed(&crops).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(faces.into_iter().map(|(d, _)| d).zip(embeddings).collect())
+        Ok(faces
+            .into_iter()
+            .zip(embeddings)
+            .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
+            .collect())
     }
 }

@@ -69,7 +69,7 @@ pub fn load_run(
             models.teacher.embed(&[masked])?.remove(0)
         };
         let source_sha256 = format!("bench-{k}");
-        gallery.enroll(subject, &NewFace { embedding, model: model.clone(), source_sha256, score: 1.0 })?;
+        gallery.enroll(subject, &NewFace { embedding, model: model.clone(), source_sha256, score: 1.0, crop: None })?;
     }
     let secret = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     gallery.add_key("bench", "read", &secret_sha256(&secret))?;

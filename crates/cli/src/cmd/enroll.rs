@@ -29,6 +29,10 @@ pub struct Args {
     /// gallery holds one model's embeddings.
     #[arg(long, default_value = "teacher")]
     model: String,
+    /// Keep each face's aligned crop in the gallery (biometric data; off by default): lets
+    /// `maskid gallery reembed` move the gallery to another model without the photos.
+    #[arg(long)]
+    keep_crops: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -56,12 +60,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for photo in &args.photos {
         let outcome = (|| -> anyhow::Result<i64> {
-            let (detection, embedding) = embed_photo(&models, embedder, photo, FacePolicy::RequireOne)?.remove(0);
+            let found = embed_photo(&models, embedder, photo, FacePolicy::RequireOne)?.remove(0);
             let face = NewFace {
-                embedding,
+                embedding: found.embedding,
                 model: model.clone(),
                 source_sha256: maskid_assets::sha256_file(photo)?,
-                score: detection.score,
+                score: found.detection.score,
+                crop: args.keep_crops.then(|| found.face.rgb().to_vec()),
             };
             Ok(gallery.enroll(subject, &face)?)
         })();

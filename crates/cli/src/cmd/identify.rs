@@ -64,7 +64,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let index = SubjectIndex::load(&gallery)?;
     let mut results = Vec::new();
     for photo in &args.photos {
-        let outcome = embed_photo(&models, embedder, photo, FacePolicy::Largest).map(|mut f| f.remove(0).1);
+        let outcome = embed_photo(&models, embedder, photo, FacePolicy::Largest).map(|mut f| f.remove(0).embedding);
         let candidates = match &outcome {
             Ok(probe) => index.candidates(probe.values(), args.top, threshold),
             Err(_) => Vec::new(),

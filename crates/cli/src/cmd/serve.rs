@@ -37,12 +37,17 @@ pub struct Args {
     /// Face detections + embeddings run at once (default: the number of cores).
     #[arg(long)]
     max_concurrent: Option<usize>,
+    /// Keep enrolled faces' aligned crops (biometric data; off by default), for
+    /// `maskid gallery reembed`.
+    #[arg(long)]
+    keep_crops: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let threshold = threshold(&args.model, args.threshold)?;
     let models = global.models(Parallelism::Latency)?;
-    let engine = Engine::new(models, backbone(global, &args.model)?, threshold);
+    let mut engine = Engine::new(models, backbone(global, &args.model)?, threshold);
+    engine.keep_crops = args.keep_crops;
     let gallery = Gallery::open(&args.gallery)?;
     let defaults = Limits::default();
     let limits = Limits {

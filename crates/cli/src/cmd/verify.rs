@@ -38,8 +38,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
     let embedder = embedder(global, &models, &args.model, &mut slot)?;
-    let a = embed_photo(&models, embedder, &args.a, FacePolicy::Largest)?.remove(0).1;
-    let b = embed_photo(&models, embedder, &args.b, FacePolicy::Largest)?.remove(0).1;
+    let a = embed_photo(&models, embedder, &args.a, FacePolicy::Largest)?.remove(0).embedding;
+    let b = embed_photo(&models, embedder, &args.b, FacePolicy::Largest)?.remove(0).embedding;
     let similarity = a.cosine(&b);
     let verdict =
         Verdict { similarity, threshold, same_person: similarity >= threshold, model: embedder.model_id().into() };
