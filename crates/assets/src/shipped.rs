@@ -20,14 +20,14 @@ pub struct ShippedModel {
 /// The shipped G2D backbone: `faces [batch, 3, 112, 112]` RGB in [-1, 1] -> `embedding`.
 pub static G2D_BACKBONE: ShippedModel = ShippedModel {
     name: "g2d-small.onnx",
-    sha256: "27546693880bfb978d12a1bec6c225262a3f440b19d357ef0218d699665fd034",
+    sha256: "8332f938b4bc8c2d7cf5f422cf1ee733d1a1ade692b0659661727c4dd58f0378",
     bytes: include_bytes!("../../../models/g2d-small.onnx"),
 };
 
 /// The shipped G2D inpainter (encoder + decoder) for unmask previews: `faces` -> `restored`.
 pub static G2D_INPAINTER: ShippedModel = ShippedModel {
     name: "g2d-small-unmask.onnx",
-    sha256: "005bd02ce34c6ba549daeb9bcc446f9b452bd230a8ed4b27cb4cd42b4c5ed765",
+    sha256: "dce396bea7cb4de7c4b6cb77dfc46adba989952980e8629da80f08fed9b2c178",
     bytes: include_bytes!("../../../models/g2d-small-unmask.onnx"),
 };
 
