@@ -285,7 +285,7 @@ async fn create_subject(
     let subject = blocking(&state, move |s| {
         let gallery = s.gallery()?;
         let id = gallery.add_subject(&new.name, &metadata)?;
-        s.index()?.add_subject(id, &new.name);
+        s.index_mut()?.add_subject(id, &new.name);
         Ok(gallery.subject(&new.name)?)
     })
     .await?;
@@ -318,7 +318,7 @@ async fn delete_subject(
         let gallery = s.gallery()?;
         let subject = gallery.subject(&name)?;
         gallery.remove_subject(&name)?;
-        s.index()?.remove_subject(subject.id);
+        s.index_mut()?.remove_subject(subject.id);
         Ok(())
     })
     .await?;
@@ -363,7 +363,7 @@ async fn enroll(
             Err(e) => return Err(e.into()),
         };
         let face_id = gallery.enroll(subject, &face)?;
-        let mut index = s.index()?;
+        let mut index = s.index_mut()?;
         index.add_subject(subject, &name);
         index.add_face(face_id, subject, face.embedding.values())?;
         Ok((face_id, created, detection.score))
@@ -388,7 +388,7 @@ async fn delete_face(
     blocking(&state, move |s| {
         let gallery = s.gallery()?;
         gallery.remove_face(id)?;
-        s.index()?.remove_face(id);
+        s.index_mut()?.remove_face(id);
         Ok(())
     })
     .await?;

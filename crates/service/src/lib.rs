@@ -15,7 +15,7 @@ mod metrics;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 pub use api::{openapi, ENDPOINTS};
@@ -64,7 +64,13 @@ impl AppState {
         self.gallery.lock().map_err(|_| ApiError::internal("the gallery lock is poisoned"))
     }
 
-    fn index(&self) -> Result<RwLockWriteGuard<'_, SubjectIndex>, ApiError> {
+    /// The index for searching: searches run side by side.
+    fn index(&self) -> Result<RwLockReadGuard<'_, SubjectIndex>, ApiError> {
+        self.index.read().map_err(|_| ApiError::internal("the index lock is poisoned"))
+    }
+
+    /// The index for changing, with the gallery's lock held by the caller.
+    fn index_mut(&self) -> Result<RwLockWriteGuard<'_, SubjectIndex>, ApiError> {
         self.index.write().map_err(|_| ApiError::internal("the index lock is poisoned"))
     }
 }

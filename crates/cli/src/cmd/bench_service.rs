@@ -58,7 +58,11 @@ pub fn load_run(
         let name = &set.identities[face.identity as usize];
         let subject = match subjects.get(name) {
             Some(&id) => id,
-            None => *subjects.entry(name.clone()).or_insert(gallery.add_subject(name, &serde_json::json!({}))?),
+            None => {
+                let id = gallery.add_subject(name, &serde_json::json!({}))?;
+                subjects.insert(name.clone(), id);
+                id
+            }
         };
         // Past the clean photos, masked versions of them: a second enrolment per photo.
         let embedding = if k < set.faces.len() {

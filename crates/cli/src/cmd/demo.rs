@@ -152,21 +152,11 @@ fn photos(global: &GlobalArgs, data: Option<&PathBuf>) -> anyhow::Result<Vec<(St
                 .filter(|(_, n)| *n >= 2)
                 .take(4)
                 .flat_map(|(name, _)| [1, 2].map(|n| maskid_eval::Lfw::image(&name, n)))
-                .map(|i| {
-                    let label = i.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                    (label, i.identity, root.join(i.path))
-                })
+                .map(|i| labelled(root, i))
                 .collect());
         }
         let images = maskid_eval::folder_dataset(root)?;
-        return Ok(images
-            .into_iter()
-            .take(8)
-            .map(|i| {
-                let label = i.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                (label, i.identity, root.join(i.path))
-            })
-            .collect());
+        return Ok(images.into_iter().take(8).map(|i| labelled(root, i)).collect());
     }
     let assets = global.assets();
     SAMPLE_PHOTOS
@@ -179,6 +169,12 @@ fn photos(global: &GlobalArgs, data: Option<&PathBuf>) -> anyhow::Result<Vec<(St
             Ok((label, identity, assets.get(photo)?))
         })
         .collect()
+}
+
+/// (file stem, identity, path) of a data set photo.
+fn labelled(root: &std::path::Path, image: maskid_eval::ImageRef) -> (String, String, PathBuf) {
+    let label = image.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    (label, image.identity, root.join(image.path))
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {

@@ -63,9 +63,10 @@ struct InpainterSummary {
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let device = maskid_g2d::Device::flex();
     let (backbone, config) = maskid_g2d::load_backbone(&args.run, &device)?;
+    let input = "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template";
     let metadata = [
         ("maskid.model", "g2d-backbone".to_string()),
-        ("maskid.input", "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template".into()),
+        ("maskid.input", input.into()),
         ("maskid.output", "embedding [batch, D], L2-normalised".into()),
         ("maskid.config", config.to_toml()),
     ];
@@ -79,7 +80,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             let inpainter = maskid_g2d::load_trained_inpainter(&args.run, &device)?;
             let metadata = [
                 ("maskid.model", "g2d-inpainter".to_string()),
-                ("maskid.input", metadata[1].1.clone()),
+                ("maskid.input", input.into()),
                 ("maskid.output", "restored [batch, 3, 112, 112], RGB in [-1, 1]".into()),
                 ("maskid.config", config.to_toml()),
             ];
