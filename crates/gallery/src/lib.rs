@@ -1,12 +1,13 @@
 //! The persistent gallery of maskid: subjects and their face embeddings in SQLite
-//! ([`Gallery`]), exact cosine search over them ([`ExactIndex`]), and identification with one
-//! best face per person ([`SubjectIndex`]).
+//! ([`Gallery`]), cosine search over them, exact or through sign sketches ([`FaceIndex`]), and
+//! identification with one best face per person ([`SubjectIndex`]).
 
 mod index;
 mod search;
+mod sketch;
 mod store;
 
-pub use index::{ExactIndex, Hit};
+pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
 pub use search::{Candidate, SubjectIndex};
 pub use store::{ApiKey, ExportedFace, FaceInfo, Gallery, ModelRef, NewFace, Subject};
 
@@ -114,7 +115,7 @@ mod tests {
         assert!(matches!(g.remove_face(first), Err(Error::NotFound(_))));
         let left = g.faces("ann").unwrap();
         assert_eq!((left.len(), left[0].source_sha256.as_str()), (1, "p2"));
-        let index = SubjectIndex::load(&g).unwrap();
+        let index = SubjectIndex::load(&g, IndexKind::Auto).unwrap();
         assert_eq!(index.face_ids(), vec![left[0].id]);
         let found = index.candidates(&[0.0, 1.0], 3, 0.5);
         assert_eq!((found.len(), found[0].name.as_str(), found[0].matched), (1, "ann", true));
@@ -156,11 +157,67 @@ mod tests {
             .collect();
         brute.sort_by(|a, b| b.0.total_cmp(&a.0));
         assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), brute[..5].iter().map(|b| b.1).collect::<Vec<_>>());
-        assert!(index.remove(1234));
-        assert!(!index.remove(1234));
+        assert_eq!(index.remove(1234), Some(1234));
+        assert_eq!(index.remove(1234), None);
         assert_eq!(index.len(), 8999);
         assert_eq!(index.search(query, 1)[0].id, brute[1].1, "the next best once the exact match is gone");
         let moved = &vectors[8999];
         assert_eq!(index.search(moved, 1)[0].id, 8999, "the last row moved into the hole keeps its id");
+        assert!(index.add(8999, moved).is_err(), "an id already there");
+        let many = index.search_many(&[query.clone(), moved.clone()].concat(), 5);
+        assert_eq!(many, vec![index.search(query, 5), index.search(moved, 5)]);
+    }
+
+    #[test]
+    fn sketched_search_finds_the_enrolled_face_of_a_noisy_probe_and_follows_removals() {
+        // 20,000 random 128-d faces; probes are enrolled faces plus noise, at cosine ~0.6 to
+        // them (a genuine pair), above any other face (the best of 20,000 others is ~0.35).
+        let dim = 128;
+        let mut state = 7u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        };
+        let faces: Vec<Vec<f32>> =
+            (0..20_000).map(|_| Embedding::normalized((0..dim).map(|_| next()).collect()).values().to_vec()).collect();
+        let mut sketched = FaceIndex::new(IndexKind::Sketch, dim).with_rescore(200);
+        let mut exact = FaceIndex::new(IndexKind::Exact, dim);
+        for (i, f) in faces.iter().enumerate() {
+            sketched.add(i as i64, f).unwrap();
+            exact.add(i as i64, f).unwrap();
+        }
+        assert!(sketched.is_sketched() && !exact.is_sketched());
+        let probes: Vec<(i64, Vec<f32>)> = (0..200)
+            .map(|p| {
+                let target = (p * 97) as i64;
+                let v = faces[target as usize].iter().map(|x| x + 2.2 * next() / (dim as f32).sqrt()).collect();
+                (target, Embedding::normalized(v).values().to_vec())
+            })
+            .collect();
+        for (t, p) in &probes {
+            assert_eq!(exact.search(p, 1)[0].id, *t);
+        }
+        let found = probes.iter().filter(|(t, p)| sketched.search(p, 1)[0].id == *t).count();
+        assert!(found >= 199, "recall@1 {found}/200");
+        // Remove every probe's target: the sketches must move with the rows.
+        for (t, _) in &probes {
+            assert!(sketched.remove(*t) && exact.remove(*t));
+        }
+        let agree = probes.iter().filter(|(_, p)| sketched.search(p, 1) == exact.search(p, 1)).count();
+        assert!(agree >= 150, "after removals the sketched top-1 still mostly matches exact: {agree}/200");
+        let last = &faces[19_999];
+        assert_eq!(sketched.search(last, 1)[0].id, 19_999, "the moved last row is still found");
+
+        // Auto turns sketches on at its size; a kind switch sketches all rows at once.
+        let mut auto = FaceIndex::new(IndexKind::Auto, dim);
+        auto.add(1, &faces[1]).unwrap();
+        assert!(!auto.is_sketched());
+        auto.set_kind(IndexKind::Sketch);
+        assert!(auto.is_sketched());
+        assert_eq!(auto.search(&faces[1], 1)[0].id, 1);
+        assert_eq!("sketch".parse::<IndexKind>(), Ok(IndexKind::Sketch));
+        assert!("hnsw".parse::<IndexKind>().is_err());
     }
 }

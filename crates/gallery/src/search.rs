@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::{ExactIndex, Gallery, Result};
+use crate::{FaceIndex, Gallery, IndexKind, Result};
 
 /// An enrolled person a probe resembles.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,28 +19,35 @@ pub struct Candidate {
 }
 
 /// The searchable faces of a gallery, kept in step with it by the caller.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SubjectIndex {
-    index: ExactIndex,
+    index: FaceIndex,
     subject_of: HashMap<i64, i64>,
     names: HashMap<i64, String>,
 }
 
 impl SubjectIndex {
-    /// Every face of `gallery`.
-    pub fn load(gallery: &Gallery) -> Result<Self> {
+    /// Every face of `gallery`, searched as `kind` says.
+    pub fn load(gallery: &Gallery, kind: IndexKind) -> Result<Self> {
         let names = gallery.subjects()?.into_iter().map(|s| (s.id, s.name)).collect();
         let faces = gallery.embeddings()?;
-        let mut this = Self { index: ExactIndex::new(0), subject_of: HashMap::new(), names };
+        // Rows first, then every sketch at once in parallel rather than one by one.
+        let mut this = Self { index: FaceIndex::new(IndexKind::Exact, 0), subject_of: HashMap::new(), names };
         for (face, subject, values) in faces {
             this.add_face(face, subject, &values)?;
         }
+        this.index.set_kind(kind);
         Ok(this)
     }
 
     /// Faces held.
     pub fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// Whether searches go through sketches (see [`IndexKind`]).
+    pub fn is_sketched(&self) -> bool {
+        self.index.is_sketched()
     }
 
     /// Whether it holds no face.
@@ -56,7 +63,7 @@ impl SubjectIndex {
     /// Adds an enrolled face; the first face fixes the dimension.
     pub fn add_face(&mut self, face: i64, subject: i64, values: &[f32]) -> Result<()> {
         if self.index.is_empty() && self.index.dim() != values.len() {
-            self.index = ExactIndex::new(values.len());
+            self.index = FaceIndex::new(self.index.kind(), values.len());
         }
         self.index.add(face, values).map_err(crate::Error::Invalid)?;
         self.subject_of.insert(face, subject);

@@ -239,8 +239,10 @@ fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
 }
 
 async fn readyz(State(state): State<Shared>) -> ApiResult {
-    let faces = state.index()?.len();
-    Ok(Json(json!({ "status": "ready", "model": state.engine.model(), "faces": faces })).into_response())
+    let index = state.index()?;
+    let search = if index.is_sketched() { "sketch" } else { "exact" };
+    let body = json!({ "status": "ready", "model": state.engine.model(), "faces": index.len(), "search": search });
+    Ok(Json(body).into_response())
 }
 
 async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {

@@ -2,7 +2,7 @@
 
 use maskid_core::AlignedFace;
 use maskid_face::{decode_image, FaceEmbedder, FacePolicy};
-use maskid_gallery::ModelRef;
+use maskid_gallery::{IndexKind, ModelRef};
 use maskid_pipeline::{FaceResult, Models};
 
 use crate::error::ApiError;
@@ -16,12 +16,14 @@ pub struct Engine {
     pub threshold: f32,
     /// Keep enrolled faces' aligned crops in the gallery (for `gallery reembed`).
     pub keep_crops: bool,
+    /// How identify searches the gallery.
+    pub index: IndexKind,
 }
 
 impl Engine {
     /// `embedder`: a G2D backbone, or `None` for the teacher.
     pub fn new(models: Models, embedder: Option<FaceEmbedder>, threshold: f32) -> Self {
-        Self { models, embedder, threshold, keep_crops: false }
+        Self { models, embedder, threshold, keep_crops: false, index: IndexKind::Auto }
     }
 
     fn embedder(&self) -> &FaceEmbedder {

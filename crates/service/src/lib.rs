@@ -110,7 +110,7 @@ impl Service {
                 });
             }
         }
-        let index = SubjectIndex::load(&gallery)?;
+        let index = SubjectIndex::load(&gallery, engine.index)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;

@@ -56,9 +56,12 @@ pub struct Args {
     /// With --search: gallery sizes.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     search_sizes: Vec<usize>,
-    /// With --search: queries per size.
-    #[arg(long, default_value_t = 200)]
+    /// With --search: queries per size and kind (probes, random).
+    #[arg(long, default_value_t = 1000)]
     queries: usize,
+    /// With --search: candidates the sketched index rescores exactly.
+    #[arg(long, default_value_t = maskid_gallery::DEFAULT_RESCORE)]
+    rescore: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -135,14 +138,25 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return g2d(global, &args);
     }
     if args.search {
-        let speeds = bench_search::search_speed(&args.search_sizes, args.queries)?;
+        let speeds = bench_search::search_speed(&args.search_sizes, args.queries, args.rescore)?;
         if args.json {
             print_json(&speeds)?;
         } else {
             for s in &speeds {
                 println!(
-                    "{:>6} index, {:>8} vectors of {}: {} queries, p50 {:.2} ms, p99 {:.2} ms, {:.0} bytes/vector, built in {:.1} s",
-                    s.index, s.vectors, s.dim, s.queries, s.p50_ms, s.p99_ms, s.bytes_per_vector, s.build_s
+                    "{:>6} index, {:>8} vectors of {}: {} queries, p50 {:.2} ms, p99 {:.2} ms, recall@1 {:.3} \
+                     (probes) {:.3} (random), {} bytes/vector ({:.0} resident), built in {:.1} s",
+                    s.index,
+                    s.vectors,
+                    s.dim,
+                    s.queries,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.recall_at_1_probes,
+                    s.recall_at_1_random,
+                    s.bytes_per_vector,
+                    s.resident_bytes_per_vector.unwrap_or(f64::NAN),
+                    s.build_s
                 );
             }
         }

@@ -1,76 +1,184 @@
 //! `maskid bench --search`: gallery search over random unit vectors of 512 values (10k, 100k,
-//! 1M by default): latency per query and memory per vector.
+//! 1M by default), exact and sketched: latency per query, recall@1 of the sketched search
+//! against the exact one, build time and memory per vector.
+//!
+//! Two kinds of query: *probes*, each an enrolled vector turned to cosine 0.4 from it (a hard
+//! genuine match, just above the teacher's threshold), and *random* unit vectors (nobody
+//! enrolled: the best face lies near cosine 0.2, under every threshold, so which face it is
+//! never changes a decision).
 
 use std::time::Instant;
 
-use maskid_gallery::ExactIndex;
+use maskid_gallery::{FaceIndex, IndexKind};
 use serde::Serialize;
 
-/// One gallery size.
+/// Cosine between a probe and the enrolled vector it was made from.
+const PROBE_COSINE: f32 = 0.4;
+
+/// Exact searches timed one by one per size (each takes ~0.1 s at 1M).
+const EXACT_TIMED: usize = 100;
+
+/// One index at one gallery size.
 #[derive(Serialize)]
 pub struct SearchSpeed {
     pub index: &'static str,
     pub vectors: usize,
     pub dim: usize,
     pub queries: usize,
+    /// Candidates rescored (sketch only).
+    pub rescore: Option<usize>,
     pub build_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    pub bytes_per_vector: f64,
+    /// Top-1 equal to the exact top-1, for probes of enrolled vectors.
+    pub recall_at_1_probes: f64,
+    /// The same for random queries.
+    pub recall_at_1_random: f64,
+    /// Bytes the index holds per vector.
+    pub bytes_per_vector: usize,
+    /// Growth of the process's resident memory per vector while the index was built.
+    pub resident_bytes_per_vector: Option<f64>,
 }
 
-/// Seeded random unit vectors (xorshift, Box-Muller-free: uniform in [-1, 1] then normalised,
-/// which is enough for timing and recall).
-fn unit_vectors(count: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(count * dim);
-    for _ in 0..count {
-        let start = out.len();
-        for _ in 0..dim {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            out.push(((state >> 40) as f32 / (1u64 << 23) as f32) - 1.0);
-        }
-        let norm = out[start..].iter().map(|v| v * v).sum::<f32>().sqrt();
-        out[start..].iter_mut().for_each(|v| *v /= norm);
+/// A seeded source of uniform numbers in [-1, 1) (xorshift).
+struct Uniform(u64);
+
+impl Uniform {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 23) as f32) - 1.0
     }
-    out
+
+    /// `count` unit vectors laid end to end (uniform in the cube, then normalised: close enough
+    /// to uniform on the sphere in 512-d for timing and recall).
+    fn unit_vectors(&mut self, count: usize, dim: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(count * dim);
+        for _ in 0..count {
+            let v: Vec<f32> = (0..dim).map(|_| self.next()).collect();
+            out.extend(normalised(v));
+        }
+        out
+    }
 }
 
-/// Times `queries` top-10 searches of the exact index at each size.
-pub fn search_speed(sizes: &[usize], queries: usize) -> anyhow::Result<Vec<SearchSpeed>> {
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// A unit vector at exactly `cosine` from the unit vector `target`, in a random direction.
+fn probe_of(target: &[f32], cosine: f32, random: &mut Uniform) -> Vec<f32> {
+    let u: Vec<f32> = target.iter().map(|_| random.next()).collect();
+    let along: f32 = u.iter().zip(target).map(|(a, b)| a * b).sum();
+    let side = normalised(u.iter().zip(target).map(|(a, b)| a - along * b).collect());
+    let sine = (1.0 - cosine * cosine).sqrt();
+    target.iter().zip(&side).map(|(t, s)| cosine * t + sine * s).collect()
+}
+
+/// Resident memory of this process, where /proc tells it.
+fn resident_bytes() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+/// Times `queries` top-10 searches of each index at each size.
+pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::Result<Vec<SearchSpeed>> {
+    anyhow::ensure!(queries > 0, "--queries must be at least 1");
     let dim = 512;
-    let probes = unit_vectors(queries, dim, 99);
     let mut out = Vec::new();
     for &n in sizes {
-        let vectors = unit_vectors(n, dim, n as u64);
+        anyhow::ensure!(n > 0, "a gallery size of 0");
+        eprintln!("maskid: search over {n} vectors: generating them");
+        let mut random = Uniform(n as u64 | 1);
+        let vectors = random.unit_vectors(n, dim);
+        let probes: Vec<f32> = (0..queries)
+            .flat_map(|q| {
+                let target = (q * 7919) % n;
+                probe_of(&vectors[target * dim..(target + 1) * dim], PROBE_COSINE, &mut random)
+            })
+            .collect();
+        let randoms = random.unit_vectors(queries, dim);
+
+        let before = resident_bytes();
         let start = Instant::now();
-        let mut index = ExactIndex::new(dim);
+        let mut index = FaceIndex::new(IndexKind::Exact, dim).with_rescore(rescore);
         for (i, v) in vectors.chunks_exact(dim).enumerate() {
             index.add(i as i64, v).map_err(anyhow::Error::msg)?;
         }
-        let build_s = start.elapsed().as_secs_f64();
+        let exact_build_s = start.elapsed().as_secs_f64();
+        let exact_resident = before.zip(resident_bytes()).map(|(a, b)| (b - a) / n as f64);
         drop(vectors);
-        let mut ms: Vec<f64> = probes
-            .chunks_exact(dim)
-            .map(|q| {
+
+        eprintln!("maskid: search over {n} vectors: exact answers for {} queries", 2 * queries);
+        let truth = |queries: &[f32]| -> Vec<i64> {
+            index.exact().search_many(queries, 1).into_iter().map(|hits| hits[0].id).collect()
+        };
+        let (truth_probes, truth_random) = (truth(&probes), truth(&randoms));
+
+        let timed = |index: &FaceIndex, queries: &[f32], limit: usize| -> (Vec<f64>, Vec<i64>) {
+            let mut ms = Vec::new();
+            let mut best = Vec::new();
+            for q in queries.chunks_exact(dim).take(limit) {
                 let t = Instant::now();
-                std::hint::black_box(index.search(q, 10));
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+                let hits = index.search(q, 10);
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+                best.push(hits[0].id);
+            }
+            (ms, best)
+        };
+        let recall = |found: &[i64], truth: &[i64]| {
+            found.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / found.len() as f64
+        };
+
+        eprintln!("maskid: search over {n} vectors: timing the exact index");
+        let (mut ms, _) = timed(&index, &probes, EXACT_TIMED);
         ms.sort_by(f64::total_cmp);
-        let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
         out.push(SearchSpeed {
             index: "exact",
             vectors: n,
             dim,
-            queries,
-            build_s,
-            p50_ms: at(0.5),
-            p99_ms: at(0.99),
-            bytes_per_vector: (dim * 4 + 8) as f64,
+            queries: ms.len(),
+            rescore: None,
+            build_s: exact_build_s,
+            p50_ms: percentile(&ms, 0.5),
+            p99_ms: percentile(&ms, 0.99),
+            recall_at_1_probes: 1.0,
+            recall_at_1_random: 1.0,
+            bytes_per_vector: index.bytes_per_vector(),
+            resident_bytes_per_vector: exact_resident,
+        });
+
+        eprintln!("maskid: search over {n} vectors: sketching and timing the sketched index");
+        let before = resident_bytes();
+        let start = Instant::now();
+        index.set_kind(IndexKind::Sketch);
+        let sketch_build_s = start.elapsed().as_secs_f64();
+        let sketch_resident = before.zip(resident_bytes()).map(|(a, b)| (b - a) / n as f64);
+        let (mut ms, found_probes) = timed(&index, &probes, queries);
+        let (random_ms, found_random) = timed(&index, &randoms, queries);
+        ms.extend(random_ms);
+        ms.sort_by(f64::total_cmp);
+        out.push(SearchSpeed {
+            index: "sketch",
+            vectors: n,
+            dim,
+            queries: ms.len(),
+            rescore: Some(rescore),
+            build_s: exact_build_s + sketch_build_s,
+            p50_ms: percentile(&ms, 0.5),
+            p99_ms: percentile(&ms, 0.99),
+            recall_at_1_probes: recall(&found_probes, &truth_probes),
+            recall_at_1_random: recall(&found_random, &truth_random),
+            bytes_per_vector: index.bytes_per_vector(),
+            resident_bytes_per_vector: exact_resident.zip(sketch_resident).map(|(a, b)| a + b),
         });
     }
     Ok(out)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{Candidate, Gallery, SubjectIndex};
+use maskid_gallery::{Candidate, Gallery, IndexKind, SubjectIndex};
 use serde::Serialize;
 
 use crate::common::{embed_photo, embedder, print_json, threshold, GlobalArgs};
@@ -27,6 +27,10 @@ pub struct Args {
     /// The model the gallery was enrolled with: teacher, g2d or FILE.onnx.
     #[arg(long, default_value = "teacher")]
     model: String,
+    /// Gallery search: exact, sketch (approximate, for large galleries) or auto (sketch from
+    /// 20,000 faces on).
+    #[arg(long, default_value = "auto")]
+    index: IndexKind,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -61,7 +65,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             args.model
         );
     }
-    let index = SubjectIndex::load(&gallery)?;
+    let index = SubjectIndex::load(&gallery, args.index)?;
     let mut results = Vec::new();
     for photo in &args.photos {
         let outcome = embed_photo(&models, embedder, photo, FacePolicy::Largest).map(|mut f| f.remove(0).embedding);

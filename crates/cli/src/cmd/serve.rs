@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use maskid_face::Parallelism;
-use maskid_gallery::Gallery;
+use maskid_gallery::{Gallery, IndexKind};
 use maskid_service::{Engine, Limits, Service};
 
 use crate::common::{backbone, threshold, GlobalArgs};
@@ -41,6 +41,10 @@ pub struct Args {
     /// `maskid gallery reembed`.
     #[arg(long)]
     keep_crops: bool,
+    /// Gallery search: exact, sketch (approximate, for large galleries) or auto (sketch from
+    /// 20,000 faces on).
+    #[arg(long, default_value = "auto")]
+    index: IndexKind,
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
@@ -48,6 +52,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Latency)?;
     let mut engine = Engine::new(models, backbone(global, &args.model)?, threshold);
     engine.keep_crops = args.keep_crops;
+    engine.index = args.index;
     let gallery = Gallery::open(&args.gallery)?;
     let defaults = Limits::default();
     let limits = Limits {
