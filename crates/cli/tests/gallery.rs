@@ -55,7 +55,12 @@ fn enroll_identify_verify_and_remove_people() {
     assert_eq!(best(1), ("bob".into(), true));
     assert_eq!(best(2), ("alice".into(), true), "alice is recognised behind a surgical mask: {}", results[2]);
     assert!(!best(3).1, "{}", results[3]);
-    assert!((results[0]["threshold"].as_f64().unwrap() - 0.358).abs() < 1e-6);
+    assert!((results[0]["threshold"].as_f64().unwrap() - 0.336).abs() < 1e-6);
+    args.extend(["--index", "sketch"]);
+    let sketched: serde_json::Value = serde_json::from_slice(&maskid(&args).stdout).unwrap();
+    assert_eq!(sketched, results, "the sketched index answers as the exact one on a small gallery");
+    let bad = maskid(&["identify", "--gallery", db_s, "--index", "hnsw", &probes[0]]);
+    assert!(stderr(&bad).contains("auto, exact or sketch"), "{}", stderr(&bad));
 
     let listed = stdout_json(&maskid(&["gallery", "list", "--gallery", db_s, "--json"]));
     assert_eq!(listed["subjects"].as_array().unwrap().len(), 2);

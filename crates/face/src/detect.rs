@@ -1,5 +1,6 @@
-//! YuNet face detection (2023mar, fixed 640x640 input): letterbox, decode the three strides,
-//! non-maximum suppression, and the policy for photos with several faces.
+//! YuNet face detection (2023mar): letterbox onto the smallest canvas of multiples of 32 (at
+//! most 640x640), decode the three strides, non-maximum suppression, and the policy for photos
+//! with several faces.
 
 use std::path::Path;
 
@@ -8,10 +9,14 @@ use maskid_core::{BBox, Detection, Landmarks5};
 use ort::value::TensorRef;
 
 use crate::onnx::{Parallelism, SessionPool};
+use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
 
+/// Longest side of the input; larger photos shrink to it.
 const INPUT_PX: u32 = 640;
 const STRIDES: [u32; 3] = [8, 16, 32];
+/// The coarsest stride: the canvas is a multiple of it.
+const CANVAS_STEP: u32 = 32;
 
 /// Detector settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,7 +45,7 @@ pub struct Detector {
 impl Detector {
     /// Loads the YuNet model file.
     pub fn new(model: &Path, config: DetectorConfig, parallelism: Parallelism) -> Result<Self> {
-        let pool = SessionPool::load(model, false, parallelism)?;
+        let pool = SessionPool::load(model, SymbolicDims::IMAGE_SIZE, parallelism)?;
         if pool.input_names() != ["input"] {
             return Err(Error::Model {
                 path: model.display().to_string(),
@@ -58,8 +63,10 @@ impl Detector {
     /// All faces in `image`, best first, in the image's pixel coordinates.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
-        // The photo goes at the top left of the 640x640 input, zero padding right and bottom.
-        // Photos that fit go in unscaled, as OpenCV runs YuNet at the photo's own size: on
+        // The photo goes at the top left of the input, zero padding right and bottom up to the
+        // next multiple of 32, as OpenCV's FaceDetectorYN pads (a 250 px LFW photo runs at
+        // 256x256, 6 times fewer pixels than 640x640, same faces found). Photos that fit go in
+        // unscaled, as OpenCV runs YuNet at the photo's own size: on
         // lfw-devtest, upscaling 250 px LFW photos to 640 costs the teacher 0.4 points of
         // accuracy. Larger photos shrink to fit; tiny ones (< 128 px) grow to 256 px so that
         // their faces reach the sizes YuNet was trained on.
@@ -80,17 +87,19 @@ impl Detector {
         } else {
             std::borrow::Cow::Owned(imageops::resize(image, new_w, new_h, imageops::FilterType::Triangle))
         };
-        let plane = (INPUT_PX * INPUT_PX) as usize;
+        let canvas_w = new_w.div_ceil(CANVAS_STEP) * CANVAS_STEP;
+        let canvas_h = new_h.div_ceil(CANVAS_STEP) * CANVAS_STEP;
+        let plane = (canvas_w * canvas_h) as usize;
         let mut input = vec![0f32; 3 * plane];
         // YuNet was trained on OpenCV's BGR images, 0..255, no normalisation.
         for (x, y, p) in resized.enumerate_pixels() {
-            let i = (y * INPUT_PX + x) as usize;
+            let i = (y * canvas_w + x) as usize;
             input[i] = f32::from(p[2]);
             input[plane + i] = f32::from(p[1]);
             input[2 * plane + i] = f32::from(p[0]);
         }
         let raw = self.pool.with(|session| -> Result<Vec<Vec<f32>>> {
-            let tensor = TensorRef::from_array_view(([1usize, 3, INPUT_PX as usize, INPUT_PX as usize], &input[..]))?;
+            let tensor = TensorRef::from_array_view(([1usize, 3, canvas_h as usize, canvas_w as usize], &input[..]))?;
             let outputs = session.run(ort::inputs![tensor])?;
             let mut raw = Vec::new();
             for kind in ["cls", "obj", "bbox", "kps"] {
@@ -101,7 +110,7 @@ impl Detector {
             }
             Ok(raw)
         })?;
-        let mut candidates = decode(&raw, self.config.score_threshold);
+        let mut candidates = decode(&raw, canvas_w, self.config.score_threshold);
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
         candidates.truncate(self.config.top_k);
         let mut faces = nms(candidates, self.config.nms_iou);
@@ -123,12 +132,13 @@ impl Detector {
     }
 }
 
-/// Decodes YuNet's outputs, ordered cls, obj, bbox, kps x strides 8, 16, 32.
-fn decode(raw: &[Vec<f32>], score_threshold: f32) -> Vec<Detection> {
+/// Decodes YuNet's outputs, ordered cls, obj, bbox, kps x strides 8, 16, 32, for an input
+/// `canvas_w` pixels wide.
+fn decode(raw: &[Vec<f32>], canvas_w: u32, score_threshold: f32) -> Vec<Detection> {
     let mut out = Vec::new();
     for (s, stride) in STRIDES.iter().enumerate() {
         let (cls, obj, bbox, kps) = (&raw[s], &raw[3 + s], &raw[6 + s], &raw[9 + s]);
-        let cols = INPUT_PX / stride;
+        let cols = canvas_w / stride;
         let stride = *stride as f32;
         for (idx, (c, o)) in cls.iter().zip(obj).enumerate() {
             let score = (c.clamp(0.0, 1.0) * o.clamp(0.0, 1.0)).sqrt();
@@ -238,20 +248,22 @@ mod tests {
 
     #[test]
     fn decode_places_a_cell_at_its_stride() {
-        // One confident cell at stride 32, row 2, col 3, offsets 0.5, size exp(0)=1 stride.
+        // A 256x128 canvas; one confident cell at stride 32, row 2, col 3, offsets 0.5, size
+        // exp(0)=1 stride.
+        let (canvas_w, canvas_h) = (256, 128);
         let mut raw: Vec<Vec<f32>> = Vec::new();
         for kind in [1usize, 1, 4, 10] {
             for stride in STRIDES {
-                let cells = ((INPUT_PX / stride) * (INPUT_PX / stride)) as usize;
+                let cells = ((canvas_w / stride) * (canvas_h / stride)) as usize;
                 raw.push(vec![0.0; cells * kind]);
             }
         }
-        let idx = 2 * 20 + 3;
+        let idx = 2 * 8 + 3;
         raw[2][idx] = 1.0; // cls_32
         raw[5][idx] = 0.81; // obj_32
         raw[8][idx * 4..idx * 4 + 2].copy_from_slice(&[0.5, 0.5]);
         raw[11][idx * 10] = 1.0;
-        let faces = decode(&raw, 0.5);
+        let faces = decode(&raw, canvas_w, 0.5);
         assert_eq!(faces.len(), 1);
         let f = faces[0];
         assert!((f.score - 0.9).abs() < 1e-6);

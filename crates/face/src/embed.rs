@@ -7,6 +7,7 @@ use ort::value::TensorRef;
 use sha2::{Digest, Sha256};
 
 use crate::onnx::{Parallelism, SessionPool};
+use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
 
 /// Channel order a model expects.
@@ -81,7 +82,7 @@ impl FaceEmbedder {
         let shown = model.display().to_string();
         let bytes = std::fs::read(model).map_err(|source| Error::Read { path: shown.clone(), source })?;
         let model_sha256 = hex::encode(Sha256::digest(&bytes));
-        let pool = SessionPool::load(model, true, parallelism)?;
+        let pool = SessionPool::load(model, SymbolicDims::BATCH, parallelism)?;
         if pool.input_names().len() != 1 {
             return Err(Error::Model { path: shown, reason: "expected exactly one data input".into() });
         }

@@ -6,6 +6,8 @@
 //! fed, and its batch dimension is fixed to 1. YuNet quantises each bias as one block whose
 //! scale has a single element; ONNX Runtime reads a one-element scale as per-tensor and then
 //! rejects the `block_size` attribute. Dropping `block_size` there gives the same numbers.
+//! Fixed dimensions can also be made symbolic: SFace's batch, and YuNet's input height and
+//! width (its graph reshapes with -1 and resizes by scale, so it runs at any multiple of 32).
 //!
 //! Only the fields touched are decoded; every other byte is copied as it is.
 
@@ -144,15 +146,35 @@ fn is_scalar_like(tensor: &[u8]) -> Result<bool> {
     Ok(dims.is_empty() || dims == [1])
 }
 
-/// Rewrites a model for ONNX Runtime (see the module docs). With `dynamic_batch`, the first
-/// dimension of the data input and of every output becomes the symbolic `batch`.
-pub fn prepare_model(model: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
+/// Which dimensions of the data inputs and of the outputs become symbolic: by position, the
+/// name of the symbol or `None` to keep the dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SymbolicDims {
+    /// For each data input.
+    pub inputs: &'static [Option<&'static str>],
+    /// For each output.
+    pub outputs: &'static [Option<&'static str>],
+}
+
+impl SymbolicDims {
+    /// Every dimension as the file has it.
+    pub const NONE: Self = Self { inputs: &[], outputs: &[] };
+    /// The first dimension of inputs and outputs: any batch size.
+    pub const BATCH: Self = Self { inputs: &[Some("batch")], outputs: &[Some("batch")] };
+    /// NCHW image input of any height and width; outputs [1, anchors, values].
+    pub const IMAGE_SIZE: Self =
+        Self { inputs: &[None, None, Some("height"), Some("width")], outputs: &[None, Some("anchors")] };
+}
+
+/// Rewrites a model for ONNX Runtime (see the module docs), making the `symbolic` dimensions
+/// symbolic.
+pub fn prepare_model(model: &[u8], symbolic: SymbolicDims) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(model.len());
     let mut saw_graph = false;
     for f in fields(model)? {
         if f.number == MODEL_GRAPH && f.wire == 2 {
             saw_graph = true;
-            write_bytes_field(&mut out, MODEL_GRAPH, &prepare_graph(f.payload, dynamic_batch)?);
+            write_bytes_field(&mut out, MODEL_GRAPH, &prepare_graph(f.payload, symbolic)?);
         } else {
             out.extend_from_slice(f.raw);
         }
@@ -163,7 +185,7 @@ pub fn prepare_model(model: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
+fn prepare_graph(graph: &[u8], symbolic: SymbolicDims) -> Result<Vec<u8>> {
     let graph_fields = fields(graph)?;
     let mut used = HashSet::new();
     let mut scalar_initializers = HashSet::new();
@@ -192,11 +214,10 @@ fn prepare_graph(graph: &[u8], dynamic_batch: bool) -> Result<Vec<u8>> {
                 if !used.contains(name) || initializers.contains(name) {
                     continue;
                 }
-                let info = if dynamic_batch { with_symbolic_batch(f.payload)? } else { f.payload.to_vec() };
-                write_bytes_field(&mut out, GRAPH_INPUT, &info);
+                write_bytes_field(&mut out, GRAPH_INPUT, &with_symbolic_dims(f.payload, symbolic.inputs)?);
             }
-            GRAPH_OUTPUT if dynamic_batch => {
-                write_bytes_field(&mut out, GRAPH_OUTPUT, &with_symbolic_batch(f.payload)?)
+            GRAPH_OUTPUT => {
+                write_bytes_field(&mut out, GRAPH_OUTPUT, &with_symbolic_dims(f.payload, symbolic.outputs)?)
             }
             // Stale intermediate shapes (batch 1); ONNX Runtime infers them again.
             GRAPH_VALUE_INFO => {}
@@ -221,21 +242,27 @@ fn prepare_node(node: &[u8], scalar: &HashSet<&str>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// ValueInfoProto with its tensor shape's first dimension replaced by `dim_param: "batch"`.
-fn with_symbolic_batch(info: &[u8]) -> Result<Vec<u8>> {
+/// ValueInfoProto with the dimensions named in `symbols` (by position) replaced by
+/// `dim_param`s.
+fn with_symbolic_dims(info: &[u8], symbols: &[Option<&str>]) -> Result<Vec<u8>> {
+    if symbols.is_empty() {
+        return Ok(info.to_vec());
+    }
     map_field(info, VALUE_INFO_TYPE, |ty| {
         map_field(ty, TYPE_TENSOR, |tensor| {
             map_field(tensor, TENSOR_TYPE_SHAPE, |shape| {
                 let mut out = Vec::with_capacity(shape.len());
-                let mut first = true;
+                let mut position = 0;
                 for f in fields(shape)? {
-                    if f.number == SHAPE_DIM && first {
-                        first = false;
-                        let mut dim = Vec::new();
-                        write_bytes_field(&mut dim, DIM_PARAM, b"batch");
-                        write_bytes_field(&mut out, SHAPE_DIM, &dim);
-                    } else {
-                        out.extend_from_slice(f.raw);
+                    let symbol = if f.number == SHAPE_DIM { symbols.get(position).copied().flatten() } else { None };
+                    position += usize::from(f.number == SHAPE_DIM);
+                    match symbol {
+                        Some(name) => {
+                            let mut dim = Vec::new();
+                            write_bytes_field(&mut dim, DIM_PARAM, name.as_bytes());
+                            write_bytes_field(&mut out, SHAPE_DIM, &dim);
+                        }
+                        None => out.extend_from_slice(f.raw),
                     }
                 }
                 Ok(out)
@@ -290,19 +317,31 @@ mod tests {
         let mut model = Vec::new();
         write_bytes_field(&mut model, MODEL_GRAPH, &graph);
 
-        let patched = prepare_model(&model, true).unwrap();
+        let patched = prepare_model(&model, SymbolicDims::BATCH).unwrap();
         let graph = fields(&patched).unwrap().remove(0).payload.to_vec();
         let inputs: Vec<_> = fields(&graph).unwrap().into_iter().filter(|f| f.number == GRAPH_INPUT).collect();
         assert_eq!(inputs.len(), 1);
         assert_eq!(string_field(inputs[0].payload, VALUE_INFO_NAME).unwrap(), Some("data"));
         let text = String::from_utf8_lossy(inputs[0].payload);
         assert!(text.contains("batch"));
+
+        let mut graph = Vec::new();
+        write_bytes_field(&mut graph, GRAPH_NODE, &node);
+        write_bytes_field(&mut graph, GRAPH_INPUT, &value_info("data", &[1, 3, 640, 640]));
+        let mut model = Vec::new();
+        write_bytes_field(&mut model, MODEL_GRAPH, &graph);
+        let patched = prepare_model(&model, SymbolicDims::IMAGE_SIZE).unwrap();
+        let graph = fields(&patched).unwrap().remove(0).payload.to_vec();
+        let input = fields(&graph).unwrap().into_iter().find(|f| f.number == GRAPH_INPUT).unwrap().payload.to_vec();
+        let text = String::from_utf8_lossy(&input);
+        assert!(text.contains("height") && text.contains("width") && !text.contains("batch"));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(prepare_model(b"\xff\xff\xff", false).is_err());
-        assert!(prepare_model(b"", false).is_err());
-        assert!(prepare_model(&[0x3a, 0x10, 1, 2], false).is_err()); // graph runs past the end
+        assert!(prepare_model(b"\xff\xff\xff", SymbolicDims::NONE).is_err());
+        assert!(prepare_model(b"", SymbolicDims::NONE).is_err());
+        assert!(prepare_model(&[0x3a, 0x10, 1, 2], SymbolicDims::NONE).is_err());
+        // graph runs past the end
     }
 }

@@ -8,6 +8,7 @@ use ort::value::TensorRef;
 
 use crate::embed::{EmbedderConfig, MAX_BATCH};
 use crate::onnx::{Parallelism, SessionPool};
+use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
 
 /// An ONNX inpainter: `faces [batch, 3, 112, 112]` -> `restored`, same shape, RGB in [-1, 1].
@@ -18,7 +19,7 @@ pub struct FaceRestorer {
 impl FaceRestorer {
     /// Loads the model.
     pub fn new(model: &Path, parallelism: Parallelism) -> Result<Self> {
-        let pool = SessionPool::load(model, true, parallelism)?;
+        let pool = SessionPool::load(model, SymbolicDims::BATCH, parallelism)?;
         if pool.input_names().len() != 1 {
             let reason = "expected exactly one data input".into();
             return Err(Error::Model { path: model.display().to_string(), reason });

@@ -70,7 +70,8 @@ fn cache_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// The cache folder of a data set under the current detector.
 pub fn cache_dir(home: &Path, data_root: &Path, models: &Models) -> Result<PathBuf> {
     let root = data_root.canonicalize().map_err(|e| cache_err(data_root, e))?;
-    let key = format!("v1|{}|yunet-2023mar-int8bq|{}", root.display(), models.detector.config().score_threshold);
+    // v2: the detector runs on a canvas of the photo's size rounded up to 32 px, not 640x640.
+    let key = format!("v2|{}|yunet-2023mar-int8bq|{}", root.display(), models.detector.config().score_threshold);
     let hash = hex::encode(Sha256::digest(key.as_bytes()));
     Ok(home.join("prepared").join(&hash[..16]))
 }

@@ -145,7 +145,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             for s in &speeds {
                 println!(
                     "{:>6} index, {:>8} vectors of {}: {} queries, p50 {:.2} ms, p99 {:.2} ms, recall@1 {:.3} \
-                     (probes) {:.3} (random), {} bytes/vector ({:.0} resident), built in {:.1} s",
+                     (probes) {:.3} (random), {} bytes/vector ({:.0} resident), built in {:.1} s, restart {:.1} s",
                     s.index,
                     s.vectors,
                     s.dim,
@@ -156,7 +156,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     s.recall_at_1_random,
                     s.bytes_per_vector,
                     s.resident_bytes_per_vector.unwrap_or(f64::NAN),
-                    s.build_s
+                    s.build_s,
+                    s.restart_s
                 );
             }
         }

@@ -6,10 +6,14 @@
 //! genuine match, just above the teacher's threshold), and *random* unit vectors (nobody
 //! enrolled: the best face lies near cosine 0.2, under every threshold, so which face it is
 //! never changes a decision).
+//!
+//! Each size is also written to a gallery file (two faces per person) to time a restart:
+//! opening the file and rebuilding the index from the stored embeddings.
 
 use std::time::Instant;
 
-use maskid_gallery::{FaceIndex, IndexKind};
+use maskid_core::Embedding;
+use maskid_gallery::{FaceIndex, Gallery, IndexKind, ModelRef, NewFace, SubjectIndex};
 use serde::Serialize;
 
 /// Cosine between a probe and the enrolled vector it was made from.
@@ -38,6 +42,8 @@ pub struct SearchSpeed {
     pub bytes_per_vector: usize,
     /// Growth of the process's resident memory per vector while the index was built.
     pub resident_bytes_per_vector: Option<f64>,
+    /// Opening a gallery file of these vectors and rebuilding this index from it.
+    pub restart_s: f64,
 }
 
 /// A seeded source of uniform numbers in [-1, 1) (xorshift).
@@ -106,6 +112,18 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
             })
             .collect();
         let randoms = random.unit_vectors(queries, dim);
+        eprintln!("maskid: search over {n} vectors: writing them to a gallery file");
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bench.db");
+        write_gallery(&path, &vectors, dim)?;
+        let restart = |kind: IndexKind| -> anyhow::Result<f64> {
+            let start = Instant::now();
+            let index = SubjectIndex::load(&Gallery::open(&path)?, kind)?;
+            anyhow::ensure!(index.len() == n, "the gallery gave back {} faces of {n}", index.len());
+            Ok(start.elapsed().as_secs_f64())
+        };
+        let (exact_restart_s, sketch_restart_s) = (restart(IndexKind::Exact)?, restart(IndexKind::Sketch)?);
+        drop(dir);
 
         let before = resident_bytes();
         let start = Instant::now();
@@ -154,6 +172,7 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
             recall_at_1_random: 1.0,
             bytes_per_vector: index.bytes_per_vector(),
             resident_bytes_per_vector: exact_resident,
+            restart_s: exact_restart_s,
         });
 
         eprintln!("maskid: search over {n} vectors: sketching and timing the sketched index");
@@ -179,7 +198,30 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
             recall_at_1_random: recall(&found_random, &truth_random),
             bytes_per_vector: index.bytes_per_vector(),
             resident_bytes_per_vector: exact_resident.zip(sketch_resident).map(|(a, b)| a + b),
+            restart_s: sketch_restart_s,
         });
     }
     Ok(out)
+}
+
+/// A gallery file holding `vectors`, two faces per person, written in one transaction per face
+/// as `maskid enroll` writes them.
+fn write_gallery(path: &std::path::Path, vectors: &[f32], dim: usize) -> anyhow::Result<()> {
+    let mut gallery = Gallery::open(path)?;
+    let model = ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) };
+    let mut subject = 0;
+    for (i, v) in vectors.chunks_exact(dim).enumerate() {
+        if i % 2 == 0 {
+            subject = gallery.add_subject(&format!("person-{}", i / 2), &serde_json::json!({}))?;
+        }
+        let face = NewFace {
+            embedding: Embedding::from_unit(v.to_vec()),
+            model: model.clone(),
+            source_sha256: format!("{i:064x}"),
+            score: 1.0,
+            crop: None,
+        };
+        gallery.enroll(subject, &face)?;
+    }
+    Ok(())
 }

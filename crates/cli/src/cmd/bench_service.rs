@@ -48,7 +48,8 @@ pub fn load_run(
 ) -> anyhow::Result<ServiceLoad> {
     anyhow::ensure!(rate > 0.0 && requests > 0, "the rate and the request count must be positive");
     let home = global.assets().home().to_path_buf();
-    let models = global.models(Parallelism::Latency)?;
+    // As `maskid serve` loads them.
+    let models = global.models(Parallelism::Throughput)?;
     let set = maskid_pipeline::training_set(&home, &models, lfw, None, &global.progress())?;
     let dir = tempfile::tempdir()?;
     let mut gallery = Gallery::open(&dir.path().join("bench.db"))?;
