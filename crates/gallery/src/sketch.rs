@@ -58,8 +58,8 @@ impl Sketches {
         self.codes.swap_remove(row);
     }
 
-    /// Rows whose sketches are nearest the query's: about `count` of them (a few more on ties),
-    /// in row order.
+    /// Rows whose sketches are nearest the query's: `count` of them (all, if fewer), those
+    /// under the cut-off distance in row order, then enough of those at it.
     pub fn candidates(&self, query: &[f32], count: usize) -> Vec<usize> {
         let q = self.rotation.sketch(query);
         // Taken out and put back (not borrowed): a nested search on this thread gets a new one.
