@@ -402,9 +402,11 @@ fn kill_9_during_enrolments_keeps_every_acknowledged_face() {
     let check = maskid(&["gallery", "check", "--gallery", gallery.to_str().unwrap(), "--json"]);
     let check = stdout_json(&check);
     assert_eq!(check["integrity"], "ok", "{check}");
-    let server = Server::start(&gallery, &[]);
+    // Restarted with the sketched index: rows and sketches rebuilt from the table.
+    let server = Server::start(&gallery, &["--index", "sketch"]);
     let (_, ready) = server.json("GET", "/readyz", &read, "application/json", b"");
     assert_eq!(ready["faces"], check["faces"], "the index rebuilt from the table: {ready} {check}");
+    assert_eq!(ready["search"], "sketch", "{ready}");
     for (name, face) in &acknowledged {
         let (status, subject) = server.json("GET", &format!("/v1/subjects/{name}"), &read, "application/json", b"");
         assert_eq!(status, 200, "{name} was acknowledged: {subject}");
