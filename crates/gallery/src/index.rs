@@ -4,7 +4,6 @@
 //! list of candidates which the exact rows then rescore.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::str::FromStr;
 
 use rayon::prelude::*;
@@ -185,16 +184,6 @@ impl FromStr for IndexKind {
             "sketch" => Ok(Self::Sketch),
             _ => Err(format!("unknown index {s:?}: auto, exact or sketch")),
         }
-    }
-}
-
-impl fmt::Display for IndexKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Exact => "exact",
-            Self::Sketch => "sketch",
-        })
     }
 }
 
