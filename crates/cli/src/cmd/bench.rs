@@ -96,7 +96,12 @@ struct BenchReport {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    percentile(v, 0.5)
+}
+
+/// The value at quantile `q` (0..1) of `sorted` (ascending), by nearest rank rounded down.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 fn ms(since: Instant) -> f64 {
@@ -212,12 +217,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let latency = Latency {
         photo: "sample person_b_1 cropped to 4:3, resized to 640x480, JPEG".into(),
         iterations: args.iterations,
-        p90_total_ms: {
-            let mut t = total.clone();
-            t.sort_by(f64::total_cmp);
-            t[(t.len() * 9 / 10).min(t.len() - 1)]
-        },
         median_total_ms: median(&mut total),
+        p90_total_ms: percentile(&total, 0.9), // `median` sorted it
         median_decode_ms: median(&mut decode),
         median_detect_ms: median(&mut detect),
         median_align_ms: median(&mut align),

@@ -10,6 +10,7 @@ use maskid_g2d::{G2dConfig, Stage, StageReport, TrainData, TrainOptions};
 use maskid_pipeline::EvalOptions;
 use serde::Serialize;
 
+use crate::cmd::bench::percentile;
 use crate::common::GlobalArgs;
 
 /// Images per second of each stage of the `small` config, every batch 32, after `steps`
@@ -107,7 +108,7 @@ fn time<E: Into<anyhow::Error>>(
             }
         }
         times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
+        Ok(percentile(&times, 0.5))
     };
     Ok((median(&single)?, median(&batch)?))
 }

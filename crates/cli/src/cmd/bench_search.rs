@@ -16,6 +16,8 @@ use maskid_core::Embedding;
 use maskid_gallery::{FaceIndex, Gallery, IndexKind, ModelRef, NewFace, SubjectIndex};
 use serde::Serialize;
 
+use crate::cmd::bench::percentile;
+
 /// Cosine between a probe and the enrolled vector it was made from.
 const PROBE_COSINE: f32 = 0.4;
 
@@ -89,10 +91,6 @@ fn resident_bytes() -> Option<f64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096.0)
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 /// Times `queries` top-10 searches of each index at each size.

@@ -20,6 +20,7 @@ use maskid_service::auth::{new_secret, secret_sha256};
 use maskid_service::{Engine, Limits, Service};
 use serde::Serialize;
 
+use crate::cmd::bench::percentile;
 use crate::common::GlobalArgs;
 
 /// What a load run measured.
@@ -121,7 +122,6 @@ pub fn load_run(
     runtime.block_on(server).context("server task")??;
     let mut ms = Arc::try_unwrap(latencies).map_err(|_| anyhow::anyhow!("clients still hold results"))?.into_inner()?;
     ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
     let errors = errors.load(Ordering::SeqCst);
     Ok(ServiceLoad {
         gallery_faces: faces,
@@ -131,9 +131,9 @@ pub fn load_run(
         achieved_rate_per_s: requests as f64 / elapsed,
         ok: requests - errors,
         errors,
-        p50_ms: at(0.5),
-        p90_ms: at(0.9),
-        p99_ms: at(0.99),
+        p50_ms: percentile(&ms, 0.5),
+        p90_ms: percentile(&ms, 0.9),
+        p99_ms: percentile(&ms, 0.99),
         max_ms: *ms.last().expect("at least one request"),
     })
 }
