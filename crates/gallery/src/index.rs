@@ -114,9 +114,7 @@ impl ExactIndex {
             .enumerate()
             .map(|(block, rows)| {
                 let mut top = Vec::with_capacity(k + 1);
-                for (r, row) in rows.chunks_exact(self.dim).enumerate() {
-                    push_top(&mut top, Hit { id: self.ids[block * BLOCK_ROWS + r], score: dot(row, query) }, k);
-                }
+                self.score_block(block * BLOCK_ROWS, rows, query, &mut top, k);
                 top
             })
             .reduce(Vec::new, merge_top(k))
@@ -135,13 +133,18 @@ impl ExactIndex {
             .map(|(block, rows)| {
                 let mut tops = vec![Vec::with_capacity(k + 1); count];
                 for (query, top) in queries.chunks_exact(self.dim).zip(&mut tops) {
-                    for (r, row) in rows.chunks_exact(self.dim).enumerate() {
-                        push_top(top, Hit { id: self.ids[block * MANY_BLOCK_ROWS + r], score: dot(row, query) }, k);
-                    }
+                    self.score_block(block * MANY_BLOCK_ROWS, rows, query, top, k);
                 }
                 tops
             })
             .reduce(|| vec![Vec::new(); count], |a, b| a.into_iter().zip(b).map(|(a, b)| merge_top(k)(a, b)).collect())
+    }
+
+    /// Scores consecutive `rows` (the first is row `first`) against `query` into `top`.
+    fn score_block(&self, first: usize, rows: &[f32], query: &[f32], top: &mut Vec<Hit>, k: usize) {
+        for (r, row) in rows.chunks_exact(self.dim).enumerate() {
+            push_top(top, Hit { id: self.ids[first + r], score: dot(row, query) }, k);
+        }
     }
 
     /// The `k` best of the given rows.
