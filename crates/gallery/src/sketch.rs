@@ -19,9 +19,6 @@ const WORDS: usize = BITS / 64;
 /// Sketches per parallel block.
 const BLOCK: usize = 16_384;
 
-/// Distances checked at once against the cut-off.
-const SKIP_RUN: usize = 32;
-
 type Sketch = [u64; WORDS];
 type Histogram = [u32; BITS + 1];
 
@@ -79,18 +76,11 @@ impl Sketches {
             .enumerate()
             .map(|(block, distances)| {
                 let (mut under, mut at) = (Vec::new(), Vec::new());
-                // Nearly every row lies beyond the cut-off: skip runs of them with one minimum.
-                for (run, distances) in distances.chunks(SKIP_RUN).enumerate() {
-                    if distances.iter().min().is_some_and(|&d| d > cutoff) {
-                        continue;
-                    }
-                    for (i, &d) in distances.iter().enumerate() {
-                        let row = block * BLOCK + run * SKIP_RUN + i;
-                        if d < cutoff {
-                            under.push(row);
-                        } else if d == cutoff {
-                            at.push(row);
-                        }
+                for (i, &d) in distances.iter().enumerate() {
+                    if d < cutoff {
+                        under.push(block * BLOCK + i);
+                    } else if d == cutoff {
+                        at.push(block * BLOCK + i);
                     }
                 }
                 (under, at)
@@ -190,9 +180,10 @@ impl Rotation {
         let mut code = [0u64; WORDS];
         let mut bit = 0;
         let mut x = vec![0f32; self.padded];
+        let used = self.dim.min(vector.len());
         for [first, second] in &self.signs {
             x.fill(0.0);
-            x[..self.dim.min(vector.len())].copy_from_slice(&vector[..self.dim.min(vector.len())]);
+            x[..used].copy_from_slice(&vector[..used]);
             for pass in [first, second] {
                 x.iter_mut().zip(pass).for_each(|(v, s)| *v *= s);
                 walsh_hadamard(&mut x);
