@@ -16,7 +16,7 @@ use crate::{Error, Result};
 const INPUT_PX: u32 = 640;
 const STRIDES: [u32; 3] = [8, 16, 32];
 /// The coarsest stride: the canvas is a multiple of it.
-const CANVAS_STEP: u32 = 32;
+const CANVAS_STEP: u32 = STRIDES[STRIDES.len() - 1];
 
 /// Detector settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
