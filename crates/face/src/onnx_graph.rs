@@ -283,6 +283,161 @@ fn map_field(msg: &[u8], number: u64, edit: impl Fn(&[u8]) -> Result<Vec<u8>>) -
     Ok(out)
 }
 
+// Field numbers for reading a graph's nodes and weights (onnx.proto).
+const NODE_OUTPUT: u64 = 2;
+const ATTRIBUTE_FLOAT: u64 = 2;
+const ATTRIBUTE_INT: u64 = 3;
+const ATTRIBUTE_TENSOR: u64 = 5;
+const ATTRIBUTE_INTS: u64 = 8;
+const TENSOR_DATA_TYPE: u64 = 2;
+const TENSOR_FLOAT_DATA: u64 = 4;
+const TENSOR_INT32_DATA: u64 = 5;
+const TENSOR_INT64_DATA: u64 = 7;
+const TENSOR_RAW_DATA: u64 = 9;
+
+/// A constant tensor of a graph (an initializer or a `Constant` node's value), as numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConstTensor {
+    /// Dimensions.
+    pub dims: Vec<usize>,
+    /// Values in row-major order, widened to f64 (exact for the f32, int8 and int64 weights
+    /// of the files maskid reads).
+    pub values: Vec<f64>,
+}
+
+/// One node of a graph: operator, inputs, outputs and its integer, float and tensor
+/// attributes.
+#[derive(Debug, Clone, Default)]
+pub struct GraphNode {
+    /// The operator (`Conv`, `BatchNormalization`, ...).
+    pub op_type: String,
+    /// Input names, in order.
+    pub inputs: Vec<String>,
+    /// Output names, in order.
+    pub outputs: Vec<String>,
+    /// Integer and integer-list attributes (a single int as a one-element list).
+    pub ints: std::collections::HashMap<String, Vec<i64>>,
+    /// Float attributes.
+    pub floats: std::collections::HashMap<String, f32>,
+    /// Tensor attributes (a `Constant`'s `value`).
+    pub tensors: std::collections::HashMap<String, ConstTensor>,
+}
+
+/// The nodes (in file order, which ONNX requires to be topological) and the initializers of a
+/// model's graph: enough to rebuild a network from its file.
+#[derive(Debug, Clone, Default)]
+pub struct GraphContents {
+    /// The nodes.
+    pub nodes: Vec<GraphNode>,
+    /// Initializers by name.
+    pub initializers: std::collections::HashMap<String, ConstTensor>,
+}
+
+/// Reads the nodes and initializers of an ONNX model.
+pub fn read_graph(model: &[u8]) -> Result<GraphContents> {
+    let graph = fields(model)?
+        .into_iter()
+        .find(|f| f.number == MODEL_GRAPH && f.wire == 2)
+        .ok_or(GraphError("no graph"))?
+        .payload;
+    let mut out = GraphContents::default();
+    for f in fields(graph)? {
+        match (f.number, f.wire) {
+            (GRAPH_NODE, 2) => out.nodes.push(read_node(f.payload)?),
+            (GRAPH_INITIALIZER, 2) => {
+                let name = string_field(f.payload, TENSOR_NAME)?.ok_or(GraphError("initializer without a name"))?;
+                out.initializers.insert(name.to_owned(), read_tensor(f.payload)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn read_node(node: &[u8]) -> Result<GraphNode> {
+    let mut out = GraphNode {
+        op_type: string_field(node, NODE_OP_TYPE)?.unwrap_or_default().to_owned(),
+        inputs: string_fields(node, NODE_INPUT)?.into_iter().map(str::to_owned).collect(),
+        outputs: string_fields(node, NODE_OUTPUT)?.into_iter().map(str::to_owned).collect(),
+        ..GraphNode::default()
+    };
+    for attribute in fields(node)?.into_iter().filter(|f| f.number == NODE_ATTRIBUTE && f.wire == 2) {
+        let name = string_field(attribute.payload, ATTRIBUTE_NAME)?.unwrap_or_default().to_owned();
+        let mut ints = Vec::new();
+        for f in fields(attribute.payload)? {
+            match (f.number, f.wire) {
+                (ATTRIBUTE_FLOAT, 5) => {
+                    out.floats.insert(name.clone(), f32::from_le_bytes(f.payload.try_into().expect("4 bytes")));
+                }
+                (ATTRIBUTE_INT | ATTRIBUTE_INTS, 0 | 2) => {
+                    ints.extend(varints(f.payload)?.into_iter().map(|v| v as i64))
+                }
+                (ATTRIBUTE_TENSOR, 2) => {
+                    out.tensors.insert(name.clone(), read_tensor(f.payload)?);
+                }
+                _ => {}
+            }
+        }
+        if !ints.is_empty() {
+            out.ints.insert(name, ints);
+        }
+    }
+    Ok(out)
+}
+
+/// The varints of a varint field or of a packed repeated one.
+fn varints(payload: &[u8]) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < payload.len() {
+        out.push(read_varint(payload, &mut pos)?);
+    }
+    Ok(out)
+}
+
+// TensorProto data types maskid reads.
+const FLOAT: u64 = 1;
+const INT8: u64 = 3;
+const INT32: u64 = 6;
+const INT64: u64 = 7;
+
+fn read_tensor(tensor: &[u8]) -> Result<ConstTensor> {
+    let mut dims = Vec::new();
+    let mut data_type = 0;
+    let mut values = Vec::new();
+    let mut raw: Option<&[u8]> = None;
+    for f in fields(tensor)? {
+        match (f.number, f.wire) {
+            (TENSOR_DIMS, _) => dims.extend(varints(f.payload)?.into_iter().map(|d| d as usize)),
+            (TENSOR_DATA_TYPE, 0) => data_type = varints(f.payload)?.first().copied().unwrap_or(0),
+            (TENSOR_FLOAT_DATA, 5) => {
+                values.push(f64::from(f32::from_le_bytes(f.payload.try_into().expect("4 bytes"))))
+            }
+            (TENSOR_FLOAT_DATA, 2) => values
+                .extend(f.payload.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4"))))),
+            // int8 and int32 values both travel as int32 varints (sign-extended).
+            (TENSOR_INT32_DATA | TENSOR_INT64_DATA, 0 | 2) => {
+                values.extend(varints(f.payload)?.into_iter().map(|v| v as i64 as f64))
+            }
+            (TENSOR_RAW_DATA, 2) => raw = Some(f.payload),
+            _ => {}
+        }
+    }
+    if let Some(raw) = raw {
+        values = match data_type {
+            FLOAT => raw.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4")))).collect(),
+            INT8 => raw.iter().map(|&b| f64::from(b as i8)).collect(),
+            INT32 => raw.chunks_exact(4).map(|b| f64::from(i32::from_le_bytes(b.try_into().expect("4")))).collect(),
+            INT64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8")) as f64).collect(),
+            _ => return Err(GraphError("unsupported tensor data type")),
+        };
+    }
+    if values.len() != dims.iter().product::<usize>() {
+        return Err(GraphError("tensor size does not match its dimensions"));
+    }
+    Ok(ConstTensor { dims, values })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

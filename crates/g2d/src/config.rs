@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DiscriminatorConfig, EncoderConfig, ReformerConfig};
+use crate::model::{DiscriminatorConfig, EncoderConfig, ReformerConfig, StudentConfig};
 use crate::{Error, Result};
 
 pub use maskid_mask::OcclusionMix;
@@ -150,7 +150,7 @@ impl Default for EncoderStageConfig {
             schedule: Schedule { steps: 500, batch_size: 16, lr: 1e-5, beta1: 0.5, beta2: 0.9, ..Schedule::default() },
             hole_weight: 6.0,
             valid_weight: 1.0,
-            occlusion: OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0 },
+            occlusion: OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0 },
         }
     }
 }
@@ -229,6 +229,10 @@ pub struct ModelConfig {
     pub reformer: ReformerConfig,
     /// PatchGAN critic of the inpainting stage.
     pub discriminator: DiscriminatorConfig,
+    /// When set, the reformer stage trains the teacher-initialised student (model/student.rs)
+    /// instead of the ResNet reformer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student: Option<StudentConfig>,
 }
 
 /// Everything a training run needs; saved beside each checkpoint.
@@ -353,6 +357,9 @@ impl G2dConfig {
         }
         positive("model.reformer.embedding_dim", re.embedding_dim)?;
         positive("model.discriminator.width", self.model.discriminator.width)?;
+        if let Some(student) = &self.model.student {
+            positive("model.student.adapter_width", student.adapter_width)?;
+        }
         for stage in Stage::ALL {
             let s = self.schedule(stage);
             let key = |k: &str| format!("{}.schedule.{k}", stage.name());

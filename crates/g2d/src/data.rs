@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn batches_are_occluded_and_scaled() {
         let set = faces(&[0, 1]);
-        let batch = FaceBatcher::new(&set, OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0 })
+        let batch = FaceBatcher::new(&set, OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0 })
             .batch(&[0, 1], 3, &Device::flex())
             .unwrap();
         assert_eq!(batch.masked.dims(), [2, 3, 112, 112]);

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PRelu, PaddingConfig2d};
 use burn::prelude::*;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
 use maskid_face::{EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
@@ -19,7 +19,7 @@ use maskid_face::{EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 use crate::data::faces_tensor;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
-use crate::model::{Backbone, Decoder, Encoder, Inpainter, Reformer, ResBlock};
+use crate::model::{Backbone, Decoder, Encoder, FaceNetwork, Inpainter, Reformer, ResBlock, Student, StudentInput};
 use crate::stage::embed_faces;
 use crate::{Error, Result};
 
@@ -56,6 +56,47 @@ pub fn export_onnx(backbone: &Backbone, path: &Path, metadata: &[(&str, String)]
     let embedding_dim = reformer.fc.weight.dims()[1];
     graph.output_node("LpNormalization", &[&x], "embedding", vec![attr_int("axis", 1), attr_int("p", 2)]);
     let bytes = graph.model("maskid_g2d_backbone", &[Some(embedding_dim)], "embedding", metadata);
+    write(path, &bytes)
+}
+
+/// Writes the teacher-initialised `student` to `path` (atomically): encoder and adapter (when
+/// the descriptor is used) beside the teacher's units, their sum, the upper units, the FC and
+/// the L2 normalisation; output `embedding [batch, 128]`.
+pub fn export_student_onnx(student: &Student, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    let mut graph = Graph::default();
+    let adapted = match (&student.encoder, &student.adapter) {
+        (Some(encoder), Some(adapter)) => {
+            let mut x = graph.encoder(encoder)?;
+            for (conv, prelu) in &adapter.hidden {
+                x = graph.conv(&x, conv)?;
+                x = graph.prelu(&x, prelu)?;
+            }
+            Some(graph.conv(&x, &adapter.out)?)
+        }
+        _ => None,
+    };
+    let units = &student.sface.units;
+    let mut x = "faces".to_string();
+    if student.input != StudentInput::Descriptor {
+        for unit in &units[..student.entry] {
+            x = graph.conv(&x, &unit.conv)?;
+            x = graph.prelu(&x, &unit.prelu)?;
+        }
+    }
+    x = match (student.input, adapted) {
+        (StudentInput::Descriptor, Some(a)) => a,
+        (_, Some(a)) => graph.op("Add", &[&x, &a], vec![]),
+        (_, None) => x,
+    };
+    for unit in &units[student.entry..] {
+        x = graph.conv(&x, &unit.conv)?;
+        x = graph.prelu(&x, &unit.prelu)?;
+    }
+    x = graph.op("Flatten", &[&x], vec![attr_int("axis", 1)]);
+    x = graph.gemm(&x, &student.sface.fc)?;
+    let embedding_dim = student.sface.fc.weight.dims()[1];
+    graph.output_node("LpNormalization", &[&x], "embedding", vec![attr_int("axis", 1), attr_int("p", 2)]);
+    let bytes = graph.model("maskid_g2d_student", &[Some(embedding_dim)], "embedding", metadata);
     write(path, &bytes)
 }
 
@@ -104,25 +145,33 @@ pub fn export_safetensors(
         store = store.metadata(*key, value.clone());
     }
     weights.save_into(&mut store).map_err(|e| Error::Export(format!("writing {}: {e}", path.display())))?;
-    let device = Device::flex();
-    let inpainter = config.model.encoder.init(&device);
+    load_weights(config, path, &Device::flex()).map(drop)
+}
+
+/// Reads a safetensors checkpoint of [`export_safetensors`] into a network of `config`'s
+/// shape; a file that does not fill every tensor is refused.
+pub fn load_weights(config: &crate::G2dConfig, path: &Path, device: &Device) -> Result<G2dWeights> {
+    let inpainter = config.model.encoder.init(device);
     let mut fresh = G2dWeights {
         encoder: inpainter.encoder,
         decoder: inpainter.decoder,
-        reformer: config.model.reformer.init(config.model.encoder.width, &device),
+        reformer: config.model.reformer.init(config.model.encoder.width, device),
     };
+    if !path.is_file() {
+        return Err(Error::Checkpoint(format!("{}: no such G2D checkpoint", path.display())));
+    }
     let applied = fresh
         .load_from(&mut SafetensorsStore::from_file(path))
-        .map_err(|e| Error::Export(format!("reading back {}: {e}", path.display())))?;
+        .map_err(|e| Error::Checkpoint(format!("reading {}: {e}", path.display())))?;
     if !applied.missing.is_empty() || !applied.errors.is_empty() {
-        return Err(Error::Export(format!(
-            "{} does not read back: {} tensors missing, {} errors",
+        return Err(Error::Checkpoint(format!(
+            "{} does not fit the config's network: {} tensors missing, {} errors",
             path.display(),
             applied.missing.len(),
             applied.errors.len()
         )));
     }
-    Ok(())
+    Ok(fresh)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -131,8 +180,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Runs `faces` through burn and through ONNX Runtime on the exported file; returns the largest
 /// absolute difference between the two embeddings.
-pub fn parity(backbone: &Backbone, onnx: &Path, faces: &[AlignedFace], device: &Device) -> Result<f32> {
-    let burn_out = embed_faces(backbone, &faces.iter().collect::<Vec<_>>(), device)?;
+pub fn parity(network: &impl FaceNetwork, onnx: &Path, faces: &[AlignedFace], device: &Device) -> Result<f32> {
+    let burn_out = embed_faces(network, &faces.iter().collect::<Vec<_>>(), device)?;
     let embedder = FaceEmbedder::new(onnx, EmbedderConfig::g2d(), Parallelism::Latency)
         .map_err(|e| Error::Export(format!("ONNX Runtime cannot load {}: {e}", onnx.display())))?;
     let ort_out =
@@ -292,6 +341,13 @@ impl Graph {
         ];
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         Ok(self.op("ConvTranspose", &refs, attributes))
+    }
+
+    fn prelu(&mut self, x: &str, prelu: &PRelu) -> Result<String> {
+        let n = prelu.alpha.dims()[0];
+        // [C, 1, 1] broadcasts over [batch, C, H, W] as burn's per-channel slope does.
+        let slope = self.weight("prelu_slope", &[n, 1, 1], floats(prelu.alpha.val())?);
+        Ok(self.op("PRelu", &[x, &slope], vec![]))
     }
 
     fn batch_norm(&mut self, x: &str, bn: &BatchNorm) -> Result<String> {

@@ -20,11 +20,14 @@ pub struct OcclusionMix {
     pub strokes: f32,
     /// Rectangular blocks.
     pub blocks: f32,
+    /// Nothing: the face stays clean (so a student keeps its clean accuracy).
+    #[serde(default)]
+    pub clean: f32,
 }
 
 impl Default for OcclusionMix {
     fn default() -> Self {
-        Self { mask: 0.8, strokes: 0.1, blocks: 0.1 }
+        Self { mask: 0.8, strokes: 0.1, blocks: 0.1, clean: 0.0 }
     }
 }
 
@@ -37,6 +40,8 @@ pub enum Occluder {
     Strokes,
     /// Blocks.
     Blocks,
+    /// Nothing (the mix's clean share).
+    Nothing,
 }
 
 /// Draws one random occluder chosen by `mix` with `seed`, returning its occlusion map.
@@ -47,8 +52,11 @@ pub fn occlude(
     mix: &OcclusionMix,
 ) -> Result<(Occluder, OcclusionMap)> {
     let mut rng = Rng::new(seed ^ 0x0cc1_0de5);
-    let total = mix.mask.max(0.0) + mix.strokes.max(0.0) + mix.blocks.max(0.0);
+    let total = mix.mask.max(0.0) + mix.strokes.max(0.0) + mix.blocks.max(0.0) + mix.clean.max(0.0);
     let pick = rng.unit() * total;
+    if total > 0.0 && pick >= total - mix.clean.max(0.0) {
+        return Ok((Occluder::Nothing, OcclusionMap::empty(image.width, image.height)));
+    }
     if total <= 0.0 || pick < mix.mask.max(0.0) {
         let spec = MaskSpec::from_seed(seed, None, Coverage::Random);
         return Ok((Occluder::Mask, render_mask(image, landmarks, &spec)?));

@@ -2,7 +2,7 @@
 //! the teacher's embeddings (cached per data set), and validation pairs as a protocol shows
 //! them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use maskid_core::{TrainingFace, VerificationPairs};
@@ -24,19 +24,22 @@ pub struct TrainingSet {
 }
 
 /// The training photos of `root`: for LFW, the people of `peopleDevTrain.txt` only
-/// (protocols.md); otherwise one identity per folder. `max_people` keeps the first people
-/// (in list order) for short runs. Photos whose face could not be found are left out.
+/// (protocols.md), less the `held_out` people; otherwise one identity per folder.
+/// `max_people` keeps the first people (in list order) for short runs. Photos whose face
+/// could not be found are left out.
 pub fn training_set(
     home: &Path,
     models: &Models,
     root: &Path,
     max_people: Option<usize>,
+    held_out: &BTreeSet<String>,
     progress: ProgressFn<'_>,
 ) -> Result<TrainingSet> {
     let images: Vec<ImageRef> = if root.join("peopleDevTrain.txt").is_file() {
         let lfw = Lfw::open(root)?;
         lfw.people("peopleDevTrain.txt")?
             .into_iter()
+            .filter(|(name, _)| !held_out.contains(name))
             .take(max_people.unwrap_or(usize::MAX))
             .flat_map(|(name, count)| (1..=count).map(move |n| Lfw::image(&name, n)))
             .collect()
@@ -48,6 +51,36 @@ pub fn training_set(
             people.into_iter().take(max_people.unwrap_or(usize::MAX)).map(str::to_owned).collect();
         images.into_iter().filter(|i| kept.contains(&i.identity)).collect()
     };
+    labelled_faces(home, models, root, images, progress)
+}
+
+/// Photos without identity labels (UTKFace, say) for distillation, which needs none: every
+/// photo becomes an identity of its own, numbered from `first_identity`.
+pub fn unlabelled_set(
+    home: &Path,
+    models: &Models,
+    root: &Path,
+    first_identity: u32,
+    progress: ProgressFn<'_>,
+) -> Result<TrainingSet> {
+    let images: Vec<ImageRef> = folder_dataset(root)?
+        .into_iter()
+        .map(|i| ImageRef { identity: i.path.to_string_lossy().into_owned(), path: i.path })
+        .collect();
+    let mut set = labelled_faces(home, models, root, images, progress)?;
+    for face in &mut set.faces {
+        face.identity += first_identity;
+    }
+    Ok(set)
+}
+
+fn labelled_faces(
+    home: &Path,
+    models: &Models,
+    root: &Path,
+    images: Vec<ImageRef>,
+    progress: ProgressFn<'_>,
+) -> Result<TrainingSet> {
     if images.is_empty() {
         return Err(Error::Unsupported(format!("{}: no training photos found", root.display())));
     }
@@ -111,6 +144,60 @@ pub fn verification_pairs(
         out.probe_holes.push(hole);
         out.genuine.push(pair.genuine);
         out.folds.push(pair.fold);
+    }
+    Ok(out)
+}
+
+/// DevTrain people held out of training for model selection (protocols.md: choose on
+/// validation data carved from training people, never on the test pairs): every person of
+/// `peopleDevTrain.txt` whose name hashes, with `seed`, into one eighth. About 500 people.
+pub fn held_out_people(lfw_root: &Path, seed: u64) -> Result<BTreeSet<String>> {
+    let lfw = Lfw::open(lfw_root)?;
+    Ok(lfw
+        .people("peopleDevTrain.txt")?
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| maskid_mask::image_seed(name, seed) % 8 == 0)
+        .collect())
+}
+
+/// Mask-probe verification pairs among the `held_out` people, built as lfw-devtest's are
+/// (protocols.md): genuine pairs of two photos of one person (at most 3 per person, photos
+/// 1-2, 3-4, 5-6), as many impostor pairs of first photos of two people, the second photo
+/// of each pair masked by (its path, `options.seed`), folds by index modulo 10.
+pub fn held_out_pairs(
+    home: &Path,
+    models: &Models,
+    people: &BTreeSet<String>,
+    options: &EvalOptions,
+    progress: ProgressFn<'_>,
+) -> Result<VerificationPairs> {
+    let lfw = Lfw::open(&options.data)?;
+    let listed: Vec<(String, usize)> =
+        lfw.people("peopleDevTrain.txt")?.into_iter().filter(|(name, _)| people.contains(name)).collect();
+    let genuine = listed.iter().flat_map(|(name, count)| {
+        [1, 3, 5].into_iter().filter(|k| k < count).map(|k| (Lfw::image(name, k), Lfw::image(name, k + 1), true))
+    });
+    let step = (listed.len() / 2).max(1);
+    let impostor =
+        (0..listed.len()).map(|i| (&listed[i].0, &listed[(i + step) % listed.len()].0)).filter(|(a, b)| a != b);
+    // Alternating, so that the first n pairs are balanced too.
+    let pairs: Vec<(ImageRef, ImageRef, bool)> = genuine
+        .zip(impostor.cycle())
+        .flat_map(|(g, (a, b))| [g, (Lfw::image(a, 1), Lfw::image(b, 1), false)])
+        .collect();
+    let photos: Vec<PathBuf> = pairs.iter().flat_map(|(a, b, _)| [a.path.clone(), b.path.clone()]).collect();
+    let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
+    let usable = |p: &Path| prepared.record(&p.to_string_lossy()).is_some_and(|r| r.error.is_none());
+    let mut out = VerificationPairs::default();
+    for (a, b, same) in pairs.into_iter().filter(|(a, b, _)| usable(&a.path) && usable(&b.path)) {
+        out.references.push(prepared.face(&a.path.to_string_lossy())?);
+        let (probe, hole) = masked_face(&prepared, &b.path, options)?;
+        out.probes.push(probe);
+        out.clean_probes.push(prepared.face(&b.path.to_string_lossy())?);
+        out.probe_holes.push(hole);
+        out.folds.push(out.genuine.len() % 10);
+        out.genuine.push(same);
     }
     Ok(out)
 }

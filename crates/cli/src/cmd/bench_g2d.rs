@@ -14,7 +14,8 @@ use crate::cmd::bench::percentile;
 use crate::common::GlobalArgs;
 
 /// Images per second of each stage of the `small` config, every batch 32, after `steps`
-/// steps; each stage's own peak memory.
+/// steps, then of the reformer stage with the teacher-initialised student
+/// (`configs/teacher-init.toml`'s network); each stage's own peak memory.
 pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyhow::Result<Vec<StageReport>> {
     let mut config = G2dConfig::small();
     config.encoder.schedule.batch_size = 32; // the paper's 16, doubled to compare stages
@@ -32,17 +33,28 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let home = global.assets().home().to_path_buf();
     let models = global.models(Parallelism::Throughput)?;
     let progress = global.progress();
-    let set = maskid_pipeline::training_set(&home, &models, data, None, &progress)?;
     let options = EvalOptions::devtest_mask_probe(data.to_path_buf());
-    let validation = maskid_pipeline::verification_pairs(&home, &models, &options, Some(40), &progress)?;
+    let held_out = maskid_pipeline::held_out_people(data, options.seed)?;
+    let set = maskid_pipeline::training_set(&home, &models, data, None, &held_out, &progress)?;
+    let mut validation = maskid_pipeline::held_out_pairs(&home, &models, &held_out, &options, &progress)?;
+    validation.truncate(40);
     drop(models);
     let run = tempfile::tempdir()?;
-    let train = TrainData { faces: &set.faces, validation: &validation };
+    let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
+    let train = TrainData { faces: &set.faces, validation: &validation, teacher_onnx: Some(&teacher_onnx) };
     let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };
-    Stage::ALL
+    let mut reports = Stage::ALL
         .into_iter()
-        .map(|stage| Ok(maskid_g2d::train_stage(&config, stage, &train, &options, &mut |_| {})?))
-        .collect()
+        .map(|stage| maskid_g2d::train_stage(&config, stage, &train, &options, &mut |_| {}))
+        .collect::<Result<Vec<_>, _>>()?;
+    let student_run = tempfile::tempdir()?;
+    for stage in [Stage::Inpaint, Stage::Encoder] {
+        maskid_g2d::run::StageDir::reuse(run.path(), student_run.path(), stage)?;
+    }
+    config.model.student = Some(Default::default());
+    let options = TrainOptions { run: student_run.path(), ..options };
+    reports.push(maskid_g2d::train_stage(&config, Stage::Reformer, &train, &options, &mut |_| {})?);
+    Ok(reports)
 }
 
 /// Speed of an exported backbone.

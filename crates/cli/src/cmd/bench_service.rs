@@ -51,7 +51,7 @@ pub fn load_run(
     let home = global.assets().home().to_path_buf();
     // As `maskid serve` loads them.
     let models = global.models(Parallelism::Throughput)?;
-    let set = maskid_pipeline::training_set(&home, &models, lfw, None, &global.progress())?;
+    let set = maskid_pipeline::training_set(&home, &models, lfw, None, &Default::default(), &global.progress())?;
     let dir = tempfile::tempdir()?;
     let mut gallery = Gallery::open(&dir.path().join("bench.db"))?;
     let model = ModelRef { id: models.teacher.model_id().into(), sha256: models.teacher.model_sha256().into() };

@@ -62,6 +62,10 @@ struct InpainterSummary {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let device = maskid_g2d::Device::flex();
+    let (trained, _) = maskid_g2d::run::StageDir::finished(&args.run, maskid_g2d::Stage::Reformer)?;
+    if trained.config()?.model.student.is_some() {
+        return export_student(global, &args, &device);
+    }
     let (backbone, config) = maskid_g2d::load_backbone(&args.run, &device)?;
     let input = "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template";
     let metadata = [
@@ -115,8 +119,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         inpainter,
         checkpoint: args.checkpoint.as_ref().map(|p| p.display().to_string()),
     };
-    if args.json {
-        print_json(&summary)?;
+    print_summary(&summary, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(summary)?;
     } else {
         println!(
             "wrote {} ({:.1} MB, sha256 {}); ONNX Runtime vs burn on {} faces: max |diff| {:.2e}",
@@ -136,6 +145,43 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    Ok(())
+}
+
+/// The teacher-initialised student of a run (configs/teacher-init.toml), checked as the
+/// backbone is.
+fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.inpainter.is_none() && args.checkpoint.is_none(),
+        "--inpainter and --checkpoint export the inpainting network of a G2D run; {} trained a student on the \
+         encoder of another run: export them from that run",
+        args.run.display()
+    );
+    let teacher = global.assets().get(&maskid_assets::SFACE)?;
+    let (student, config) = maskid_g2d::stage::load_student(&args.run, &teacher, device)?;
+    let metadata = [
+        ("maskid.model", "g2d-student".to_string()),
+        ("maskid.input", "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template".into()),
+        ("maskid.output", "embedding [batch, 128], L2-normalised, in SFace's embedding space".into()),
+        ("maskid.embedding_space", "sface-2021dec".into()),
+        ("maskid.config", config.to_toml()),
+    ];
+    maskid_g2d::export::export_student_onnx(&student, &args.output, &metadata)?;
+    let models = global.models(Parallelism::Latency)?;
+    let faces = parity_faces(global, &models, args.data.as_ref())?;
+    let max = maskid_g2d::export::parity(&student, &args.output, &faces, device)?;
+    check_parity(max, faces.len(), &args.output)?;
+    let summary = Summary {
+        output: args.output.display().to_string(),
+        bytes: std::fs::metadata(&args.output)?.len(),
+        sha256: maskid_assets::sha256_file(&args.output)?,
+        embedding_dim: student.embedding_dim(),
+        parity_faces: faces.len(),
+        max_abs_difference: max,
+        inpainter: None,
+        checkpoint: None,
+    };
+    print_summary(&summary, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,9 +19,13 @@ pub struct Args {
     /// Training data: LFW (its peopleDevTrain.txt people only) or one folder per person.
     #[arg(long, required_unless_present = "print_config")]
     data: Option<PathBuf>,
-    /// LFW root for validation on the lfw-devtest pairs (default: --data).
+    /// LFW root whose held-out DevTrain people make the validation pairs (default: --data).
     #[arg(long)]
     validation_data: Option<PathBuf>,
+    /// Photos without identity labels to distil on as well (e.g. UTKFace's faces); each photo
+    /// counts as its own identity.
+    #[arg(long)]
+    distill_data: Option<PathBuf>,
     /// TOML config (keys as in configs/small.toml); default: the --preset.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -47,7 +51,7 @@ pub struct Args {
     /// Train on the first N people only (short runs).
     #[arg(long)]
     max_people: Option<usize>,
-    /// Validate on N of the 1,000 lfw-devtest pairs (spread over all folds).
+    /// Validate on the first N validation pairs.
     #[arg(long)]
     validation_pairs: Option<usize>,
     /// Stop each stage after this many steps (checkpointed, resumable), e.g. to split a long run.
@@ -91,24 +95,36 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if !global.quiet {
         eprintln!("maskid: training data {} -> run folder {}", data_root.display(), run.display());
     }
-    let set = maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &progress)
-        .with_context(|| format!("preparing training data from {}", data_root.display()))?;
+    // Model selection on DevTrain people held out of training, never on lfw-devtest.
     let validation_options =
         EvalOptions::devtest_mask_probe(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
-    let validation =
-        maskid_pipeline::verification_pairs(&home, &models, &validation_options, args.validation_pairs, &progress)
-            .context("preparing the lfw-devtest validation pairs")?;
+    let held_out = maskid_pipeline::held_out_people(&validation_options.data, validation_options.seed)
+        .context("choosing the held-out validation people (--validation-data must be LFW)")?;
+    let mut set = maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &held_out, &progress)
+        .with_context(|| format!("preparing training data from {}", data_root.display()))?;
+    let labelled = set.faces.len();
+    if let Some(root) = &args.distill_data {
+        let unlabelled = maskid_pipeline::unlabelled_set(&home, &models, root, set.identities.len() as u32, &progress)
+            .with_context(|| format!("preparing distillation photos from {}", root.display()))?;
+        set.faces.extend(unlabelled.faces);
+    }
+    let mut validation = maskid_pipeline::held_out_pairs(&home, &models, &held_out, &validation_options, &progress)
+        .context("preparing the validation pairs")?;
+    if let Some(n) = args.validation_pairs {
+        validation.truncate(n);
+    }
     drop(models);
     if !global.quiet {
         eprintln!(
-            "maskid: {} faces of {} people ({} skipped: no face found); {} validation pairs",
-            set.faces.len(),
+            "maskid: {labelled} faces of {} people, {} unlabelled faces; {} validation pairs of {} held-out people",
             set.identities.len(),
-            set.summary.total - set.faces.len(),
-            validation.genuine.len()
+            set.faces.len() - labelled,
+            validation.genuine.len(),
+            held_out.len()
         );
     }
-    let data = TrainData { faces: &set.faces, validation: &validation };
+    let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
+    let data = TrainData { faces: &set.faces, validation: &validation, teacher_onnx: Some(&teacher_onnx) };
     let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
     let mut reports: Vec<StageReport> = Vec::new();
     for stage in stages {

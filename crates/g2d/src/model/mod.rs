@@ -8,11 +8,15 @@ mod classifier;
 mod discriminator;
 mod encoder;
 mod reformer;
+mod sface;
+mod student;
 
 pub use classifier::Classifier;
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use encoder::{Decoder, Encoder, EncoderConfig, Inpainter, ResBlock};
 pub use reformer::{BasicBlock, Reformer, ReformerConfig};
+pub use sface::{ConvUnit, SFace};
+pub use student::{Adapter, Student, StudentConfig, StudentInput};
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
@@ -32,6 +36,25 @@ impl Backbone {
     /// `[batch, 3, 112, 112]` in [-1, 1] -> `[batch, embedding_dim]`, L2-normalised.
     pub fn forward(&self, faces: Tensor<4>) -> Tensor<2> {
         self.reformer.forward(self.encoder.forward(faces))
+    }
+}
+
+/// A network that embeds aligned faces: the exported backbone, or the student.
+pub trait FaceNetwork {
+    /// # Shapes
+    /// `[batch, 3, 112, 112]` in [-1, 1] RGB -> `[batch, D]`, L2-normalised.
+    fn embed(&self, faces: Tensor<4>) -> Tensor<2>;
+}
+
+impl FaceNetwork for Backbone {
+    fn embed(&self, faces: Tensor<4>) -> Tensor<2> {
+        self.forward(faces)
+    }
+}
+
+impl FaceNetwork for Student {
+    fn embed(&self, faces: Tensor<4>) -> Tensor<2> {
+        self.forward(faces)
     }
 }
 

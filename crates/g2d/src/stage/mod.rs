@@ -4,6 +4,9 @@
 mod classifier;
 mod inpaint;
 mod reformer;
+mod student;
+
+pub use student::{initial_student, load_student};
 
 use std::path::Path;
 use std::time::Instant;
@@ -18,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
-use crate::model::{Backbone, EncoderConfig, Inpainter};
+use crate::model::{Backbone, EncoderConfig, FaceNetwork, Inpainter};
 use crate::run::{RunState, StageDir};
 use crate::{Error, Result};
 
@@ -26,8 +29,10 @@ use crate::{Error, Result};
 pub struct TrainData<'a> {
     /// Training faces (only peopleDevTrain people for maskid's own models).
     pub faces: &'a [TrainingFace],
-    /// Validation pairs (lfw-devtest, mask-probe).
+    /// Validation pairs (mask-probe pairs of held-out training people).
     pub validation: &'a VerificationPairs,
+    /// The teacher's ONNX file, which the teacher-initialised student is built from.
+    pub teacher_onnx: Option<&'a Path>,
 }
 
 impl TrainData<'_> {
@@ -145,10 +150,16 @@ pub fn train_stage(
             let mut stage_loop = inpaint::Reconstruction::new(config, stage, data, options)?;
             drive(&mut stage_loop, config, stage, data, options, progress)
         }
-        Stage::Reformer => {
-            let mut stage_loop = reformer::Distillation::new(config, data, options)?;
-            drive(&mut stage_loop, config, stage, data, options, progress)
-        }
+        Stage::Reformer => match &config.model.student {
+            Some(student) => {
+                let mut stage_loop = student::StudentDistillation::new(config, student, data, options)?;
+                drive(&mut stage_loop, config, stage, data, options, progress)
+            }
+            None => {
+                let mut stage_loop = reformer::Distillation::new(config, data, options)?;
+                drive(&mut stage_loop, config, stage, data, options, progress)
+            }
+        },
         Stage::Classifier => {
             let mut stage_loop = classifier::Classifier::new(config, data, options)?;
             drive(&mut stage_loop, config, stage, data, options, progress)
@@ -403,12 +414,12 @@ pub(crate) fn check_same_network<T: PartialEq + std::fmt::Debug>(
     Ok(())
 }
 
-/// Embeds faces with a backbone in batches of 64, on a device without autodiff.
-pub fn embed_faces(backbone: &Backbone, faces: &[&AlignedFace], device: &Device) -> Result<Vec<Vec<f32>>> {
+/// Embeds faces with a network in batches of 64, on a device without autodiff.
+pub fn embed_faces(network: &impl FaceNetwork, faces: &[&AlignedFace], device: &Device) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(faces.len());
     for chunk in faces.chunks(64) {
         let rgb: Vec<&[u8]> = chunk.iter().map(|f| f.rgb()).collect();
-        let embeddings = backbone.forward(faces_tensor(&rgb, device));
+        let embeddings = network.embed(faces_tensor(&rgb, device));
         let [n, d] = embeddings.dims();
         let values = embeddings
             .into_data()
@@ -419,10 +430,14 @@ pub fn embed_faces(backbone: &Backbone, faces: &[&AlignedFace], device: &Device)
     Ok(out)
 }
 
-/// Mean 10-fold accuracy of a backbone on verification pairs.
-pub fn verification_accuracy(backbone: &Backbone, pairs: &VerificationPairs, device: &Device) -> Result<(f64, f64)> {
-    let refs = embed_faces(backbone, &pairs.references.iter().collect::<Vec<_>>(), device)?;
-    let probes = embed_faces(backbone, &pairs.probes.iter().collect::<Vec<_>>(), device)?;
+/// Mean 10-fold accuracy and AUC of a network on verification pairs.
+pub fn verification_accuracy(
+    network: &impl FaceNetwork,
+    pairs: &VerificationPairs,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let refs = embed_faces(network, &pairs.references.iter().collect::<Vec<_>>(), device)?;
+    let probes = embed_faces(network, &pairs.probes.iter().collect::<Vec<_>>(), device)?;
     let scores: Vec<f32> = refs.iter().zip(&probes).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
     let metrics = maskid_eval::verification_metrics(&scores, &pairs.genuine, &pairs.folds);
     Ok((metrics.accuracy_mean, metrics.auc))

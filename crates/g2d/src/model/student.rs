@@ -1,0 +1,179 @@
+//! The teacher-initialised student: SFace's own network, with the teacher's weights, reading
+//! the masked face; the inpainting encoder's descriptor of the same masked face enters it
+//! through an adapter. Training (stage/student.rs) teaches it only what masks take away, and
+//! its embedding stays in the teacher's 128-d space.
+//!
+//! Three ways in (ablation): `pixels` (plain distillation, no descriptor); `pixels+descriptor`
+//! (G2D: the adapter's output is added to the teacher's feature map where training starts,
+//! and its last layer starts at zero, so at step 0 the student equals the teacher); and
+//! `descriptor` (closest to the paper: the adapter replaces the teacher's layers below that
+//! point, so the descriptor alone reaches the upper layers).
+
+use burn::module::Param;
+use burn::nn::conv::Conv2d;
+use burn::nn::{PRelu, PReluConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{conv, l2_normalize, Encoder, SFace};
+
+/// How the masked face reaches the student.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StudentInput {
+    /// Pixels only: the teacher's network fine-tuned on masked faces.
+    #[serde(rename = "pixels")]
+    Pixels,
+    /// Pixels, plus the descriptor added through a zero-initialised adapter (G2D).
+    #[serde(rename = "pixels+descriptor")]
+    PixelsAndDescriptor,
+    /// The descriptor alone, entering the teacher's network midway (paper-like).
+    #[serde(rename = "descriptor")]
+    Descriptor,
+}
+
+/// Shape of the student.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudentConfig {
+    /// How the masked face enters.
+    pub input: StudentInput,
+    /// The first of the teacher's convolution units that trains (0 = the stem; SFace has 27:
+    /// the stem, then depthwise and pointwise units alternating). Units below it keep the
+    /// teacher's weights and run without gradients; the descriptor enters here.
+    pub train_from_unit: usize,
+    /// Channels of the adapter's hidden convolutions.
+    pub adapter_width: usize,
+    /// Keep the final FC (and the batch norms folded into it) as the teacher has it.
+    pub freeze_fc: bool,
+    /// Where the inpainting encoder comes from when the run has no encoder stage: a G2D
+    /// safetensors checkpoint (`models/g2d-small.safetensors`, written by `maskid export
+    /// --checkpoint`); empty: the run's own encoder stage.
+    pub encoder_weights: String,
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        Self {
+            input: StudentInput::PixelsAndDescriptor,
+            train_from_unit: 25,
+            adapter_width: 256,
+            freeze_fc: false,
+            encoder_weights: String::new(),
+        }
+    }
+}
+
+/// Descriptor -> a feature map of the teacher's network: 3x3 convolutions with PReLU (stride 2
+/// until the resolution matches), then a 1x1 convolution to the teacher's width.
+#[derive(Module, Debug)]
+pub struct Adapter {
+    pub(crate) hidden: Vec<(Conv2d, PRelu)>,
+    pub(crate) out: Conv2d,
+}
+
+impl Adapter {
+    /// An adapter from `[C_d, S_d, S_d]` to `[C, S, S]`; `zero_output` makes its last layer
+    /// (weights and bias) zero.
+    pub fn new(descriptor: [usize; 2], target: [usize; 2], width: usize, zero_output: bool, device: &Device) -> Self {
+        let [mut channels, mut side] = descriptor;
+        let mut hidden = Vec::new();
+        loop {
+            let stride = if side > target[1] { 2 } else { 1 };
+            hidden.push((conv([channels, width], 3, stride, 1, 1, device), PReluConfig::new().init(device)));
+            channels = width;
+            side = side.div_ceil(stride);
+            if side <= target[1] {
+                break;
+            }
+        }
+        let mut out = conv([channels, target[0]], 1, 1, 1, 0, device);
+        if zero_output {
+            out.weight = Param::from_tensor(out.weight.val().zeros_like());
+            out.bias = out.bias.map(|b| Param::from_tensor(b.val().zeros_like()));
+        }
+        Self { hidden, out }
+    }
+
+    /// # Shapes
+    /// `[batch, C_d, S_d, S_d]` -> `[batch, C, S, S]`
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        for (conv, act) in &self.hidden {
+            x = act.forward(conv.forward(x));
+        }
+        self.out.forward(x)
+    }
+}
+
+/// The student network.
+#[derive(Module, Debug)]
+pub struct Student {
+    /// The teacher's network with its weights; units below `entry` stay frozen.
+    pub sface: SFace,
+    /// The generative encoder (frozen), when the descriptor is used.
+    pub encoder: Option<Encoder>,
+    /// Descriptor -> the feature map at `entry`.
+    pub adapter: Option<Adapter>,
+    /// The unit where training starts and the descriptor enters.
+    #[module(skip)]
+    pub entry: usize,
+    /// How the masked face enters.
+    #[module(skip)]
+    pub input: StudentInput,
+}
+
+impl Student {
+    /// The student of `config` around the teacher's network and, unless the input is
+    /// pixels only, the trained encoder whose descriptor has `descriptor` = `[C, S]`.
+    pub fn new(config: &StudentConfig, sface: SFace, encoder: Option<(Encoder, [usize; 2])>, device: &Device) -> Self {
+        let entry = config.train_from_unit;
+        let (encoder, adapter) = match (config.input, encoder) {
+            (StudentInput::Pixels, _) | (_, None) => (None, None),
+            (input, Some((encoder, descriptor))) => {
+                let target = sface.feature_shape(entry);
+                let zero = input == StudentInput::PixelsAndDescriptor;
+                (Some(encoder), Some(Adapter::new(descriptor, target, config.adapter_width, zero, device)))
+            }
+        };
+        Self { sface, encoder, adapter, entry, input: config.input }
+    }
+
+    /// What does not train: the teacher's units below `entry` on the pixels (skipped when
+    /// only the descriptor enters) and the encoder's descriptor.
+    ///
+    /// # Shapes
+    /// `[batch, 3, 112, 112]` in [-1, 1] -> (`[batch, C, S, S]` or none, descriptor or none)
+    pub fn frozen_part(&self, faces: Tensor<4>) -> (Option<Tensor<4>>, Option<Tensor<4>>) {
+        let descriptor = self.encoder.as_ref().map(|e| e.forward(faces.clone()));
+        let features = (self.input != StudentInput::Descriptor).then(|| self.sface.features(faces, 0, self.entry));
+        (features, descriptor)
+    }
+
+    /// What trains: adapter, the teacher's upper units and FC; L2-normalised embedding.
+    ///
+    /// # Shapes
+    /// the two outputs of [`Student::frozen_part`] -> `[batch, 128]`
+    pub fn trained_part(&self, features: Option<Tensor<4>>, descriptor: Option<Tensor<4>>) -> Tensor<2> {
+        let adapted = self.adapter.as_ref().zip(descriptor).map(|(a, d)| a.forward(d));
+        let x = match (features, adapted) {
+            (Some(f), Some(a)) => f + a,
+            (Some(f), None) => f,
+            (None, Some(a)) => a,
+            (None, None) => panic!("BUG: a student with neither pixels nor descriptor"),
+        };
+        let x = self.sface.features(x, self.entry, self.sface.depth());
+        l2_normalize(self.sface.head(x))
+    }
+
+    /// Length of the embedding (the teacher's: 128).
+    pub fn embedding_dim(&self) -> usize {
+        self.sface.fc.weight.dims()[1]
+    }
+
+    /// # Shapes
+    /// `[batch, 3, 112, 112]` in [-1, 1] RGB -> `[batch, 128]`, L2-normalised, in the
+    /// teacher's embedding space.
+    pub fn forward(&self, faces: Tensor<4>) -> Tensor<2> {
+        let (features, descriptor) = self.frozen_part(faces);
+        self.trained_part(features, descriptor)
+    }
+}

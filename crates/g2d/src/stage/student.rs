@@ -1,0 +1,177 @@
+//! Stage 2 with a teacher-initialised student (model/student.rs): the teacher (cached ONNX
+//! Runtime embeddings) sees each face clean, the student a masked view of it, and the student
+//! learns to put its embedding where the teacher's is (feature approximation, cosine) and to
+//! relate the batch's faces as the teacher does (pairwise similarity). It starts as the
+//! teacher, so training only has to take away what masks do.
+//!
+//! Units below `model.student.train_from_unit` and the inpainting encoder run on the base
+//! device without a graph; only the upper units, the FC and the adapter are differentiated.
+//!
+//! Validation: 10-fold accuracy on the validation pairs the caller gives (maskid: pairs of
+//! DevTrain people held out of training, probes masked).
+
+use std::path::Path;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+use maskid_core::VerificationPairs;
+
+use super::{
+    adam, load_inpainter, optimizer_bytes, restore_optimizer, step_seed, verification_accuracy, StageLoop, StepLoss,
+    TrainData, TrainOptions,
+};
+use crate::config::{G2dConfig, ReformerStageConfig, Stage};
+use crate::data::{FaceBatcher, IdentitySampler};
+use crate::loss::relation_loss;
+use crate::model::{Encoder, SFace, Student, StudentConfig, StudentInput};
+use crate::run::{load_module, module_bytes, RunState, StageDir};
+use crate::{Error, Result};
+
+pub(crate) struct StudentDistillation<'a> {
+    student: Student,
+    optimizer: ModuleOptimizer,
+    batcher: FaceBatcher<'a>,
+    sampler: IdentitySampler,
+    config: ReformerStageConfig,
+    base: Device,
+    device: Device,
+    validation: &'a VerificationPairs,
+}
+
+/// The student of `config` at step 0: the teacher's network from `teacher_onnx` and, when the
+/// descriptor is used, the encoder of `student.encoder_weights` or of the run's encoder stage.
+pub fn initial_student(
+    config: &G2dConfig,
+    student: &StudentConfig,
+    teacher_onnx: &Path,
+    run: &Path,
+    device: &Device,
+) -> Result<Student> {
+    let encoder = match student.input {
+        StudentInput::Pixels => None,
+        _ if !student.encoder_weights.is_empty() => {
+            let path = Path::new(&student.encoder_weights);
+            Some(crate::export::load_weights(config, path, device)?.encoder)
+        }
+        _ => Some(load_inpainter(config, run, Stage::Reformer.previous(), device)?.encoder),
+    };
+    student_network(config, student, teacher_onnx, encoder, device)
+}
+
+/// The student network of `config`'s shape around the teacher's weights and `encoder`.
+fn student_network(
+    config: &G2dConfig,
+    student: &StudentConfig,
+    teacher_onnx: &Path,
+    encoder: Option<Encoder>,
+    device: &Device,
+) -> Result<Student> {
+    let bytes =
+        std::fs::read(teacher_onnx).map_err(|source| Error::Io { path: teacher_onnx.display().to_string(), source })?;
+    let sface = SFace::from_onnx(&bytes, device)?;
+    if student.train_from_unit >= sface.depth() {
+        return Err(Error::Config(format!(
+            "model.student.train_from_unit = {}: the teacher has {} units (0..{})",
+            student.train_from_unit,
+            sface.depth(),
+            sface.depth() - 1
+        )));
+    }
+    device.seed(config.seed);
+    // The encoder halves 112 twice: the descriptor is [width, 28, 28].
+    let encoder = encoder.map(|e| (e, [config.model.encoder.width, 28]));
+    Ok(Student::new(student, sface, encoder, device))
+}
+
+/// The best student of `run`'s reformer stage, and its config.
+pub fn load_student(run: &Path, teacher_onnx: &Path, device: &Device) -> Result<(Student, G2dConfig)> {
+    let (dir, state) = StageDir::finished(run, Stage::Reformer)?;
+    let config = dir.config()?;
+    let student = config.model.student.clone().ok_or_else(|| {
+        Error::Checkpoint(format!(
+            "{}: the reformer stage trained no teacher-initialised student",
+            dir.path().display()
+        ))
+    })?;
+    let encoder = (student.input != StudentInput::Pixels).then(|| config.model.encoder.init(device).encoder);
+    let fresh = student_network(&config, &student, teacher_onnx, encoder, device)?;
+    Ok((dir.load_best(&state, fresh)?, config))
+}
+
+impl<'a> StudentDistillation<'a> {
+    pub(crate) fn new(
+        config: &G2dConfig,
+        student: &StudentConfig,
+        data: &TrainData<'a>,
+        options: &TrainOptions<'_>,
+    ) -> Result<Self> {
+        let teacher_onnx = data.teacher_onnx.ok_or_else(|| {
+            Error::Data("the teacher-initialised student needs the teacher's ONNX file (maskid models fetch)".into())
+        })?;
+        let base = options.device.clone();
+        let device = base.clone().autodiff();
+        let mut model = initial_student(config, student, teacher_onnx, options.run, &device)?;
+        if student.freeze_fc {
+            model.sface.fc = model.sface.fc.no_grad();
+        }
+        let stage = &config.reformer;
+        Ok(Self {
+            student: model,
+            optimizer: adam(&stage.schedule),
+            batcher: FaceBatcher::new(data.faces, stage.occlusion),
+            sampler: IdentitySampler::new(
+                data.faces,
+                stage.identities_per_batch,
+                stage.images_per_identity,
+                stage.schedule.seed,
+            )?,
+            config: stage.clone(),
+            base,
+            device,
+            validation: data.validation,
+        })
+    }
+}
+
+impl StageLoop for StudentDistillation<'_> {
+    const METRIC: &'static str = "mask_probe_accuracy";
+
+    fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        Ok(vec![("model", module_bytes(&self.student)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+    }
+
+    fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
+        let origin = dir.path().display().to_string();
+        self.student = load_module(self.student.clone(), dir.load_part(state, "model")?, &origin)?;
+        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize) -> Result<StepLoss> {
+        let seed = step_seed(self.config.schedule.seed, step);
+        let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
+        // The frozen part runs without a graph; its outputs enter the differentiated part.
+        let (features, descriptor) = self.student.valid().frozen_part(batch.masked);
+        let to_graph = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &self.device);
+        let student = self.student.trained_part(features.map(to_graph), descriptor.map(to_graph)); // [b, 128]
+        let teacher = Tensor::<2>::from_data(batch.teacher.into_data(), &self.device);
+        // The student lives in the teacher's space: the feature term compares it directly.
+        let (total, terms) = relation_loss(student.clone(), Some(student), teacher, &self.config.relation);
+        let grads = GradientsParams::from_grads(total.backward(), &self.student);
+        self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        Ok(StepLoss {
+            total: f64::from(total.into_scalar::<f32>()),
+            terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),
+        })
+    }
+
+    fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
+        let (accuracy, auc) = verification_accuracy(&self.student.valid(), self.validation, &self.base)?;
+        Ok((accuracy, serde_json::json!({ "auc": auc, "pairs": self.validation.genuine.len() })))
+    }
+
+    fn best(&self) -> Result<Bytes> {
+        module_bytes(&self.student.valid())
+    }
+}
