@@ -27,6 +27,19 @@ pub struct Pair {
     pub fold: usize,
 }
 
+/// Genuine pairs kept per person by `lfw-devtest-dense`.
+pub const DENSE_GENUINE_PER_PERSON: usize = 50;
+/// Impostor pairs of `lfw-devtest-dense`.
+pub const DENSE_IMPOSTOR_PAIRS: usize = 100_000;
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Labeled Faces in the Wild, deep-funneled.
 #[derive(Debug, Clone)]
 pub struct Lfw {
@@ -81,6 +94,45 @@ impl Lfw {
     pub fn devtest_pairs(&self) -> Result<Vec<Pair>> {
         let (file, text) = self.read_list("pairsDevTest.txt")?;
         parse_pairs(&file, &text, |index, _| index % 10)
+    }
+
+    /// `lfw-devtest-dense` (README): among the people of `peopleDevTest.txt`, every genuine
+    /// pair of two photos of one person (at most 50 per person, a seeded choice for people with
+    /// more), then 100,000 seeded impostor pairs of photos of two different people; fold =
+    /// pair index modulo 10. The same seed gives the same pairs.
+    pub fn devtest_dense_pairs(&self, seed: u64) -> Result<Vec<Pair>> {
+        let people = self.people("peopleDevTest.txt")?;
+        let mut state = seed ^ 0xd1b5_4a32_d192_ed03;
+        let mut next = move |below: usize| (splitmix64(&mut state) % below as u64) as usize;
+        let mut pairs = Vec::new();
+        for (name, count) in &people {
+            let mut own: Vec<(usize, usize)> =
+                (1..=*count).flat_map(|i| (i + 1..=*count).map(move |j| (i, j))).collect();
+            // A partial Fisher-Yates keeps a seeded 50 of a person's pairs.
+            let keep = own.len().min(DENSE_GENUINE_PER_PERSON);
+            for k in 0..keep {
+                let pick = k + next(own.len() - k);
+                own.swap(k, pick);
+            }
+            own.truncate(keep);
+            own.sort_unstable();
+            pairs.extend(own.into_iter().map(|(i, j)| (Self::image(name, i), Self::image(name, j), true)));
+        }
+        let photos: Vec<(usize, usize)> =
+            people.iter().enumerate().flat_map(|(p, (_, count))| (1..=*count).map(move |n| (p, n))).collect();
+        let mut impostors = 0;
+        while impostors < DENSE_IMPOSTOR_PAIRS && people.len() > 1 {
+            let (a, b) = (photos[next(photos.len())], photos[next(photos.len())]);
+            if a.0 != b.0 {
+                pairs.push((Self::image(&people[a.0].0, a.1), Self::image(&people[b.0].0, b.1), false));
+                impostors += 1;
+            }
+        }
+        Ok(pairs
+            .into_iter()
+            .enumerate()
+            .map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: index % 10 })
+            .collect())
     }
 
     /// People of a people list (`peopleDevTrain.txt`, `peopleDevTest.txt`, `people.txt`) with
@@ -217,6 +269,26 @@ mod tests {
         assert_eq!(pairs.iter().map(|p| p.fold).collect::<Vec<_>>(), vec![0, 0, 1, 1]);
         let devtest = parse_pairs("d.txt", "2\nA 1 2\nA 2 3\nB 1 C 1\nB 2 C 2\n", |i, _| i % 10).unwrap();
         assert_eq!(devtest.iter().map(|p| p.fold).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn dense_pairs_cap_genuine_pairs_per_person_and_repeat_by_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(IMAGES_DIR)).unwrap();
+        std::fs::write(dir.path().join("peopleDevTest.txt"), "3\nA 2\nB 12\nC 1\n").unwrap();
+        let lfw = Lfw::open(dir.path()).unwrap();
+        let pairs = lfw.devtest_dense_pairs(0).unwrap();
+        let genuine: Vec<&Pair> = pairs.iter().filter(|p| p.genuine).collect();
+        // A: its one pair; B: 50 of its 66; C: none.
+        assert_eq!(genuine.len(), 1 + DENSE_GENUINE_PER_PERSON);
+        assert_eq!(pairs.len() - genuine.len(), DENSE_IMPOSTOR_PAIRS);
+        let distinct: std::collections::BTreeSet<_> = genuine.iter().map(|p| (&p.a.path, &p.b.path)).collect();
+        assert_eq!(distinct.len(), genuine.len(), "no genuine pair twice");
+        assert!(genuine.iter().all(|p| p.a.identity == p.b.identity && p.a.path != p.b.path));
+        assert!(pairs.iter().filter(|p| !p.genuine).all(|p| p.a.identity != p.b.identity));
+        assert!(pairs.iter().enumerate().all(|(i, p)| p.fold == i % 10));
+        assert_eq!(pairs, lfw.devtest_dense_pairs(0).unwrap(), "the same seed gives the same pairs");
+        assert_ne!(pairs, lfw.devtest_dense_pairs(1).unwrap());
     }
 
     #[test]

@@ -12,28 +12,35 @@ pub enum Protocol {
     LfwView2,
     /// The 1,000 pairs of `pairsDevTest.txt`.
     LfwDevtest,
+    /// Dense pairs among the `peopleDevTest.txt` people: every genuine pair (at most 50 per
+    /// person) and 100,000 seeded impostor pairs, for TAR at FAR 1e-3 and 1e-4.
+    LfwDevtestDense,
     /// Closed- and open-set identification over `peopleDevTest.txt`.
     LfwDevtestIdent,
 }
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 3] = [Protocol::LfwView2, Protocol::LfwDevtest, Protocol::LfwDevtestIdent];
+    pub const ALL: [Protocol; 4] =
+        [Protocol::LfwView2, Protocol::LfwDevtest, Protocol::LfwDevtestDense, Protocol::LfwDevtestIdent];
 
     /// The protocol's name, as written on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::LfwView2 => "lfw-view2",
             Protocol::LfwDevtest => "lfw-devtest",
+            Protocol::LfwDevtestDense => "lfw-devtest-dense",
             Protocol::LfwDevtestIdent => "lfw-devtest-ident",
         }
     }
 
-    /// Its verification pairs (`None` for the identification protocol).
-    pub fn pairs(self, lfw: &Lfw) -> Result<Option<Vec<Pair>>> {
+    /// Its verification pairs (`None` for the identification protocol); `seed` picks the
+    /// dense protocol's pairs (the mask seed, so one seed names the whole run).
+    pub fn pairs(self, lfw: &Lfw, seed: u64) -> Result<Option<Vec<Pair>>> {
         match self {
             Protocol::LfwView2 => lfw.view2_pairs().map(Some),
             Protocol::LfwDevtest => lfw.devtest_pairs().map(Some),
+            Protocol::LfwDevtestDense => lfw.devtest_dense_pairs(seed).map(Some),
             Protocol::LfwDevtestIdent => Ok(None),
         }
     }
@@ -42,10 +49,9 @@ impl Protocol {
 impl std::str::FromStr for Protocol {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-ident)"))
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtest-ident)")
+        })
     }
 }
 

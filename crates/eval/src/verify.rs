@@ -33,7 +33,7 @@ pub struct VerificationMetrics {
     pub auc: f64,
     /// Equal error rate.
     pub eer: f64,
-    /// TAR at FAR 1e-2 and 1e-3.
+    /// TAR at FAR 1e-2, 1e-3 and 1e-4.
     pub tar_at_far: Vec<TarAtFar>,
     /// The threshold maximising accuracy over all pairs.
     pub threshold: f64,
@@ -133,7 +133,7 @@ pub fn verification_metrics(scores: &[f32], genuine: &[bool], folds: &[usize]) -
 
     let mut impostor_scores: Vec<f64> = items.iter().filter(|(_, g)| !g).map(|(s, _)| *s).collect();
     impostor_scores.sort_by(|a, b| b.total_cmp(a));
-    let tar_at_far = [1e-2, 1e-3]
+    let tar_at_far = [1e-2, 1e-3, 1e-4]
         .into_iter()
         .map(|far| {
             if (n_imp as f64) < 1.0 / far || n_gen == 0 {

@@ -59,7 +59,7 @@ pub fn evaluate(
     progress: ProgressFn<'_>,
 ) -> Result<(Report, PrepareSummary)> {
     let lfw = Lfw::open(&options.data)?;
-    let pairs = options.protocol.pairs(&lfw)?;
+    let pairs = options.protocol.pairs(&lfw, options.seed)?;
     let ident = match options.protocol {
         Protocol::LfwDevtestIdent => Some(IdentSet::lfw_devtest(&lfw)?),
         _ => None,

@@ -122,7 +122,7 @@ pub fn verification_pairs(
     progress: ProgressFn<'_>,
 ) -> Result<VerificationPairs> {
     let lfw = Lfw::open(&options.data)?;
-    let all = options.protocol.pairs(&lfw)?.ok_or_else(|| {
+    let all = options.protocol.pairs(&lfw, options.seed)?.ok_or_else(|| {
         Error::Unsupported(format!("{} is not a pair protocol: validation needs pairs", options.protocol.name()))
     })?;
     let every = all.len().div_ceil(max_pairs.unwrap_or(all.len()).max(1));

@@ -13,7 +13,7 @@ use crate::common::{embedder, mask_style, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// lfw-view2, lfw-devtest or lfw-devtest-ident.
+    /// lfw-view2, lfw-devtest, lfw-devtest-dense or lfw-devtest-ident.
     #[arg(long)]
     protocol: Protocol,
     /// clean, mask-probe or mask-both.

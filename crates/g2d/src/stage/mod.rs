@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
 use crate::model::{Backbone, EncoderConfig, FaceNetwork, Inpainter};
-use crate::run::{RunState, StageDir};
+use crate::run::{MetricsLog, RunState, StageDir};
 use crate::{Error, Result};
 
 /// What a training run works on.
@@ -121,6 +121,9 @@ pub(crate) struct StepLoss {
 pub(crate) trait StageLoop {
     /// Name of the validation value (higher is better).
     const METRIC: &'static str;
+    /// Validate once before the first step too (a stage that starts from a trained network
+    /// logs where it started, and keeps that network if training never beats it).
+    const VALIDATE_AT_START: bool = false;
     /// The checkpoint's parts (model, optimiser state, ...).
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>>;
     /// Restores the parts of a checkpoint.
@@ -223,6 +226,12 @@ fn drive<L: StageLoop>(
     let mut last_validation = state.best_validation;
     let validate_every = if schedule.validate_every == 0 { usize::MAX } else { schedule.validate_every };
     let mut new_best = None;
+    if L::VALIDATE_AT_START && state.step == 0 && validate_every != usize::MAX {
+        let value = log_validation(stage_loop, &mut metrics, 0)?;
+        last_validation = Some(value);
+        state.best_validation = Some(value);
+        new_best = Some(stage_loop.best()?);
+    }
     while state.step < end_step {
         let t = Instant::now();
         let loss = stage_loop.step(state.step)?;
@@ -246,13 +255,7 @@ fn drive<L: StageLoop>(
         metrics.log(&line)?;
         let done = state.step == schedule.steps;
         if state.step % validate_every == 0 || done {
-            let (value, extra) = stage_loop.validate()?;
-            let mut line = serde_json::json!({ "step": state.step, "kind": "validation" });
-            line[L::METRIC] = value.into();
-            if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
-                obj.extend(more);
-            }
-            metrics.log(&line)?;
+            let value = log_validation(stage_loop, &mut metrics, state.step)?;
             last_validation = Some(value);
             // NaN (nothing to validate on) counts as a first best, so the stage has a result.
             if state.best_validation.is_none_or(|best| value > best || best.is_nan()) {
@@ -298,6 +301,18 @@ fn drive<L: StageLoop>(
         peak_memory_mib: peak_memory_mib(),
         finished: state.finished,
     })
+}
+
+/// Validates and logs the value (and the loop's extra values) at `step`.
+fn log_validation<L: StageLoop>(stage_loop: &mut L, metrics: &mut MetricsLog, step: usize) -> Result<f64> {
+    let (value, extra) = stage_loop.validate()?;
+    let mut line = serde_json::json!({ "step": step, "kind": "validation" });
+    line[L::METRIC] = value.into();
+    if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    metrics.log(&line)?;
+    Ok(value)
 }
 
 /// Starts a new peak-memory measurement (Linux: `5` to /proc/self/clear_refs), so each
@@ -430,17 +445,19 @@ pub fn embed_faces(network: &impl FaceNetwork, faces: &[&AlignedFace], device: &
     Ok(out)
 }
 
-/// Mean 10-fold accuracy and AUC of a network on verification pairs.
+/// Validation on verification pairs: mean 10-fold accuracy, and for the log the AUC, the
+/// accuracy-maximising threshold over all pairs and the pair count.
 pub fn verification_accuracy(
     network: &impl FaceNetwork,
     pairs: &VerificationPairs,
     device: &Device,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, serde_json::Value)> {
     let refs = embed_faces(network, &pairs.references.iter().collect::<Vec<_>>(), device)?;
     let probes = embed_faces(network, &pairs.probes.iter().collect::<Vec<_>>(), device)?;
     let scores: Vec<f32> = refs.iter().zip(&probes).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect();
     let metrics = maskid_eval::verification_metrics(&scores, &pairs.genuine, &pairs.folds);
-    Ok((metrics.accuracy_mean, metrics.auc))
+    let extra = serde_json::json!({ "auc": metrics.auc, "threshold": metrics.threshold, "pairs": pairs.genuine.len() });
+    Ok((metrics.accuracy_mean, extra))
 }
 
 /// The inpainting network's reconstruction of each face, in batches of 32.

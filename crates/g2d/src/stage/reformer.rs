@@ -113,8 +113,7 @@ impl StageLoop for Distillation<'_> {
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
-        let (accuracy, auc) = verification_accuracy(&self.backbone(), self.validation, &self.base)?;
-        Ok((accuracy, serde_json::json!({ "auc": auc, "pairs": self.validation.genuine.len() })))
+        verification_accuracy(&self.backbone(), self.validation, &self.base)
     }
 
     fn best(&self) -> Result<Bytes> {

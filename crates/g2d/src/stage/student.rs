@@ -136,6 +136,7 @@ impl<'a> StudentDistillation<'a> {
 
 impl StageLoop for StudentDistillation<'_> {
     const METRIC: &'static str = "mask_probe_accuracy";
+    const VALIDATE_AT_START: bool = true;
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
         Ok(vec![("model", module_bytes(&self.student)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
@@ -167,8 +168,7 @@ impl StageLoop for StudentDistillation<'_> {
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
-        let (accuracy, auc) = verification_accuracy(&self.student.valid(), self.validation, &self.base)?;
-        Ok((accuracy, serde_json::json!({ "auc": auc, "pairs": self.validation.genuine.len() })))
+        verification_accuracy(&self.student.valid(), self.validation, &self.base)
     }
 
     fn best(&self) -> Result<Bytes> {
