@@ -255,18 +255,6 @@ pub struct VerificationPairs {
     pub folds: Vec<usize>,
 }
 
-impl VerificationPairs {
-    /// Keeps the first `n` pairs.
-    pub fn truncate(&mut self, n: usize) {
-        self.references.truncate(n);
-        self.probes.truncate(n);
-        self.clean_probes.truncate(n);
-        self.probe_holes.truncate(n);
-        self.genuine.truncate(n);
-        self.folds.truncate(n);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,15 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A seeded hash of a name (the same function as `maskid_mask::image_seed`).
+fn name_hash(name: &str, seed: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    splitmix64(&mut (h ^ seed.rotate_left(32)))
+}
+
 /// Labeled Faces in the Wild, deep-funneled.
 #[derive(Debug, Clone)]
 pub struct Lfw {
@@ -130,6 +139,36 @@ impl Lfw {
         }
         Ok(pairs
             .into_iter()
+            .enumerate()
+            .map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: index % 10 })
+            .collect())
+    }
+
+    /// The people of `peopleDevTrain.txt` held out of training for model selection (with
+    /// their photo counts, in list order): one eighth, chosen by a seeded hash of the name
+    /// (FNV-1a mixed with `seed` by SplitMix64, as mask seeds are). About 478 people.
+    pub fn devtrain_holdout_people(&self, seed: u64) -> Result<Vec<(String, usize)>> {
+        Ok(self.people("peopleDevTrain.txt")?.into_iter().filter(|(name, _)| name_hash(name, seed) % 8 == 0).collect())
+    }
+
+    /// `lfw-devtrain-holdout` (README), the validation pairs: among the held-out people,
+    /// genuine pairs of photos 1-2, 3-4 and 5-6 of a person, alternating with impostor pairs
+    /// of the first photos of two people (person i with person i + n/2); fold = pair index
+    /// modulo 10.
+    pub fn devtrain_holdout_pairs(&self, seed: u64) -> Result<Vec<Pair>> {
+        let people = self.devtrain_holdout_people(seed)?;
+        let genuine = people.iter().flat_map(|(name, count)| {
+            [1, 3, 5].into_iter().filter(|k| k < count).map(|k| (Self::image(name, k), Self::image(name, k + 1), true))
+        });
+        let step = (people.len() / 2).max(1);
+        let impostor = (0..people.len())
+            .map(|i| (&people[i].0, &people[(i + step) % people.len()].0))
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| (Self::image(a, 1), Self::image(b, 1), false));
+        // Alternating, so that the first n pairs are balanced too.
+        Ok(genuine
+            .zip(impostor.cycle())
+            .flat_map(|(g, i)| [g, i])
             .enumerate()
             .map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: index % 10 })
             .collect())

@@ -15,14 +15,22 @@ pub enum Protocol {
     /// Dense pairs among the `peopleDevTest.txt` people: every genuine pair (at most 50 per
     /// person) and 100,000 seeded impostor pairs, for TAR at FAR 1e-3 and 1e-4.
     LfwDevtestDense,
+    /// Validation pairs of DevTrain people held out of training (model and threshold
+    /// selection; never a test).
+    LfwDevtrainHoldout,
     /// Closed- and open-set identification over `peopleDevTest.txt`.
     LfwDevtestIdent,
 }
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 4] =
-        [Protocol::LfwView2, Protocol::LfwDevtest, Protocol::LfwDevtestDense, Protocol::LfwDevtestIdent];
+    pub const ALL: [Protocol; 5] = [
+        Protocol::LfwView2,
+        Protocol::LfwDevtest,
+        Protocol::LfwDevtestDense,
+        Protocol::LfwDevtrainHoldout,
+        Protocol::LfwDevtestIdent,
+    ];
 
     /// The protocol's name, as written on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -30,6 +38,7 @@ impl Protocol {
             Protocol::LfwView2 => "lfw-view2",
             Protocol::LfwDevtest => "lfw-devtest",
             Protocol::LfwDevtestDense => "lfw-devtest-dense",
+            Protocol::LfwDevtrainHoldout => "lfw-devtrain-holdout",
             Protocol::LfwDevtestIdent => "lfw-devtest-ident",
         }
     }
@@ -41,6 +50,7 @@ impl Protocol {
             Protocol::LfwView2 => lfw.view2_pairs().map(Some),
             Protocol::LfwDevtest => lfw.devtest_pairs().map(Some),
             Protocol::LfwDevtestDense => lfw.devtest_dense_pairs(seed).map(Some),
+            Protocol::LfwDevtrainHoldout => lfw.devtrain_holdout_pairs(seed).map(Some),
             Protocol::LfwDevtestIdent => Ok(None),
         }
     }
@@ -50,7 +60,7 @@ impl std::str::FromStr for Protocol {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtest-ident)")
+            format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtrain-holdout, lfw-devtest-ident)")
         })
     }
 }

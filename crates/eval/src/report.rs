@@ -28,6 +28,10 @@ pub struct Report {
     pub model: String,
     /// SHA-256 of the model file.
     pub model_sha256: String,
+    /// The model that embedded the unmasked references, when not `model` (a gallery enrolled
+    /// by another model of the same embedding space).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reference_model: Option<String>,
     /// Mask setting.
     pub mask: String,
     /// Mask style forced for every masked image, or `random` (drawn per image).

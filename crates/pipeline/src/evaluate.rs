@@ -36,8 +36,7 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    /// G2D's validation setting: lfw-devtest pairs, masked probes, protocol seed 0, random
-    /// style and coverage.
+    /// lfw-devtest pairs, masked probes, protocol seed 0, random style and coverage.
     pub fn devtest_mask_probe(data: PathBuf) -> Self {
         Self {
             protocol: Protocol::LfwDevtest,
@@ -48,16 +47,31 @@ impl EvalOptions {
             coverage: Coverage::Random,
         }
     }
+
+    /// G2D's validation setting: the held-out DevTrain pairs (`lfw-devtrain-holdout`), masked
+    /// probes, seed 0.
+    pub fn validation(data: PathBuf) -> Self {
+        Self { protocol: Protocol::LfwDevtrainHoldout, ..Self::devtest_mask_probe(data) }
+    }
 }
 
-/// Evaluates `embedder` on a protocol; also returns what `prepare` did.
+/// Evaluates `embedder` on a protocol; also returns what `prepare` did. With
+/// `reference_embedder` (mask-probe only), the unmasked references are embedded by that model
+/// and the masked probes by `embedder`: a gallery enrolled by one model, searched with
+/// another of the same embedding space.
 pub fn evaluate(
     home: &Path,
     models: &Models,
     embedder: &FaceEmbedder,
+    reference_embedder: Option<&FaceEmbedder>,
     options: &EvalOptions,
     progress: ProgressFn<'_>,
 ) -> Result<(Report, PrepareSummary)> {
+    if reference_embedder.is_some() && options.mask != MaskSetting::MaskProbe {
+        return Err(Error::Unsupported(
+            "a separate reference model needs the mask-probe setting (references clean, probes masked)".into(),
+        ));
+    }
     let lfw = Lfw::open(&options.data)?;
     let pairs = options.protocol.pairs(&lfw, options.seed)?;
     let ident = match options.protocol {
@@ -83,7 +97,8 @@ pub fn evaluate(
     photos.dedup();
     let (prepared, summary) = prepare(home, &options.data, &photos, models, progress)?;
     let versions: Vec<(PathBuf, bool)> = versions.into_iter().collect();
-    let embeddings = embed_versions(&prepared, &versions, options, embedder, progress)?;
+    let embeddings =
+        embed_versions(&prepared, &versions, options, reference_embedder.unwrap_or(embedder), embedder, progress)?;
     let get = |image: &ImageRef, masked: bool| &embeddings[&(image.path.clone(), masked)];
 
     let metrics = if let Some(pairs) = pairs {
@@ -111,6 +126,7 @@ pub fn evaluate(
         protocol: options.protocol.name().into(),
         model: embedder.model_id().into(),
         model_sha256: embedder.model_sha256().into(),
+        reference_model: reference_embedder.map(|e| e.model_id().to_owned()),
         mask: options.mask.name().into(),
         mask_style: options.style.map_or("random", MaskStyle::name).into(),
         seed: options.seed,
@@ -157,20 +173,24 @@ pub fn landmarks_in_crop(landmarks: &Landmarks5) -> Landmarks5 {
     }
 }
 
-/// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions.
-/// Unmasked crops come from, and go to, the model's embedding cache.
+/// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions: the
+/// unmasked ones with `clean_embedder` (through its embedding cache), the masked ones with
+/// `masked_embedder`.
 fn embed_versions(
     prepared: &PreparedSet,
     versions: &[(PathBuf, bool)],
     options: &EvalOptions,
-    embedder: &FaceEmbedder,
+    clean_embedder: &FaceEmbedder,
+    masked_embedder: &FaceEmbedder,
     progress: ProgressFn<'_>,
 ) -> Result<HashMap<(PathBuf, bool), Embedding>> {
     let clean: Vec<PathBuf> = versions.iter().filter(|(_, m)| !m).map(|(p, _)| p.clone()).collect();
     let masked: Vec<PathBuf> = versions.iter().filter(|(_, m)| *m).map(|(p, _)| p.clone()).collect();
-    let mut out: HashMap<(PathBuf, bool), Embedding> =
-        clean_embeddings(prepared, &clean, embedder, progress)?.into_iter().map(|(p, e)| ((p, false), e)).collect();
-    let embeddings = embed_chunks(&masked, |p| protocol_face(prepared, p, true, options), embedder, progress)?;
+    let mut out: HashMap<(PathBuf, bool), Embedding> = clean_embeddings(prepared, &clean, clean_embedder, progress)?
+        .into_iter()
+        .map(|(p, e)| ((p, false), e))
+        .collect();
+    let embeddings = embed_chunks(&masked, |p| protocol_face(prepared, p, true, options), masked_embedder, progress)?;
     out.extend(masked.into_iter().map(|p| (p, true)).zip(embeddings));
     Ok(out)
 }

@@ -113,7 +113,7 @@ fn labelled_faces(
 }
 
 /// The pairs of a verification protocol as it shows them (masks drawn from `options`), at
-/// most `max_pairs` of them (an even spread over the list, so every fold keeps pairs).
+/// most `max_pairs` of them (an even spread over each kind, so every fold keeps pairs).
 pub fn verification_pairs(
     home: &Path,
     models: &Models,
@@ -126,7 +126,11 @@ pub fn verification_pairs(
         Error::Unsupported(format!("{} is not a pair protocol: validation needs pairs", options.protocol.name()))
     })?;
     let every = all.len().div_ceil(max_pairs.unwrap_or(all.len()).max(1));
-    let pairs: Vec<_> = all.into_iter().step_by(every).collect();
+    // Every `every`-th pair of each kind, so that a subset keeps both kinds in any list order.
+    let pairs: Vec<_> = [true, false]
+        .into_iter()
+        .flat_map(|genuine| all.iter().filter(move |p| p.genuine == genuine).step_by(every).cloned())
+        .collect();
     let photos: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.path.clone(), p.b.path.clone()]).collect();
     let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
     let reference_masked = options.mask == MaskSetting::MaskBoth;
@@ -144,60 +148,6 @@ pub fn verification_pairs(
         out.probe_holes.push(hole);
         out.genuine.push(pair.genuine);
         out.folds.push(pair.fold);
-    }
-    Ok(out)
-}
-
-/// DevTrain people held out of training for model selection (protocols.md: choose on
-/// validation data carved from training people, never on the test pairs): every person of
-/// `peopleDevTrain.txt` whose name hashes, with `seed`, into one eighth. About 500 people.
-pub fn held_out_people(lfw_root: &Path, seed: u64) -> Result<BTreeSet<String>> {
-    let lfw = Lfw::open(lfw_root)?;
-    Ok(lfw
-        .people("peopleDevTrain.txt")?
-        .into_iter()
-        .map(|(name, _)| name)
-        .filter(|name| maskid_mask::image_seed(name, seed) % 8 == 0)
-        .collect())
-}
-
-/// Mask-probe verification pairs among the `held_out` people, built as lfw-devtest's are
-/// (protocols.md): genuine pairs of two photos of one person (at most 3 per person, photos
-/// 1-2, 3-4, 5-6), as many impostor pairs of first photos of two people, the second photo
-/// of each pair masked by (its path, `options.seed`), folds by index modulo 10.
-pub fn held_out_pairs(
-    home: &Path,
-    models: &Models,
-    people: &BTreeSet<String>,
-    options: &EvalOptions,
-    progress: ProgressFn<'_>,
-) -> Result<VerificationPairs> {
-    let lfw = Lfw::open(&options.data)?;
-    let listed: Vec<(String, usize)> =
-        lfw.people("peopleDevTrain.txt")?.into_iter().filter(|(name, _)| people.contains(name)).collect();
-    let genuine = listed.iter().flat_map(|(name, count)| {
-        [1, 3, 5].into_iter().filter(|k| k < count).map(|k| (Lfw::image(name, k), Lfw::image(name, k + 1), true))
-    });
-    let step = (listed.len() / 2).max(1);
-    let impostor =
-        (0..listed.len()).map(|i| (&listed[i].0, &listed[(i + step) % listed.len()].0)).filter(|(a, b)| a != b);
-    // Alternating, so that the first n pairs are balanced too.
-    let pairs: Vec<(ImageRef, ImageRef, bool)> = genuine
-        .zip(impostor.cycle())
-        .flat_map(|(g, (a, b))| [g, (Lfw::image(a, 1), Lfw::image(b, 1), false)])
-        .collect();
-    let photos: Vec<PathBuf> = pairs.iter().flat_map(|(a, b, _)| [a.path.clone(), b.path.clone()]).collect();
-    let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
-    let usable = |p: &Path| prepared.record(&p.to_string_lossy()).is_some_and(|r| r.error.is_none());
-    let mut out = VerificationPairs::default();
-    for (a, b, same) in pairs.into_iter().filter(|(a, b, _)| usable(&a.path) && usable(&b.path)) {
-        out.references.push(prepared.face(&a.path.to_string_lossy())?);
-        let (probe, hole) = masked_face(&prepared, &b.path, options)?;
-        out.probes.push(probe);
-        out.clean_probes.push(prepared.face(&b.path.to_string_lossy())?);
-        out.probe_holes.push(hole);
-        out.folds.push(out.genuine.len() % 10);
-        out.genuine.push(same);
     }
     Ok(out)
 }

@@ -33,11 +33,11 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let home = global.assets().home().to_path_buf();
     let models = global.models(Parallelism::Throughput)?;
     let progress = global.progress();
-    let options = EvalOptions::devtest_mask_probe(data.to_path_buf());
-    let held_out = maskid_pipeline::held_out_people(data, options.seed)?;
+    let options = EvalOptions::validation(data.to_path_buf());
+    let held_out = maskid_eval::Lfw::open(data)?.devtrain_holdout_people(options.seed)?;
+    let held_out = held_out.into_iter().map(|(name, _)| name).collect();
     let set = maskid_pipeline::training_set(&home, &models, data, None, &held_out, &progress)?;
-    let mut validation = maskid_pipeline::held_out_pairs(&home, &models, &held_out, &options, &progress)?;
-    validation.truncate(40);
+    let validation = maskid_pipeline::verification_pairs(&home, &models, &options, Some(40), &progress)?;
     drop(models);
     let run = tempfile::tempdir()?;
     let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;

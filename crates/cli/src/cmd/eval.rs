@@ -23,6 +23,11 @@ pub struct Args {
     /// scaled to [-1, 1].
     #[arg(long, default_value = "teacher")]
     model: String,
+    /// Embed the unmasked references with this model instead (mask-probe only): teacher,
+    /// g2d or FILE.onnx of the same embedding space, as a gallery enrolled by one model and
+    /// searched with another.
+    #[arg(long)]
+    reference_model: Option<String>,
     /// LFW root (holding images_deepfunneled/ and the list files).
     #[arg(long)]
     data: PathBuf,
@@ -70,12 +75,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         coverage: args.coverage,
     };
     let progress = global.progress();
-    let (report, _) = evaluate(global.assets().home(), &models, embedder, &options, &progress)?;
+    let mut reference_slot = None;
+    let reference = match &args.reference_model {
+        Some(model) => Some(crate::common::embedder(global, &models, model, &mut reference_slot)?),
+        None => None,
+    };
+    let (report, _) = evaluate(global.assets().home(), &models, embedder, reference, &options, &progress)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let style_part = if report.mask == "clean" { String::new() } else { format!("-{}", report.mask_style) };
     let bgr = if args.teacher_bgr { "-bgr" } else { "" };
-    let stem = format!("{}-{}{style_part}-{}{bgr}", report.protocol, report.mask, report.model);
+    let reference = report.reference_model.as_ref().map_or(String::new(), |m| format!("-ref-{m}"));
+    let stem = format!("{}-{}{style_part}-{}{reference}{bgr}", report.protocol, report.mask, report.model);
     let json_path = args.out.join(format!("{stem}.json"));
     maskid_assets::write_atomic(&json_path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     let mut roc_path = None;

@@ -2,6 +2,7 @@
 //! stages (inpaint, encoder, reformer, classifier), on the people of `peopleDevTrain.txt`,
 //! validated on the lfw-devtest pairs with masked probes.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub struct Args {
     /// Train on the first N people only (short runs).
     #[arg(long)]
     max_people: Option<usize>,
-    /// Validate on the first N validation pairs.
+    /// Validate on N of the validation pairs (spread over both kinds and all folds).
     #[arg(long)]
     validation_pairs: Option<usize>,
     /// Stop each stage after this many steps (checkpointed, resumable), e.g. to split a long run.
@@ -96,10 +97,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("maskid: training data {} -> run folder {}", data_root.display(), run.display());
     }
     // Model selection on DevTrain people held out of training, never on lfw-devtest.
-    let validation_options =
-        EvalOptions::devtest_mask_probe(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
-    let held_out = maskid_pipeline::held_out_people(&validation_options.data, validation_options.seed)
-        .context("choosing the held-out validation people (--validation-data must be LFW)")?;
+    let validation_options = EvalOptions::validation(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
+    let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&validation_options.data)
+        .and_then(|lfw| lfw.devtrain_holdout_people(validation_options.seed))
+        .context("choosing the held-out validation people (--validation-data must be LFW)")?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let mut set = maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &held_out, &progress)
         .with_context(|| format!("preparing training data from {}", data_root.display()))?;
     let labelled = set.faces.len();
@@ -108,11 +112,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("preparing distillation photos from {}", root.display()))?;
         set.faces.extend(unlabelled.faces);
     }
-    let mut validation = maskid_pipeline::held_out_pairs(&home, &models, &held_out, &validation_options, &progress)
-        .context("preparing the validation pairs")?;
-    if let Some(n) = args.validation_pairs {
-        validation.truncate(n);
-    }
+    let validation =
+        maskid_pipeline::verification_pairs(&home, &models, &validation_options, args.validation_pairs, &progress)
+            .context("preparing the validation pairs")?;
     drop(models);
     if !global.quiet {
         eprintln!(
