@@ -17,11 +17,12 @@ pub struct ShippedModel {
     bytes: &'static [u8],
 }
 
-/// The shipped G2D backbone: `faces [batch, 3, 112, 112]` RGB in [-1, 1] -> `embedding`.
+/// The shipped G2D model, the teacher-initialised student: `faces [batch, 3, 112, 112]` RGB
+/// in [-1, 1] -> `embedding [batch, 128]` in the teacher's space.
 pub static G2D_BACKBONE: ShippedModel = ShippedModel {
-    name: "g2d-small.onnx",
-    sha256: "8332f938b4bc8c2d7cf5f422cf1ee733d1a1ade692b0659661727c4dd58f0378",
-    bytes: include_bytes!("../../../models/g2d-small.onnx"),
+    name: "g2d-student.onnx",
+    sha256: "fd7b9a269be4912d204befdb83d5d7e4d433205ca3076b4070ba6778a4a83207",
+    bytes: include_bytes!("../../../models/g2d-student.onnx"),
 };
 
 /// The shipped G2D inpainter (encoder + decoder) for unmask previews: `faces` -> `restored`.
@@ -30,6 +31,13 @@ pub static G2D_INPAINTER: ShippedModel = ShippedModel {
     sha256: "dce396bea7cb4de7c4b6cb77dfc46adba989952980e8629da80f08fed9b2c178",
     bytes: include_bytes!("../../../models/g2d-small-unmask.onnx"),
 };
+
+/// The embedding space of a model file, by its SHA-256: the teacher and the shipped G2D
+/// student (trained to put its embeddings where the teacher's are) share SFace's. Probes of
+/// one model can be searched among faces enrolled by another model of the same space.
+pub fn embedding_space(model_sha256: &str) -> Option<&'static str> {
+    [crate::SFACE.sha256, G2D_BACKBONE.sha256].contains(&model_sha256).then_some("sface-2021dec")
+}
 
 impl ShippedModel {
     /// A verified copy of the model as a file under `home/models/` (ONNX Runtime loads

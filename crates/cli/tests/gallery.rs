@@ -56,6 +56,13 @@ fn enroll_identify_verify_and_remove_people() {
     assert_eq!(best(2), ("alice".into(), true), "alice is recognised behind a surgical mask: {}", results[2]);
     assert!(!best(3).1, "{}", results[3]);
     assert!((results[0]["threshold"].as_f64().unwrap() - 0.336).abs() < 1e-6);
+    // The shipped G2D student lives in the teacher's embedding space: its embedding of the
+    // masked probe is searched among the faces the teacher enrolled, without re-enrolment.
+    let out = maskid(&["identify", "--gallery", db_s, "--model", "g2d", masked.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let g2d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g2d[0]["candidates"][0]["name"], "alice", "{g2d}");
+    assert_eq!(g2d[0]["candidates"][0]["matched"], true, "{g2d}");
     args.extend(["--index", "sketch"]);
     let sketched: serde_json::Value = serde_json::from_slice(&maskid(&args).stdout).unwrap();
     assert_eq!(sketched, results, "the sketched index answers as the exact one on a small gallery");
@@ -114,13 +121,19 @@ fn a_gallery_moves_between_files_and_models() {
     assert_eq!(before, identify(db_s, "teacher"), "the copy scores as the original");
 
     // Re-embedding with the shipped G2D model from the kept crops: the gallery now belongs
-    // to g2d, and the teacher is refused.
+    // to g2d; the teacher (same embedding space) still searches it, a model of another space
+    // is refused.
     let out = maskid(&["gallery", "reembed", "--model", "g2d", "--gallery", copy_s]);
     assert!(out.status.success(), "{}", stderr(&out));
     let listed = stdout_json(&maskid(&["gallery", "list", "--gallery", copy_s, "--json"]));
-    assert_eq!(listed["model"]["id"], "g2d-small", "{listed}");
-    let refused = maskid(&["identify", "--gallery", copy_s, &photo("person_b_2.jpg")]);
+    assert_eq!(listed["model"]["id"], "g2d-student", "{listed}");
+    assert_eq!(identify(copy_s, "teacher")["name"], "bob");
+    let other = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-small-unmask.onnx");
+    let other = other.to_str().unwrap();
+    let refused =
+        maskid(&["identify", "--gallery", copy_s, "--model", other, "--threshold", "0.3", &photo("person_b_2.jpg")]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("embedding space"), "{}", stderr(&refused));
     assert!(identify(copy_s, "g2d")["similarity"].as_f64().is_some());
 
     // Without kept crops there is nothing to re-embed from.

@@ -148,7 +148,11 @@ impl Lfw {
     /// their photo counts, in list order): one eighth, chosen by a seeded hash of the name
     /// (FNV-1a mixed with `seed` by SplitMix64, as mask seeds are). About 478 people.
     pub fn devtrain_holdout_people(&self, seed: u64) -> Result<Vec<(String, usize)>> {
-        Ok(self.people("peopleDevTrain.txt")?.into_iter().filter(|(name, _)| name_hash(name, seed) % 8 == 0).collect())
+        Ok(self
+            .people("peopleDevTrain.txt")?
+            .into_iter()
+            .filter(|(name, _)| name_hash(name, seed).is_multiple_of(8))
+            .collect())
     }
 
     /// `lfw-devtrain-holdout` (README), the validation pairs: among the held-out people,

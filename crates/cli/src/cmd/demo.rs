@@ -229,7 +229,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         seconds: 0.0,
     };
     let teacher_source = "accuracy-maximising on lfw-devtest clean pairs";
-    let g2d_source = "accuracy-maximising on lfw-devtest masked-probe pairs";
+    let g2d_source = "accuracy-maximising on held-out validation pairs, masked probes";
     for (name, embedder, threshold, source) in [
         ("teacher (SFace)", &models.teacher, TEACHER_THRESHOLD, teacher_source),
         ("G2D (maskid, shipped)", &g2d, G2D_THRESHOLD, g2d_source),

@@ -57,9 +57,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let mut slot = None;
     let embedder = embedder(global, &models, &args.model, &mut slot)?;
     if let Some(model) = gallery.model()? {
+        // A probe of another model of the same embedding space (the G2D student on a teacher
+        // gallery) is comparable with the enrolled faces.
+        let space = maskid_assets::embedding_space(&model.sha256);
         anyhow::ensure!(
-            model.sha256 == embedder.model_sha256(),
-            "the gallery holds embeddings of {} ({}), not of --model {}; pass its model",
+            model.sha256 == embedder.model_sha256()
+                || space.is_some() && space == maskid_assets::embedding_space(embedder.model_sha256()),
+            "the gallery holds embeddings of {} ({}), not of --model {} nor of its embedding space; pass its model",
             model.id,
             model.sha256,
             args.model

@@ -151,30 +151,40 @@ fn dequantize(
     if !per_tensor && axis >= rank {
         return Err(format!("DequantizeLinear axis {axis} of a rank-{rank} tensor"));
     }
+    if !per_tensor && block > 0 && scale.dims.len() != rank {
+        return Err("a blocked DequantizeLinear whose scale has another rank".into());
+    }
+    // Per axis is blocks of 1 along the axis, with the scale's other dimensions 1.
+    let (block, scale_dims): (usize, Vec<usize>) = match block {
+        0 => (1, (0..rank).map(|d| if d == axis { x.dims[d] } else { 1 }).collect()),
+        b => (b, scale.dims.clone()),
+    };
+    let scales: usize = scale_dims.iter().product();
+    if !per_tensor && (scale.values.len() != scales || zero.is_some_and(|z| z.values.len() != scales)) {
+        return Err(format!("DequantizeLinear of {:?} with {} scales", x.dims, scale.values.len()));
+    }
     let strides: Vec<usize> = (0..rank).map(|d| x.dims[d + 1..].iter().product()).collect();
     let values = (0..x.values.len())
         .map(|i| {
-            let s = if per_tensor {
-                0
-            } else if block == 0 {
-                (i / strides[axis]) % x.dims[axis]
-            } else {
-                // Same index in the scale tensor, with the axis coordinate divided by the block.
-                let mut at = 0;
-                for d in 0..rank {
-                    let coordinate = (i / strides[d]) % x.dims[d];
-                    let coordinate = if d == axis { coordinate / block } else { coordinate };
-                    at = at * scale.dims[d] + coordinate;
+            // The same coordinates in the scale, the axis one divided by the block.
+            let mut s = 0;
+            if !per_tensor {
+                for (d, (&stride, &dim)) in strides.iter().zip(&x.dims).enumerate() {
+                    let c = (i / stride) % dim;
+                    let c = if d == axis {
+                        c / block
+                    } else if scale_dims[d] == 1 {
+                        0
+                    } else {
+                        c
+                    };
+                    s = s * scale_dims[d] + c;
                 }
-                at
-            };
+            }
             let z = zero.map_or(0.0, |z| z.values[s]);
             ((x.values[i] - z) as f32 * scale.values[s] as f32) as f64
         })
         .collect();
-    if !per_tensor && block > 0 && scale.dims.len() != rank {
-        return Err("a blocked DequantizeLinear whose scale has another rank".into());
-    }
     Ok(ConstTensor { dims: x.dims.clone(), values })
 }
 
