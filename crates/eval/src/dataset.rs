@@ -157,8 +157,8 @@ impl Lfw {
 
     /// `lfw-devtrain-holdout` (README), the validation pairs: among the held-out people,
     /// genuine pairs of photos 1-2, 3-4 and 5-6 of a person, alternating with impostor pairs
-    /// of the first photos of two people (person i with person i + n/2); fold = pair index
-    /// modulo 10.
+    /// of the first photos of two people (person i with person i + n/2); fold = (pair index /
+    /// 2) modulo 10, so that every fold holds both kinds.
     pub fn devtrain_holdout_pairs(&self, seed: u64) -> Result<Vec<Pair>> {
         let people = self.devtrain_holdout_people(seed)?;
         let genuine = people.iter().flat_map(|(name, count)| {
@@ -169,12 +169,13 @@ impl Lfw {
             .map(|i| (&people[i].0, &people[(i + step) % people.len()].0))
             .filter(|(a, b)| a != b)
             .map(|(a, b)| (Self::image(a, 1), Self::image(b, 1), false));
-        // Alternating, so that the first n pairs are balanced too.
+        // Genuine and impostor pairs alternate; each couple shares a fold, so every fold holds
+        // both kinds.
         Ok(genuine
             .zip(impostor.cycle())
             .flat_map(|(g, i)| [g, i])
             .enumerate()
-            .map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: index % 10 })
+            .map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: (index / 2) % 10 })
             .collect())
     }
 

@@ -113,7 +113,7 @@ fn labelled_faces(
 }
 
 /// The pairs of a verification protocol as it shows them (masks drawn from `options`), at
-/// most `max_pairs` of them (an even spread over each kind, so every fold keeps pairs).
+/// about `max_pairs` of them (the same share of every fold and kind).
 pub fn verification_pairs(
     home: &Path,
     models: &Models,
@@ -125,11 +125,19 @@ pub fn verification_pairs(
     let all = options.protocol.pairs(&lfw, options.seed)?.ok_or_else(|| {
         Error::Unsupported(format!("{} is not a pair protocol: validation needs pairs", options.protocol.name()))
     })?;
-    let every = all.len().div_ceil(max_pairs.unwrap_or(all.len()).max(1));
-    // Every `every`-th pair of each kind, so that a subset keeps both kinds in any list order.
-    let pairs: Vec<_> = [true, false]
-        .into_iter()
-        .flat_map(|genuine| all.iter().filter(move |p| p.genuine == genuine).step_by(every).cloned())
+    // The same share of every (fold, kind) group, so that a subset keeps every fold with both
+    // kinds whatever the list's order.
+    let share = max_pairs.map_or(1.0, |n| (n as f64 / all.len().max(1) as f64).min(1.0));
+    let mut groups = BTreeMap::<(usize, bool), Vec<_>>::new();
+    for pair in all {
+        groups.entry((pair.fold, pair.genuine)).or_default().push(pair);
+    }
+    let pairs: Vec<_> = groups
+        .into_values()
+        .flat_map(|group| {
+            let keep = (group.len() as f64 * share).ceil() as usize;
+            group.into_iter().take(keep)
+        })
         .collect();
     let photos: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.path.clone(), p.b.path.clone()]).collect();
     let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
