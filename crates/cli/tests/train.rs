@@ -366,3 +366,68 @@ fn inpainting_with_the_critic_trains_and_resumes() {
         assert!(line[term].as_f64().is_some_and(f64::is_finite), "{term} logged: {line}");
     }
 }
+
+/// The teacher-initialised student (configs/teacher-init.toml's network) on a short schedule:
+/// it validates at step 0 (the teacher), trains, and a run killed with -9 and resumed logs the
+/// very losses of an uninterrupted one.
+#[test]
+fn the_student_stage_trains_and_resumes_after_kill_9() {
+    let Some(lfw) = lfw("the_student_stage_trains_and_resumes_after_kill_9") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-small.safetensors");
+    let text = format!(
+        "name = \"ci-student\"\n[model.student]\nencoder_weights = {:?}\n[reformer]\nidentities_per_batch = 4\n\
+         images_per_identity = 2\n[reformer.schedule]\nsteps = 8\nbatch_size = 8\nlr = 0.0001\n\
+         checkpoint_every = 2\nvalidate_every = 8\n[reformer.occlusion]\nmask = 0.7\nstrokes = 0.1\n\
+         blocks = 0.0\nclean = 0.2\n",
+        weights.to_str().unwrap()
+    );
+    let config = write_config(tmp.path(), "student.toml", &text);
+    let data = lfw.to_str().unwrap();
+    let args = |run: &Path, extra: &[&'static str]| {
+        let mut args: Vec<String> =
+            ["train", "--data", data, "--config", &config, "--run", run.to_str().unwrap()].map(String::from).to_vec();
+        args.extend(["--max-people", "60", "--validation-pairs", "40", "--stage", "reformer"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let whole = tmp.path().join("whole");
+    let out = maskid(&strs(&args(&whole, &["--json"])));
+    let report = &stdout_json(&out)[0];
+    assert_eq!(report["finished"], true, "{report}");
+    let (train, validation) = metrics(&whole, "reformer");
+    assert_eq!(train.len(), 8);
+    assert_eq!(validation.first().map(|v| v["step"].as_u64()), Some(Some(0)), "the teacher is validated first");
+    assert!(is_png(&whole.join("reformer/loss.png")));
+
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(args(&killed, &["--quiet"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state_path = killed.join("reformer/state.json");
+    let start = Instant::now();
+    let step_of = || -> u64 {
+        std::fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |s| s["step"].as_u64().unwrap())
+    };
+    while step_of() < 2 && child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint within 5 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL (a no-op when the run already ended)
+    child.wait().unwrap();
+    let out = maskid(&strs(&args(&killed, &["--resume"])));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (resumed, _) = metrics(&killed, "reformer");
+    let last = |lines: &[(u64, f64)]| -> Vec<(u64, f64)> {
+        let mut by_step = std::collections::BTreeMap::new();
+        by_step.extend(lines.iter().copied()); // a step logged twice (before the kill) keeps its last line
+        by_step.into_iter().collect()
+    };
+    assert_eq!(last(&resumed), last(&train), "the resumed run repeats the uninterrupted one");
+}

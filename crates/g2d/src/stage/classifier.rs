@@ -11,12 +11,12 @@ use burn::prelude::*;
 use burn::tensor::Bytes;
 
 use super::{
-    adam, load_backbone, optimizer_bytes, restore_optimizer, step_seed, StageLoop, StepLoss, TrainData, TrainOptions,
+    adam, load_backbone, restore_trained, step_seed, trained_parts, StageLoop, StepLoss, TrainData, TrainOptions,
 };
 use crate::config::{G2dConfig, Schedule};
 use crate::data::{holdout_split, FaceBatcher, ShuffledSampler};
 use crate::model::{Backbone, Classifier as Head};
-use crate::run::{load_module, module_bytes, RunState, StageDir};
+use crate::run::{module_bytes, RunState, StageDir};
 use crate::{Error, Result};
 
 /// Seed of the held-out faces' masks (fixed, so every validation sees the same faces).
@@ -71,13 +71,11 @@ impl StageLoop for Classifier<'_> {
     const METRIC: &'static str = "holdout_top1";
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        Ok(vec![("model", module_bytes(&self.head)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+        trained_parts(&self.head, &self.optimizer)
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        let origin = dir.path().display().to_string();
-        self.head = load_module(self.head.clone(), dir.load_part(state, "model")?, &origin)?;
-        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        (self.head, self.optimizer) = restore_trained(self.head.clone(), self.optimizer.clone(), dir, state)?;
         Ok(())
     }
 

@@ -159,10 +159,7 @@ impl StageLoop for Reconstruction<'_> {
         }
         let grads = GradientsParams::from_grads(total.backward(), &self.model);
         self.model = self.optimizer.step(self.schedule.lr, self.model.clone(), grads);
-        Ok(StepLoss {
-            total: f64::from(total.into_scalar::<f32>()),
-            terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),
-        })
+        Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {

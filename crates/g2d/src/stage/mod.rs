@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
 use crate::model::{Backbone, EncoderConfig, FaceNetwork, Inpainter};
-use crate::run::{MetricsLog, RunState, StageDir};
+use crate::run::{load_module, module_bytes, MetricsLog, RunState, StageDir};
 use crate::{Error, Result};
 
 /// What a training run works on.
@@ -115,6 +115,32 @@ pub struct StageReport {
 pub(crate) struct StepLoss {
     pub total: f64,
     pub terms: Vec<(&'static str, f64)>,
+}
+
+impl StepLoss {
+    /// The values of a loss and its terms, read off their tensors.
+    pub(crate) fn read(total: Tensor<1>, terms: Vec<(&'static str, Tensor<1>)>) -> Self {
+        Self {
+            total: f64::from(total.into_scalar::<f32>()),
+            terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),
+        }
+    }
+}
+
+/// The checkpoint parts of a stage that trains one module with one optimiser.
+pub(crate) fn trained_parts<M: Module>(model: &M, optimizer: &ModuleOptimizer) -> Result<Vec<(&'static str, Bytes)>> {
+    Ok(vec![("model", module_bytes(model)?), ("optimizer", optimizer_bytes(optimizer)?)])
+}
+
+/// The module and optimiser of [`trained_parts`], restored from a checkpoint.
+pub(crate) fn restore_trained<M: Module>(
+    model: M,
+    optimizer: ModuleOptimizer,
+    dir: &StageDir,
+    state: &RunState,
+) -> Result<(M, ModuleOptimizer)> {
+    let model = load_module(model, dir.load_part(state, "model")?, &dir.path().display().to_string())?;
+    Ok((model, restore_optimizer(optimizer, dir, state, "optimizer")?))
 }
 
 /// What differs between stages; [`drive`] does the rest.

@@ -14,14 +14,14 @@ use burn::tensor::Bytes;
 use maskid_core::VerificationPairs;
 
 use super::{
-    adam, load_inpainter, new_backbone, optimizer_bytes, restore_optimizer, step_seed, verification_accuracy,
-    StageLoop, StepLoss, TrainData, TrainOptions,
+    adam, load_inpainter, new_backbone, restore_trained, step_seed, trained_parts, verification_accuracy, StageLoop,
+    StepLoss, TrainData, TrainOptions,
 };
 use crate::config::{G2dConfig, ReformerStageConfig, Stage};
 use crate::data::{FaceBatcher, IdentitySampler};
 use crate::loss::relation_loss;
 use crate::model::{Backbone, Encoder, Reformer};
-use crate::run::{load_module, module_bytes, RunState, StageDir};
+use crate::run::{module_bytes, RunState, StageDir};
 use crate::Result;
 
 /// What this stage trains: the reformer and, for the feature term, a projection from the
@@ -84,13 +84,11 @@ impl StageLoop for Distillation<'_> {
     const METRIC: &'static str = "mask_probe_accuracy";
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        Ok(vec![("model", module_bytes(&self.student)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+        trained_parts(&self.student, &self.optimizer)
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        let origin = dir.path().display().to_string();
-        self.student = load_module(self.student.clone(), dir.load_part(state, "model")?, &origin)?;
-        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        (self.student, self.optimizer) = restore_trained(self.student.clone(), self.optimizer.clone(), dir, state)?;
         Ok(())
     }
 
@@ -106,10 +104,7 @@ impl StageLoop for Distillation<'_> {
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
         self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
         self.student.reformer.sync_running_stats();
-        Ok(StepLoss {
-            total: f64::from(total.into_scalar::<f32>()),
-            terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),
-        })
+        Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {

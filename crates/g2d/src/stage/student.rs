@@ -18,14 +18,14 @@ use burn::tensor::Bytes;
 use maskid_core::VerificationPairs;
 
 use super::{
-    adam, load_inpainter, optimizer_bytes, restore_optimizer, step_seed, verification_accuracy, StageLoop, StepLoss,
+    adam, load_inpainter, restore_trained, step_seed, trained_parts, verification_accuracy, StageLoop, StepLoss,
     TrainData, TrainOptions,
 };
 use crate::config::{G2dConfig, ReformerStageConfig, Stage};
 use crate::data::{FaceBatcher, IdentitySampler};
 use crate::loss::relation_loss;
 use crate::model::{Encoder, SFace, Student, StudentConfig, StudentInput};
-use crate::run::{load_module, module_bytes, RunState, StageDir};
+use crate::run::{module_bytes, RunState, StageDir};
 use crate::{Error, Result};
 
 pub(crate) struct StudentDistillation<'a> {
@@ -139,13 +139,11 @@ impl StageLoop for StudentDistillation<'_> {
     const VALIDATE_AT_START: bool = true;
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        Ok(vec![("model", module_bytes(&self.student)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+        trained_parts(&self.student, &self.optimizer)
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        let origin = dir.path().display().to_string();
-        self.student = load_module(self.student.clone(), dir.load_part(state, "model")?, &origin)?;
-        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        (self.student, self.optimizer) = restore_trained(self.student.clone(), self.optimizer.clone(), dir, state)?;
         Ok(())
     }
 
@@ -161,10 +159,7 @@ impl StageLoop for StudentDistillation<'_> {
         let (total, terms) = relation_loss(student.clone(), Some(student), teacher, &self.config.relation);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
         self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
-        Ok(StepLoss {
-            total: f64::from(total.into_scalar::<f32>()),
-            terms: terms.into_iter().map(|(name, t)| (name, f64::from(t.into_scalar::<f32>()))).collect(),
-        })
+        Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
