@@ -68,6 +68,32 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Runs maskid with `args` and kills it with SIGKILL once the checkpoint at `state` (a
+/// stage's `state.json`) has reached step `at`; returns the step of the last checkpoint.
+fn kill_after_checkpoint<S: AsRef<std::ffi::OsStr>>(args: &[S], state: &Path, at: u64) -> u64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let step_of = || -> u64 {
+        std::fs::read(state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map_or(0, |s| s["step"].as_u64().unwrap())
+    };
+    while step_of() < at {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint within 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    step_of()
+}
+
 fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG"))
 }
@@ -203,28 +229,8 @@ fn training_resumes_after_kill_9_exactly_where_it_stopped() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let killed = tmp.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maskid"))
-        .args(train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint", "--quiet"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let state_path = killed.join("inpaint/state.json");
-    let start = Instant::now();
-    let step_of = || -> u64 {
-        std::fs::read(&state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map_or(0, |s| s["step"].as_u64().unwrap())
-    };
-    while step_of() < 6 {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint within 5 minutes");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let stopped_at = step_of();
+    let args = train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint", "--quiet"]);
+    let stopped_at = kill_after_checkpoint(&args, &killed.join("inpaint/state.json"), 6);
     assert!((6..24).contains(&stopped_at), "killed mid-stage at step {stopped_at}");
 
     let without_resume = maskid(&train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint"]));
@@ -401,26 +407,8 @@ fn the_student_stage_trains_and_resumes_after_kill_9() {
     assert!(is_png(&whole.join("reformer/loss.png")));
 
     let killed = tmp.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maskid"))
-        .args(args(&killed, &["--quiet"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let state_path = killed.join("reformer/state.json");
-    let start = Instant::now();
-    let step_of = || -> u64 {
-        std::fs::read(&state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map_or(0, |s| s["step"].as_u64().unwrap())
-    };
-    while step_of() < 2 && child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint within 5 minutes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL (a no-op when the run already ended)
-    child.wait().unwrap();
+    let stopped_at = kill_after_checkpoint(&args(&killed, &["--quiet"]), &killed.join("reformer/state.json"), 2);
+    assert!((2..8).contains(&stopped_at), "killed mid-stage at step {stopped_at}");
     let out = maskid(&strs(&args(&killed, &["--resume"])));
     assert!(out.status.success(), "{}", stderr(&out));
     let (resumed, _) = metrics(&killed, "reformer");

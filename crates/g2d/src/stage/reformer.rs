@@ -18,7 +18,7 @@ use super::{
     StepLoss, TrainData, TrainOptions,
 };
 use crate::config::{G2dConfig, ReformerStageConfig, Stage};
-use crate::data::{FaceBatcher, IdentitySampler};
+use crate::data::{FaceBatch, FaceBatcher, IdentitySampler};
 use crate::loss::relation_loss;
 use crate::model::{Backbone, Encoder, Reformer};
 use crate::run::{module_bytes, RunState, StageDir};
@@ -32,35 +32,23 @@ struct Student {
     projection: Option<Linear>,
 }
 
-pub(crate) struct Distillation<'a> {
-    encoder: Encoder,
-    student: Student,
-    optimizer: ModuleOptimizer,
+/// What the two distillation loops (this one and stage/student.rs) share: P x K batches of
+/// masked faces with the teacher's embeddings, the stage's settings, the devices (the base
+/// one for frozen parts, its autodiff twin for the trained one) and the validation pairs.
+pub(crate) struct DistillationData<'a> {
     batcher: FaceBatcher<'a>,
     sampler: IdentitySampler,
-    config: ReformerStageConfig,
-    base: Device,
-    device: Device,
-    validation: &'a VerificationPairs,
+    pub(crate) config: ReformerStageConfig,
+    pub(crate) base: Device,
+    pub(crate) device: Device,
+    pub(crate) validation: &'a VerificationPairs,
 }
 
-impl<'a> Distillation<'a> {
+impl<'a> DistillationData<'a> {
     pub(crate) fn new(config: &G2dConfig, data: &TrainData<'a>, options: &TrainOptions<'_>) -> Result<Self> {
-        let base = options.device.clone();
-        let device = base.clone().autodiff();
-        let encoder = load_inpainter(config, options.run, Stage::Reformer.previous(), &base)?.encoder;
         let stage = &config.reformer;
-        let teacher_dim = data.faces[0].teacher.values().len();
-        let fresh = new_backbone(config, &device);
-        let student = Student {
-            reformer: fresh.reformer,
-            projection: (stage.relation.feature > 0.0)
-                .then(|| LinearConfig::new(config.model.reformer.embedding_dim, teacher_dim).init(&device)),
-        };
+        let base = options.device.clone();
         Ok(Self {
-            encoder,
-            student,
-            optimizer: adam(&stage.schedule),
             batcher: FaceBatcher::new(data.faces, stage.occlusion),
             sampler: IdentitySampler::new(
                 data.faces,
@@ -69,10 +57,43 @@ impl<'a> Distillation<'a> {
                 stage.schedule.seed,
             )?,
             config: stage.clone(),
+            device: base.clone().autodiff(),
             base,
-            device,
             validation: data.validation,
         })
+    }
+
+    /// Batch `step` on the base device, its occluders drawn from the step's seed.
+    pub(crate) fn batch(&self, step: usize) -> Result<FaceBatch> {
+        let seed = step_seed(self.config.schedule.seed, step);
+        self.batcher.batch(&self.sampler.batch(step), seed, &self.base)
+    }
+
+    /// A tensor of the frozen part (or the batch), moved into the graph.
+    pub(crate) fn to_graph<const D: usize>(&self, tensor: Tensor<D>) -> Tensor<D> {
+        Tensor::from_data(tensor.into_data(), &self.device)
+    }
+}
+
+pub(crate) struct Distillation<'a> {
+    encoder: Encoder,
+    student: Student,
+    optimizer: ModuleOptimizer,
+    shared: DistillationData<'a>,
+}
+
+impl<'a> Distillation<'a> {
+    pub(crate) fn new(config: &G2dConfig, data: &TrainData<'a>, options: &TrainOptions<'_>) -> Result<Self> {
+        let shared = DistillationData::new(config, data, options)?;
+        let encoder = load_inpainter(config, options.run, Stage::Reformer.previous(), &shared.base)?.encoder;
+        let teacher_dim = data.faces[0].teacher.values().len();
+        let fresh = new_backbone(config, &shared.device);
+        let student = Student {
+            reformer: fresh.reformer,
+            projection: (config.reformer.relation.feature > 0.0)
+                .then(|| LinearConfig::new(config.model.reformer.embedding_dim, teacher_dim).init(&shared.device)),
+        };
+        Ok(Self { encoder, student, optimizer: adam(&config.reformer.schedule), shared })
     }
 
     fn backbone(&self) -> Backbone {
@@ -93,22 +114,21 @@ impl StageLoop for Distillation<'_> {
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
-        let seed = step_seed(self.config.schedule.seed, step);
-        let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
+        let batch = self.shared.batch(step)?;
         // The frozen encoder runs without a graph; only the reformer's part is differentiated.
-        let descriptor = Tensor::<4>::from_data(self.encoder.forward(batch.masked).into_data(), &self.device);
-        let teacher = Tensor::<2>::from_data(batch.teacher.into_data(), &self.device);
+        let descriptor = self.shared.to_graph(self.encoder.forward(batch.masked));
+        let teacher = self.shared.to_graph(batch.teacher);
         let student = self.student.reformer.forward(descriptor); // [b, D]
         let projected = self.student.projection.as_ref().map(|p| p.forward(student.clone()));
-        let (total, terms) = relation_loss(student, projected, teacher, &self.config.relation);
+        let (total, terms) = relation_loss(student, projected, teacher, &self.shared.config.relation);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        self.student = self.optimizer.step(self.shared.config.schedule.lr, self.student.clone(), grads);
         self.student.reformer.sync_running_stats();
         Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
-        verification_accuracy(&self.backbone(), self.validation, &self.base)
+        verification_accuracy(&self.backbone(), self.shared.validation, &self.shared.base)
     }
 
     fn best(&self) -> Result<Bytes> {

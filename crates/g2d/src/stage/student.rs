@@ -15,14 +15,13 @@ use std::path::Path;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
-use maskid_core::VerificationPairs;
 
+use super::reformer::DistillationData;
 use super::{
-    adam, load_inpainter, restore_trained, step_seed, trained_parts, verification_accuracy, StageLoop, StepLoss,
-    TrainData, TrainOptions,
+    adam, load_inpainter, restore_trained, trained_parts, verification_accuracy, StageLoop, StepLoss, TrainData,
+    TrainOptions,
 };
-use crate::config::{G2dConfig, ReformerStageConfig, Stage};
-use crate::data::{FaceBatcher, IdentitySampler};
+use crate::config::{G2dConfig, Stage};
 use crate::loss::relation_loss;
 use crate::model::{Encoder, SFace, Student, StudentConfig, StudentInput};
 use crate::run::{module_bytes, RunState, StageDir};
@@ -31,12 +30,7 @@ use crate::{Error, Result};
 pub(crate) struct StudentDistillation<'a> {
     student: Student,
     optimizer: ModuleOptimizer,
-    batcher: FaceBatcher<'a>,
-    sampler: IdentitySampler,
-    config: ReformerStageConfig,
-    base: Device,
-    device: Device,
-    validation: &'a VerificationPairs,
+    shared: DistillationData<'a>,
 }
 
 /// The student of `config` at step 0: the teacher's network from `teacher_onnx` and, when the
@@ -109,28 +103,12 @@ impl<'a> StudentDistillation<'a> {
         let teacher_onnx = data.teacher_onnx.ok_or_else(|| {
             Error::Data("the teacher-initialised student needs the teacher's ONNX file (maskid models fetch)".into())
         })?;
-        let base = options.device.clone();
-        let device = base.clone().autodiff();
-        let mut model = initial_student(config, student, teacher_onnx, options.run, &device)?;
+        let shared = DistillationData::new(config, data, options)?;
+        let mut model = initial_student(config, student, teacher_onnx, options.run, &shared.device)?;
         if student.freeze_fc {
             model.sface.fc = model.sface.fc.no_grad();
         }
-        let stage = &config.reformer;
-        Ok(Self {
-            student: model,
-            optimizer: adam(&stage.schedule),
-            batcher: FaceBatcher::new(data.faces, stage.occlusion),
-            sampler: IdentitySampler::new(
-                data.faces,
-                stage.identities_per_batch,
-                stage.images_per_identity,
-                stage.schedule.seed,
-            )?,
-            config: stage.clone(),
-            base,
-            device,
-            validation: data.validation,
-        })
+        Ok(Self { student: model, optimizer: adam(&config.reformer.schedule), shared })
     }
 }
 
@@ -148,22 +126,21 @@ impl StageLoop for StudentDistillation<'_> {
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
-        let seed = step_seed(self.config.schedule.seed, step);
-        let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
+        let batch = self.shared.batch(step)?;
         // The frozen part runs without a graph; its outputs enter the differentiated part.
         let (features, descriptor) = self.student.valid().frozen_part(batch.masked);
-        let to_graph = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &self.device);
+        let to_graph = |t| self.shared.to_graph(t);
         let student = self.student.trained_part(features.map(to_graph), descriptor.map(to_graph)); // [b, 128]
-        let teacher = Tensor::<2>::from_data(batch.teacher.into_data(), &self.device);
+        let teacher = self.shared.to_graph(batch.teacher);
         // The student lives in the teacher's space: the feature term compares it directly.
-        let (total, terms) = relation_loss(student.clone(), Some(student), teacher, &self.config.relation);
+        let (total, terms) = relation_loss(student.clone(), Some(student), teacher, &self.shared.config.relation);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        self.student = self.optimizer.step(self.shared.config.schedule.lr, self.student.clone(), grads);
         Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
-        verification_accuracy(&self.student.valid(), self.validation, &self.base)
+        verification_accuracy(&self.student.valid(), self.shared.validation, &self.shared.base)
     }
 
     fn best(&self) -> Result<Bytes> {
