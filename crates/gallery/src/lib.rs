@@ -3,11 +3,13 @@
 //! identification with one best face per person ([`SubjectIndex`]).
 
 mod index;
+mod names;
 mod search;
 mod sketch;
 mod store;
 
 pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
+pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
 pub use search::{Candidate, SubjectIndex};
 pub use store::{ApiKey, ExportedFace, FaceInfo, Gallery, ModelRef, NewFace, Subject};
 
@@ -29,17 +31,27 @@ pub enum Error {
     /// A bad argument.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// Another connection holds the write lock longer than the busy timeout: retry.
+    #[error("gallery busy: {0}")]
+    Busy(String),
 }
 
 impl Error {
     fn db(path: &std::path::Path, e: rusqlite::Error) -> Self {
-        Error::Database(format!("{}: {e}", path.display()))
+        match Error::from(e) {
+            Error::Database(m) => Error::Database(format!("{}: {m}", path.display())),
+            other => other,
+        }
     }
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Database(e.to_string())
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => Error::Busy(e.to_string()),
+            _ => Error::Database(e.to_string()),
+        }
     }
 }
 
@@ -91,6 +103,44 @@ mod tests {
         assert!(g.embeddings().unwrap().is_empty(), "faces go with their subject");
         assert!(matches!(g.subject("ann"), Err(Error::NotFound(_))));
         assert!(matches!(g.remove_subject("ann"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn names_are_stored_normalised_and_found_in_either_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let g = Gallery::open(&path).unwrap();
+        // Decomposed "José" with a trailing space: stored composed and trimmed.
+        let (jose, created) = g.subject_or_create("Jose\u{301} ", &serde_json::json!({})).unwrap();
+        assert!(created);
+        assert_eq!(jose.name, "José");
+        let (again, created) = g.subject_or_create("José", &serde_json::json!({})).unwrap();
+        assert_eq!((again.id, created), (jose.id, false));
+        assert!(matches!(g.add_subject("Jose\u{301}", &serde_json::json!({})), Err(Error::Duplicate(_))));
+        assert!(matches!(g.add_subject("bob\u{1b}[2J", &serde_json::json!({})), Err(Error::Invalid(_))));
+        assert!(matches!(g.subject_or_create("a\u{202E}b", &serde_json::json!({})), Err(Error::Invalid(_))));
+        // A name stored raw by an older maskid is still found, printed escaped, and removable.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("INSERT INTO subjects (name) VALUES ('old\u{1b}[31m ')", []).unwrap();
+        let old = g.subject("old\u{1b}[31m ").unwrap();
+        assert_eq!(escaped_name(&old.name), "old\\u{1b}[31m ");
+        g.remove_subject("old\u{1b}[31m ").unwrap();
+        assert_eq!(g.subjects().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_write_lock_held_elsewhere_is_a_busy_error_not_a_database_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let g = Gallery::open(&path).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO subjects (name) VALUES ('held');").unwrap();
+        g.set_busy_timeout(std::time::Duration::from_millis(50)).unwrap();
+        assert!(matches!(g.add_subject("ann", &serde_json::json!({})), Err(Error::Busy(_))));
+        // Readers are not blocked by the writer (WAL).
+        assert!(g.subjects().unwrap().is_empty());
+        other.execute_batch("COMMIT").unwrap();
+        g.add_subject("ann", &serde_json::json!({})).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ use maskid_core::Embedding;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
+use crate::names::{escaped_name, subject_name};
 use crate::{Error, Result};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -151,6 +152,20 @@ impl Gallery {
         Ok(gallery)
     }
 
+    /// A second connection to the same file (readers in WAL mode never wait for a writer).
+    pub fn reopen(&self) -> Result<Self> {
+        match self.db.path().filter(|p| !p.is_empty()) {
+            Some(path) => Self::open(Path::new(path)),
+            None => Err(Error::Invalid("an in-memory gallery cannot be reopened".into())),
+        }
+    }
+
+    /// How long a write waits for another connection's write lock before `Error::Busy`
+    /// (5 s from `open`).
+    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<()> {
+        Ok(self.db.busy_timeout(timeout)?)
+    }
+
     fn migrate(&mut self) -> Result<()> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
@@ -168,11 +183,10 @@ impl Gallery {
         Ok(())
     }
 
-    /// Adds a subject; a taken name is `Error::Duplicate`.
+    /// Adds a subject under its stored name ([`subject_name`]: NFC, trimmed, nothing hidden);
+    /// a taken name is `Error::Duplicate`.
     pub fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<i64> {
-        if name.trim().is_empty() {
-            return Err(Error::Invalid("a subject needs a non-empty name".into()));
-        }
+        let name = subject_name(name)?;
         match self
             .db
             .execute("INSERT INTO subjects (name, metadata) VALUES (?1, ?2)", params![name, metadata.to_string()])
@@ -183,11 +197,27 @@ impl Gallery {
         }
     }
 
-    /// The subject of that name.
+    /// The subject of that name, created (with `metadata`) when there is none; `true` when
+    /// it was created.
+    pub fn subject_or_create(&self, name: &str, metadata: &serde_json::Value) -> Result<(Subject, bool)> {
+        let created = match self.subject(name) {
+            Ok(subject) => return Ok((subject, false)),
+            Err(Error::NotFound(_)) => {
+                self.add_subject(name, metadata)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((self.subject(name)?, created))
+    }
+
+    /// The subject of that name: its stored form, or exactly as given (for names stored
+    /// before names were checked).
     pub fn subject(&self, name: &str) -> Result<Subject> {
-        self.subjects_where("s.name = ?1", params![name])?
+        let stored = subject_name(name).unwrap_or_default();
+        self.subjects_where("s.name IN (?1, ?2)", params![stored, name])?
             .pop()
-            .ok_or_else(|| Error::NotFound(format!("no subject '{name}'")))
+            .ok_or_else(|| Error::NotFound(format!("no subject '{}'", escaped_name(name))))
     }
 
     /// Every subject, by name.
@@ -216,10 +246,9 @@ impl Gallery {
 
     /// Removes a subject and its faces.
     pub fn remove_subject(&self, name: &str) -> Result<()> {
-        match self.db.execute("DELETE FROM subjects WHERE name = ?1", params![name])? {
-            0 => Err(Error::NotFound(format!("no subject '{name}'"))),
-            _ => Ok(()),
-        }
+        let id = self.subject(name)?.id;
+        self.db.execute("DELETE FROM subjects WHERE id = ?1", params![id])?;
+        Ok(())
     }
 
     /// The model of the gallery's embeddings (`None` while it has no face).
