@@ -3,6 +3,7 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use crate::{Error, Result};
@@ -18,14 +19,45 @@ pub fn load_image(path: &std::path::Path, max_pixels: u64) -> Result<RgbImage> {
     decode_image(&bytes, max_pixels).map_err(|e| e.with_path(&shown))
 }
 
-/// Decodes photo bytes to RGB; see [`load_image`].
+/// Decodes photo bytes to RGB; see [`load_image`]. Memory at the peak is what
+/// [`decode_memory`] says, at most 8 bytes per allowed pixel.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
+    let (decoder, plan) = open_decoder(bytes, max_pixels)?;
+    let bad = |e: String| Error::BadImage { path: "<memory>".into(), reason: e };
+    let mut image = match plan.png {
+        // PNG straight to 8-bit RGB, row by row: a 16-bit RGBA PNG would otherwise take
+        // 8 bytes per pixel before the 3 of the result.
+        true => DynamicImage::ImageRgb8(decode_png(bytes, plan.width, plan.height)?),
+        false => DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?,
+    };
+    image.apply_orientation(plan.orientation);
+    Ok(image.into_rgb8())
+}
+
+/// Bytes [`decode_image`] holds at its peak for this photo, from its header alone (nothing
+/// decoded); the same checks and errors as `decode_image` for what the header shows.
+pub fn decode_memory(bytes: &[u8], max_pixels: u64) -> Result<u64> {
+    Ok(open_decoder(bytes, max_pixels)?.1.peak_bytes)
+}
+
+/// What the header says and how the photo will be decoded.
+struct DecodePlan {
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+    /// Decoded by [`decode_png`] rather than the `image` crate.
+    png: bool,
+    peak_bytes: u64,
+}
+
+fn open_decoder(bytes: &[u8], max_pixels: u64) -> Result<(impl ImageDecoder + '_, DecodePlan)> {
     let bad = |reason: String| Error::BadImage { path: "<memory>".into(), reason };
     if bytes.is_empty() {
         return Err(bad("empty file".into()));
     }
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()))?;
-    match reader.format() {
+    let format = reader.format();
+    match format {
         None => return Err(bad("unknown format".into())),
         // The JPEG decoder fills a cut-off file with grey instead of failing.
         Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
@@ -49,9 +81,69 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         return Err(bad("zero-sized image".into()));
     }
     let orientation = decoder.orientation().map_err(|e| bad(e.to_string()))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
-    image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
+    let png = format == Some(image::ImageFormat::Png);
+    let rgb = pixels * 3;
+    let native = pixels * decoder.color_type().bytes_per_pixel() as u64;
+    let mut peak_bytes = match png {
+        // Interlaced PNGs are decoded whole (at most 4 bytes per pixel) before conversion.
+        true => rgb + if png_is_interlaced(bytes) { pixels * 4 } else { u64::from(width) * 8 },
+        // `into_rgb8` moves an RGB8 image and copies any other.
+        false => native + if decoder.color_type() == image::ColorType::Rgb8 { 0 } else { rgb },
+    };
+    if orientation != Orientation::NoTransforms {
+        peak_bytes += rgb; // rotations allocate a second image
+    }
+    let limit = max_pixels.saturating_mul(8);
+    if peak_bytes > limit {
+        return Err(bad(format!(
+            "{width}x{height} {:?} needs {} MB to decode, over the limit of {} MB",
+            decoder.color_type(),
+            peak_bytes.div_ceil(1 << 20),
+            limit >> 20
+        )));
+    }
+    Ok((decoder, DecodePlan { width, height, orientation, png, peak_bytes }))
+}
+
+/// A PNG decoded to 8-bit RGB (16-bit samples stripped, palettes expanded, alpha dropped).
+fn decode_png(bytes: &[u8], width: u32, height: u32) -> Result<RgbImage> {
+    let bad = |e: png::DecodingError| Error::BadImage { path: "<memory>".into(), reason: e.to_string() };
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    // Sizes are bounded by the pixel cap checked before; png's own 64 MiB default is lower.
+    decoder.set_limits(png::Limits { bytes: usize::MAX });
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(bad)?;
+    let channels = reader.output_color_type().0.samples();
+    let row_rgb = width as usize * 3;
+    let mut rgb = vec![0u8; row_rgb * height as usize];
+    if reader.info().interlaced {
+        let mut frame = vec![0u8; reader.output_buffer_size().ok_or(png::DecodingError::LimitsExceeded).map_err(bad)?];
+        let info = reader.next_frame(&mut frame).map_err(bad)?;
+        for (dst, src) in rgb.chunks_exact_mut(row_rgb).zip(frame.chunks_exact(info.line_size)) {
+            samples_to_rgb(src, channels, dst);
+        }
+    } else {
+        for dst in rgb.chunks_exact_mut(row_rgb) {
+            let row = reader.next_row().map_err(bad)?.ok_or(png::DecodingError::LimitsExceeded).map_err(bad)?;
+            samples_to_rgb(row.data(), channels, dst);
+        }
+    }
+    Ok(RgbImage::from_raw(width, height, rgb).expect("the buffer has width x height x 3 bytes"))
+}
+
+/// One row of 8-bit grey, grey+alpha, RGB or RGBA samples as RGB.
+fn samples_to_rgb(src: &[u8], channels: usize, dst: &mut [u8]) {
+    for (px, out) in src.chunks_exact(channels).zip(dst.chunks_exact_mut(3)) {
+        match channels {
+            1 | 2 => out.fill(px[0]),
+            _ => out.copy_from_slice(&px[..3]),
+        }
+    }
+}
+
+/// The interlace byte of a PNG's IHDR chunk (signature 8 + length 4 + type 4 + 12 bytes in).
+fn png_is_interlaced(bytes: &[u8]) -> bool {
+    bytes.get(28).is_some_and(|&b| b != 0)
 }
 
 /// True when a JPEG has an end-of-image marker after its first scan. Header segments are
@@ -109,6 +201,26 @@ mod tests {
         assert_eq!(rgb.get_pixel(0, 0).0, [7, 7, 7]);
         let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(2, 2, image::Rgba([1, 2, 3, 0])));
         assert_eq!(decode_image(&png_bytes(&rgba), DEFAULT_MAX_PIXELS).unwrap().get_pixel(1, 1).0, [1, 2, 3]);
+    }
+
+    #[test]
+    fn sixteen_bit_pngs_decode_to_rgb_at_three_bytes_per_pixel() {
+        let rgba16 =
+            image::ImageBuffer::from_fn(100, 50, |x, y| image::Rgba([x as u16 * 600, y as u16 * 1200, 65535, 0]));
+        let bytes = png_bytes(&DynamicImage::ImageRgba16(rgba16.clone()));
+        // Peak: the RGB result and one row, not the 8 bytes per pixel of RGBA16.
+        assert_eq!(decode_memory(&bytes, DEFAULT_MAX_PIXELS).unwrap(), 100 * 50 * 3 + 100 * 8);
+        let rgb = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+        let reference = DynamicImage::ImageRgba16(rgba16).into_rgb8();
+        for (a, b) in rgb.pixels().zip(reference.pixels()) {
+            for (x, y) in a.0.iter().zip(b.0) {
+                assert!(x.abs_diff(y) <= 1, "{a:?} vs {b:?}");
+            }
+        }
+        // An 8-bit RGB PNG: the result and one row; a BMP: its own RGB8 buffer, moved.
+        let rgb8_png = png_bytes(&DynamicImage::ImageRgb8(RgbImage::new(10, 10)));
+        assert_eq!(decode_memory(&rgb8_png, DEFAULT_MAX_PIXELS).unwrap(), 300 + 80);
+        assert_eq!(decode_memory(&huge_bmp_header(1000, 1000), DEFAULT_MAX_PIXELS).unwrap(), 3_000_000);
     }
 
     #[test]
