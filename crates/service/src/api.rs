@@ -115,7 +115,7 @@ pub fn router(state: Shared) -> Router {
         router = router.route(e.path, handler(e));
     }
     router
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /openapi.json)")
         })
@@ -131,7 +131,7 @@ fn handler(e: &Endpoint) -> MethodRouter<Shared> {
         ("get", "/healthz") => get(|| async { Json(json!({ "status": "ok" })) }),
         ("get", "/readyz") => get(readyz),
         ("get", "/metrics") => get(metrics),
-        ("get", "/openapi.json") => get(openapi_handler),
+        ("get", "/openapi.json") => get(|| async { Json(openapi()) }),
         ("get", "/v1/subjects") => get(list_subjects),
         ("post", "/v1/subjects") => post(create_subject),
         ("get", "/v1/subjects/{name}") => get(get_subject),
@@ -145,41 +145,106 @@ fn handler(e: &Endpoint) -> MethodRouter<Shared> {
     }
 }
 
-/// Counts and times every request, refuses past the in-flight limit, enforces the timeout.
-async fn track(State(state): State<Shared>, matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+/// A request in flight: counted while it lives and recorded in the metrics when it goes,
+/// whether answered or dropped because its client hung up (recorded as status 499).
+struct InFlight {
+    state: Shared,
+    method: String,
+    route: String,
+    start: Instant,
+    counted: bool,
+    status: Option<u16>,
+}
+
+impl InFlight {
+    /// Enters a request; `counted`: it counts against `max_in_flight`. Returns the guard and
+    /// whether the limit is exceeded.
+    fn enter(state: &Shared, method: &str, route: &str, counted: bool) -> (Self, bool) {
+        let before = if counted { state.in_flight.fetch_add(1, Ordering::SeqCst) } else { 0 };
+        let guard = Self {
+            state: state.clone(),
+            method: method.to_string(),
+            route: route.to_string(),
+            start: Instant::now(),
+            counted,
+            status: None,
+        };
+        (guard, counted && before >= state.limits.max_in_flight)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.counted {
+            self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        let status = self.status.unwrap_or(499);
+        self.state.metrics.record(&self.method, &self.route, status, self.start.elapsed());
+    }
+}
+
+/// Every matched request passes here: counted, refused past the in-flight limit (health
+/// probes excepted), its key checked from the headers and its announced length from
+/// `Content-Length` before any body is read, then run under the request timeout.
+async fn gate(State(state): State<Shared>, matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = request.method().to_string();
-    let start = Instant::now();
-    let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst);
-    let response = if in_flight >= state.limits.max_in_flight {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests in flight; retry").into_response()
+    let endpoint =
+        ENDPOINTS.iter().find(|e| e.path == route && request.method().as_str().eq_ignore_ascii_case(e.method));
+    let role = endpoint.and_then(|e| e.role);
+    let (mut guard, over_limit) = InFlight::enter(&state, request.method().as_str(), &route, role.is_some());
+    let response = if over_limit {
+        ApiError::unavailable("busy", "too many requests in flight; retry").into_response()
     } else {
-        match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+        let admitted = async {
+            if let Some(role) = role {
+                authorize(&state, request.headers(), role).await?;
+            }
+            check_length(&state, request.headers())?;
+            Ok::<_, ApiError>(next.run(request).await)
+        };
+        match tokio::time::timeout(state.limits.request_timeout, admitted).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => e.into_response(),
+            Err(_) => ApiError::unavailable(
                 "timeout",
                 format!("the request took longer than {:?}", state.limits.request_timeout),
             )
             .into_response(),
         }
     };
-    state.in_flight.fetch_sub(1, Ordering::SeqCst);
-    state.metrics.record(&method, &route, response.status().as_u16(), start.elapsed());
+    guard.status = Some(response.status().as_u16());
     response
 }
 
-/// Checks the request's key against `role`.
-fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
-    let secret = presented_secret(headers)?;
-    let key = state.gallery()?.key_by_hash(&secret_sha256(secret))?;
+/// Checks the request's key against `role`, on a worker thread and the reading connection.
+async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
+    let hash = secret_sha256(presented_secret(headers)?);
+    let key = blocking(state, move |s| Ok(s.reader()?.key_by_hash(&hash)?)).await?;
     let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))?;
     let has = Role::parse(&key.role).ok_or_else(|| ApiError::internal(format!("key with role '{}'", key.role)))?;
     if has < role {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("key '{}' has role {}; this needs {}", key.name, has.name(), role.name()),
+            format!("this needs a key with role {}; the key presented has role {}", role.name(), has.name()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a body announced larger than the limit, before reading it.
+fn check_length(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_LENGTH) else { return Ok(()) };
+    let length: u64 = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ApiError::bad_request("bad Content-Length"))?;
+    if length > state.limits.max_body_bytes as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is {length} bytes; this service takes at most {}", state.limits.max_body_bytes),
         ));
     }
     Ok(())
@@ -196,13 +261,38 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
-/// Like [`blocking`], for model work: at most `max_concurrent` at a time.
+/// Model work on `images`: it waits for its share of the decode memory budget (refused
+/// at once when one request alone needs more than the budget) and for one of
+/// `max_concurrent` model slots. Both are held by the worker until the work really ends,
+/// also when the request is dropped meanwhile (timeout, client gone).
 async fn model_work<T: Send + 'static>(
     state: &Shared,
-    work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    images: Vec<(&'static str, Bytes)>,
+    work: impl FnOnce(&AppState, Vec<Bytes>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let _permit = state.model_slots.acquire().await.map_err(|_| ApiError::internal("shutting down"))?;
-    blocking(state, work).await
+    let sized = images.clone();
+    let need_bytes: u64 = blocking(state, move |s| {
+        sized.iter().map(|(field, image)| s.engine.decode_memory(image).map_err(|e| e.about_image(field))).sum()
+    })
+    .await?;
+    let budget = state.limits.decode_budget_bytes;
+    if need_bytes > budget {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "image_too_large",
+            format!("decoding needs {} MB, more than this service's budget of {} MB", need_bytes >> 20, budget >> 20),
+        ));
+    }
+    let need_kib = u32::try_from(need_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    let closed = |_| ApiError::unavailable("shutting_down", "the service is stopping");
+    let memory = state.decode_budget.clone().acquire_many_owned(need_kib).await.map_err(closed)?;
+    let slot = state.model_slots.clone().acquire_owned().await.map_err(closed)?;
+    let bytes = images.into_iter().map(|(_, b)| b).collect();
+    blocking(state, move |s| {
+        let _held = (memory, slot);
+        work(s, bytes)
+    })
+    .await
 }
 
 fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -223,12 +313,19 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-fn face_policy(name: Option<&str>, default: FacePolicy) -> Result<FacePolicy, ApiError> {
+/// The `face` query parameter; `allowed` lists what the endpoint takes.
+fn face_policy(name: Option<&str>, default: FacePolicy, allowed: &[&str]) -> Result<FacePolicy, ApiError> {
     match name {
         None => Ok(default),
-        Some(n) => n.parse().map_err(|e: String| ApiError::bad_request(format!("face: {e}"))),
+        Some(n) if allowed.contains(&n) => n.parse().map_err(|e: String| ApiError::bad_request(format!("face: {e}"))),
+        Some(n) => {
+            Err(ApiError::bad_request(format!("face={n} is not accepted here (allowed: {})", allowed.join(", "))))
+        }
     }
 }
+
+/// What `face=` may be on endpoints that use one face of a photo.
+const ONE_FACE: &[&str] = &["largest", "center", "require-one"];
 
 fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
     match given {
@@ -245,22 +342,15 @@ async fn readyz(State(state): State<Shared>) -> ApiResult {
     Ok(Json(body).into_response())
 }
 
-async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Role::Read)?;
-    let subjects = blocking(&state, |s| Ok(s.gallery()?.subjects()?.len())).await?;
+async fn metrics(State(state): State<Shared>) -> ApiResult {
+    let subjects = blocking(&state, |s| Ok(s.reader()?.subjects()?.len())).await?;
     let faces = state.index()?.len();
-    let text = state.metrics.render(subjects, faces);
+    let text = state.metrics.render(state.in_flight.load(Ordering::SeqCst), subjects, faces);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-async fn openapi_handler(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Role::Read)?;
-    Ok(Json(openapi()).into_response())
-}
-
-async fn list_subjects(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Role::Read)?;
-    let subjects = blocking(&state, |s| Ok(s.gallery()?.subjects()?)).await?;
+async fn list_subjects(State(state): State<Shared>) -> ApiResult {
+    let subjects = blocking(&state, |s| Ok(s.reader()?.subjects()?)).await?;
     Ok(Json(json!({ "subjects": subjects })).into_response())
 }
 
@@ -277,7 +367,14 @@ async fn create_subject(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    authorize(&state, &headers, Role::Write)?;
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content type '{content_type}': send application/json {{\"name\", \"metadata\"}}"),
+        ));
+    }
     let new: NewSubject = serde_json::from_slice(&body(raw)?)
         .map_err(|e| ApiError::bad_request(format!("expected JSON {{\"name\", \"metadata\"}}: {e}")))?;
     let metadata = new.metadata.unwrap_or_else(|| json!({}));
@@ -285,39 +382,30 @@ async fn create_subject(
         return Err(ApiError::bad_request("'metadata' must be a JSON object"));
     }
     let subject = blocking(&state, move |s| {
-        let gallery = s.gallery()?;
+        let gallery = s.writer()?;
         let id = gallery.add_subject(&new.name, &metadata)?;
-        s.index_mut()?.add_subject(id, &new.name);
-        Ok(gallery.subject(&new.name)?)
+        let subject = gallery.subject(&new.name)?;
+        s.index_mut()?.add_subject(id, &subject.name);
+        Ok(subject)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(subject)).into_response())
 }
 
-async fn get_subject(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    name: Result<Path<String>, PathRejection>,
-) -> ApiResult {
-    authorize(&state, &headers, Role::Read)?;
+async fn get_subject(State(state): State<Shared>, name: Result<Path<String>, PathRejection>) -> ApiResult {
     let name = path(name)?;
     let (subject, faces) = blocking(&state, move |s| {
-        let gallery = s.gallery()?;
+        let gallery = s.reader()?;
         Ok((gallery.subject(&name)?, gallery.faces(&name)?))
     })
     .await?;
     Ok(Json(json!({ "subject": subject, "faces": faces })).into_response())
 }
 
-async fn delete_subject(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    name: Result<Path<String>, PathRejection>,
-) -> ApiResult {
-    authorize(&state, &headers, Role::Write)?;
+async fn delete_subject(State(state): State<Shared>, name: Result<Path<String>, PathRejection>) -> ApiResult {
     let name = path(name)?;
     blocking(&state, move |s| {
-        let gallery = s.gallery()?;
+        let gallery = s.writer()?;
         let subject = gallery.subject(&name)?;
         gallery.remove_subject(&name)?;
         s.index_mut()?.remove_subject(subject.id);
@@ -340,55 +428,47 @@ async fn enroll(
     params: Result<Query<FaceQuery>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    authorize(&state, &headers, Role::Write)?;
     let name = path(name)?;
-    let policy = face_policy(query(params)?.face.as_deref(), FacePolicy::RequireOne)?;
+    maskid_gallery::subject_name(&name)?;
+    // One photo enrols one face: several faces of one photo are not one person.
+    let policy = face_policy(query(params)?.face.as_deref(), FacePolicy::RequireOne, ONE_FACE)?;
     let upload = read_upload(&headers, body(raw)?, &["image"]).await?;
     let image = upload.image("image")?;
     let metadata = upload.metadata.unwrap_or_else(|| json!({}));
-    let subject_name = name.clone();
-    let (face_id, created, score) = model_work(&state, move |s| {
-        let found = s.engine.embed(&image, policy)?.into_iter().next().ok_or_else(|| ApiError::internal("no face"))?;
+    let (face_id, subject, created, score) = model_work(&state, vec![("image", image)], move |s, images| {
+        let image = &images[0];
+        let found = s.engine.embed(image, policy)?.into_iter().next().ok_or_else(|| ApiError::internal("no face"))?;
         let detection = found.detection;
         let face = NewFace {
             embedding: found.embedding,
             model: s.engine.model(),
-            source_sha256: hex::encode(Sha256::digest(&image)),
+            source_sha256: hex::encode(Sha256::digest(image)),
             score: detection.score,
             crop: s.engine.keep_crops.then(|| found.face.rgb().to_vec()),
         };
         // One lock over table and index: the index always agrees with the table.
-        let mut gallery = s.gallery()?;
-        let (subject, created) = match gallery.subject(&name) {
-            Ok(subject) => (subject.id, false),
-            Err(maskid_gallery::Error::NotFound(_)) => (gallery.add_subject(&name, &metadata)?, true),
-            Err(e) => return Err(e.into()),
-        };
-        let face_id = gallery.enroll(subject, &face)?;
+        let mut gallery = s.writer()?;
+        let (subject, created) = gallery.subject_or_create(&name, &metadata)?;
+        let face_id = gallery.enroll(subject.id, &face)?;
         let mut index = s.index_mut()?;
-        index.add_subject(subject, &name);
-        index.add_face(face_id, subject, face.embedding.values())?;
-        Ok((face_id, created, detection.score))
+        index.add_subject(subject.id, &subject.name);
+        index.add_face(face_id, subject.id, face.embedding.values())?;
+        Ok((face_id, subject.name, created, detection.score))
     })
     .await?;
     let body = json!({
         "face_id": face_id,
-        "subject": subject_name,
+        "subject": subject,
         "subject_created": created,
         "detection_score": score,
     });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn delete_face(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    id: Result<Path<i64>, PathRejection>,
-) -> ApiResult {
-    authorize(&state, &headers, Role::Write)?;
+async fn delete_face(State(state): State<Shared>, id: Result<Path<i64>, PathRejection>) -> ApiResult {
     let id = path(id)?;
     blocking(&state, move |s| {
-        let gallery = s.gallery()?;
+        let gallery = s.writer()?;
         gallery.remove_face(id)?;
         s.index_mut()?.remove_face(id);
         Ok(())
@@ -411,17 +491,16 @@ async fn identify(
     params: Result<Query<MatchQuery>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    authorize(&state, &headers, Role::Read)?;
     let params = query(params)?;
     let top = params.top.unwrap_or(3);
     if !(1..=100).contains(&top) {
         return Err(ApiError::bad_request(format!("top must lie in 1..100, got {top}")));
     }
     let threshold = threshold(&state, params.threshold)?;
-    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest, ONE_FACE)?;
     let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
-    let (probe, detection) = model_work(&state, move |s| {
-        let found = s.engine.embed(&image, policy)?.remove(0);
+    let (probe, detection) = model_work(&state, vec![("image", image)], move |s, images| {
+        let found = s.engine.embed(&images[0], policy)?.remove(0);
         Ok((found.embedding, found.detection))
     })
     .await?;
@@ -443,16 +522,19 @@ async fn verify(
     params: Result<Query<MatchQuery>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    authorize(&state, &headers, Role::Read)?;
     let params = query(params)?;
+    if params.top.is_some() {
+        return Err(ApiError::bad_request("top is a parameter of identify, not verify"));
+    }
     let threshold = threshold(&state, params.threshold)?;
-    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest, ONE_FACE)?;
     let upload = read_upload(&headers, body(raw)?, &["a", "b"]).await?;
-    let (a, b) = (upload.image("a")?, upload.image("b")?);
-    let similarity = model_work(&state, move |s| {
-        let a = s.engine.embed(&a, policy)?.remove(0).embedding;
-        let b = s.engine.embed(&b, policy)?.remove(0).embedding;
-        Ok(a.cosine(&b))
+    let images = vec![("a", upload.image("a")?), ("b", upload.image("b")?)];
+    let similarity = model_work(&state, images, move |s, images| {
+        let embed = |image, field| {
+            Ok::<_, ApiError>(s.engine.embed(image, policy).map_err(|e| e.about_image(field))?.remove(0).embedding)
+        };
+        Ok(embed(&images[0], "a")?.cosine(&embed(&images[1], "b")?))
     })
     .await?;
     Ok(Json(json!({
@@ -464,9 +546,8 @@ async fn verify(
     .into_response())
 }
 
-async fn list_keys(State(state): State<Shared>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Role::Admin)?;
-    let keys = blocking(&state, |s| Ok(s.gallery()?.keys()?)).await?;
+async fn list_keys(State(state): State<Shared>) -> ApiResult {
+    let keys = blocking(&state, |s| Ok(s.reader()?.keys()?)).await?;
     Ok(Json(json!({ "keys": keys })).into_response())
 }
 

@@ -46,7 +46,8 @@ pub fn secret_sha256(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// The secret a request presents: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+/// The secret a request presents: `Authorization: Bearer KEY` (any case of `Bearer`) or
+/// `X-API-Key: KEY`.
 pub fn presented_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     if let Some(value) = headers.get("x-api-key") {
@@ -56,5 +57,9 @@ pub fn presented_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(unauthorized("an API key is required: Authorization: Bearer KEY (see `maskid keys create`)"));
     };
     let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not text"))?;
-    value.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| unauthorized("use Authorization: Bearer KEY"))
+    // The scheme is case-insensitive (RFC 9110, 11.1).
+    match value.trim_start().split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => Ok(key.trim()),
+        _ => Err(unauthorized("use Authorization: Bearer KEY")),
+    }
 }

@@ -36,12 +36,18 @@ impl Engine {
         ModelRef { id: e.model_id().to_string(), sha256: e.model_sha256().to_string() }
     }
 
+    /// Bytes decoding `image` takes at its peak, from its header. Blocking (it may scan the
+    /// bytes): call from a worker thread.
+    pub fn decode_memory(&self, image: &[u8]) -> Result<u64, ApiError> {
+        Ok(maskid_face::decode_memory(image, self.models.config.max_pixels)?)
+    }
+
     /// The faces of a photo chosen by `policy`, embedded. Blocking: call from a worker thread.
     pub fn embed(&self, image: &[u8], policy: FacePolicy) -> Result<Vec<FaceResult>, ApiError> {
         let photo = decode_image(image, self.models.config.max_pixels)?;
         let faces = self.models.aligned_faces(&photo, policy)?;
         let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
-        let embeddings = self.embedder().embed(&crops).map_err(|e| ApiError::internal(e.to_string()))?;
+        let embeddings = self.embedder().embed(&crops).map_err(ApiError::internal)?;
         Ok(faces
             .into_iter()
             .zip(embeddings)

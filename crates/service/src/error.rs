@@ -1,7 +1,9 @@
-//! The API's errors: JSON `{"error": {"code", "message"}}` with the status that fits; bad
-//! input is never a 500.
+//! The API's errors: JSON `{"error": {"code", "message"}}` with the status that fits, in the
+//! API's terms (fields and query parameters, not command-line flags or file paths); bad
+//! input is never a 500, and a 500 tells the client nothing of the server's insides (the
+//! cause goes to the service's log).
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -22,28 +24,50 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    /// A fault of the service: `cause` is logged, the client reads a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        eprintln!("maskid: internal error: {cause}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error (the cause is in the service's log)")
+    }
+
+    /// Retryable: the service or its gallery cannot take the request now.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// The same error about the request's image `field` (verify takes two).
+    pub fn about_image(mut self, field: &str) -> Self {
+        if self.status.is_client_error() {
+            self.message = format!("image '{field}': {}", self.message);
+        }
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
 impl From<maskid_gallery::Error> for ApiError {
     fn from(e: maskid_gallery::Error) -> Self {
         use maskid_gallery::Error as E;
-        let message = e.to_string();
         match e {
-            E::Duplicate(_) => Self::new(StatusCode::CONFLICT, "duplicate", message),
-            E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
-            E::ModelMismatch(_) => Self::new(StatusCode::CONFLICT, "model_mismatch", message),
-            E::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid", message),
-            E::Database(_) => Self::internal(message),
+            E::Duplicate(m) => Self::new(StatusCode::CONFLICT, "duplicate", m),
+            E::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            E::ModelMismatch(m) => Self::new(StatusCode::CONFLICT, "model_mismatch", m),
+            E::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid", m),
+            E::Busy(cause) => {
+                eprintln!("maskid: gallery busy: {cause}");
+                Self::unavailable("gallery_busy", "the gallery is locked by another writer; retry")
+            }
+            E::Database(cause) => Self::internal(cause),
         }
     }
 }
@@ -52,7 +76,7 @@ impl From<maskid_pipeline::Error> for ApiError {
     fn from(e: maskid_pipeline::Error) -> Self {
         match e {
             maskid_pipeline::Error::Face(face) => face.into(),
-            other => Self::internal(other.to_string()),
+            other => Self::internal(other),
         }
     }
 }
@@ -60,14 +84,29 @@ impl From<maskid_pipeline::Error> for ApiError {
 impl From<maskid_face::Error> for ApiError {
     fn from(e: maskid_face::Error) -> Self {
         use maskid_face::Error as E;
-        let message = e.to_string();
+        let unprocessable = |code, message: String| Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
         match e {
-            E::BadImage { .. } => Self::new(StatusCode::BAD_REQUEST, "bad_image", message),
-            E::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message),
-            E::NoFace { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "no_face", message),
-            E::SeveralFaces { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "several_faces", message),
-            E::Landmarks(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "face_unusable", message),
-            _ => Self::internal(message),
+            E::BadImage { reason, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "bad_image", format!("not a readable image ({reason})"))
+            }
+            E::TooLarge { width, height, megapixels, limit_mp, .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "image_too_large",
+                format!(
+                    "the image is {width}x{height} ({megapixels:.1} MP); this service takes at most {limit_mp:.1} MP"
+                ),
+            ),
+            E::NoFace { threshold, .. } => {
+                unprocessable("no_face", format!("no face found (detector score threshold {threshold})"))
+            }
+            E::SeveralFaces { count, .. } => unprocessable(
+                "several_faces",
+                format!(
+                    "{count} faces found where exactly one is needed; choose one with ?face=largest or ?face=center"
+                ),
+            ),
+            E::Landmarks(why) => unprocessable("face_unusable", format!("the face cannot be aligned: {why}")),
+            other => Self::internal(other),
         }
     }
 }

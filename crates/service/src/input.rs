@@ -65,9 +65,13 @@ async fn multipart(content_type: &str, body: Bytes, fields: &[&str]) -> Result<U
         let name = field.name().unwrap_or("").to_string();
         let data = field.bytes().await.map_err(bad)?;
         if name == "metadata" {
-            upload.metadata = Some(parse_metadata(&data)?);
+            if upload.metadata.replace(parse_metadata(&data)?).is_some() {
+                return Err(ApiError::bad_request("the multipart field 'metadata' appears twice"));
+            }
         } else if fields.contains(&name.as_str()) {
-            upload.images.insert(name, data);
+            if upload.images.insert(name.clone(), data).is_some() {
+                return Err(ApiError::bad_request(format!("the multipart field '{name}' appears twice")));
+            }
         } else {
             return Err(ApiError::bad_request(format!("unexpected multipart field '{name}' (expected {fields:?})")));
         }

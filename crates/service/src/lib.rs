@@ -4,6 +4,11 @@
 //!
 //! The gallery's SQLite file is the truth; the search index is rebuilt from it at start and
 //! updated under the same lock as every write, so the two always agree.
+//!
+//! Hostile and careless clients: keys are checked from the headers before any body is read;
+//! every slot (in flight, model run, decode memory, connection) is held by a guard that is
+//! dropped when its work really ends, whether the client stayed or not; headers have a
+//! deadline; SQLite and model work never run on the async threads.
 
 mod api;
 pub mod auth;
@@ -15,8 +20,13 @@ mod metrics;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 pub use api::{openapi, ENDPOINTS};
 pub use engine::Engine;
@@ -27,14 +37,21 @@ use metrics::Metrics;
 /// What the service accepts.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest request body, bytes (larger: 413).
+    /// Largest request body, bytes (larger: 413, from `Content-Length` before any is read).
     pub max_body_bytes: usize,
     /// Longest a request may take (longer: 503 `timeout`).
     pub request_timeout: Duration,
-    /// Requests in flight at once (more: 503 `busy` at once).
+    /// Requests in flight at once (more: 503 `busy` at once); health probes do not count.
     pub max_in_flight: usize,
-    /// Model runs (detect + embed) at once; others wait their turn.
+    /// Model runs (decode + detect + embed) at once; others wait their turn.
     pub max_concurrent: usize,
+    /// Longest a client may take to send a request's headers (also an idle keep-alive).
+    pub header_timeout: Duration,
+    /// Open connections at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// Memory all image decodes in progress may hold together, bytes; a photo that alone
+    /// needs more is refused (413), others wait for their share.
+    pub decode_budget_bytes: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +61,9 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 64,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            decode_budget_bytes: 1 << 30,
         }
     }
 }
@@ -51,17 +71,29 @@ impl Default for Limits {
 /// Everything the handlers share.
 pub struct AppState {
     engine: Engine,
-    gallery: Mutex<Gallery>,
+    /// The connection that writes; writes take their turn on it.
+    writer: Mutex<Gallery>,
+    /// A second connection for key checks and listings: in WAL mode it never waits for a
+    /// writer, so reads go on while another process holds the write lock.
+    reader: Mutex<Gallery>,
     index: RwLock<SubjectIndex>,
     limits: Limits,
     metrics: Metrics,
     in_flight: AtomicUsize,
-    model_slots: tokio::sync::Semaphore,
+    model_slots: Arc<Semaphore>,
+    /// Decode memory, in KiB.
+    decode_budget: Arc<Semaphore>,
 }
 
 impl AppState {
-    fn gallery(&self) -> Result<MutexGuard<'_, Gallery>, ApiError> {
-        self.gallery.lock().map_err(|_| ApiError::internal("the gallery lock is poisoned"))
+    /// The writing connection. Blocking: call from a worker thread.
+    fn writer(&self) -> Result<MutexGuard<'_, Gallery>, ApiError> {
+        self.writer.lock().map_err(|_| ApiError::internal("the gallery lock is poisoned"))
+    }
+
+    /// The reading connection. Blocking: call from a worker thread.
+    fn reader(&self) -> Result<MutexGuard<'_, Gallery>, ApiError> {
+        self.reader.lock().map_err(|_| ApiError::internal("the gallery lock is poisoned"))
     }
 
     /// The index for searching: searches run side by side.
@@ -69,7 +101,7 @@ impl AppState {
         self.index.read().map_err(|_| ApiError::internal("the index lock is poisoned"))
     }
 
-    /// The index for changing, with the gallery's lock held by the caller.
+    /// The index for changing, with the writer's lock held by the caller.
     fn index_mut(&self) -> Result<RwLockWriteGuard<'_, SubjectIndex>, ApiError> {
         self.index.write().map_err(|_| ApiError::internal("the index lock is poisoned"))
     }
@@ -87,15 +119,13 @@ pub enum Error {
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-    /// The server failed.
-    #[error("server: {0}")]
-    Serve(std::io::Error),
 }
 
 /// A bound, ready service.
 pub struct Service {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: Limits,
 }
 
 impl Service {
@@ -111,19 +141,24 @@ impl Service {
             }
         }
         let index = SubjectIndex::load(&gallery, engine.index)?;
+        let reader = gallery.reopen()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let budget_kib =
+            usize::try_from(limits.decode_budget_bytes >> 10).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
         let state = AppState {
             engine,
-            gallery: Mutex::new(gallery),
+            writer: Mutex::new(gallery),
+            reader: Mutex::new(reader),
             index: RwLock::new(index),
-            model_slots: tokio::sync::Semaphore::new(limits.max_concurrent.max(1)),
-            limits,
+            model_slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            decode_budget: Arc::new(Semaphore::new(budget_kib)),
+            limits: limits.clone(),
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),
         };
-        Ok(Self { listener, router: api::router(std::sync::Arc::new(state)) })
+        Ok(Self { listener, router: api::router(Arc::new(state)), limits })
     }
 
     /// The bound address (useful with port 0).
@@ -131,9 +166,43 @@ impl Service {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.map_err(Error::Serve)
+    /// Serves until `shutdown` resolves, then finishes the requests in flight. Each
+    /// connection has `header_timeout` to send each request's headers; at most
+    /// `max_connections` are open at once.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Service { listener, router, limits } = self;
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let graceful = GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = &mut shutdown => break,
+            };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors or the like: wait rather than spin.
+                        eprintln!("maskid: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(permit);
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
     }
 }
 

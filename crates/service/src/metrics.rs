@@ -40,10 +40,15 @@ impl Metrics {
         h.sum += seconds;
     }
 
-    /// The exposition text, with the gallery's subjects and faces.
-    pub fn render(&self, subjects: usize, faces: usize) -> String {
+    /// The exposition text, with the requests in flight and the gallery's subjects and faces.
+    pub fn render(&self, in_flight: usize, subjects: usize, faces: usize) -> String {
         let mut out = String::new();
-        out.push_str("# HELP maskid_http_requests_total Requests answered, by method, route and status.\n");
+        out.push_str("# HELP maskid_http_requests_in_flight Requests being answered now (probes excepted).\n");
+        out.push_str("# TYPE maskid_http_requests_in_flight gauge\n");
+        let _ = writeln!(out, "maskid_http_requests_in_flight {in_flight}");
+        out.push_str(
+            "# HELP maskid_http_requests_total Requests by method, route and status (499: the client hung up first).\n",
+        );
         out.push_str("# TYPE maskid_http_requests_total counter\n");
         for ((method, route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(

@@ -119,7 +119,7 @@ pub fn load_run(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let _ = stop.send(());
-    runtime.block_on(server).context("server task")??;
+    runtime.block_on(server).context("server task")?;
     let mut ms = Arc::try_unwrap(latencies).map_err(|_| anyhow::anyhow!("clients still hold results"))?.into_inner()?;
     ms.sort_by(f64::total_cmp);
     let errors = errors.load(Ordering::SeqCst);

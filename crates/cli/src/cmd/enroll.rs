@@ -47,16 +47,15 @@ struct Enrolled {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let metadata: serde_json::Value = serde_json::from_str(&args.metadata).context("--metadata is not JSON")?;
+    // Refuse a bad name before any model work.
+    maskid_gallery::subject_name(&args.name).context("--name")?;
     let mut gallery = Gallery::open(&args.gallery)?;
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
     let embedder = embedder(global, &models, &args.model, &mut slot)?;
     let model = ModelRef { id: embedder.model_id().to_string(), sha256: embedder.model_sha256().to_string() };
-    let subject = match gallery.subject(&args.name) {
-        Ok(s) => s.id,
-        Err(maskid_gallery::Error::NotFound(_)) => gallery.add_subject(&args.name, &metadata)?,
-        Err(e) => return Err(e.into()),
-    };
+    let (subject, _) = gallery.subject_or_create(&args.name, &metadata)?;
+    let (subject, name) = (subject.id, subject.name);
     let mut results = Vec::new();
     for photo in &args.photos {
         let outcome = (|| -> anyhow::Result<i64> {
@@ -85,7 +84,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "{}: {} of {} photos enrolled in {}",
-            args.name,
+            name,
             results.len() - failed,
             results.len(),
             args.gallery.display()

@@ -9,7 +9,7 @@ use anyhow::Context;
 use base64::Engine;
 use maskid_core::{AlignedFace, Embedding};
 use maskid_face::Parallelism;
-use maskid_gallery::{Gallery, ModelRef, NewFace};
+use maskid_gallery::{escaped_name, Gallery, ModelRef, NewFace};
 use serde_json::{json, Value};
 
 use crate::common::{embedder, print_json, GalleryFile, GlobalArgs};
@@ -70,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     model.map_or("none yet".into(), |m| format!("{} ({})", m.id, &m.sha256[..12.min(m.sha256.len())]));
                 println!("{} subjects, model {shown}", subjects.len());
                 for s in subjects {
-                    println!("  {:<30} {} faces, since {}", s.name, s.faces, s.created);
+                    println!("  {:<30} {} faces, since {}", escaped_name(&s.name), s.faces, s.created);
                 }
             }
         }
@@ -81,7 +81,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "{}: {} faces, enrolled {}, metadata {}",
-                    subject.name, subject.faces, subject.created, subject.metadata
+                    escaped_name(&subject.name),
+                    subject.faces,
+                    subject.created,
+                    subject.metadata
                 );
             }
         }
@@ -112,7 +115,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         Action::Remove { name } => {
             gallery.remove_subject(&name)?;
             if !args.file.json {
-                println!("removed {name}");
+                println!("removed {}", escaped_name(&name));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{Candidate, Gallery, IndexKind, SubjectIndex};
+use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, SubjectIndex};
 use serde::Serialize;
 
 use crate::common::{embed_photo, embedder, print_json, threshold, GlobalArgs};
@@ -92,13 +92,19 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 (Some(e), _) => eprintln!("maskid: {}: {e}", r.photo),
                 (None, None) => println!("{}: the gallery is empty", r.photo),
                 (None, Some(best)) => {
-                    let verdict = if best.matched { format!("is {}", best.name) } else { "matches nobody".into() };
+                    let verdict =
+                        if best.matched { format!("is {}", escaped_name(&best.name)) } else { "matches nobody".into() };
                     println!(
                         "{}: {verdict} (similarity {:.3}, threshold {:.3})",
                         r.photo, best.similarity, r.threshold
                     );
                     for c in &r.candidates {
-                        println!("    {:<30} {:.3}{}", c.name, c.similarity, if c.matched { "  match" } else { "" });
+                        println!(
+                            "    {:<30} {:.3}{}",
+                            escaped_name(&c.name),
+                            c.similarity,
+                            if c.matched { "  match" } else { "" }
+                        );
                     }
                 }
             }

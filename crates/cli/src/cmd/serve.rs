@@ -34,6 +34,17 @@ pub struct Args {
     /// Requests in flight at once; more are refused with 503.
     #[arg(long, default_value_t = 64)]
     max_in_flight: usize,
+    /// Seconds a client may take to send a request's headers (and to start the next one on
+    /// a kept-alive connection).
+    #[arg(long, default_value_t = 10)]
+    header_timeout_s: u64,
+    /// Open connections at once; more wait in the listen queue.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Memory all image decodes in progress may hold together, MiB; a photo that alone needs
+    /// more is refused with 413.
+    #[arg(long, default_value_t = 1024)]
+    decode_memory_mb: u64,
     /// Face detections + embeddings run at once (default: the number of cores).
     #[arg(long)]
     max_concurrent: Option<usize>,
@@ -63,13 +74,16 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         request_timeout: Duration::from_secs(args.timeout_s),
         max_in_flight: args.max_in_flight,
         max_concurrent: args.max_concurrent.unwrap_or(defaults.max_concurrent),
+        header_timeout: Duration::from_secs(args.header_timeout_s),
+        max_connections: args.max_connections,
+        decode_budget_bytes: args.decode_memory_mb << 20,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let service = Service::bind(engine, gallery, &args.bind, limits).await?;
         // Tests and scripts read the port from this line.
         eprintln!("maskid: listening on http://{} (gallery {})", service.local_addr()?, args.gallery.display());
-        service.run(maskid_service::shutdown_signal()).await?;
+        service.run(maskid_service::shutdown_signal()).await;
         eprintln!("maskid: stopped");
         anyhow::Ok(())
     })?;

@@ -1,6 +1,8 @@
 //! Helpers of the end-to-end tests: run the binary, read its JSON, find LFW and the samples.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
