@@ -38,18 +38,22 @@ impl GlobalArgs {
     }
 
     pub fn models(&self, parallelism: Parallelism) -> anyhow::Result<Models> {
+        Ok(Models::load(&self.assets(), self.models_config(parallelism)?)?)
+    }
+
+    /// The settings `models` loads with.
+    pub fn models_config(&self, parallelism: Parallelism) -> anyhow::Result<ModelsConfig> {
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.score_threshold),
             "--score-threshold must lie in 0..1, got {}",
             self.score_threshold
         );
         anyhow::ensure!(self.max_megapixels > 0.0, "--max-megapixels must be positive");
-        let config = ModelsConfig {
+        Ok(ModelsConfig {
             detector: DetectorConfig { score_threshold: self.score_threshold, ..Default::default() },
             parallelism,
             max_pixels: (self.max_megapixels * 1e6) as u64,
-        };
-        Ok(Models::load(&self.assets(), config)?)
+        })
     }
 
     /// A progress callback drawing one bar per stage on stderr.

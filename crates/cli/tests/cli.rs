@@ -74,6 +74,48 @@ fn detect_finds_one_face_with_sane_landmarks() {
     }
 }
 
+#[test]
+fn tight_crops_of_masked_faces_are_found_by_the_rescue_pass_and_land_right() {
+    // Masked sample photos cut to their face from a quarter down the box: the face fills the
+    // frame, as in most real masked-face photos.
+    let tmp = tempfile::tempdir().unwrap();
+    let (masked, tight) = (tmp.path().join("masked"), tmp.path().join("tight"));
+    std::fs::create_dir_all(&tight).unwrap();
+    let mut expected = Vec::new();
+    for name in ["person_a_1", "person_a_2", "person_b_1", "person_b_2", "impostor_1", "impostor_2"] {
+        let photo = sample(&format!("{name}.jpg"));
+        let face = &stdout_json(&maskid(&["detect", photo.to_str().unwrap(), "--json"]))[0]["faces"][0];
+        for style in ["n95", "gaiter", "respirator"] {
+            let out = masked.join(style);
+            let run = maskid(&["mask", photo.to_str().unwrap(), "-o", out.to_str().unwrap(), "--style", style]);
+            assert!(run.status.success(), "{}", stderr(&run));
+            let image = image::open(out.join(format!("{name}.jpg"))).unwrap().to_rgb8();
+            let b = |k: &str| face["bbox"][k].as_f64().unwrap();
+            let (x0, y0) = (b("x").max(0.0) as u32, (b("y") + 0.25 * b("height")) as u32);
+            let (w, h) = (b("width") as u32, (0.75 * b("height")) as u32);
+            let crop = image::imageops::crop_imm(&image, x0, y0, w.min(image.width() - x0), h.min(image.height() - y0));
+            let file = tight.join(format!("{style}_{name}.jpg"));
+            write_jpeg(&file, &crop.to_image());
+            // Where the eyes must land in the crop.
+            let eye = |i: usize, k: usize| face["landmarks"][i][k].as_f64().unwrap();
+            expected.push((file, [eye(0, 0) - f64::from(x0), eye(0, 1) - f64::from(y0)], b("width")));
+        }
+    }
+    let rate = stdout_json(&maskid(&["bench", "--detect", tight.to_str().unwrap(), "--json"]));
+    let (first, rescued) =
+        (rate["first_pass"]["found"].as_u64().unwrap(), rate["with_rescue"]["found"].as_u64().unwrap());
+    assert!(rescued > first, "the rescue pass finds more: {first} -> {rescued} of 18");
+    assert!(rescued >= 15, "{rescued} of 18");
+    // Every face found (rescued or not) has its right eye where the uncropped photo had it.
+    for (file, eye, width) in expected {
+        let found = stdout_json(&maskid(&["detect", file.to_str().unwrap(), "--json"]));
+        let Some(face) = found[0]["faces"].as_array().unwrap().first().cloned() else { continue };
+        let (x, y) = (face["landmarks"][0][0].as_f64().unwrap(), face["landmarks"][0][1].as_f64().unwrap());
+        let off = ((x - eye[0]).powi(2) + (y - eye[1]).powi(2)).sqrt();
+        assert!(off < 0.15 * width, "{}: right eye {off:.1} px off (face {width:.0} px)", file.display());
+    }
+}
+
 fn write_jpeg(path: &Path, image: &image::RgbImage) {
     image.save_with_format(path, image::ImageFormat::Jpeg).unwrap();
 }

@@ -24,6 +24,10 @@ pub fn load_image(path: &std::path::Path, max_pixels: u64) -> Result<RgbImage> {
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     let (decoder, plan) = open_decoder(bytes, max_pixels)?;
     let bad = |e: String| Error::BadImage { path: "<memory>".into(), reason: e };
+    // A failed allocation aborts the process; ask first, whatever the pixel limit allows.
+    Vec::<u8>::new()
+        .try_reserve_exact(usize::try_from(plan.peak_bytes).unwrap_or(usize::MAX))
+        .map_err(|_| bad(format!("cannot allocate the {} MB needed to decode it", plan.peak_bytes >> 20)))?;
     let mut image = match plan.png {
         // PNG straight to 8-bit RGB, row by row: a 16-bit RGBA PNG would otherwise take
         // 8 bytes per pixel before the 3 of the result.
@@ -146,6 +150,40 @@ fn png_is_interlaced(bytes: &[u8]) -> bool {
     bytes.get(28).is_some_and(|&b| b != 0)
 }
 
+/// A PNG of `width` x `height` 16-bit RGBA zeros: kilobytes on the wire, 8 bytes per pixel
+/// for a decoder that keeps its samples. For tests and benchmarks of the decode limits.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Sixteen);
+    let mut writer = encoder.write_header().expect("writing to memory");
+    let mut stream = writer.stream_writer().expect("writing to memory");
+    let row = vec![0u8; width as usize * 8];
+    for _ in 0..height {
+        std::io::Write::write_all(&mut stream, &row).expect("writing to memory");
+    }
+    stream.finish().expect("writing to memory");
+    drop(writer);
+    out
+}
+
+/// The start of a PNG that claims `width` x `height` RGB pixels: its header and one row of
+/// data, the rest never comes. For tests and benchmarks of the decode limits.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    let mut writer = encoder.write_header().expect("writing to memory");
+    let mut stream = writer.stream_writer().expect("writing to memory");
+    std::io::Write::write_all(&mut stream, &vec![0u8; width as usize * 3]).expect("writing to memory");
+    std::io::Write::flush(&mut stream).expect("writing to memory");
+    // Unfinished on purpose: finishing would complain of the missing rows.
+    std::mem::forget(stream);
+    std::mem::forget(writer);
+    out
+}
+
 /// True when a JPEG has an end-of-image marker after its first scan. Header segments are
 /// skipped by their lengths, so an EXIF thumbnail's own marker does not count.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
@@ -237,5 +275,13 @@ mod tests {
         let err = decode_image(&huge_bmp_header(20_000, 20_000), DEFAULT_MAX_PIXELS).unwrap_err();
         assert!(matches!(err, Error::TooLarge { width: 20_000, height: 20_000, .. }), "{err}");
         assert!(err.to_string().contains("--max-megapixels"));
+    }
+
+    #[test]
+    fn an_allocation_that_cannot_be_made_is_an_error_not_an_abort() {
+        // The header of a 1,000,000 x 1,000,000 PNG under a limit that lets it through:
+        // 3 TB to decode.
+        let err = decode_image(&png_claiming(1_000_000, 1_000_000), 1 << 40).unwrap_err();
+        assert!(err.to_string().contains("cannot allocate"), "{err}");
     }
 }

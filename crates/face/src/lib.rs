@@ -11,9 +11,9 @@ pub mod onnx_graph;
 mod restore;
 
 pub use align::{align_face, central_crop, similarity_transform};
-pub use detect::{select_faces, Detector, DetectorConfig, FacePolicy};
+pub use detect::{plausible_face, select_faces, Detector, DetectorConfig, FacePolicy, RESCUE_SCORE_THRESHOLD};
 pub use embed::{ChannelOrder, EmbedderConfig, FaceEmbedder};
-pub use image_io::{decode_image, decode_memory, load_image, DEFAULT_MAX_PIXELS};
+pub use image_io::{decode_image, decode_memory, load_image, png_bomb, png_claiming, DEFAULT_MAX_PIXELS};
 pub use maskid_core::Affine;
 pub use onnx::{init_runtime, Parallelism};
 pub use restore::FaceRestorer;
