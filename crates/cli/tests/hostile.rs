@@ -10,8 +10,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::server::{key, multipart, raw_request, sixteen_bit_bomb, Server};
+use common::server::{key, multipart, raw_request, Server};
 use common::{maskid, sample};
+use maskid_face::png_bomb;
 use serde_json::{json, Value};
 
 /// Sends a request and hangs up after `after` without reading the answer.
@@ -206,7 +207,7 @@ fn small_files_cannot_take_huge_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let gallery = tmp.path().join("people.db");
     let read = key(&gallery, "read");
-    let bomb = sixteen_bit_bomb(8944, 8944);
+    let bomb = png_bomb(8944, 8944);
     assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
     let auth = format!("Bearer {read}");
     let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/png")];

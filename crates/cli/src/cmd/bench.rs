@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use maskid_core::AlignedFace;
 use maskid_face::{align_face, decode_image, select_faces, FacePolicy, Parallelism};
@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cmd::prepare::dataset_photos;
-use crate::cmd::{bench_g2d, bench_search, bench_service};
+use crate::cmd::{bench_detect, bench_g2d, bench_search, bench_service, bench_soak};
 use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
@@ -47,9 +47,21 @@ pub struct Args {
     /// With --service: identify requests sent.
     #[arg(long, default_value_t = 1000)]
     requests: usize,
-    /// With --service: requests per second.
+    /// With --service or --soak: requests per second.
     #[arg(long, default_value_t = 50.0)]
     rate: f64,
+    /// The HTTP service under hostile and careless clients: `maskid serve` (a child process)
+    /// under mixed identify / enrol / verify load at --rate for --duration-s, 10% of clients
+    /// hanging up, 5% slow, 5% sending decompression bombs (needs LFW as --data).
+    #[arg(long, requires = "data", conflicts_with = "service")]
+    soak: bool,
+    /// With --soak: seconds of load.
+    #[arg(long, default_value_t = 600)]
+    duration_s: u64,
+    /// Face detection over every photo under this folder: the share found and aligned, with
+    /// the first pass alone and with the rescue pass, scores, extra detections.
+    #[arg(long, value_name = "DIR")]
+    detect: Option<PathBuf>,
     /// Gallery search over random 512-d unit vectors at each --search-sizes.
     #[arg(long)]
     search: bool,
@@ -165,6 +177,65 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     s.restart_s
                 );
             }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(dir) = &args.detect {
+        let rate = bench_detect::detection_rate(global, dir)?;
+        if args.json {
+            print_json(&rate)?;
+        } else {
+            println!(
+                "{}: {} photos, {} unreadable, score threshold {}",
+                dir.display(),
+                rate.photos,
+                rate.unreadable,
+                rate.score_threshold
+            );
+            for (name, pass) in [("first pass", &rate.first_pass), ("with rescue", &rate.with_rescue)] {
+                println!(
+                    "  {name:<12} face found and aligned in {} ({:.2}%); {:.3} faces per photo, {} photos with several; \
+                     best-face score p5 {:.2}, p25 {:.2}, p50 {:.2}",
+                    pass.found,
+                    100.0 * pass.found_share,
+                    pass.faces_per_photo,
+                    pass.photos_with_several,
+                    pass.score_p5,
+                    pass.score_p25,
+                    pass.score_p50
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.soak {
+        let data = args.data.as_ref().expect("clap: --soak requires --data");
+        let soak = bench_soak::soak(global, data, Duration::from_secs(args.duration_s), args.rate)?;
+        if args.json {
+            print_json(&soak)?;
+        } else {
+            println!(
+                "soak: {} requests in {:.0} s at {:.0}/s; statuses {:?}\n\
+                 server errors other than 503: {}; /healthz p99 {:.1} ms, max {:.1} ms ({} checks)\n\
+                 RSS {} -> peak {} MiB; file descriptors {} -> {}; threads {} -> {}; \
+                 enrolments acknowledged {}, found afterwards {}",
+                soak.requests,
+                soak.duration_s,
+                soak.rate_per_s,
+                soak.statuses,
+                soak.server_errors,
+                soak.healthz_p99_ms,
+                soak.healthz_max_ms,
+                soak.healthz_checks,
+                soak.rss_baseline_mib,
+                soak.rss_peak_mib,
+                soak.fds_baseline,
+                soak.fds_after,
+                soak.threads_baseline,
+                soak.threads_after,
+                soak.enrolments_acknowledged,
+                soak.enrolments_found
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -90,30 +90,20 @@ pub fn load_run(
         let _ = stopped.await;
     }));
 
-    let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(requests)));
     let errors = Arc::new(AtomicUsize::new(0));
     let start = Instant::now() + Duration::from_millis(200);
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (next, latencies, errors, probes, addr, secret) =
-                (next.clone(), latencies.clone(), errors.clone(), probes.clone(), addr.clone(), secret.clone());
-            std::thread::spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= requests {
-                    break;
-                }
-                let due = start + Duration::from_secs_f64(i as f64 / rate);
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                let ok = identify(&addr, &secret, &probes[i % probes.len()]).unwrap_or(false);
-                // From the time the request was due: a queue in front of the server counts.
-                latencies.lock().unwrap_or_else(|e| e.into_inner()).push(due.elapsed().as_secs_f64() * 1e3);
-                if !ok {
-                    errors.fetch_add(1, Ordering::SeqCst);
-                }
-            })
+    let clients = {
+        let (latencies, errors) = (latencies.clone(), errors.clone());
+        open_loop(16, requests, rate, start, move |i, due| {
+            let ok = identify(&addr, &secret, &probes[i % probes.len()]).unwrap_or(false);
+            // From the time the request was due: a queue in front of the server counts.
+            latencies.lock().unwrap_or_else(|e| e.into_inner()).push(due.elapsed().as_secs_f64() * 1e3);
+            if !ok {
+                errors.fetch_add(1, Ordering::SeqCst);
+            }
         })
-        .collect();
+    };
     for c in clients {
         c.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
     }
@@ -136,6 +126,34 @@ pub fn load_run(
         p99_ms: percentile(&ms, 0.99),
         max_ms: *ms.last().expect("at least one request"),
     })
+}
+
+/// Open-loop load: request `i` is due `i / rate` seconds after `start`; each of `clients`
+/// threads takes the next request, waits until it is due and calls `send(i, due)`, so a
+/// late answer delays no later request while a client is free.
+pub fn open_loop(
+    clients: usize,
+    requests: usize,
+    rate: f64,
+    start: Instant,
+    send: impl Fn(usize, Instant) + Send + Sync + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let send = Arc::new(send);
+    (0..clients)
+        .map(|_| {
+            let (next, send) = (next.clone(), send.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= requests {
+                    break;
+                }
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                send(i, due);
+            })
+        })
+        .collect()
 }
 
 /// First photos of lfw-devtest people, read into memory.

@@ -145,21 +145,3 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in {status}"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
-
-/// A PNG of `width` x `height` 16-bit RGBA zeros: kilobytes on the wire, 8 bytes per pixel
-/// for a careless decoder.
-pub fn sixteen_bit_bomb(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; width as usize * 8];
-    for _ in 0..height {
-        stream.write_all(&row).unwrap();
-    }
-    stream.finish().unwrap();
-    writer.finish().unwrap();
-    out
-}
