@@ -117,6 +117,54 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit status of a command over inputs (README, "Exit codes"): 3 when some inputs failed
+/// (each reported, the rest done), else 1 for a negative answer (different people, nobody
+/// matched, no face), else 0. Errors that stop a command exit 2 (from `main`).
+pub fn exit_status(inputs_failed: bool, negative: bool) -> ExitCode {
+    match (inputs_failed, negative) {
+        (true, _) => ExitCode::from(3),
+        (false, true) => ExitCode::from(1),
+        (false, false) => ExitCode::SUCCESS,
+    }
+}
+
+/// An error and its causes on one line, each said once: many errors already quote their
+/// cause (`path: No such file or directory`), which `{:#}` would repeat.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+/// `error_text`, prefixed by `photo` unless it already names it.
+pub fn photo_error_text(photo: &Path, e: &anyhow::Error) -> String {
+    let (text, shown) = (error_text(e), photo.display().to_string());
+    if text.contains(&shown) {
+        text
+    } else {
+        format!("{shown}: {text}")
+    }
+}
+
+/// `--face` of commands that use one face of each photo (enroll, identify, verify): every
+/// policy but `all`.
+pub fn one_face(name: &str) -> Result<FacePolicy, String> {
+    match name.parse()? {
+        FacePolicy::All => Err("this command uses one face per photo: choose largest, center or require-one".into()),
+        policy => Ok(policy),
+    }
+}
+
+/// The photos named on the command line, folders walked (sorted, recursively).
+pub fn photo_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(crate::cmd::align::collect(inputs)?.into_iter().map(|(photo, _)| photo).collect())
+}
+
 /// Counts of a batch command over photos.
 #[derive(serde::Serialize)]
 pub struct BatchSummary {
@@ -126,10 +174,19 @@ pub struct BatchSummary {
     pub written: usize,
     /// Photos that failed (each reported on stderr).
     pub failed: usize,
+    /// Which photos failed and why, in input order.
+    pub failures: Vec<Failure>,
+}
+
+/// A photo a batch could not use.
+#[derive(serde::Serialize)]
+pub struct Failure {
+    pub photo: String,
+    pub error: String,
 }
 
 impl BatchSummary {
-    /// Prints the summary (text or JSON); exit 1 when some photos failed.
+    /// Prints the summary (text or JSON); exit 3 when some photos failed.
     pub fn report(&self, json: bool, output: &Path) -> anyhow::Result<ExitCode> {
         if json {
             print_json(self)?;
@@ -142,7 +199,7 @@ impl BatchSummary {
                 self.failed
             );
         }
-        Ok(if self.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(exit_status(self.failed > 0, false))
     }
 }
 
@@ -156,19 +213,28 @@ pub fn run_batch(
     work: impl Fn(&Path, &Path) -> anyhow::Result<usize> + Sync,
 ) -> BatchSummary {
     let progress = global.progress();
-    let (written, failed, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
-    photos.par_iter().for_each(|(photo, stem)| {
-        match work(photo, stem) {
-            Ok(n) => drop(written.fetch_add(n, Ordering::Relaxed)),
-            Err(e) => {
-                eprintln!("maskid: {}: {e:#}", photo.display());
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        progress(Progress { stage, done: n, total: photos.len() });
-    });
-    BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failed.into_inner() }
+    let (written, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let outcomes: Vec<Option<Failure>> = photos
+        .par_iter()
+        .map(|(photo, stem)| {
+            let failure = match work(photo, stem) {
+                Ok(n) => {
+                    written.fetch_add(n, Ordering::Relaxed);
+                    None
+                }
+                Err(e) => {
+                    let error = photo_error_text(photo, &e);
+                    eprintln!("maskid: {error}");
+                    Some(Failure { photo: photo.display().to_string(), error })
+                }
+            };
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress(Progress { stage, done: n, total: photos.len() });
+            failure
+        })
+        .collect();
+    let failures: Vec<Failure> = outcomes.into_iter().flatten().collect();
+    BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failures.len(), failures }
 }
 
 /// `--model`: `teacher` (SFace from the pinned assets), `g2d` (the G2D model shipped in the

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("maskid: error: {e:#}");
+            eprintln!("maskid: error: {}", common::error_text(&e));
             ExitCode::from(2)
         }
     }

@@ -136,7 +136,7 @@ fn several_faces_follow_the_face_policy() {
     let all = stdout_json(&maskid(&["detect", "--json", "--face", "all", p]));
     assert_eq!(all[0]["faces"].as_array().unwrap().len(), 2, "{all}");
     let out = maskid(&["align", p, "-o", dir.path().join("one").to_str().unwrap(), "--face", "require-one"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "an input failed");
     assert!(stderr(&out).contains("2 faces found"), "{}", stderr(&out));
     let out = maskid(&["align", p, "-o", dir.path().join("all").to_str().unwrap(), "--face", "all"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -144,6 +144,48 @@ fn several_faces_follow_the_face_policy() {
         let crop = image::open(dir.path().join(format!("all/two_{i}.png"))).unwrap();
         assert_eq!((crop.width(), crop.height()), (112, 112));
     }
+
+    // enroll, identify and verify take --face as detect and align do (all refused: one face
+    // per photo), and folders as they do.
+    let db = dir.path().join("g.db");
+    let enroll =
+        |face: &str| maskid(&["enroll", "--gallery", db.to_str().unwrap(), "--name", "ann", p, "--face", face]);
+    let refused = enroll("require-one");
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(stderr(&refused).contains("2 faces found"), "{}", stderr(&refused));
+    assert!(enroll("largest").status.success(), "{}", stderr(&enroll("largest")));
+    assert!(!enroll("all").status.success());
+    let folder = dir.path().join("folder");
+    std::fs::create_dir_all(folder.join("deeper")).unwrap();
+    std::fs::copy(sample("person_a_1.jpg"), folder.join("deeper/a1.jpg")).unwrap();
+    std::fs::write(folder.join("empty.jpg"), b"").unwrap();
+    // (One of them is empty: those commands exit 3 and still report both.)
+    let json = |out: std::process::Output| serde_json::from_slice::<Value>(&out.stdout).unwrap();
+    let found = json(maskid(&["identify", "--gallery", db.to_str().unwrap(), folder.to_str().unwrap(), "--json"]));
+    assert_eq!(found.as_array().unwrap().len(), 2, "both photos of the folder tree: {found}");
+    let detected = json(maskid(&["detect", folder.to_str().unwrap(), "--json"]));
+    assert_eq!(detected.as_array().unwrap().len(), 2, "{detected}");
+    let (a1, a2) = (sample("person_a_1.jpg").display().to_string(), sample("person_a_2.jpg").display().to_string());
+    let same = stdout_json(&maskid(&["verify", &a1, &a2, "--face", "center", "--json"]));
+    assert_eq!(same["same_person"], true, "{same}");
+    assert!(!maskid(&["verify", &a1, &a2, "--face", "all"]).status.success());
+    // Each error says its path and cause once.
+    let out = maskid(&[
+        "enroll",
+        "--gallery",
+        db.to_str().unwrap(),
+        "--name",
+        "ann",
+        folder.to_str().unwrap(),
+        "/nowhere/x.jpg",
+    ]);
+    let text = stderr(&out);
+    for line in text.lines().filter(|l| l.contains("empty.jpg") || l.contains("nowhere")) {
+        let path = if line.contains("empty.jpg") { "empty.jpg" } else { "/nowhere/x.jpg" };
+        assert_eq!(line.matches(path).count(), 1, "{line}");
+        assert!(line.matches("No such file").count() <= 1, "{line}");
+    }
+    assert!(text.contains("empty.jpg") && text.contains("/nowhere/x.jpg"), "{text}");
 }
 
 #[test]
@@ -168,6 +210,16 @@ fn align_writes_crops_for_a_folder_tree() {
     let row_mean =
         |y: u32| (30..82).map(|x| crop.get_pixel(x, y).0.iter().map(|&v| f64::from(v)).sum::<f64>()).sum::<f64>();
     assert!(row_mean(52) < row_mean(64), "eyes darker than cheeks");
+
+    // A photo that fails is named in the JSON summary, with why; the rest are written.
+    std::fs::write(tree.join("broken.jpg"), b"not a photo").unwrap();
+    let out = maskid(&["align", dir.path().join("in").to_str().unwrap(), "-o", out_dir.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((summary["written"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(1)), "{summary}");
+    let failure = &summary["failures"][0];
+    assert!(failure["photo"].as_str().unwrap().ends_with("broken.jpg"), "{summary}");
+    assert!(failure["error"].as_str().unwrap().contains("not a readable image"), "{summary}");
 }
 
 /// Inserts an EXIF APP1 segment with the given orientation after the JPEG's SOI marker.
@@ -247,20 +299,22 @@ fn bad_photos_get_clear_errors_and_the_rest_still_run() {
     let mut args = vec!["detect", "--json"];
     args.extend(paths.iter().map(String::as_str));
     let out = maskid(&args);
-    assert_eq!(out.status.code(), Some(1), "some photos failed: exit 1");
+    assert_eq!(out.status.code(), Some(3), "some photos failed: exit 3");
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let error = |i: usize| rows[i]["error"].as_str().unwrap_or("").to_string();
     assert!(error(0).contains("No such file"), "{}", error(0));
     assert!(error(1).contains("empty file"), "{}", error(1));
     assert!(error(2).contains("not a readable image"), "{}", error(2));
     assert!(error(3).contains("truncated JPEG"), "{}", error(3));
-    assert!(error(4).contains("no face found"), "{}", error(4));
-    assert!(error(5).contains("no face found"), "{}", error(5));
+    // No face is an answer (zero faces), not a failure.
+    for i in [4, 5] {
+        assert!(rows[i]["error"].is_null() && rows[i]["faces"].as_array().unwrap().is_empty(), "{}", rows[i]);
+    }
     assert!(error(6).contains("20000x20000") && error(6).contains("--max-megapixels"), "{}", error(6));
     assert!(rows[7]["error"].is_null());
     assert_eq!(rows[7]["faces"].as_array().unwrap().len(), 1);
-    for (i, name) in names.iter().enumerate().take(7) {
-        assert!(error(i).contains(name), "error names the file: {}", error(i));
+    for i in [0, 1, 2, 3, 6] {
+        assert!(error(i).contains(names[i]), "error names the file: {}", error(i));
     }
 }
 

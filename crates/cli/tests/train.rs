@@ -212,6 +212,15 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
     assert!(result.status.success(), "{}", stderr(&result));
     let sheet = image::open(out.join("person_a_1.png")).unwrap();
     assert_eq!((sheet.width(), sheet.height()), (3 * 112 + 2 * 4, 112));
+    // Without --run: the shipped inpainter.
+    let shipped = tmp.path().join("unmask-shipped");
+    let result = maskid(&["unmask", photo.to_str().unwrap(), "-o", shipped.to_str().unwrap(), "--add-mask", "n95"]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let sheet = image::open(shipped.join("person_a_1.png")).unwrap().to_rgb8();
+    assert_eq!(sheet.dimensions(), (3 * 112 + 2 * 4, 112));
+    let (masked, restored) =
+        (image::imageops::crop_imm(&sheet, 116, 0, 112, 112), image::imageops::crop_imm(&sheet, 232, 0, 112, 112));
+    assert_ne!(masked.to_image().into_raw(), restored.to_image().into_raw(), "the decoder changed the masked face");
 }
 
 #[test]

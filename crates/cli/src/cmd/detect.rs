@@ -7,11 +7,11 @@ use maskid_core::Detection;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{exit_status, photo_paths, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Photos to scan.
+    /// Photos to scan (folders: every photo under them).
     #[arg(required = true)]
     photos: Vec<PathBuf>,
     /// Which faces to report: largest, center, all, require-one.
@@ -34,13 +34,17 @@ struct PhotoFaces {
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Latency)?;
     let mut results = Vec::new();
-    for photo in &args.photos {
+    for photo in &photo_paths(&args.photos)? {
         let mut entry =
             PhotoFaces { photo: photo.display().to_string(), width: 0, height: 0, faces: vec![], error: None };
         match models.photo_faces(photo, args.face) {
             Ok((image, faces)) => {
                 (entry.width, entry.height) = image.dimensions();
                 entry.faces = faces.into_iter().map(|(d, _)| d).collect();
+            }
+            // No face is an answer, not a failure.
+            Err(maskid_pipeline::Error::Face(maskid_face::Error::NoFace { .. })) => {
+                (entry.width, entry.height) = image::image_dimensions(photo).unwrap_or_default();
             }
             Err(e) => entry.error = Some(e.to_string()),
         }
@@ -73,5 +77,6 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let faceless = results.iter().any(|r| r.error.is_none() && r.faces.is_empty());
+    Ok(exit_status(failed > 0, faceless))
 }

@@ -9,7 +9,9 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{Gallery, ModelRef, NewFace};
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, print_json, GlobalArgs};
+use crate::common::{
+    embed_photo, embedder, exit_status, one_face, photo_error_text, photo_paths, print_json, GlobalArgs,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,9 +24,13 @@ pub struct Args {
     /// JSON metadata for a new subject.
     #[arg(long, default_value = "{}")]
     metadata: String,
-    /// Photos of the person, one face each.
+    /// Photos of the person (folders: every photo under them), one face each.
     #[arg(required = true)]
     photos: Vec<PathBuf>,
+    /// Which face of each photo: require-one (a photo with several faces is refused),
+    /// largest or center.
+    #[arg(long, default_value = "require-one", value_parser = one_face)]
+    face: FacePolicy,
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx); a
     /// gallery holds one model's embeddings.
     #[arg(long, default_value = "teacher")]
@@ -57,9 +63,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let (subject, _) = gallery.subject_or_create(&args.name, &metadata)?;
     let (subject, name) = (subject.id, subject.name);
     let mut results = Vec::new();
-    for photo in &args.photos {
+    for photo in &photo_paths(&args.photos)? {
         let outcome = (|| -> anyhow::Result<i64> {
-            let found = embed_photo(&models, embedder, photo, FacePolicy::RequireOne)?.remove(0);
+            let found = embed_photo(&models, embedder, photo, args.face)?.remove(0);
             let face = NewFace {
                 embedding: found.embedding,
                 model: model.clone(),
@@ -70,12 +76,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Ok(gallery.enroll(subject, &face)?)
         })();
         if let Err(e) = &outcome {
-            eprintln!("maskid: {}: {e:#}", photo.display());
+            eprintln!("maskid: {}", photo_error_text(photo, e));
         }
         results.push(Enrolled {
             photo: photo.display().to_string(),
             face_id: outcome.as_ref().ok().copied(),
-            error: outcome.err().map(|e| format!("{e:#}")),
+            error: outcome.err().map(|e| photo_error_text(photo, &e)),
         });
     }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
@@ -90,5 +96,5 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             args.gallery.display()
         );
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(exit_status(failed > 0, false))
 }

@@ -76,8 +76,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Show { name } => {
             let subject = gallery.subject(&name)?;
+            // Face ids too: `DELETE /v1/faces/{id}` and `gallery` users need them.
+            let faces = gallery.faces(&name)?;
             if args.file.json {
-                print_json(&subject)?;
+                let mut shown = serde_json::to_value(&subject)?;
+                shown["face_list"] = serde_json::to_value(&faces)?;
+                print_json(&shown)?;
             } else {
                 println!(
                     "{}: {} faces, enrolled {}, metadata {}",
@@ -86,6 +90,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     subject.created,
                     subject.metadata
                 );
+                for f in &faces {
+                    println!("  face {} ({}, score {:.3}, {})", f.id, f.model_id, f.score, f.created);
+                }
             }
         }
         Action::Check => {

@@ -8,16 +8,21 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, SubjectIndex};
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, print_json, threshold, GlobalArgs};
+use crate::common::{
+    embed_photo, embedder, exit_status, one_face, photo_error_text, photo_paths, print_json, threshold, GlobalArgs,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The gallery file.
     #[arg(long)]
     gallery: PathBuf,
-    /// Photos to identify (the largest face of each).
+    /// Photos to identify (folders: every photo under them).
     #[arg(required = true)]
     photos: Vec<PathBuf>,
+    /// Which face of each photo: largest, center or require-one.
+    #[arg(long, default_value = "largest", value_parser = one_face)]
+    face: FacePolicy,
     /// How many people to list per photo.
     #[arg(long, default_value_t = 3)]
     top: usize,
@@ -71,8 +76,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     let index = SubjectIndex::load(&gallery, args.index)?;
     let mut results = Vec::new();
-    for photo in &args.photos {
-        let outcome = embed_photo(&models, embedder, photo, FacePolicy::Largest).map(|mut f| f.remove(0).embedding);
+    for photo in &photo_paths(&args.photos)? {
+        let outcome = embed_photo(&models, embedder, photo, args.face).map(|mut f| f.remove(0).embedding);
         let candidates = match &outcome {
             Ok(probe) => index.candidates(probe.values(), args.top, threshold),
             Err(_) => Vec::new(),
@@ -81,7 +86,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             photo: photo.display().to_string(),
             threshold,
             candidates,
-            error: outcome.err().map(|e| format!("{e:#}")),
+            error: outcome.err().map(|e| photo_error_text(photo, &e)),
         });
     }
     if args.json {
@@ -89,7 +94,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         for r in &results {
             match (&r.error, r.candidates.first()) {
-                (Some(e), _) => eprintln!("maskid: {}: {e}", r.photo),
+                (Some(e), _) => eprintln!("maskid: {e}"),
                 (None, None) => println!("{}: the gallery is empty", r.photo),
                 (None, Some(best)) => {
                     let verdict =
@@ -110,6 +115,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let all_matched = results.iter().all(|r| r.error.is_none() && r.candidates.first().is_some_and(|c| c.matched));
-    Ok(if all_matched { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let failed = results.iter().any(|r| r.error.is_some());
+    let unmatched = results.iter().any(|r| r.error.is_none() && !r.candidates.first().is_some_and(|c| c.matched));
+    Ok(exit_status(failed, unmatched))
 }

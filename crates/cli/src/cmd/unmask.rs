@@ -1,14 +1,16 @@
-//! `maskid unmask PHOTO... -o DIR --run RUN`: what the inpainting decoder sees behind the
-//! mask. Each face is written as one PNG: the aligned input, then the decoder's reconstruction
-//! (and, with `--add-mask`, the clean face first, so the three can be compared).
+//! `maskid unmask PHOTO... -o DIR [--run RUN]`: what the inpainting decoder sees behind the
+//! mask, with the shipped inpainter or a run's. Each face is written as one PNG: the aligned
+//! input, then the decoder's reconstruction (and, with `--add-mask`, the clean face first, so
+//! the three can be compared).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use image::RgbImage;
+use maskid_assets::G2D_INPAINTER;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
-use maskid_face::{FacePolicy, Parallelism};
+use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
 use maskid_pipeline::landmarks_in_crop;
 
@@ -23,9 +25,10 @@ pub struct Args {
     /// Output folder (created).
     #[arg(short, long)]
     output: PathBuf,
-    /// Run folder with a finished inpaint or encoder stage.
+    /// Run folder with a finished inpaint or encoder stage (default: the shipped inpainter,
+    /// `models/g2d-small-unmask.onnx`).
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
     /// Put a synthetic mask on each face first: surgical, n95, cloth, gaiter, respirator, hand
     /// or random (for photos of unmasked faces).
     #[arg(long)]
@@ -44,10 +47,19 @@ pub struct Args {
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
-    let device = maskid_g2d::Device::flex();
-    let inpainter = maskid_g2d::load_trained_inpainter(&args.run, &device)?;
     let style = args.add_mask.as_deref().map(mask_style).transpose()?;
     let models = global.models(Parallelism::Throughput)?;
+    // (After the models: they load ONNX Runtime, which the shipped inpainter runs on.)
+    let restorer = match &args.run {
+        Some(run) => {
+            let device = maskid_g2d::Device::flex();
+            Restorer::Trained(Box::new(maskid_g2d::load_trained_inpainter(run, &device)?), device)
+        }
+        None => {
+            let model = G2D_INPAINTER.file(global.assets().home())?;
+            Restorer::Shipped(FaceRestorer::new(&model, Parallelism::Throughput).context("loading the G2D inpainter")?)
+        }
+    };
     std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
     let summary = run_batch(global, "unmask", &photos, |photo, stem| {
         let (_, faces) = models.photo_faces(photo, args.face)?;
@@ -59,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 panels.push(mask_face(face, &landmarks_in_crop(&detection.landmarks), &spec)?.0);
             }
             let input = panels.last().expect("BUG: one panel").clone();
-            panels.extend(maskid_g2d::stage::restore_faces(&inpainter, &[input], &device)?);
+            panels.extend(restorer.restore(&[input])?);
             let name = if many { format!("{}_{i}.png", stem.display()) } else { format!("{}.png", stem.display()) };
             let path = args.output.join(name);
             std::fs::create_dir_all(path.parent().unwrap_or(&args.output))?;
@@ -68,6 +80,21 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         Ok(faces.len())
     });
     summary.report(args.json, &args.output)
+}
+
+/// The inpainter: a run's (burn) or the shipped export (ONNX Runtime).
+enum Restorer {
+    Trained(Box<maskid_g2d::model::Inpainter>, maskid_g2d::Device),
+    Shipped(FaceRestorer),
+}
+
+impl Restorer {
+    fn restore(&self, faces: &[AlignedFace]) -> anyhow::Result<Vec<AlignedFace>> {
+        Ok(match self {
+            Restorer::Trained(inpainter, device) => maskid_g2d::stage::restore_faces(inpainter, faces, device)?,
+            Restorer::Shipped(restorer) => restorer.restore(faces)?,
+        })
+    }
 }
 
 /// Faces in a row, 4 px apart on white.

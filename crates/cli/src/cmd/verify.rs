@@ -1,4 +1,5 @@
-//! `maskid verify PHOTO_A PHOTO_B`: are the two largest faces the same person?
+//! `maskid verify PHOTO_A PHOTO_B`: are the two faces (the largest of each photo, unless
+//! `--face` says otherwise) the same person?
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,9 @@ use std::process::ExitCode;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, print_json, threshold, GlobalArgs};
+use crate::common::{
+    embed_photo, embedder, exit_status, one_face, photo_error_text, print_json, threshold, GlobalArgs,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +23,9 @@ pub struct Args {
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx).
     #[arg(long, default_value = "teacher")]
     model: String,
+    /// Which face of each photo: largest, center or require-one.
+    #[arg(long, default_value = "largest", value_parser = one_face)]
+    face: FacePolicy,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -38,8 +44,19 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
     let embedder = embedder(global, &models, &args.model, &mut slot)?;
-    let a = embed_photo(&models, embedder, &args.a, FacePolicy::Largest)?.remove(0).embedding;
-    let b = embed_photo(&models, embedder, &args.b, FacePolicy::Largest)?.remove(0).embedding;
+    // A photo that cannot be used is a failed input (exit 3), not an error of the command.
+    let embed = |photo| embed_photo(&models, embedder, photo, args.face).map(|mut f| f.remove(0).embedding);
+    let (a, b) = match (embed(&args.a), embed(&args.b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            for (photo, e) in [(&args.a, a.err()), (&args.b, b.err())] {
+                if let Some(e) = e {
+                    eprintln!("maskid: {}", photo_error_text(photo, &e));
+                }
+            }
+            return Ok(exit_status(true, false));
+        }
+    };
     let similarity = a.cosine(&b);
     let verdict =
         Verdict { similarity, threshold, same_person: similarity >= threshold, model: embedder.model_id().into() };
@@ -49,5 +66,5 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let word = if verdict.same_person { "same person" } else { "different people" };
         println!("{word}: similarity {similarity:.3} (threshold {threshold:.3}, model {})", verdict.model);
     }
-    Ok(if verdict.same_person { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(exit_status(false, !verdict.same_person))
 }
