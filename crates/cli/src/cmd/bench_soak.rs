@@ -339,7 +339,9 @@ fn exchange(
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = connect(target)?;
     stream.write_all(head(target, method, path, content_type, body.len()).as_bytes())?;
-    stream.write_all(body)?;
+    // The service may answer (401, 413, 503) and close before taking the whole body: read
+    // its answer even when the rest cannot be written.
+    let _ = stream.write_all(body);
     read_answer(&mut stream)
 }
 
