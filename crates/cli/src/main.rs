@@ -47,9 +47,10 @@ enum Command {
     Identify(cmd::identify::Args),
     /// Are two photos the same person?
     Verify(cmd::verify::Args),
-    /// List, show or remove the gallery's subjects.
+    /// The gallery: list, show or remove subjects; check, export, import or re-embed it.
     Gallery(cmd::gallery::Args),
-    /// Measure speed: photo -> embedding latency, and throughput over a data set.
+    /// Measure: photo -> embedding latency, throughput, training, search, the service (load,
+    /// soak) and face detection over a folder.
     Bench(cmd::bench::Args),
     /// Run the HTTP service over a gallery.
     Serve(cmd::serve::Args),
