@@ -151,15 +151,6 @@ pub fn photo_error_text(photo: &Path, e: &anyhow::Error) -> String {
     }
 }
 
-/// `--face` of commands that use one face of each photo (enroll, identify, verify): every
-/// policy but `all`.
-pub fn one_face(name: &str) -> Result<FacePolicy, String> {
-    match name.parse()? {
-        FacePolicy::All => Err("this command uses one face per photo: choose largest, center or require-one".into()),
-        policy => Ok(policy),
-    }
-}
-
 /// The photos named on the command line, folders walked (sorted, recursively).
 pub fn photo_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(crate::cmd::align::collect(inputs)?.into_iter().map(|(photo, _)| photo).collect())

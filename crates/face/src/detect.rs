@@ -278,6 +278,17 @@ impl std::str::FromStr for FacePolicy {
     }
 }
 
+impl FacePolicy {
+    /// A policy that yields one face per photo (every one but `all`), for uses that take one
+    /// face of a photo: enrolment, identification, verification.
+    pub fn parse_one(s: &str) -> std::result::Result<Self, String> {
+        match s.parse()? {
+            Self::All => Err("one face per photo here: choose largest, center or require-one".into()),
+            policy => Ok(policy),
+        }
+    }
+}
+
 /// Applies `policy` to the faces of a `width` x `height` image. No face is an error.
 pub fn select_faces(
     faces: Vec<Detection>,

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{presented_secret, secret_sha256, Role};
 use crate::error::ApiError;
-use crate::input::read_upload;
+use crate::input::{content_type, read_upload, unsupported_media_type};
 use crate::AppState;
 
 type Shared = Arc<AppState>;
@@ -313,19 +313,10 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-/// The `face` query parameter; `allowed` lists what the endpoint takes.
-fn face_policy(name: Option<&str>, default: FacePolicy, allowed: &[&str]) -> Result<FacePolicy, ApiError> {
-    match name {
-        None => Ok(default),
-        Some(n) if allowed.contains(&n) => n.parse().map_err(|e: String| ApiError::bad_request(format!("face: {e}"))),
-        Some(n) => {
-            Err(ApiError::bad_request(format!("face={n} is not accepted here (allowed: {})", allowed.join(", "))))
-        }
-    }
+/// The `face` query parameter: one face per photo on every endpoint.
+fn face_policy(name: Option<&str>, default: FacePolicy) -> Result<FacePolicy, ApiError> {
+    name.map_or(Ok(default), |n| FacePolicy::parse_one(n).map_err(|e| ApiError::bad_request(format!("face: {e}"))))
 }
-
-/// What `face=` may be on endpoints that use one face of a photo.
-const ONE_FACE: &[&str] = &["largest", "center", "require-one"];
 
 fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
     match given {
@@ -367,13 +358,9 @@ async fn create_subject(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("content type '{content_type}': send application/json {{\"name\", \"metadata\"}}"),
-        ));
+    let (content_type, mime) = content_type(&headers);
+    if mime != "application/json" {
+        return Err(unsupported_media_type(content_type, "application/json {\"name\", \"metadata\"}"));
     }
     let new: NewSubject = serde_json::from_slice(&body(raw)?)
         .map_err(|e| ApiError::bad_request(format!("expected JSON {{\"name\", \"metadata\"}}: {e}")))?;
@@ -431,7 +418,7 @@ async fn enroll(
     let name = path(name)?;
     maskid_gallery::subject_name(&name)?;
     // One photo enrols one face: several faces of one photo are not one person.
-    let policy = face_policy(query(params)?.face.as_deref(), FacePolicy::RequireOne, ONE_FACE)?;
+    let policy = face_policy(query(params)?.face.as_deref(), FacePolicy::RequireOne)?;
     let upload = read_upload(&headers, body(raw)?, &["image"]).await?;
     let image = upload.image("image")?;
     let metadata = upload.metadata.unwrap_or_else(|| json!({}));
@@ -497,7 +484,7 @@ async fn identify(
         return Err(ApiError::bad_request(format!("top must lie in 1..100, got {top}")));
     }
     let threshold = threshold(&state, params.threshold)?;
-    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest, ONE_FACE)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
     let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
     let (probe, detection) = model_work(&state, vec![("image", image)], move |s, images| {
         let found = s.engine.embed(&images[0], policy)?.remove(0);
@@ -527,7 +514,7 @@ async fn verify(
         return Err(ApiError::bad_request("top is a parameter of identify, not verify"));
     }
     let threshold = threshold(&state, params.threshold)?;
-    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest, ONE_FACE)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
     let upload = read_upload(&headers, body(raw)?, &["a", "b"]).await?;
     let images = vec![("a", upload.image("a")?), ("b", upload.image("b")?)];
     let similarity = model_work(&state, images, move |s, images| {

@@ -26,10 +26,24 @@ impl Upload {
     }
 }
 
+/// The request's `Content-Type` as sent, and its media type in lower case without parameters.
+pub fn content_type(headers: &HeaderMap) -> (&str, String) {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    (content_type, content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// 415 for a body of `content_type`, saying what to send instead.
+pub fn unsupported_media_type(content_type: &str, expected: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("content type '{content_type}': send {expected}"),
+    )
+}
+
 /// Reads the images `fields` (all required) from a request body.
 pub async fn read_upload(headers: &HeaderMap, body: Bytes, fields: &[&str]) -> Result<Upload, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (content_type, mime) = content_type(headers);
     let upload = if mime == "multipart/form-data" {
         multipart(content_type, body, fields).await?
     } else if mime == "application/json" {
@@ -42,11 +56,7 @@ pub async fn read_upload(headers: &HeaderMap, body: Bytes, fields: &[&str]) -> R
         } else {
             "multipart/form-data or application/json"
         };
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("content type '{content_type}': send {expected}"),
-        ));
+        return Err(unsupported_media_type(content_type, expected));
     };
     for field in fields {
         upload.image(field)?;

@@ -9,9 +9,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{Gallery, ModelRef, NewFace};
 use serde::Serialize;
 
-use crate::common::{
-    embed_photo, embedder, exit_status, one_face, photo_error_text, photo_paths, print_json, GlobalArgs,
-};
+use crate::common::{embed_photo, embedder, exit_status, photo_error_text, photo_paths, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,7 +27,7 @@ pub struct Args {
     photos: Vec<PathBuf>,
     /// Which face of each photo: require-one (a photo with several faces is refused),
     /// largest or center.
-    #[arg(long, default_value = "require-one", value_parser = one_face)]
+    #[arg(long, default_value = "require-one", value_parser = FacePolicy::parse_one)]
     face: FacePolicy,
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx); a
     /// gallery holds one model's embeddings.

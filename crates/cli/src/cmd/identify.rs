@@ -9,7 +9,7 @@ use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, SubjectIndex};
 use serde::Serialize;
 
 use crate::common::{
-    embed_photo, embedder, exit_status, one_face, photo_error_text, photo_paths, print_json, threshold, GlobalArgs,
+    embed_photo, embedder, exit_status, photo_error_text, photo_paths, print_json, threshold, GlobalArgs,
 };
 
 #[derive(clap::Args)]
@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(required = true)]
     photos: Vec<PathBuf>,
     /// Which face of each photo: largest, center or require-one.
-    #[arg(long, default_value = "largest", value_parser = one_face)]
+    #[arg(long, default_value = "largest", value_parser = FacePolicy::parse_one)]
     face: FacePolicy,
     /// How many people to list per photo.
     #[arg(long, default_value_t = 3)]

@@ -7,9 +7,7 @@ use std::process::ExitCode;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{
-    embed_photo, embedder, exit_status, one_face, photo_error_text, print_json, threshold, GlobalArgs,
-};
+use crate::common::{embed_photo, embedder, exit_status, photo_error_text, print_json, threshold, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value = "teacher")]
     model: String,
     /// Which face of each photo: largest, center or require-one.
-    #[arg(long, default_value = "largest", value_parser = one_face)]
+    #[arg(long, default_value = "largest", value_parser = FacePolicy::parse_one)]
     face: FacePolicy,
     /// Print JSON.
     #[arg(long)]
