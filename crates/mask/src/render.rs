@@ -41,13 +41,18 @@ impl<'a> RgbImageMut<'a> {
 /// How a part of a mask is coloured.
 #[derive(Clone, Copy)]
 enum Paint {
-    /// The mask's fabric (colour, texture, pleats or seam by style).
+    /// The mask's fabric (colour, texture, pleats, seam or dome by style).
     Fabric,
-    /// The accent colour, flat (valves, cartridges, straps).
+    /// The accent colour, flat (valves, ear loops).
     Accent(f32),
-    /// Skin, darker towards the edges of a finger whose axis is at template height `axis`.
-    Finger { axis: f32, half_width: f32 },
-    /// Skin of the palm.
+    /// The main colour darkened by the factor (straps, a respirator's valve cover).
+    Body(f32),
+    /// A round filter cartridge: a dark rim, a face lit from above, a grille of rings.
+    Cartridge { centre: Point, radius: f32 },
+    /// Skin of a finger from `base` to `tip`: round (darker at the sides, dark in the gaps
+    /// between fingers), with knuckle creases and a nail.
+    Finger { base: Point, tip: Point, half_width: f32 },
+    /// Skin of the back of the hand.
     Palm,
     /// One flat colour (free-form occluders).
     Flat([f32; 3]),
@@ -158,54 +163,101 @@ fn parts(spec: &MaskSpec, rng: &mut Rng) -> Vec<Part> {
         }
         MaskStyle::Cloth => vec![fabric(jaw_mask(top, 5.0, 1.0, rng.range(3.0, 5.0), 5.0))],
         MaskStyle::Gaiter => {
+            // A tube of stretch fabric pulled up to the nose: over the cheeks to the ears,
+            // down past the jaw and over the whole neck (in a photo it reaches the collar).
             let mut outline = Vec::new();
-            top_edge(top + 1.0, 56.0, 5.0, 0.0, &mut outline);
-            outline.extend([[112.0, 126.0], [0.0, 126.0]]);
+            let half = rng.range(41.0, 45.0);
+            top_edge(top + 1.0, half, 6.0, 0.0, &mut outline);
+            let neck = rng.range(33.0, 37.0);
+            let right = [
+                [56.0 + half + 1.0, top + 12.0],
+                [56.0 + half - 2.0, 92.0],
+                [56.0 + neck + 3.0, 110.0],
+                [56.0 + neck, 126.0],
+                [56.0 + neck + 2.0, 146.0],
+                [56.0 + neck - 6.0, 150.0],
+                [56.0, 152.0],
+            ];
+            outline.extend(right);
+            outline.extend(right.iter().rev().skip(1).map(|p| [112.0 - p[0], p[1]]));
             vec![fabric(outline)]
         }
         MaskStyle::Respirator => {
             // A half-face respirator seals on the nose bridge and the cheekbones: its cup is
-            // as wide as the cheeks, the cartridges sit over the jaw.
+            // as wide as the cheeks, the cartridges sit over the jaw, the straps run to the
+            // back of the head above and below the ears.
             let cup_top = top.min(58.0);
             let ry = (117.0 - cup_top) / 2.0;
+            let cartridge = |x: f32| Part {
+                outline: ellipse([x, 100.0], 13.5, 13.5, 32),
+                paint: Paint::Cartridge { centre: [x, 100.0], radius: 13.5 },
+            };
             vec![
-                Part { outline: capsule([8.0, 74.0], [100.0, 74.0], 4.0), paint: Paint::Accent(0.45) },
+                Part { outline: capsule([30.0, 68.0], [12.0, 62.0], 6.0), paint: Paint::Body(0.7) },
+                Part { outline: capsule([82.0, 68.0], [100.0, 62.0], 6.0), paint: Paint::Body(0.7) },
+                Part { outline: capsule([30.0, 104.0], [16.0, 116.0], 6.0), paint: Paint::Body(0.7) },
+                Part { outline: capsule([82.0, 104.0], [96.0, 116.0], 6.0), paint: Paint::Body(0.7) },
                 fabric(ellipse([56.0, cup_top + ry], 31.0, ry, 40)),
-                Part { outline: ellipse([27.0, 100.0], 13.5, 13.5, 32), paint: Paint::Accent(0.8) },
-                Part { outline: ellipse([27.0, 100.0], 8.5, 8.5, 24), paint: Paint::Accent(0.55) },
-                Part { outline: ellipse([85.0, 100.0], 13.5, 13.5, 32), paint: Paint::Accent(0.8) },
-                Part { outline: ellipse([85.0, 100.0], 8.5, 8.5, 24), paint: Paint::Accent(0.55) },
-                Part { outline: ellipse([56.0, 104.0], 7.5, 6.5, 24), paint: Paint::Accent(1.0) },
+                Part { outline: ellipse([56.0, 104.0], 7.5, 6.5, 24), paint: Paint::Body(0.75) },
+                cartridge(27.0),
+                cartridge(85.0),
             ]
         }
         MaskStyle::Hand => {
-            // A left hand from the image's left over mouth and chin; fingers across the face.
-            let first = if spec.nose_covered { top + 6.0 } else { top + 2.0 };
+            // The back of a left hand coming in from the image's left: four fingers across
+            // mouth and chin, the thumb down along the jaw.
+            let first = if spec.nose_covered { top + 8.0 } else { top + 2.0 };
             let mut p = vec![Part {
-                outline: vec![[-4.0, first - 4.0], [26.0, first - 2.0], [36.0, 112.0], [30.0, 126.0], [-4.0, 126.0]],
+                outline: vec![
+                    [-20.0, first - 4.0],
+                    [-8.0, first - 6.0],
+                    [8.0, first - 6.0],
+                    [17.0, first - 2.0],
+                    [19.0, first + 8.0],
+                    [19.0, first + 22.0],
+                    [15.0, first + 32.0],
+                    [6.0, first + 42.0],
+                    [0.0, 128.0],
+                    [-8.0, 150.0],
+                    [-28.0, 150.0],
+                    [-26.0, first + 10.0],
+                ],
                 paint: Paint::Palm,
             }];
+            // The thumb runs under the jaw towards the chin.
+            let thumb = ([6.0, first + 36.0], [38.0 + rng.range(-3.0, 3.0), first + 46.0]);
+            p.push(Part {
+                outline: capsule(thumb.0, thumb.1, 10.0),
+                paint: Paint::Finger { base: thumb.0, tip: thumb.1, half_width: 5.0 },
+            });
             for i in 0..4 {
-                let axis = first + 1.5 + i as f32 * 9.0;
+                let axis = first + 1.5 + i as f32 * 9.2;
                 let length = [62.0, 68.0, 64.0, 54.0][i] + rng.range(-3.0, 3.0);
-                p.push(Part {
-                    outline: capsule([14.0, axis + 1.5], [14.0 + length, axis - 1.0], 9.0),
-                    paint: Paint::Finger { axis, half_width: 4.5 },
-                });
+                let (base, tip) = ([14.0, axis + 1.5], [14.0 + length, axis - 1.0 + rng.range(-1.0, 1.0)]);
+                p.push(Part { outline: capsule(base, tip, 10.0), paint: Paint::Finger { base, tip, half_width: 5.0 } });
             }
             p
         }
     };
-    // Slight warp: every outline point moves a little, and the whole mask scales and shifts.
+    // Slight warp: the whole mask scales and shifts (and may be mirrored), every outline
+    // point moves a little more; the points that shading measures from move with the mask.
     let (scale, dx, dy) = (rng.range(0.97, 1.04), rng.range(-1.2, 1.2), rng.range(-1.0, 1.0));
+    let warp = |p: Point| {
+        let x = 56.0 + (p[0] - 56.0) * scale + dx;
+        [if spec.mirrored { 112.0 - x } else { x }, 85.0 + (p[1] - 85.0) * scale + dy]
+    };
     for part in &mut parts {
         for p in &mut part.outline {
             let (jx, jy) = (rng.range(-0.8, 0.8), rng.range(-0.8, 0.8));
-            *p = [56.0 + (p[0] - 56.0) * scale + dx + jx, 85.0 + (p[1] - 85.0) * scale + dy + jy];
-            if spec.mirrored {
-                p[0] = 112.0 - p[0];
-            }
+            *p = warp([p[0] + jx / scale, p[1] + jy / scale]);
         }
+        part.paint = match part.paint {
+            Paint::Cartridge { centre, radius } => Paint::Cartridge { centre: warp(centre), radius: radius * scale },
+            Paint::Finger { base, tip, half_width } => {
+                Paint::Finger { base: warp(base), tip: warp(tip), half_width: half_width * scale }
+            }
+            paint => paint,
+        };
     }
     parts
 }
@@ -257,11 +309,53 @@ fn shade(spec: &MaskSpec, light: &Lighting, top: f32, u: f32, v: f32) -> f32 {
         }
         MaskStyle::N95 if (u - 56.0).abs() < 0.8 => s *= 0.82,
         MaskStyle::Gaiter => {
-            s *= 0.9 + 0.1 * (2.0 * fract(v / 7.0 + 0.3 * value_noise(u / 12.0, 0.5, spec.detail_seed)) - 1.0).abs()
+            // Horizontal folds, gentle over the face and bunched on the neck, and the shadow
+            // where the fabric leaves the chin.
+            let (period, depth) = if v > 110.0 { (5.5, 0.24) } else { (8.0, 0.1) };
+            let t = (2.0 * fract(v / period + 0.35 * value_noise(u / 14.0, v / 30.0, spec.detail_seed)) - 1.0).abs();
+            s *= 1.0 - depth + depth * t * t * (3.0 - 2.0 * t);
+            if (112.0..122.0).contains(&v) {
+                s *= 0.85;
+            }
+        }
+        MaskStyle::Respirator => {
+            // A rubber dome: brightest where it faces the camera, a soft highlight up and
+            // towards the light.
+            let (du, dv) = ((u - 56.0) / 31.0, (v - 86.5) / 30.5);
+            let facing = (1.0 - du * du - dv * dv).max(0.0).sqrt();
+            let (hu, hv) = (du + 0.3 - light.side, dv + 0.45);
+            s *= 0.55 + 0.5 * facing + 0.35 * (1.0 - (hu * hu + hv * hv) / 0.06).max(0.0);
         }
         _ => {}
     }
     s
+}
+
+/// A hand's skin from the face's: a little warmer and more saturated (hands are redder than
+/// cheeks in photos, and a grey hand reads as a block).
+fn hand_skin(face: [f32; 3]) -> [f32; 3] {
+    let mean = (face[0] + face[1] + face[2]) / 3.0;
+    let warm = [1.03, 0.99, 0.97];
+    std::array::from_fn(|k| ((mean + (face[k] - mean) * 1.1) * warm[k]).clamp(0.0, 255.0))
+}
+
+/// Skin of a finger at (u, v): a cylinder lit from the front, dark where it meets the next
+/// finger, with two knuckle creases and a paler nail at the tip.
+fn finger_colour(skin: [f32; 3], base: Point, tip: Point, half_width: f32, u: f32, v: f32) -> [f32; 3] {
+    let (ax, ay) = (tip[0] - base[0], tip[1] - base[1]);
+    let len = (ax * ax + ay * ay).sqrt().max(1e-3);
+    let along = ((u - base[0]) * ax + (v - base[1]) * ay) / len;
+    let t = along.clamp(0.0, len);
+    let (px, py) = (base[0] + ax * t / len, base[1] + ay * t / len);
+    let d = (((u - px) * (u - px) + (v - py) * (v - py)).sqrt() / half_width).min(1.0);
+    let mut k = 1.04 - 0.3 * d * d - 1.6 * (d - 0.85).max(0.0);
+    for crease in [0.4, 0.68] {
+        if (along - crease * len).abs() < 0.6 {
+            k *= 0.86;
+        }
+    }
+    let nail = along > len - 0.9 * half_width && d < 0.65;
+    if nail { skin.map(|c| c * 0.6 + 95.0) } else { skin }.map(|c| c * k)
 }
 
 /// A masked copy of an aligned face (`landmarks` in crop pixels) and what the mask covers.
@@ -279,15 +373,30 @@ pub fn render_mask(image: &mut RgbImageMut<'_>, landmarks: &Landmarks5, spec: &M
     let light = lighting(image, &frame);
     let parts = parts(spec, &mut rng);
     let top = if spec.nose_covered { 56.0 } else { 75.0 };
-    let skin = light.skin;
+    let skin = hand_skin(light.skin);
     paint_parts(image, &frame, &parts, |paint, u, v| match paint {
         Paint::Fabric => fabric_colour(spec, u, v).map(|c| c * shade(spec, &light, top, u, v)),
         Paint::Accent(k) => spec.accent.map(|c| f32::from(c) * k * light.brightness),
-        Paint::Palm => skin.map(|c| c * (0.97 - 0.1 * ((v - 100.0) / 20.0).abs().min(1.0))),
-        Paint::Finger { axis, half_width } => {
-            let d = ((v - axis) / half_width).clamp(-1.0, 1.0);
-            skin.map(|c| c * (1.02 - 0.28 * d * d))
+        Paint::Body(k) => spec.colour.map(|c| f32::from(c) * k * light.brightness),
+        Paint::Cartridge { centre, radius } => {
+            let (du, dv) = ((u - centre[0]) / radius, (v - centre[1]) / radius);
+            let d = (du * du + dv * dv).sqrt();
+            let k = if d > 0.8 {
+                0.6 + 0.25 * (-dv).max(0.0) // the rim, lit on top
+            } else if fract(d * 3.6) < 0.3 {
+                0.72 // grille rings
+            } else {
+                1.0 - 0.25 * dv.max(0.0) - 0.1 * d
+            };
+            spec.accent.map(|c| f32::from(c) * k * light.brightness * (1.0 + 0.5 * light.side * du))
         }
+        Paint::Palm => {
+            // Darker away from the knuckles, towards the wrist and the hand's far edge.
+            let edge = if u < 56.0 { u } else { 112.0 - u };
+            let k = 1.02 - 0.25 * ((18.0 - edge) / 40.0).clamp(0.0, 1.0) - 0.2 * ((v - 96.0) / 50.0).clamp(0.0, 1.0);
+            skin.map(|c| c * k)
+        }
+        Paint::Finger { base, tip, half_width } => finger_colour(skin, base, tip, half_width, u, v),
         Paint::Flat(c) => c,
     })
 }

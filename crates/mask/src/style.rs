@@ -122,9 +122,36 @@ fn pick<T: Copy>(rng: &mut Rng, items: &[T]) -> T {
     items[rng.below(items.len())]
 }
 
-fn random_colour(rng: &mut Rng) -> [u8; 3] {
-    [rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8]
+/// A fabric colour of low saturation: real masks are rarely loud.
+fn muted_colour(rng: &mut Rng) -> [u8; 3] {
+    let grey = rng.range(25.0, 225.0);
+    let spread = rng.range(0.0, 50.0);
+    std::array::from_fn(|_| (grey + rng.range(-spread, spread)).clamp(0.0, 255.0) as u8)
 }
+
+/// `a` moved a share `t` of the way to `b`.
+fn mix(a: [u8; 3], b: [u8; 3], t: f32) -> [u8; 3] {
+    std::array::from_fn(|k| (f32::from(a[k]) + (f32::from(b[k]) - f32::from(a[k])) * t).round() as u8)
+}
+
+/// Plain fabrics as they appear in photos of real masks (masked-wild): black and charcoal
+/// most of all, then greys, navy, denim, white, beige, olive, burgundy, pink, light blue.
+const FABRICS: [[u8; 3]; 14] = [
+    [26, 26, 29],
+    [34, 34, 38],
+    [44, 44, 48],
+    [62, 62, 68],
+    [118, 118, 124],
+    [182, 182, 186],
+    [32, 42, 72],
+    [72, 96, 130],
+    [232, 232, 228],
+    [196, 180, 156],
+    [84, 90, 62],
+    [98, 32, 42],
+    [214, 168, 178],
+    [152, 188, 214],
+];
 
 impl MaskSpec {
     /// The mask of `seed`; `style` forces a style, `coverage` the nose coverage.
@@ -154,7 +181,7 @@ impl MaskSpec {
                         ],
                     )
                 } else {
-                    random_colour(&mut rng)
+                    muted_colour(&mut rng)
                 };
                 (c, [245, 245, 245], Texture::Solid)
             }
@@ -164,22 +191,31 @@ impl MaskSpec {
                 (c, [150, 155, 160], Texture::Solid)
             }
             MaskStyle::Cloth | MaskStyle::Gaiter => {
-                let texture = match rng.below(5) {
-                    0 => Texture::Solid,
-                    1 => {
-                        let (dx, dy) = (rng.range(-1.0, 1.0), rng.range(-1.0, 1.0));
-                        let n = (dx * dx + dy * dy).sqrt().max(0.1);
-                        Texture::Stripes { dx: dx / n, dy: dy / n, period: rng.range(4.0, 12.0) }
+                // Most are plain; a print's second colour stays near the first in brightness.
+                let colour = if rng.chance(0.7) { pick(&mut rng, &FABRICS) } else { muted_colour(&mut rng) };
+                let texture = if rng.chance(0.6) {
+                    Texture::Solid
+                } else {
+                    match rng.below(4) {
+                        0 => {
+                            let (dx, dy) = (rng.range(-1.0, 1.0), rng.range(-1.0, 1.0));
+                            let n = (dx * dx + dy * dy).sqrt().max(0.1);
+                            Texture::Stripes { dx: dx / n, dy: dy / n, period: rng.range(7.0, 16.0) }
+                        }
+                        1 => Texture::Checks { period: rng.range(8.0, 16.0) },
+                        2 => Texture::Dots { period: rng.range(7.0, 12.0), radius: rng.range(1.5, 3.0) },
+                        _ => Texture::Floral { scale: rng.range(6.0, 11.0) },
                     }
-                    2 => Texture::Checks { period: rng.range(5.0, 12.0) },
-                    3 => Texture::Dots { period: rng.range(6.0, 11.0), radius: rng.range(1.2, 2.8) },
-                    _ => Texture::Floral { scale: rng.range(5.0, 10.0) },
                 };
-                (random_colour(&mut rng), random_colour(&mut rng), texture)
+                let other = muted_colour(&mut rng);
+                (colour, mix(colour, other, rng.range(0.35, 0.7)), texture)
             }
             MaskStyle::Respirator => {
-                let c = pick(&mut rng, &[[35, 35, 38], [55, 58, 60], [70, 75, 62]]);
-                (c, pick(&mut rng, &[[90, 90, 95], [150, 130, 40], [120, 40, 35]]), Texture::Solid)
+                // Rubber or silicone half masks; filter cartridges in their hazard colours
+                // (grey, magenta P100, yellow, black) or the body's.
+                let c = pick(&mut rng, &[[34, 34, 38], [52, 54, 58], [70, 74, 66], [96, 98, 104], [150, 150, 156]]);
+                let cartridge = pick(&mut rng, &[[128, 130, 136], [196, 84, 150], [196, 170, 64], [40, 40, 44], c]);
+                (c, cartridge, Texture::Solid)
             }
             MaskStyle::Hand => ([0, 0, 0], [0, 0, 0], Texture::Solid), // skin comes from the face
         };
