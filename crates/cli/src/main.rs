@@ -4,6 +4,7 @@
 
 mod cmd;
 mod common;
+mod label;
 
 use std::process::ExitCode;
 
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "maskid", version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
-    global: common::GlobalArgs,
+    common: common::CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,38 +23,108 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Sample photos, clean and masked, decided by the teacher and the shipped G2D model; an HTML report.
-    Demo(cmd::demo::Args),
+    Demo {
+        #[command(flatten)]
+        args: cmd::demo::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Fetch or list the pinned model files and ONNX Runtime.
     Models(cmd::models::Args),
     /// Detect faces and print boxes, landmarks and scores.
-    Detect(cmd::detect::Args),
+    Detect {
+        #[command(flatten)]
+        args: cmd::detect::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Detect and align faces, writing 112x112 crops.
-    Align(cmd::align::Args),
+    Align {
+        #[command(flatten)]
+        args: cmd::align::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Draw synthetic masks on photos or aligned crops, with occlusion maps.
-    Mask(cmd::mask::Args),
+    Mask {
+        #[command(flatten)]
+        args: cmd::mask::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Detect and align a whole data set once into the cache.
-    Prepare(cmd::prepare::Args),
+    Prepare {
+        #[command(flatten)]
+        args: cmd::prepare::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Evaluate a model on a protocol of protocols.md.
-    Eval(cmd::eval::Args),
+    Eval {
+        #[command(flatten)]
+        args: cmd::eval::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Train the G2D stages: inpaint, encoder, reformer, classifier.
-    Train(cmd::train::Args),
+    Train {
+        #[command(flatten)]
+        args: cmd::train::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Export a trained backbone as ONNX, checked against burn.
-    Export(cmd::export::Args),
+    Export {
+        #[command(flatten)]
+        args: cmd::export::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Show the inpainting decoder's reconstruction of covered faces.
-    Unmask(cmd::unmask::Args),
+    Unmask {
+        #[command(flatten)]
+        args: cmd::unmask::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Add a person's photos to a gallery.
-    Enroll(cmd::enroll::Args),
+    Enroll {
+        #[command(flatten)]
+        args: cmd::enroll::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Find the enrolled people most like each photo.
-    Identify(cmd::identify::Args),
+    Identify {
+        #[command(flatten)]
+        args: cmd::identify::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Are two photos the same person?
-    Verify(cmd::verify::Args),
+    Verify {
+        #[command(flatten)]
+        args: cmd::verify::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// The gallery: list, show or remove subjects; check, export, import or re-embed it.
     Gallery(cmd::gallery::Args),
     /// Measure: photo -> embedding latency, throughput, training, search, the service (load,
     /// soak) and face detection over a folder.
-    Bench(cmd::bench::Args),
+    Bench {
+        #[command(flatten)]
+        args: cmd::bench::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Run the HTTP service over a gallery.
-    Serve(cmd::serve::Args),
+    Serve {
+        #[command(flatten)]
+        args: cmd::serve::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Create, list or revoke the service's API keys.
     Keys(cmd::keys::Args),
 }
@@ -61,22 +132,22 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo(args) => cmd::demo::run(&cli.global, args),
-        Command::Models(args) => cmd::models::run(&cli.global, args),
-        Command::Detect(args) => cmd::detect::run(&cli.global, args),
-        Command::Align(args) => cmd::align::run(&cli.global, args),
-        Command::Mask(args) => cmd::mask::run(&cli.global, args),
-        Command::Prepare(args) => cmd::prepare::run(&cli.global, args),
-        Command::Eval(args) => cmd::eval::run(&cli.global, args),
-        Command::Train(args) => cmd::train::run(&cli.global, args),
-        Command::Export(args) => cmd::export::run(&cli.global, args),
-        Command::Unmask(args) => cmd::unmask::run(&cli.global, args),
-        Command::Enroll(args) => cmd::enroll::run(&cli.global, args),
-        Command::Identify(args) => cmd::identify::run(&cli.global, args),
-        Command::Verify(args) => cmd::verify::run(&cli.global, args),
-        Command::Gallery(args) => cmd::gallery::run(&cli.global, args),
-        Command::Bench(args) => cmd::bench::run(&cli.global, args),
-        Command::Serve(args) => cmd::serve::run(&cli.global, args),
+        Command::Demo { args, photo } => cmd::demo::run(&cli.common.with(photo), args),
+        Command::Models(args) => cmd::models::run(&cli.common.with(Default::default()), args),
+        Command::Detect { args, photo } => cmd::detect::run(&cli.common.with(photo), args),
+        Command::Align { args, photo } => cmd::align::run(&cli.common.with(photo), args),
+        Command::Mask { args, photo } => cmd::mask::run(&cli.common.with(photo), args),
+        Command::Prepare { args, photo } => cmd::prepare::run(&cli.common.with(photo), args),
+        Command::Eval { args, photo } => cmd::eval::run(&cli.common.with(photo), args),
+        Command::Train { args, photo } => cmd::train::run(&cli.common.with(photo), args),
+        Command::Export { args, photo } => cmd::export::run(&cli.common.with(photo), args),
+        Command::Unmask { args, photo } => cmd::unmask::run(&cli.common.with(photo), args),
+        Command::Enroll { args, photo } => cmd::enroll::run(&cli.common.with(photo), args),
+        Command::Identify { args, photo } => cmd::identify::run(&cli.common.with(photo), args),
+        Command::Verify { args, photo } => cmd::verify::run(&cli.common.with(photo), args),
+        Command::Gallery(args) => cmd::gallery::run(&cli.common.with(Default::default()), args),
+        Command::Bench { args, photo } => cmd::bench::run(&cli.common.with(photo), args),
+        Command::Serve { args, photo } => cmd::serve::run(&cli.common.with(photo), args),
         Command::Keys(args) => cmd::keys::run(args),
     };
     match result {

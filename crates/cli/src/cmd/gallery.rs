@@ -12,7 +12,7 @@ use maskid_face::Parallelism;
 use maskid_gallery::{escaped_name, Gallery, ModelRef, NewFace};
 use serde_json::{json, Value};
 
-use crate::common::{embedder, print_json, GalleryFile, GlobalArgs};
+use crate::common::{counted, embedder, print_json, GalleryFile, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -70,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     model.map_or("none yet".into(), |m| format!("{} ({})", m.id, &m.sha256[..12.min(m.sha256.len())]));
                 println!("{} subjects, model {shown}", subjects.len());
                 for s in subjects {
-                    println!("  {:<30} {} faces, since {}", escaped_name(&s.name), s.faces, s.created);
+                    println!("  {:<30} {}, since {}", escaped_name(&s.name), counted(s.faces, "face"), s.created);
                 }
             }
         }
@@ -84,9 +84,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 print_json(&shown)?;
             } else {
                 println!(
-                    "{}: {} faces, enrolled {}, metadata {}",
+                    "{}: {}, enrolled {}, metadata {}",
                     escaped_name(&subject.name),
-                    subject.faces,
+                    counted(subject.faces, "face"),
                     subject.created,
                     subject.metadata
                 );
@@ -101,7 +101,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             if args.file.json {
                 print_json(&serde_json::json!({ "integrity": integrity, "subjects": subjects, "faces": faces }))?;
             } else {
-                println!("integrity {integrity}; {subjects} subjects, {faces} faces");
+                println!("integrity {integrity}; {}, {}", counted(subjects, "subject"), counted(faces, "face"));
             }
             if integrity != "ok" {
                 return Ok(ExitCode::from(1));
@@ -109,15 +109,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Export { output } => {
             let (subjects, faces) = export(&gallery, &output)?;
-            println!("{subjects} subjects, {faces} faces written to {}", output.display());
+            println!("{}, {} written to {}", counted(subjects, "subject"), counted(faces, "face"), output.display());
         }
         Action::Import { input } => {
             let (added, skipped) = import(&mut gallery, &input)?;
-            println!("{added} faces added, {skipped} already there, from {}", input.display());
+            println!("{} added, {skipped} already there, from {}", counted(added, "face"), input.display());
         }
         Action::Reembed { model } => {
             let faces = reembed(global, &mut gallery, &model)?;
-            println!("{faces} faces re-embedded with {model}");
+            println!("{} re-embedded with {model}", counted(faces, "face"));
         }
         Action::Remove { name } => {
             gallery.remove_subject(&name)?;

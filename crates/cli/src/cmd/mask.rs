@@ -11,7 +11,8 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
 use crate::cmd::align::collect;
-use crate::common::{mask_style, run_batch, GlobalArgs};
+use crate::common::{counted, mask_style, run_batch, GlobalArgs};
+use crate::label::{draw_text, text_width, LINE_PX};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,6 +44,11 @@ pub struct Args {
     /// strokes and blocks, and the occlusion maps.
     #[arg(long)]
     contact_sheet: Option<PathBuf>,
+    /// With --contact-sheet: below the renders, rows of real masked faces from this folder
+    /// (e.g. ../shared/datasets/masked-wild/photos), aligned the same way, for comparison. Such a
+    /// sheet holds the photos' pixels: keep it wherever their terms allow.
+    #[arg(long, value_name = "DIR", requires = "contact_sheet")]
+    real: Option<PathBuf>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -73,14 +79,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let forced = mask_style(&args.style)?;
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
-    let models = if args.aligned { None } else { Some(global.models(Parallelism::Throughput)?) };
+    let models = if args.aligned && args.real.is_none() { None } else { Some(global.models(Parallelism::Throughput)?) };
     let faces_of = |photo: &Path| -> anyhow::Result<(RgbImage, Vec<Landmarks5>)> {
         match &models {
-            Some(models) => {
+            Some(models) if !args.aligned => {
                 let (image, faces) = models.photo_faces(photo, args.face)?;
                 Ok((image, faces.into_iter().map(|(d, _)| d.landmarks).collect()))
             }
-            None => {
+            _ => {
                 let image = maskid_face::load_image(photo, u64::MAX)?;
                 let size = ALIGNED_SIZE_PX as u32;
                 anyhow::ensure!(
@@ -93,7 +99,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(sheet) = &args.contact_sheet {
-        return contact_sheet(&photos, sheet, &args, &faces_of);
+        let real = match (&args.real, &models) {
+            (Some(dir), Some(models)) => real_faces(models, dir, args.seed)?,
+            _ => Vec::new(),
+        };
+        return contact_sheet(&photos, sheet, &args, &faces_of, &real);
     }
     let output = args.output.clone().expect("BUG: clap requires --output");
     let summary = run_batch(global, "mask", &photos, |photo, stem| {
@@ -113,6 +123,34 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     summary.report(args.json, &output)
 }
 
+/// Columns of the contact sheet after the clean face.
+const SHEET_COLUMNS: [&str; 8] = ["surgical", "n95", "cloth", "gaiter", "respirator", "hand", "strokes", "blocks"];
+
+/// Aligned crops of real masked faces under `dir` for the contact sheet: the largest face of
+/// photos spread evenly over the folder (the seed shifts the pick), as many as fill the
+/// sheet's rows; photos without a face are passed over.
+fn real_faces(models: &maskid_pipeline::Models, dir: &Path, seed: u64) -> anyhow::Result<Vec<RgbImage>> {
+    let photos = collect(&[dir.to_path_buf()])?;
+    anyhow::ensure!(!photos.is_empty(), "{}: no photos for --real", dir.display());
+    let wanted = 3 * (1 + SHEET_COLUMNS.len());
+    let stride = (photos.len() / wanted).max(1);
+    let s = ALIGNED_SIZE_PX as u32;
+    let mut crops = Vec::with_capacity(wanted);
+    for k in 0..photos.len() {
+        let (photo, _) = &photos[(seed as usize % stride + k * stride + k / wanted) % photos.len()];
+        if let Ok((image, faces)) = models.photo_faces(photo, FacePolicy::Largest) {
+            if let Some((face, _)) = faces.first() {
+                let aligned = maskid_face::align_face(&image, &face.landmarks)?;
+                crops.push(RgbImage::from_raw(s, s, aligned.rgb().to_vec()).expect("BUG: sized"));
+            }
+        }
+        if crops.len() == wanted {
+            break;
+        }
+    }
+    Ok(crops)
+}
+
 /// Rows: one aligned face per input. Columns: clean, the six styles, strokes, blocks; a second
 /// row per face shows the occlusion maps.
 fn contact_sheet(
@@ -120,9 +158,10 @@ fn contact_sheet(
     path: &Path,
     args: &Args,
     faces_of: &FacesOf<'_>,
+    real: &[RgbImage],
 ) -> anyhow::Result<ExitCode> {
     let s = ALIGNED_SIZE_PX as u32;
-    let columns = 1 + MaskStyle::ALL.len() as u32 + 2;
+    let columns = 1 + SHEET_COLUMNS.len() as u32;
     let rows: Vec<RgbImage> = photos
         .iter()
         .take(8)
@@ -165,15 +204,35 @@ fn contact_sheet(
         })
         .collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(!rows.is_empty(), "no faces for the contact sheet");
-    let mut sheet = RgbImage::new(s * columns, 2 * s * rows.len() as u32);
+    // A label strip over the columns; real faces, if any, below the renders under their own.
+    let strip = 2 * LINE_PX;
+    let real_rows = real.len().div_ceil(columns as usize) as u32;
+    let real_height = if real.is_empty() { 0 } else { strip + real_rows * s };
+    let mut sheet = RgbImage::new(s * columns, strip + 2 * s * rows.len() as u32 + real_height);
+    let white = image::Rgb([255, 255, 255]);
+    for (c, name) in std::iter::once(&"clean").chain(&SHEET_COLUMNS).enumerate() {
+        let x = c as u32 * s + (s - text_width(name)) / 2;
+        draw_text(&mut sheet, x, LINE_PX / 2, name, white);
+    }
     for (i, row) in rows.iter().enumerate() {
-        image::imageops::replace(&mut sheet, row, 0, i64::from(2 * s * i as u32));
+        image::imageops::replace(&mut sheet, row, 0, i64::from(strip + 2 * s * i as u32));
+    }
+    if !real.is_empty() {
+        let top = strip + 2 * s * rows.len() as u32;
+        let folder = args.real.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default();
+        draw_text(&mut sheet, 4, top + LINE_PX / 2, &format!("real masked faces: {folder}"), white);
+        for (k, crop) in real.iter().enumerate() {
+            let (col, row) = (k as u32 % columns, k as u32 / columns);
+            image::imageops::replace(&mut sheet, crop, i64::from(col * s), i64::from(top + strip + row * s));
+        }
     }
     sheet.save(path).with_context(|| format!("writing {}", path.display()))?;
     println!(
-        "contact sheet {} ({} faces; columns: clean, surgical, n95, cloth, gaiter, respirator, hand, strokes, blocks)",
+        "contact sheet {} ({}{}; columns: clean, {})",
         path.display(),
-        rows.len()
+        counted(rows.len(), "face"),
+        if real.is_empty() { String::new() } else { format!(", {} real masked faces below", real.len()) },
+        SHEET_COLUMNS.join(", ")
     );
     Ok(ExitCode::SUCCESS)
 }
