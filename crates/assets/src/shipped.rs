@@ -40,6 +40,12 @@ pub fn embedding_space(model_sha256: &str) -> Option<&'static str> {
 }
 
 impl ShippedModel {
+    /// The verified copy under `home/models/`, if one was written; never writes.
+    pub fn cached(&self, home: &Path) -> Option<PathBuf> {
+        let path = home.join("models").join(self.name);
+        sha256_file(&path).is_ok_and(|h| h == self.sha256).then_some(path)
+    }
+
     /// A verified copy of the model as a file under `home/models/` (ONNX Runtime loads
     /// files); written on first use, rewritten when the copy there is not this model.
     pub fn file(&self, home: &Path) -> Result<PathBuf> {
@@ -52,11 +58,14 @@ impl ShippedModel {
                 expected: self.sha256,
             });
         }
-        let path = home.join("models").join(self.name);
-        if !sha256_file(&path).is_ok_and(|h| h == self.sha256) {
-            write_atomic(&path, self.bytes)?;
+        match self.cached(home) {
+            Some(path) => Ok(path),
+            None => {
+                let path = home.join("models").join(self.name);
+                write_atomic(&path, self.bytes)?;
+                Ok(path)
+            }
         }
-        Ok(path)
     }
 }
 

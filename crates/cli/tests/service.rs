@@ -72,6 +72,14 @@ fn the_service_enrols_identifies_and_verifies_with_keys_limits_and_clear_errors(
     let pair = json!({ "a_base64": b64(&photo("person_b_1.jpg")), "b_base64": b64(&photo("impostor_2.jpg")) });
     let (_, different) = server.json("POST", "/v1/verify", &read, "application/json", pair.to_string().as_bytes());
     assert_eq!(different["same_person"], false, "{different}");
+    // Numbers as the model made them (f32, shortest form), and a photo against itself at most 1.
+    let (ct2, twice) = multipart(&[("a", &photo("person_b_1.jpg")), ("b", &photo("person_b_1.jpg"))]);
+    let auth = format!("Bearer {read}");
+    let (_, raw) = server.request("POST", "/v1/verify", &[("Authorization", &auth), ("Content-Type", &ct2)], &twice);
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.contains("\"threshold\":0.336,"), "{text}");
+    let itself: Value = serde_json::from_str(&text).unwrap();
+    assert!(itself["similarity"].as_f64().unwrap() <= 1.0, "{text}");
 
     // Bad input: the right status and a JSON error, never a 500.
     let jpeg = photo("person_a_1.jpg");

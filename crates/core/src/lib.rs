@@ -134,9 +134,10 @@ impl Embedding {
         &self.0
     }
 
-    /// Cosine similarity; both sides are unit vectors, so this is the dot product.
+    /// Cosine similarity; both sides are unit vectors, so this is the dot product, kept
+    /// within -1..1 (rounding can take a face compared with itself to 1.0000001).
     pub fn cosine(&self, other: &Embedding) -> f32 {
-        self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum()
+        self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>().clamp(-1.0, 1.0)
     }
 }
 

@@ -34,8 +34,12 @@ pub struct Report {
     pub reference_model: Option<String>,
     /// Mask setting.
     pub mask: String,
-    /// Mask style forced for every masked image, or `random` (drawn per image).
+    /// Mask style forced for every masked image, `random` (drawn per image), or `none`.
     pub mask_style: String,
+    /// Version of maskid's mask drawing that drew the masks (`maskid_mask::RENDER_VERSION`);
+    /// absent for clean runs and for reports written before versions were recorded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mask_render_version: Option<u32>,
     /// Mask seed.
     pub seed: u64,
     /// Data set root.

@@ -17,6 +17,11 @@ pub use render::{mask_face, render_mask, RgbImageMut};
 pub use rng::{image_seed, Rng};
 pub use style::{Coverage, MaskSpec, MaskStyle, Texture};
 
+/// Version of the drawing, raised whenever a seed draws different pixels: masked-protocol
+/// numbers are comparable only between reports of the same version. 2: the realistic
+/// fabrics, gaiter, respirator and hand of 2026-12-01.
+pub const RENDER_VERSION: u32 = 2;
+
 /// Errors of mask drawing.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -14,8 +14,8 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use bytes::Bytes;
 use maskid_face::FacePolicy;
-use maskid_gallery::NewFace;
-use serde::Deserialize;
+use maskid_gallery::{ModelRef, NewFace};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -318,6 +318,48 @@ fn face_policy(name: Option<&str>, default: FacePolicy) -> Result<FacePolicy, Ap
     name.map_or(Ok(default), |n| FacePolicy::parse_one(n).map_err(|e| ApiError::bad_request(format!("face: {e}"))))
 }
 
+// Answers are typed structs, not `json!` values: a `serde_json::Value` widens f32 to f64,
+// which prints 0.336 as 0.335999995470047.
+
+#[derive(Serialize)]
+struct SubjectAnswer {
+    subject: maskid_gallery::Subject,
+    faces: Vec<maskid_gallery::FaceInfo>,
+}
+
+#[derive(Serialize)]
+struct EnrolAnswer {
+    face_id: i64,
+    subject: String,
+    subject_created: bool,
+    detection_score: f32,
+}
+
+#[derive(Serialize)]
+struct FaceFound {
+    #[serde(rename = "box")]
+    bbox: maskid_core::BBox,
+    score: f32,
+}
+
+#[derive(Serialize)]
+struct IdentifyAnswer {
+    #[serde(rename = "match")]
+    decision: Option<String>,
+    threshold: f32,
+    candidates: Vec<maskid_gallery::Candidate>,
+    face: FaceFound,
+    model: ModelRef,
+}
+
+#[derive(Serialize)]
+struct VerifyAnswer {
+    same_person: bool,
+    similarity: f32,
+    threshold: f32,
+    model: ModelRef,
+}
+
 fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
     match given {
         Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
@@ -386,7 +428,7 @@ async fn get_subject(State(state): State<Shared>, name: Result<Path<String>, Pat
         Ok((gallery.subject(&name)?, gallery.faces(&name)?))
     })
     .await?;
-    Ok(Json(json!({ "subject": subject, "faces": faces })).into_response())
+    Ok(Json(SubjectAnswer { subject, faces }).into_response())
 }
 
 async fn delete_subject(State(state): State<Shared>, name: Result<Path<String>, PathRejection>) -> ApiResult {
@@ -443,12 +485,7 @@ async fn enroll(
         Ok((face_id, subject.name, created, detection.score))
     })
     .await?;
-    let body = json!({
-        "face_id": face_id,
-        "subject": subject,
-        "subject_created": created,
-        "detection_score": score,
-    });
+    let body = EnrolAnswer { face_id, subject, subject_created: created, detection_score: score };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -493,14 +530,8 @@ async fn identify(
     .await?;
     let candidates = state.index()?.candidates(probe.values(), top, threshold);
     let decision = candidates.first().filter(|c| c.matched).map(|c| c.name.clone());
-    Ok(Json(json!({
-        "match": decision,
-        "threshold": threshold,
-        "candidates": candidates,
-        "face": { "box": detection.bbox, "score": detection.score },
-        "model": state.engine.model(),
-    }))
-    .into_response())
+    let face = FaceFound { bbox: detection.bbox, score: detection.score };
+    Ok(Json(IdentifyAnswer { decision, threshold, candidates, face, model: state.engine.model() }).into_response())
 }
 
 async fn verify(
@@ -524,13 +555,8 @@ async fn verify(
         Ok(embed(&images[0], "a")?.cosine(&embed(&images[1], "b")?))
     })
     .await?;
-    Ok(Json(json!({
-        "same_person": similarity >= threshold,
-        "similarity": similarity,
-        "threshold": threshold,
-        "model": state.engine.model(),
-    }))
-    .into_response())
+    let model = state.engine.model();
+    Ok(Json(VerifyAnswer { same_person: similarity >= threshold, similarity, threshold, model }).into_response())
 }
 
 async fn list_keys(State(state): State<Shared>) -> ApiResult {

@@ -83,6 +83,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let (report, _) = evaluate(global.assets().home(), &models, embedder, reference, &options, &progress)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mask = match report.mask_render_version {
+        Some(version) => format!("{} (style {}, masks v{version})", report.mask, report.mask_style),
+        None => report.mask.clone(),
+    };
     let style_part = if report.mask == "clean" { String::new() } else { format!("-{}", report.mask_style) };
     let bgr = if args.teacher_bgr { "-bgr" } else { "" };
     let reference = report.reference_model.as_ref().map_or(String::new(), |m| format!("-ref-{m}"));
@@ -92,11 +96,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let mut roc_path = None;
     if let ReportMetrics::Verification(m) = &report.metrics {
         let path = args.out.join(format!("{stem}-roc.png"));
-        write_roc_png(
-            &path,
-            &m.roc,
-            &format!("{} {} {} (AUC {:.4})", report.protocol, report.mask, report.mask_style, m.auc),
-        )?;
+        write_roc_png(&path, &m.roc, &format!("{} {} (AUC {:.4})", report.protocol, mask, m.auc))?;
         roc_path = Some(path);
     }
     if args.json {
@@ -104,10 +104,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "protocol {}  mask {} (style {})  seed {}  model {} (sha256 {}...)",
+        "protocol {}  mask {mask}  seed {}  model {} (sha256 {}...)",
         report.protocol,
-        report.mask,
-        report.mask_style,
         report.seed,
         report.model,
         &report.model_sha256[..12]

@@ -12,7 +12,7 @@ use maskid_face::Parallelism;
 use maskid_gallery::{escaped_name, Gallery, ModelRef, NewFace};
 use serde_json::{json, Value};
 
-use crate::common::{counted, embedder, print_json, GalleryFile, GlobalArgs};
+use crate::common::{counted, embedder, existing_gallery, print_json, GalleryFile, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,12 +53,10 @@ enum Action {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let path = args.file.path()?;
-    anyhow::ensure!(
-        path.is_file() || matches!(args.action, Action::Import { .. }),
-        "{}: no such gallery (`gallery import` creates one)",
-        path.display()
-    );
-    let mut gallery = Gallery::open(path)?;
+    let mut gallery = match args.action {
+        Action::Import { .. } => Gallery::open(path)?,
+        _ => existing_gallery(path)?,
+    };
     match args.action {
         Action::List => {
             let subjects = gallery.subjects()?;

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, SubjectIndex};
+use maskid_gallery::{escaped_name, Candidate, IndexKind, SubjectIndex};
 use serde::Serialize;
 
 use crate::common::{
-    embed_photo, embedder, exit_status, photo_error_text, photo_paths, print_json, threshold, GlobalArgs,
+    embed_photo, embedder, existing_gallery, exit_status, photo_error_text, photo_paths, print_json, threshold,
+    GlobalArgs,
 };
 
 #[derive(clap::Args)]
@@ -51,13 +52,8 @@ struct Identified {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.top > 0, "--top must be at least 1");
-    anyhow::ensure!(
-        args.gallery.is_file(),
-        "{}: no such gallery (create one with maskid enroll)",
-        args.gallery.display()
-    );
     let threshold = threshold(&args.model, args.threshold)?;
-    let gallery = Gallery::open(&args.gallery)?;
+    let gallery = existing_gallery(&args.gallery)?;
     let models = global.models(Parallelism::Latency)?;
     let mut slot = None;
     let embedder = embedder(global, &models, &args.model, &mut slot)?;

