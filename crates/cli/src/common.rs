@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use maskid_assets::Assets;
 use maskid_core::AlignedFace;
 use maskid_face::{DetectorConfig, EmbedderConfig, FaceEmbedder, FacePolicy, Parallelism};
@@ -94,21 +94,23 @@ impl GlobalArgs {
 
     /// A progress callback drawing one bar per stage on stderr.
     pub fn progress(&self) -> impl Fn(Progress<'_>) + Sync {
-        let bar = std::sync::Mutex::new(None::<(String, ProgressBar)>);
         let quiet = self.quiet;
         move |p: Progress<'_>| {
             if quiet {
                 return;
             }
-            let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = CURRENT_BAR.lock().unwrap_or_else(|e| e.into_inner());
             if slot.as_ref().is_none_or(|(stage, _)| stage != p.stage) {
                 if let Some((_, old)) = slot.take() {
                     old.finish();
                 }
                 let b = ProgressBar::new(p.total as u64);
                 b.set_style(
-                    ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                    ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {rate} eta {eta}")
                         .expect("BUG: valid template")
+                        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.1}/s", state.per_sec());
+                        })
                         .progress_chars("=> "),
                 );
                 b.set_prefix(p.stage.to_string());
@@ -121,6 +123,18 @@ impl GlobalArgs {
                 b.finish();
             }
         }
+    }
+}
+
+/// The progress bar on screen, if any: one at a time in a process. Warnings go above it.
+static CURRENT_BAR: std::sync::Mutex<Option<(String, ProgressBar)>> = std::sync::Mutex::new(None);
+
+/// Prints `maskid: {message}` on stderr, above the progress bar when one is drawn (not into it).
+pub fn warn(message: &str) {
+    let slot = CURRENT_BAR.lock().unwrap_or_else(|e| e.into_inner());
+    match slot.as_ref() {
+        Some((_, bar)) if !bar.is_finished() => bar.suspend(|| eprintln!("maskid: {message}")),
+        _ => eprintln!("maskid: {message}"),
     }
 }
 
@@ -267,7 +281,7 @@ pub fn run_batch(
                 }
                 Err(e) => {
                     let error = photo_error_text(photo, &e);
-                    eprintln!("maskid: {error}");
+                    warn(&error);
                     Some(Failure { photo: photo.display().to_string(), error })
                 }
             };

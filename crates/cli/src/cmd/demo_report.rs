@@ -27,7 +27,7 @@ td, th { padding: 4px 8px; }
 .heat td.wrong { font-weight: bold; text-decoration: underline; }
 .legend span { display: inline-block; width: 40px; text-align: center; font-size: 11px; }
 .errors td { border-bottom: 1px solid #eee; font-size: 13px; }
-pre { background: #f6f6f6; padding: 1em; white-space: pre-wrap; font-size: 12px; }
+.credits td, .credits th { border: 1px solid #ddd; padding: 2px 6px; font-size: 12px; text-align: left; }
 "#;
 
 /// The report page.
@@ -81,7 +81,7 @@ pub fn html(report: &DemoReport, styles: &[MaskStyle], credits: Option<&str>) ->
          previews are what G2D's inpainting decoder restores from the masked face.</p>\n",
     );
     if let Some(text) = credits.filter(|t| !t.is_empty()) {
-        writeln!(h, "<h2>Photo credits</h2>\n<pre>{}</pre>", escape(text))?;
+        writeln!(h, "<h2>Photo credits</h2>\n{}", credits_html(text))?;
     }
     h.push_str("</body></html>\n");
     Ok(h)
@@ -251,6 +251,114 @@ fn data_uri(face: &AlignedFace) -> anyhow::Result<String> {
     Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png.into_inner())))
 }
 
+/// The sample photos' CREDITS.md as HTML: its title becomes part of the section, paragraphs
+/// and the table of photos, authors and licences become HTML, with their links and code.
+fn credits_html(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut paragraph = Vec::new();
+    let mut table: Vec<Vec<String>> = Vec::new();
+    let flush = |out: &mut String, paragraph: &mut Vec<String>, table: &mut Vec<Vec<String>>| {
+        if !paragraph.is_empty() {
+            out.push_str(&format!("<p><small>{}</small></p>\n", paragraph.join(" ")));
+            paragraph.clear();
+        }
+        if let Some((head, rows)) = table.split_first() {
+            out.push_str("<table class=\"credits\"><tr>");
+            head.iter().for_each(|c| out.push_str(&format!("<th>{c}</th>")));
+            out.push_str("</tr>\n");
+            for row in rows {
+                out.push_str("<tr>");
+                row.iter().for_each(|c| out.push_str(&format!("<td>{c}</td>")));
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</table>\n");
+            table.clear();
+        }
+    };
+    for line in markdown.lines().map(str::trim) {
+        if line.starts_with('#') {
+            flush(&mut out, &mut paragraph, &mut table); // the title: the section has its own
+        } else if let Some(cells) = line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) {
+            let cells: Vec<&str> = cells.split('|').map(str::trim).collect();
+            if !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':')) {
+                table.push(cells.into_iter().map(inline_markdown).collect());
+            }
+        } else if line.is_empty() {
+            flush(&mut out, &mut paragraph, &mut table);
+        } else {
+            paragraph.push(inline_markdown(line));
+        }
+    }
+    flush(&mut out, &mut paragraph, &mut table);
+    out
+}
+
+/// `code`, **bold** and [text](url) of one line of markdown, as escaped HTML.
+fn inline_markdown(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let tail = &rest[c.len_utf8()..];
+        if c == '`' {
+            if let Some(end) = tail.find('`') {
+                out.push_str(&format!("<code>{}</code>", escape(&tail[..end])));
+                rest = &tail[end + 1..];
+                continue;
+            }
+        } else if rest.starts_with("**") {
+            if let Some(end) = rest[2..].find("**") {
+                out.push_str(&format!("<b>{}</b>", escape(&rest[2..2 + end])));
+                rest = &rest[4 + end..];
+                continue;
+            }
+        } else if c == '[' {
+            // A link: [text](url); the url may hold parentheses of its own.
+            if let Some(close) = tail.find("](") {
+                let after = &tail[close + 2..];
+                let mut depth = 1;
+                if let Some(end) = after.char_indices().find_map(|(i, ch)| {
+                    depth += match ch {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    (depth == 0).then_some(i)
+                }) {
+                    let (label, url) = (&tail[..close], &after[..end]);
+                    out.push_str(&format!("<a href=\"{}\">{}</a>", escape(url), escape(label)));
+                    rest = &after[end + 1..];
+                    continue;
+                }
+            }
+        }
+        out.push_str(&escape(&c.to_string()));
+        rest = tail;
+    }
+    out
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_become_a_table_with_links() {
+        let md = "# Credits\n\nUsed **only** in tests.\n\n| File | Source |\n|---|---|\n| `a.jpg` | \
+                  [Commons](https://x.org/File:A_(2014).jpg) |\n";
+        let html = credits_html(md);
+        assert!(!html.contains("# Credits") && !html.contains("|"), "{html}");
+        assert!(html.contains("<p><small>Used <b>only</b> in tests.</small></p>"), "{html}");
+        assert!(html.contains("<th>File</th><th>Source</th>"), "{html}");
+        assert!(
+            html.contains(
+                "<td><code>a.jpg</code></td><td><a href=\"https://x.org/File:A_(2014).jpg\">Commons</a></td>"
+            ),
+            "{html}"
+        );
+        assert_eq!(inline_markdown("<b> & [x"), "&lt;b&gt; &amp; [x");
+    }
 }

@@ -7,7 +7,7 @@ use maskid_core::Detection;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{exit_status, photo_paths, print_json, GlobalArgs};
+use crate::common::{exit_status, photo_paths, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -56,7 +56,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         for r in &results {
             match &r.error {
-                Some(e) => eprintln!("maskid: {e}"),
+                Some(e) => warn(e),
                 None => {
                     println!("{} ({}x{}): {} face(s)", r.photo, r.width, r.height, r.faces.len());
                     for (i, f) in r.faces.iter().enumerate() {

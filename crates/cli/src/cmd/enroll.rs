@@ -9,7 +9,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{Gallery, ModelRef, NewFace};
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, exit_status, photo_error_text, photo_paths, print_json, GlobalArgs};
+use crate::common::{embed_photo, embedder, exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -74,7 +74,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Ok(gallery.enroll(subject, &face)?)
         })();
         if let Err(e) = &outcome {
-            eprintln!("maskid: {}", photo_error_text(photo, e));
+            warn(&photo_error_text(photo, e));
         }
         results.push(Enrolled {
             photo: photo.display().to_string(),

@@ -9,7 +9,7 @@ use maskid_gallery::{escaped_name, Candidate, IndexKind, SubjectIndex};
 use serde::Serialize;
 
 use crate::common::{
-    embed_photo, embedder, existing_gallery, exit_status, photo_error_text, photo_paths, print_json, threshold,
+    embed_photo, embedder, existing_gallery, exit_status, photo_error_text, photo_paths, print_json, threshold, warn,
     GlobalArgs,
 };
 
@@ -90,7 +90,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         for r in &results {
             match (&r.error, r.candidates.first()) {
-                (Some(e), _) => eprintln!("maskid: {e}"),
+                (Some(e), _) => warn(e),
                 (None, None) => println!("{}: the gallery is empty", r.photo),
                 (None, Some(best)) => {
                     let verdict =

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, exit_status, photo_error_text, print_json, threshold, GlobalArgs};
+use crate::common::{embed_photo, embedder, exit_status, photo_error_text, print_json, threshold, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         (a, b) => {
             for (photo, e) in [(&args.a, a.err()), (&args.b, b.err())] {
                 if let Some(e) = e {
-                    eprintln!("maskid: {}", photo_error_text(photo, &e));
+                    warn(&photo_error_text(photo, &e));
                 }
             }
             return Ok(exit_status(true, false));
