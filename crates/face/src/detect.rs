@@ -14,6 +14,8 @@ use crate::{Error, Result};
 
 /// Longest side of the input; larger photos shrink to it.
 const INPUT_PX: u32 = 640;
+/// Longest side of the rescue's enlarged pass.
+const ZOOM_PX: u32 = 1280;
 const STRIDES: [u32; 3] = [8, 16, 32];
 /// The coarsest stride: the canvas is a multiple of it.
 const CANVAS_STEP: u32 = STRIDES[STRIDES.len() - 1];
@@ -86,8 +88,10 @@ impl Detector {
     /// expect context around a face. On that padded photo, a face scoring at least
     /// [`RESCUE_SCORE_THRESHOLD`] is kept when its five points form a plausible upright face
     /// ([`plausible_face`]); masks lower YuNet's scores more than its landmarks' quality.
+    /// If that finds nothing either, the photo is enlarged twice (up to 1280 px), for a small
+    /// masked face in a scene, with the same floor and check.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let faces = self.detect_at(image, self.config.score_threshold)?;
+        let faces = self.detect_at(image, self.config.score_threshold, INPUT_PX)?;
         if !faces.is_empty() || !self.config.rescue {
             return Ok(faces);
         }
@@ -105,7 +109,7 @@ impl Detector {
         imageops::replace(&mut padded, &small, i64::from(pad), i64::from(pad));
         let threshold = RESCUE_SCORE_THRESHOLD.min(self.config.score_threshold);
         let mut faces: Vec<Detection> = self
-            .detect_at(&padded, threshold)?
+            .detect_at(&padded, threshold, INPUT_PX)?
             .into_iter()
             .filter(|d| d.score >= self.config.score_threshold || plausible_face(d))
             // The pass is for faces that fill the frame, not for small ones in a scene.
@@ -115,11 +119,30 @@ impl Detector {
         for face in &mut faces {
             map_detection(face, |[x, y]| [(x - pad as f32) / scale, (y - pad as f32) / scale]);
         }
+        if !faces.is_empty() {
+            return Ok(faces);
+        }
+        // Still nothing: perhaps a small face in a scene. The photo enlarged (twice, up to
+        // 1280 px), same floor and landmark check.
+        let zoom = (2.0 * width.max(height) as f32).min(ZOOM_PX as f32) / width.max(height) as f32;
+        if zoom <= 1.2 {
+            return Ok(faces);
+        }
+        let (big_w, big_h) = ((width as f32 * zoom).round() as u32, (height as f32 * zoom).round() as u32);
+        let big = imageops::resize(image, big_w, big_h, imageops::FilterType::Triangle);
+        let mut faces: Vec<Detection> = self
+            .detect_at(&big, threshold, ZOOM_PX)?
+            .into_iter()
+            .filter(|d| d.score >= self.config.score_threshold || plausible_face(d))
+            .collect();
+        for face in &mut faces {
+            map_detection(face, |[x, y]| [x / zoom, y / zoom]);
+        }
         Ok(faces)
     }
 
     /// Faces scoring at least `threshold` in one pass.
-    fn detect_at(&self, image: &RgbImage, threshold: f32) -> Result<Vec<Detection>> {
+    fn detect_at(&self, image: &RgbImage, threshold: f32, max_px: u32) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
         // The photo goes at the top left of the input, zero padding right and bottom up to the
         // next multiple of 32, as OpenCV's FaceDetectorYN pads (a 250 px LFW photo runs at
@@ -129,15 +152,15 @@ impl Detector {
         // accuracy. Larger photos shrink to fit; tiny ones (< 128 px) grow to 256 px so that
         // their faces reach the sizes YuNet was trained on.
         let longest = width.max(height) as f32;
-        let scale: f32 = if longest > INPUT_PX as f32 {
-            INPUT_PX as f32 / longest
+        let scale: f32 = if longest > max_px as f32 {
+            max_px as f32 / longest
         } else if longest < 128.0 {
             256.0 / longest
         } else {
             1.0
         };
-        let new_w = ((width as f32 * scale).round() as u32).clamp(1, INPUT_PX);
-        let new_h = ((height as f32 * scale).round() as u32).clamp(1, INPUT_PX);
+        let new_w = ((width as f32 * scale).round() as u32).clamp(1, max_px);
+        let new_h = ((height as f32 * scale).round() as u32).clamp(1, max_px);
         let resized = if scale == 1.0 {
             std::borrow::Cow::Borrowed(image)
         } else if scale < 1.0 {
