@@ -167,6 +167,14 @@ pub fn existing_gallery(path: &Path) -> anyhow::Result<maskid_gallery::Gallery> 
     Ok(maskid_gallery::Gallery::open(path)?)
 }
 
+/// The largest face of a photo aligned to a 112x112 RGB crop; `None` when the photo cannot
+/// be read or shows no face (collections of real photos pass those over).
+pub fn largest_aligned_face(models: &Models, photo: &Path) -> Option<Vec<u8>> {
+    let (image, faces) = models.photo_faces(photo, FacePolicy::Largest).ok()?;
+    let (face, _) = faces.first()?;
+    Some(maskid_face::align_face(&image, &face.landmarks).ok()?.rgb().to_vec())
+}
+
 /// `--style`: a mask style name, or `random` (`None`: each image's seed picks the style).
 pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
     Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })

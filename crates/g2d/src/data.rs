@@ -5,7 +5,7 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use maskid_core::{AlignedFace, OcclusionMap, TrainingFace, ALIGNED_SIZE_PX};
-use maskid_mask::{occlude, OcclusionMix, RgbImageMut, Rng};
+use maskid_mask::{occlude, OcclusionMix, RealMasks, RgbImageMut, Rng};
 use rayon::prelude::*;
 
 use crate::{Error, Result};
@@ -30,12 +30,19 @@ pub struct FaceBatch {
 pub struct FaceBatcher<'a> {
     faces: &'a [TrainingFace],
     occlusion: OcclusionMix,
+    real: Option<&'a RealMasks>,
 }
 
 impl<'a> FaceBatcher<'a> {
-    /// A batcher over `faces`.
-    pub fn new(faces: &'a [TrainingFace], occlusion: OcclusionMix) -> Self {
-        Self { faces, occlusion }
+    /// A batcher over `faces`; `real` masks are needed when the mix has a real share.
+    pub fn new(faces: &'a [TrainingFace], occlusion: OcclusionMix, real: Option<&'a RealMasks>) -> Result<Self> {
+        if occlusion.real > 0.0 && real.is_none() {
+            return Err(Error::Data(
+                "the occlusion mix has a `real` share: give photos of real masked faces (maskid train --real-masks DIR)"
+                    .into(),
+            ));
+        }
+        Ok(Self { faces, occlusion, real })
     }
 
     /// The faces at `indices`, each covered by an occluder drawn from (`seed`, position in the
@@ -50,7 +57,7 @@ impl<'a> FaceBatcher<'a> {
                 let mut image = RgbImageMut::new(ALIGNED_SIZE_PX, ALIGNED_SIZE_PX, &mut rgb)?;
                 let mask_seed =
                     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (slot as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                let (_, map) = occlude(&mut image, &face.landmarks, mask_seed, &self.occlusion)?;
+                let (_, map) = occlude(&mut image, &face.landmarks, mask_seed, &self.occlusion, self.real)?;
                 Ok((rgb, map))
             })
             .collect::<std::result::Result<_, maskid_mask::Error>>()
@@ -258,9 +265,11 @@ mod tests {
     #[test]
     fn batches_are_occluded_and_scaled() {
         let set = faces(&[0, 1]);
-        let batch = FaceBatcher::new(&set, OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0 })
-            .batch(&[0, 1], 3, &Device::flex())
-            .unwrap();
+        let batch =
+            FaceBatcher::new(&set, OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 0.0 }, None)
+                .unwrap()
+                .batch(&[0, 1], 3, &Device::flex())
+                .unwrap();
         assert_eq!(batch.masked.dims(), [2, 3, 112, 112]);
         let clean: Vec<f32> = batch.clean.into_data().try_into_vec().unwrap();
         assert!(clean.iter().all(|&v| (v - (128.0 / 127.5 - 1.0)).abs() < 1e-6));
@@ -271,5 +280,18 @@ mod tests {
         assert_eq!(round_trip[0], set[0].face);
         let (train, held) = holdout_split(&faces(&[0, 0, 0, 1, 1]));
         assert_eq!((train.len(), held.len()), (4, 1));
+    }
+
+    #[test]
+    fn a_real_share_needs_real_masks_and_pastes_them_under_the_nose() {
+        let set = faces(&[0, 1]);
+        let mix = OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 1.0 };
+        assert!(FaceBatcher::new(&set, mix, None).is_err(), "refused without real masks");
+        let real = RealMasks::new([vec![250u8; PIXELS * 3]]).unwrap();
+        let batch = FaceBatcher::new(&set, mix, Some(&real)).unwrap().batch(&[0, 1], 3, &Device::flex()).unwrap();
+        let masked: Vec<f32> = batch.masked.into_data().try_into_vec().unwrap();
+        let at = |row: usize| masked[row * ALIGNED_SIZE_PX + 56]; // first face, red channel
+        assert!((at(30) - (128.0 / 127.5 - 1.0)).abs() < 1e-6, "eyes untouched");
+        assert!((at(100) - (250.0 / 127.5 - 1.0)).abs() < 1e-6, "the real crop below the nose");
     }
 }

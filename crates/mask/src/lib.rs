@@ -10,12 +10,14 @@ mod raster;
 mod render;
 mod rng;
 mod style;
+mod transplant;
 
 pub use geometry::FaceFrame;
 pub use occlude::{occlude, Occluder, OcclusionMix};
 pub use render::{mask_face, render_mask, RgbImageMut};
 pub use rng::{image_seed, Rng};
 pub use style::{Coverage, MaskSpec, MaskStyle, Texture};
+pub use transplant::RealMasks;
 
 /// Version of the drawing, raised whenever a seed draws different pixels: masked-protocol
 /// numbers are comparable only between reports of the same version. 2: the realistic
@@ -28,6 +30,9 @@ pub enum Error {
     /// The landmarks cannot place a face.
     #[error("cannot place a mask: degenerate landmarks ({0})")]
     Landmarks(&'static str),
+    /// The occlusion mix asks for real masks and none were given, or none is usable.
+    #[error("no real masks: {0}")]
+    NoRealMasks(&'static str),
     /// The pixel buffer does not match its size.
     #[error("image buffer of {bytes} bytes does not hold {width}x{height} RGB pixels")]
     Shape {

@@ -8,7 +8,8 @@ use crate::geometry::capsule;
 use crate::render::{render_flat, render_mask, RgbImageMut};
 use crate::rng::Rng;
 use crate::style::{Coverage, MaskSpec};
-use crate::Result;
+use crate::transplant::RealMasks;
+use crate::{Error, Result};
 
 /// Relative weights of the occluder kinds (they need not sum to 1).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -23,11 +24,14 @@ pub struct OcclusionMix {
     /// Nothing: the face stays clean (so a student keeps its clean accuracy).
     #[serde(default)]
     pub clean: f32,
+    /// The lower part of a real masked face ([`RealMasks`]), on aligned crops only.
+    #[serde(default)]
+    pub real: f32,
 }
 
 impl Default for OcclusionMix {
     fn default() -> Self {
-        Self { mask: 0.8, strokes: 0.1, blocks: 0.1, clean: 0.0 }
+        Self { mask: 0.8, strokes: 0.1, blocks: 0.1, clean: 0.0, real: 0.0 }
     }
 }
 
@@ -42,20 +46,29 @@ pub enum Occluder {
     Blocks,
     /// Nothing (the mix's clean share).
     Nothing,
+    /// A real mask transplanted from a photo.
+    Real,
 }
 
-/// Draws one random occluder chosen by `mix` with `seed`, returning its occlusion map.
+/// Draws one random occluder chosen by `mix` with `seed`, returning its occlusion map. A mix
+/// with a `real` share needs `real` masks (and an aligned 112x112 image).
 pub fn occlude(
     image: &mut RgbImageMut<'_>,
     landmarks: &Landmarks5,
     seed: u64,
     mix: &OcclusionMix,
+    real: Option<&RealMasks>,
 ) -> Result<(Occluder, OcclusionMap)> {
     let mut rng = Rng::new(seed ^ 0x0cc1_0de5);
-    let total = mix.mask.max(0.0) + mix.strokes.max(0.0) + mix.blocks.max(0.0) + mix.clean.max(0.0);
+    let (clean, real_share) = (mix.clean.max(0.0), mix.real.max(0.0));
+    let total = mix.mask.max(0.0) + mix.strokes.max(0.0) + mix.blocks.max(0.0) + real_share + clean;
     let pick = rng.unit() * total;
-    if total > 0.0 && pick >= total - mix.clean.max(0.0) {
+    if total > 0.0 && pick >= total - clean {
         return Ok((Occluder::Nothing, OcclusionMap::empty(image.width, image.height)));
+    }
+    if total > 0.0 && pick >= total - clean - real_share {
+        let real = real.ok_or(Error::NoRealMasks("the occlusion mix has a real share; give real masked photos"))?;
+        return Ok((Occluder::Real, real.transplant(image, &mut rng)?));
     }
     if total <= 0.0 || pick < mix.mask.max(0.0) {
         let spec = MaskSpec::from_seed(seed, None, Coverage::Random);

@@ -127,12 +127,13 @@ fn bad_geometry_is_an_error_or_a_clipped_mask_never_a_panic() {
 fn strokes_and_blocks_stay_on_the_lower_face() {
     let template = Landmarks5(ALIGNMENT_TEMPLATE);
     for (mix, seeds) in [
-        (OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0 }, 0..20),
-        (OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0 }, 0..20),
+        (OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0, real: 0.0 }, 0..20),
+        (OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0, real: 0.0 }, 0..20),
     ] {
         for seed in seeds {
             let mut rgb = synthetic_face(112);
-            let (_, map) = occlude(&mut RgbImageMut::new(112, 112, &mut rgb).unwrap(), &template, seed, &mix).unwrap();
+            let (_, map) =
+                occlude(&mut RgbImageMut::new(112, 112, &mut rgb).unwrap(), &template, seed, &mix, None).unwrap();
             assert!(map.covered_fraction() > 0.01, "something drawn");
             assert!(map.coverage[..55 * 112].iter().all(|c| *c == 0.0), "eyes untouched, seed {seed}");
         }

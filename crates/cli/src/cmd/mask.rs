@@ -11,7 +11,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
 use crate::cmd::align::collect;
-use crate::common::{counted, mask_style, run_batch, GlobalArgs};
+use crate::common::{counted, largest_aligned_face, mask_style, run_batch, GlobalArgs};
 use crate::label::{draw_text, text_width, LINE_PX};
 
 #[derive(clap::Args)]
@@ -138,11 +138,8 @@ fn real_faces(models: &maskid_pipeline::Models, dir: &Path, seed: u64) -> anyhow
     let mut crops = Vec::with_capacity(wanted);
     for k in 0..photos.len() {
         let (photo, _) = &photos[(seed as usize % stride + k * stride + k / wanted) % photos.len()];
-        if let Ok((image, faces)) = models.photo_faces(photo, FacePolicy::Largest) {
-            if let Some((face, _)) = faces.first() {
-                let aligned = maskid_face::align_face(&image, &face.landmarks)?;
-                crops.push(RgbImage::from_raw(s, s, aligned.rgb().to_vec()).expect("BUG: sized"));
-            }
+        if let Some(rgb) = largest_aligned_face(models, photo) {
+            crops.push(RgbImage::from_raw(s, s, rgb).expect("BUG: sized"));
         }
         if crops.len() == wanted {
             break;
@@ -179,8 +176,8 @@ fn contact_sheet(
             image::imageops::replace(&mut row, &crop, 0, 0);
             let seed = image_seed(&stem.to_string_lossy(), args.seed);
             let mixes = [
-                OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0 },
-                OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0 },
+                OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0, real: 0.0 },
+                OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0, real: 0.0 },
             ];
             for c in 1..columns {
                 let mut face = crop.clone();
@@ -189,7 +186,7 @@ fn contact_sheet(
                     Some(style) => {
                         render_mask(&mut view, &template, &MaskSpec::from_seed(seed, Some(*style), args.coverage))?
                     }
-                    None => occlude(&mut view, &template, seed, &mixes[c as usize - 1 - MaskStyle::ALL.len()])?.1,
+                    None => occlude(&mut view, &template, seed, &mixes[c as usize - 1 - MaskStyle::ALL.len()], None)?.1,
                 };
                 image::imageops::replace(&mut row, &face, i64::from(c * s), 0);
                 let grey = image::GrayImage::from_raw(s, s, map.to_grey()).expect("BUG: sized");

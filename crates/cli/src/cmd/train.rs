@@ -11,9 +11,11 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskid_face::Parallelism;
 use maskid_g2d::{G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
+use maskid_mask::RealMasks;
 use maskid_pipeline::EvalOptions;
+use rayon::prelude::*;
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{largest_aligned_face, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,6 +60,11 @@ pub struct Args {
     /// Stop each stage after this many steps (checkpointed, resumable), e.g. to split a long run.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Photos of people in real masks (e.g. ../shared/datasets/masked-wild/photos): their
+    /// aligned lower faces are pasted over training faces, for an occlusion mix with a `real`
+    /// share.
+    #[arg(long, value_name = "DIR")]
+    real_masks: Option<PathBuf>,
     /// Print the config (TOML, every key) and exit: a starting point for --config.
     #[arg(long)]
     print_config: bool,
@@ -112,6 +119,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("preparing distillation photos from {}", root.display()))?;
         set.faces.extend(unlabelled.faces);
     }
+    let real_masks = match &args.real_masks {
+        Some(dir) => Some(real_masks(&models, dir, global.quiet)?),
+        None => None,
+    };
     let validation =
         maskid_pipeline::verification_pairs(&home, &models, &validation_options, args.validation_pairs, &progress)
             .context("preparing the validation pairs")?;
@@ -126,7 +137,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
-    let data = TrainData { faces: &set.faces, validation: &validation, teacher_onnx: Some(&teacher_onnx) };
+    let data = TrainData {
+        faces: &set.faces,
+        validation: &validation,
+        teacher_onnx: Some(&teacher_onnx),
+        real_masks: real_masks.as_ref(),
+    };
     let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
     let mut reports: Vec<StageReport> = Vec::new();
     for stage in stages {
@@ -152,6 +168,23 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         print_json(&reports)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The largest face of every photo under `dir`, aligned, as real masks to transplant.
+fn real_masks(models: &maskid_pipeline::Models, dir: &std::path::Path, quiet: bool) -> anyhow::Result<RealMasks> {
+    let photos = crate::cmd::align::collect(&[dir.to_path_buf()])?;
+    anyhow::ensure!(!photos.is_empty(), "{}: no photos for --real-masks", dir.display());
+    let crops: Vec<Vec<u8>> = photos.par_iter().filter_map(|(photo, _)| largest_aligned_face(models, photo)).collect();
+    let aligned = crops.len();
+    let masks = RealMasks::new(crops).with_context(|| format!("real masks from {}", dir.display()))?;
+    if !quiet {
+        eprintln!(
+            "maskid: real masks: {} photos, {aligned} faces aligned, {} kept (lower half not padding)",
+            photos.len(),
+            masks.len()
+        );
+    }
+    Ok(masks)
 }
 
 fn stage_bar(quiet: bool, stage: Stage, steps: usize) -> ProgressBar {

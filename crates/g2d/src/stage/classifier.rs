@@ -57,7 +57,7 @@ impl<'a> Classifier<'a> {
             backbone,
             head: Head::new(config.model.reformer.embedding_dim, identities, &device),
             optimizer: adam(&stage.schedule),
-            batcher: FaceBatcher::new(data.faces, stage.occlusion),
+            batcher: FaceBatcher::new(data.faces, stage.occlusion, data.real_masks)?,
             sampler: ShuffledSampler::new(train, stage.schedule.batch_size, stage.schedule.seed)?,
             holdout,
             schedule: stage.schedule.clone(),

@@ -88,7 +88,7 @@ impl<'a> Reconstruction<'a> {
             model,
             optimizer: adam(schedule),
             critic,
-            batcher: FaceBatcher::new(data.faces, *occlusion),
+            batcher: FaceBatcher::new(data.faces, *occlusion, data.real_masks)?,
             sampler: ShuffledSampler::new((0..data.faces.len()).collect(), schedule.batch_size, schedule.seed)?,
             schedule: schedule.clone(),
             weights,

@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
 use crate::model::{Backbone, EncoderConfig, FaceNetwork, Inpainter};
+use maskid_mask::RealMasks;
+
 use crate::run::{load_module, module_bytes, MetricsLog, RunState, StageDir};
 use crate::{Error, Result};
 
@@ -33,6 +35,8 @@ pub struct TrainData<'a> {
     pub validation: &'a VerificationPairs,
     /// The teacher's ONNX file, which the teacher-initialised student is built from.
     pub teacher_onnx: Option<&'a Path>,
+    /// Real masked faces for an occlusion mix with a `real` share.
+    pub real_masks: Option<&'a RealMasks>,
 }
 
 impl TrainData<'_> {
@@ -48,6 +52,9 @@ impl TrainData<'_> {
             hash.update(f.identity.to_le_bytes());
             hash.update(&f.face.rgb()[..64]);
             hash.update(&f.face.rgb()[f.face.rgb().len() / 2..][..64]);
+        }
+        for crop in self.real_masks.map_or(&[][..], RealMasks::crops) {
+            hash.update(&crop[crop.len() / 2..][..64]);
         }
         hex::encode(&hash.finalize()[..8])
     }
