@@ -116,6 +116,83 @@ fn tight_crops_of_masked_faces_are_found_by_the_rescue_pass_and_land_right() {
     }
 }
 
+#[test]
+fn small_masked_faces_in_a_scene_are_found_by_the_enlarged_pass_where_they_are() {
+    // Masked sample photos shrunk until their face is 12 or 16 px wide, pasted on a 480x360
+    // tiled scene: a masked face that small is often missed by the first pass.
+    let tmp = tempfile::tempdir().unwrap();
+    let (masked, scenes) = (tmp.path().join("masked"), tmp.path().join("scenes"));
+    std::fs::create_dir_all(&scenes).unwrap();
+    let mut expected = Vec::new();
+    for name in ["person_a_1", "person_a_2", "person_b_1", "person_b_2", "impostor_1", "impostor_2"] {
+        let photo = sample(&format!("{name}.jpg"));
+        let face = &stdout_json(&maskid(&["detect", photo.to_str().unwrap(), "--json"]))[0]["faces"][0];
+        let run = maskid(&["mask", photo.to_str().unwrap(), "-o", masked.to_str().unwrap(), "--style", "surgical"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let image = image::open(masked.join(format!("{name}.jpg"))).unwrap().to_rgb8();
+        let b = |k: &str| face["bbox"][k].as_f64().unwrap();
+        for width in [12.0, 16.0] {
+            let scale = width / b("width");
+            let (w, h) = ((f64::from(image.width()) * scale) as u32, (f64::from(image.height()) * scale) as u32);
+            let small = image::imageops::resize(&image, w, h, image::imageops::FilterType::Lanczos3);
+            let mut scene = image::RgbImage::from_fn(480, 360, |x, y| {
+                let (i, j) = (x / 40, y / 40);
+                image::Rgb([100 + ((i * 7 + j * 3) % 6 * 10) as u8, 110 + ((i + j) % 5 * 10) as u8, 105])
+            });
+            image::imageops::replace(&mut scene, &small, 200, 120);
+            let file = scenes.join(format!("{name}_{width}.jpg"));
+            write_jpeg(&file, &scene);
+            let centre = [200.0 + (b("x") + b("width") / 2.0) * scale, 120.0 + (b("y") + b("height") / 2.0) * scale];
+            expected.push((file, centre, width));
+        }
+    }
+    let rate = stdout_json(&maskid(&["bench", "--detect", scenes.to_str().unwrap(), "--json"]));
+    let (first, rescued) =
+        (rate["first_pass"]["found"].as_u64().unwrap(), rate["with_rescue"]["found"].as_u64().unwrap());
+    assert!(rescued > first, "the rescue finds more: {first} -> {rescued} of 12");
+    assert!(rescued >= 11, "{rescued} of 12");
+    for (file, centre, width) in expected {
+        // Exit 1 is "no face", an answer: read the JSON either way.
+        let out = maskid(&["detect", file.to_str().unwrap(), "--json", "--face", "largest"]);
+        let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let Some(face) = found[0]["faces"].as_array().unwrap().first().cloned() else { continue };
+        let b = |k: &str| face["bbox"][k].as_f64().unwrap();
+        let (x, y) = (b("x") + b("width") / 2.0, b("y") + b("height") / 2.0);
+        let off = ((x - centre[0]).powi(2) + (y - centre[1]).powi(2)).sqrt();
+        assert!(off < 0.5 * width, "{}: face {off:.1} px from where it was pasted", file.display());
+    }
+}
+
+#[test]
+fn the_contact_sheet_is_labelled_and_puts_real_masked_faces_below_the_renders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    for name in ["person_a_1", "person_b_1", "impostor_1"] {
+        std::fs::copy(sample(&format!("{name}.jpg")), real.join(format!("{name}.jpg"))).unwrap();
+    }
+    let sheet = tmp.path().join("sheet.png");
+    let photo = sample("person_a_2.jpg");
+    let out = maskid(&[
+        "mask",
+        "--contact-sheet",
+        sheet.to_str().unwrap(),
+        "--real",
+        real.to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("(1 face, 3 real masked faces below; columns: clean, surgical"), "{said}");
+    let image = image::open(&sheet).unwrap().to_rgb8();
+    // Label strip (18 px), one face with its maps (224), a label strip and one row of real faces.
+    assert_eq!(image.dimensions(), (9 * 112, 18 + 224 + 18 + 112));
+    let lit = |y0: u32, y1: u32| (y0..y1).any(|y| (0..image.width()).any(|x| image.get_pixel(x, y)[0] == 255));
+    assert!(lit(0, 18) && lit(242, 260), "labels drawn in both strips");
+    let real_row = image::imageops::crop_imm(&image, 0, 260, 112, 112).to_image();
+    assert!(real_row.pixels().any(|p| p[0] > 40), "a real face in the first cell");
+}
+
 fn write_jpeg(path: &Path, image: &image::RgbImage) {
     image.save_with_format(path, image::ImageFormat::Jpeg).unwrap();
 }
