@@ -79,13 +79,32 @@ fn the_map_says_which_pixels_changed_and_the_bytes_are_fixed() {
     }
     assert_eq!(draw(MaskStyle::Surgical, 42, Coverage::Random).0, masked, "same seed, same bytes");
     assert_ne!(draw(MaskStyle::Surgical, 43, Coverage::Random).0, masked, "another seed, another mask");
-    // The bytes of this mask are part of every published masked-protocol number: pin them.
-    let digest =
-        masked.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    assert_eq!(digest, PINNED_DIGEST, "mask rendering changed: every masked protocol number changes with it");
+    // The bytes of every style are part of every published masked-protocol number: pin them.
+    let digests: Vec<u64> = MaskStyle::ALL
+        .iter()
+        .map(|style| {
+            let (bytes, _) = draw(*style, 42, Coverage::Random);
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+        })
+        .collect();
+    assert_eq!(
+        digests,
+        PINNED_DIGESTS,
+        "mask drawing changed: every masked protocol number changes with it (raise \
+         maskid_mask::RENDER_VERSION, now {}, re-measure, and pin the new digests)",
+        maskid_mask::RENDER_VERSION
+    );
 }
 
-const PINNED_DIGEST: u64 = 1_736_784_881_948_342_021;
+/// Digests of style 0..6 (`MaskStyle::ALL`), seed 42, drawing version 2.
+const PINNED_DIGESTS: [u64; 6] = [
+    1_736_784_881_948_342_021,
+    17_251_628_169_974_108_960,
+    4_213_001_316_833_097_641,
+    14_886_878_713_349_998_819,
+    5_218_247_856_584_022_822,
+    9_960_227_268_500_484_506,
+];
 
 #[test]
 fn full_photos_get_the_mask_at_their_own_resolution() {
