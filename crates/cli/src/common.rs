@@ -180,12 +180,12 @@ pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
     Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
 }
 
-/// Prints `value` as pretty JSON on stdout.
 /// "1 face", "2 faces": a count with its noun (regular plurals only).
 pub fn counted(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

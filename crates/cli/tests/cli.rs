@@ -82,14 +82,9 @@ fn tight_crops_of_masked_faces_are_found_by_the_rescue_pass_and_land_right() {
     let (masked, tight) = (tmp.path().join("masked"), tmp.path().join("tight"));
     std::fs::create_dir_all(&tight).unwrap();
     let mut expected = Vec::new();
-    for name in ["person_a_1", "person_a_2", "person_b_1", "person_b_2", "impostor_1", "impostor_2"] {
-        let photo = sample(&format!("{name}.jpg"));
-        let face = &stdout_json(&maskid(&["detect", photo.to_str().unwrap(), "--json"]))[0]["faces"][0];
+    for name in SAMPLE_PEOPLE {
         for style in ["n95", "gaiter", "respirator"] {
-            let out = masked.join(style);
-            let run = maskid(&["mask", photo.to_str().unwrap(), "-o", out.to_str().unwrap(), "--style", style]);
-            assert!(run.status.success(), "{}", stderr(&run));
-            let image = image::open(out.join(format!("{name}.jpg"))).unwrap().to_rgb8();
+            let (face, image) = masked_sample(name, style, &masked.join(style));
             let b = |k: &str| face["bbox"][k].as_f64().unwrap();
             let (x0, y0) = (b("x").max(0.0) as u32, (b("y") + 0.25 * b("height")) as u32);
             let (w, h) = (b("width") as u32, (0.75 * b("height")) as u32);
@@ -101,9 +96,7 @@ fn tight_crops_of_masked_faces_are_found_by_the_rescue_pass_and_land_right() {
             expected.push((file, [eye(0, 0) - f64::from(x0), eye(0, 1) - f64::from(y0)], b("width")));
         }
     }
-    let rate = stdout_json(&maskid(&["bench", "--detect", tight.to_str().unwrap(), "--json"]));
-    let (first, rescued) =
-        (rate["first_pass"]["found"].as_u64().unwrap(), rate["with_rescue"]["found"].as_u64().unwrap());
+    let (first, rescued) = found_first_and_with_rescue(&tight);
     assert!(rescued > first, "the rescue pass finds more: {first} -> {rescued} of 18");
     assert!(rescued >= 15, "{rescued} of 18");
     // Every face found (rescued or not) has its right eye where the uncropped photo had it.
@@ -124,12 +117,8 @@ fn small_masked_faces_in_a_scene_are_found_by_the_enlarged_pass_where_they_are()
     let (masked, scenes) = (tmp.path().join("masked"), tmp.path().join("scenes"));
     std::fs::create_dir_all(&scenes).unwrap();
     let mut expected = Vec::new();
-    for name in ["person_a_1", "person_a_2", "person_b_1", "person_b_2", "impostor_1", "impostor_2"] {
-        let photo = sample(&format!("{name}.jpg"));
-        let face = &stdout_json(&maskid(&["detect", photo.to_str().unwrap(), "--json"]))[0]["faces"][0];
-        let run = maskid(&["mask", photo.to_str().unwrap(), "-o", masked.to_str().unwrap(), "--style", "surgical"]);
-        assert!(run.status.success(), "{}", stderr(&run));
-        let image = image::open(masked.join(format!("{name}.jpg"))).unwrap().to_rgb8();
+    for name in SAMPLE_PEOPLE {
+        let (face, image) = masked_sample(name, "surgical", &masked);
         let b = |k: &str| face["bbox"][k].as_f64().unwrap();
         for width in [12.0, 16.0] {
             let scale = width / b("width");
@@ -146,9 +135,7 @@ fn small_masked_faces_in_a_scene_are_found_by_the_enlarged_pass_where_they_are()
             expected.push((file, centre, width));
         }
     }
-    let rate = stdout_json(&maskid(&["bench", "--detect", scenes.to_str().unwrap(), "--json"]));
-    let (first, rescued) =
-        (rate["first_pass"]["found"].as_u64().unwrap(), rate["with_rescue"]["found"].as_u64().unwrap());
+    let (first, rescued) = found_first_and_with_rescue(&scenes);
     assert!(rescued > first, "the rescue finds more: {first} -> {rescued} of 12");
     assert!(rescued >= 11, "{rescued} of 12");
     for (file, centre, width) in expected {
@@ -191,6 +178,25 @@ fn the_contact_sheet_is_labelled_and_puts_real_masked_faces_below_the_renders() 
     assert!(lit(0, 18) && lit(242, 260), "labels drawn in both strips");
     let real_row = image::imageops::crop_imm(&image, 0, 260, 112, 112).to_image();
     assert!(real_row.pixels().any(|p| p[0] > 40), "a real face in the first cell");
+}
+
+/// The sample photos used by the detection tests.
+const SAMPLE_PEOPLE: [&str; 6] = ["person_a_1", "person_a_2", "person_b_1", "person_b_2", "impostor_1", "impostor_2"];
+
+/// A sample photo's face as detected clean (JSON), and the photo with a `style` mask drawn by
+/// `maskid mask` into `dir`.
+fn masked_sample(name: &str, style: &str, dir: &Path) -> (Value, image::RgbImage) {
+    let photo = sample(&format!("{name}.jpg"));
+    let face = stdout_json(&maskid(&["detect", photo.to_str().unwrap(), "--json"]))[0]["faces"][0].clone();
+    let run = maskid(&["mask", photo.to_str().unwrap(), "-o", dir.to_str().unwrap(), "--style", style]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    (face, image::open(dir.join(format!("{name}.jpg"))).unwrap().to_rgb8())
+}
+
+/// Photos under `dir` with a face found by `bench --detect`: (first pass, with rescue).
+fn found_first_and_with_rescue(dir: &Path) -> (u64, u64) {
+    let rate = stdout_json(&maskid(&["bench", "--detect", dir.to_str().unwrap(), "--json"]));
+    (rate["first_pass"]["found"].as_u64().unwrap(), rate["with_rescue"]["found"].as_u64().unwrap())
 }
 
 fn write_jpeg(path: &Path, image: &image::RgbImage) {

@@ -107,11 +107,9 @@ impl Detector {
         let pad = (small_w.max(small_h) as f32 * RESCUE_PAD).round() as u32;
         let mut padded = RgbImage::from_pixel(small_w + 2 * pad, small_h + 2 * pad, image::Rgb([128, 128, 128]));
         imageops::replace(&mut padded, &small, i64::from(pad), i64::from(pad));
-        let threshold = RESCUE_SCORE_THRESHOLD.min(self.config.score_threshold);
         let mut faces: Vec<Detection> = self
-            .detect_at(&padded, threshold, INPUT_PX)?
+            .rescue_at(&padded, INPUT_PX)?
             .into_iter()
-            .filter(|d| d.score >= self.config.score_threshold || plausible_face(d))
             // The pass is for faces that fill the frame, not for small ones in a scene.
             .filter(|d| d.bbox.width >= RESCUE_MIN_FACE * small_w.min(small_h) as f32)
             .collect();
@@ -130,15 +128,19 @@ impl Detector {
         }
         let (big_w, big_h) = ((width as f32 * zoom).round() as u32, (height as f32 * zoom).round() as u32);
         let big = imageops::resize(image, big_w, big_h, imageops::FilterType::Triangle);
-        let mut faces: Vec<Detection> = self
-            .detect_at(&big, threshold, ZOOM_PX)?
-            .into_iter()
-            .filter(|d| d.score >= self.config.score_threshold || plausible_face(d))
-            .collect();
+        let mut faces = self.rescue_at(&big, ZOOM_PX)?;
         for face in &mut faces {
             map_detection(face, |[x, y]| [x / zoom, y / zoom]);
         }
         Ok(faces)
+    }
+
+    /// One rescue pass: faces from the rescue's score floor, those under the score threshold
+    /// only with plausible landmarks.
+    fn rescue_at(&self, image: &RgbImage, max_px: u32) -> Result<Vec<Detection>> {
+        let floor = RESCUE_SCORE_THRESHOLD.min(self.config.score_threshold);
+        let faces = self.detect_at(image, floor, max_px)?;
+        Ok(faces.into_iter().filter(|d| d.score >= self.config.score_threshold || plausible_face(d)).collect())
     }
 
     /// Faces scoring at least `threshold` in one pass.

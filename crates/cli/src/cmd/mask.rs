@@ -123,8 +123,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     summary.report(args.json, &output)
 }
 
-/// Columns of the contact sheet after the clean face.
-const SHEET_COLUMNS: [&str; 8] = ["surgical", "n95", "cloth", "gaiter", "respirator", "hand", "strokes", "blocks"];
+/// Columns of the contact sheet: the clean face, every mask style, strokes, blocks.
+fn sheet_columns() -> Vec<&'static str> {
+    std::iter::once("clean").chain(MaskStyle::ALL.map(MaskStyle::name)).chain(["strokes", "blocks"]).collect()
+}
 
 /// Aligned crops of real masked faces under `dir` for the contact sheet: the largest face of
 /// photos spread evenly over the folder (the seed shifts the pick), as many as fill the
@@ -132,7 +134,7 @@ const SHEET_COLUMNS: [&str; 8] = ["surgical", "n95", "cloth", "gaiter", "respira
 fn real_faces(models: &maskid_pipeline::Models, dir: &Path, seed: u64) -> anyhow::Result<Vec<RgbImage>> {
     let photos = collect(&[dir.to_path_buf()])?;
     anyhow::ensure!(!photos.is_empty(), "{}: no photos for --real", dir.display());
-    let wanted = 3 * (1 + SHEET_COLUMNS.len());
+    let wanted = 3 * sheet_columns().len();
     let stride = (photos.len() / wanted).max(1);
     let s = ALIGNED_SIZE_PX as u32;
     let mut crops = Vec::with_capacity(wanted);
@@ -158,7 +160,8 @@ fn contact_sheet(
     real: &[RgbImage],
 ) -> anyhow::Result<ExitCode> {
     let s = ALIGNED_SIZE_PX as u32;
-    let columns = 1 + SHEET_COLUMNS.len() as u32;
+    let names = sheet_columns();
+    let columns = names.len() as u32;
     let rows: Vec<RgbImage> = photos
         .iter()
         .take(8)
@@ -207,7 +210,7 @@ fn contact_sheet(
     let real_height = if real.is_empty() { 0 } else { strip + real_rows * s };
     let mut sheet = RgbImage::new(s * columns, strip + 2 * s * rows.len() as u32 + real_height);
     let white = image::Rgb([255, 255, 255]);
-    for (c, name) in std::iter::once(&"clean").chain(&SHEET_COLUMNS).enumerate() {
+    for (c, name) in names.iter().enumerate() {
         let x = c as u32 * s + (s - text_width(name)) / 2;
         draw_text(&mut sheet, x, LINE_PX / 2, name, white);
     }
@@ -225,11 +228,11 @@ fn contact_sheet(
     }
     sheet.save(path).with_context(|| format!("writing {}", path.display()))?;
     println!(
-        "contact sheet {} ({}{}; columns: clean, {})",
+        "contact sheet {} ({}{}; columns: {})",
         path.display(),
         counted(rows.len(), "face"),
         if real.is_empty() { String::new() } else { format!(", {} real masked faces below", real.len()) },
-        SHEET_COLUMNS.join(", ")
+        names.join(", ")
     );
     Ok(ExitCode::SUCCESS)
 }
