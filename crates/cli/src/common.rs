@@ -5,14 +5,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use maskid_assets::Assets;
-use maskid_core::AlignedFace;
-use maskid_face::{DetectorConfig, EmbedderConfig, FaceEmbedder, FacePolicy, Parallelism};
+use maskid_face::{DetectorConfig, Parallelism};
 use maskid_mask::MaskStyle;
-use maskid_pipeline::{FaceResult, Models, ModelsConfig, Progress};
+use maskid_pipeline::{ModelChoice, Models, ModelsConfig, Progress, Recognizer};
 use rayon::prelude::*;
 
 /// Options of every subcommand.
@@ -75,6 +73,11 @@ impl GlobalArgs {
 
     pub fn models(&self, parallelism: Parallelism) -> anyhow::Result<Models> {
         Ok(Models::load(&self.assets(), self.models_config(parallelism)?)?)
+    }
+
+    /// The detector and the embedding model `--model` chose.
+    pub fn recognizer(&self, model: &ModelChoice, parallelism: Parallelism) -> anyhow::Result<Recognizer> {
+        Ok(Recognizer::load(&self.assets(), self.models_config(parallelism)?, model.clone())?)
     }
 
     /// The settings `models` loads with.
@@ -154,25 +157,6 @@ impl GalleryFile {
     pub fn path(&self) -> anyhow::Result<&Path> {
         self.gallery.as_deref().ok_or_else(|| anyhow::anyhow!("--gallery FILE is required"))
     }
-}
-
-/// The gallery at `path`, which must exist: commands that read a gallery never create one
-/// on a mistyped path. One message for all of them.
-pub fn existing_gallery(path: &Path) -> anyhow::Result<maskid_gallery::Gallery> {
-    anyhow::ensure!(
-        path.is_file(),
-        "{}: no such gallery (`maskid enroll --gallery FILE` or `maskid gallery import` creates one)",
-        path.display()
-    );
-    Ok(maskid_gallery::Gallery::open(path)?)
-}
-
-/// The largest face of a photo aligned to a 112x112 RGB crop; `None` when the photo cannot
-/// be read or shows no face (collections of real photos pass those over).
-pub fn largest_aligned_face(models: &Models, photo: &Path) -> Option<Vec<u8>> {
-    let (image, faces) = models.photo_faces(photo, FacePolicy::Largest).ok()?;
-    let (face, _) = faces.first()?;
-    Some(maskid_face::align_face(&image, &face.landmarks).ok()?.rgb().to_vec())
 }
 
 /// `--style`: a mask style name, or `random` (`None`: each image's seed picks the style).
@@ -300,59 +284,4 @@ pub fn run_batch(
         .collect();
     let failures: Vec<Failure> = outcomes.into_iter().flatten().collect();
     BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failures.len(), failures }
-}
-
-/// `--model`: `teacher` (SFace from the pinned assets), `g2d` (the G2D model shipped in the
-/// binary) or an exported G2D backbone (`FILE.onnx`, RGB in [-1, 1]), loaded into `slot`.
-pub fn embedder<'a>(
-    global: &GlobalArgs,
-    models: &'a Models,
-    model: &str,
-    slot: &'a mut Option<FaceEmbedder>,
-) -> anyhow::Result<&'a FaceEmbedder> {
-    match backbone(global, model)? {
-        None => Ok(&models.teacher),
-        Some(loaded) => Ok(slot.insert(loaded)),
-    }
-}
-
-/// The G2D backbone `--model` names (`g2d` or `FILE.onnx`); `None` for the teacher.
-pub fn backbone(global: &GlobalArgs, model: &str) -> anyhow::Result<Option<FaceEmbedder>> {
-    let path = match model {
-        "teacher" => return Ok(None),
-        "g2d" => maskid_assets::G2D_BACKBONE.file(global.assets().home())?,
-        file => PathBuf::from(file),
-    };
-    let loaded = FaceEmbedder::new(&path, EmbedderConfig::g2d(), Parallelism::Throughput)
-        .with_context(|| format!("loading --model {model}"))?;
-    Ok(Some(loaded))
-}
-
-/// The decision threshold: the one given, or the model's own from the lfw-devtest ROC
-/// (teacher: clean pairs; g2d: masked probes); another model needs `--threshold`.
-pub fn threshold(model: &str, given: Option<f32>) -> anyhow::Result<f32> {
-    match given {
-        Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
-        Some(t) => anyhow::bail!("--threshold must lie in -1..1, got {t}"),
-        None if model == "teacher" => Ok(maskid_pipeline::TEACHER_THRESHOLD),
-        None if model == "g2d" => Ok(maskid_pipeline::G2D_THRESHOLD),
-        None => anyhow::bail!("--model {model}: give --threshold (only teacher and g2d have built-in ones)"),
-    }
-}
-
-/// The faces of a photo chosen by `policy`, embedded by `embedder`.
-pub fn embed_photo(
-    models: &Models,
-    embedder: &FaceEmbedder,
-    photo: &Path,
-    policy: FacePolicy,
-) -> anyhow::Result<Vec<FaceResult>> {
-    let (_, faces) = models.photo_faces(photo, policy)?;
-    let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
-    let embeddings = embedder.embed(&crops)?;
-    Ok(faces
-        .into_iter()
-        .zip(embeddings)
-        .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
-        .collect())
 }

@@ -1,17 +1,22 @@
-//! The persistent gallery of maskid: subjects and their face embeddings in SQLite
-//! ([`Gallery`]), cosine search over them, exact or through sign sketches ([`FaceIndex`]), and
-//! identification with one best face per person ([`SubjectIndex`]).
+//! The persistent gallery of maskid: subjects and their face embeddings, searchable
+//! ([`Gallery`], which owns an SQLite file, [`SqliteStore`], and its search index together),
+//! cosine search, exact or through sign sketches ([`FaceIndex`]), and identification with one
+//! best face per person ([`SubjectIndex`]).
+#![deny(missing_docs)]
 
+mod exchange;
+mod gallery;
 mod index;
 mod names;
 mod search;
 mod sketch;
 mod store;
 
+pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState};
 pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
 pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
 pub use search::{Candidate, SubjectIndex};
-pub use store::{ApiKey, ExportedFace, FaceInfo, Gallery, ModelRef, NewFace, Subject};
+pub use store::{ApiKey, ExportedFace, FaceInfo, ModelRef, NewFace, SqliteStore, Subject};
 
 /// Errors of the gallery; each maps to one HTTP status in the service.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,50 @@ pub enum Error {
     /// Another connection holds the write lock longer than the busy timeout: retry.
     #[error("gallery busy: {0}")]
     Busy(String),
+    /// A gallery that was to be read is not there.
+    #[error("{}: no such gallery (`maskid enroll --gallery FILE` or `maskid gallery import` creates one)", path.display())]
+    NoGallery {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// Reading or writing an export file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// An export file that cannot be imported.
+    #[error("{}:{line}: {reason}", path.display())]
+    BadExport {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Re-embedding needs every face's kept crop.
+    #[error("{missing} of {faces} faces have no kept crop (enrolled without keeping crops): re-enrol them from their photos")]
+    NoCrops {
+        /// Faces without a crop.
+        missing: usize,
+        /// Faces in all.
+        faces: usize,
+    },
+    /// A kept crop that is not a 112x112 RGB image.
+    #[error("face {face}: the kept crop is not 112x112 RGB")]
+    BadCrop {
+        /// The face's id.
+        face: i64,
+    },
+    /// The embedding function given to [`Gallery::reembed`] failed.
+    #[error("re-embedding: {0}")]
+    Embedding(#[source] BoxError),
+    /// A thread panicked while holding the gallery (a bug).
+    #[error("the gallery's lock is poisoned (a thread panicked while holding it)")]
+    Poisoned,
 }
 
 impl Error {
@@ -54,6 +103,8 @@ impl From<rusqlite::Error> for Error {
         }
     }
 }
+
+use std::path::PathBuf;
 
 /// Result of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -82,7 +133,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gallery.db");
         {
-            let mut g = Gallery::open(&path).unwrap();
+            let mut g = SqliteStore::open(&path).unwrap();
             let ann = g.add_subject("ann", &serde_json::json!({ "team": "a" })).unwrap();
             assert!(matches!(g.add_subject("ann", &serde_json::json!({})), Err(Error::Duplicate(_))));
             assert!(matches!(g.add_subject(" ", &serde_json::json!({})), Err(Error::Invalid(_))));
@@ -92,7 +143,7 @@ mod tests {
             assert!(matches!(g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo3", "m2")), Err(Error::ModelMismatch(_))));
             assert!(matches!(g.enroll(999, &face(vec![1.0, 0.0, 0.0], "photo4", "m1")), Err(Error::NotFound(_))));
         }
-        let g = Gallery::open(&path).unwrap();
+        let g = SqliteStore::open(&path).unwrap();
         assert_eq!(g.journal_mode().unwrap(), "wal");
         let ann = g.subject("ann").unwrap();
         assert_eq!((ann.faces, ann.metadata["team"].as_str()), (2, Some("a")));
@@ -109,7 +160,7 @@ mod tests {
     fn names_are_stored_normalised_and_found_in_either_form() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
-        let g = Gallery::open(&path).unwrap();
+        let g = SqliteStore::open(&path).unwrap();
         // Decomposed "José" with a trailing space: stored composed and trimmed.
         let (jose, created) = g.subject_or_create("Jose\u{301} ", &serde_json::json!({})).unwrap();
         assert!(created);
@@ -132,7 +183,7 @@ mod tests {
     fn a_write_lock_held_elsewhere_is_a_busy_error_not_a_database_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
-        let g = Gallery::open(&path).unwrap();
+        let g = SqliteStore::open(&path).unwrap();
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE; INSERT INTO subjects (name) VALUES ('held');").unwrap();
         g.set_busy_timeout(std::time::Duration::from_millis(50)).unwrap();
@@ -146,7 +197,7 @@ mod tests {
     #[test]
     fn keys_are_kept_by_hash_and_faces_can_be_removed_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut g = Gallery::open(&dir.path().join("g.db")).unwrap();
+        let mut g = SqliteStore::open(&dir.path().join("g.db")).unwrap();
         g.add_key("ops", "admin", "hash1").unwrap();
         assert!(matches!(g.add_key("ops", "read", "hash2"), Err(Error::Duplicate(_))));
         assert!(matches!(g.add_key("x", "root", "hash3"), Err(Error::Invalid(_))));
@@ -172,11 +223,72 @@ mod tests {
     }
 
     #[test]
+    fn the_gallery_keeps_its_index_in_step_and_moves_between_files_bit_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Gallery::open_existing(&dir.path().join("typo.db")), Err(Error::NoGallery { .. })));
+        assert!(!dir.path().join("typo.db").exists(), "reading never creates a gallery");
+        let g = Gallery::open(&dir.path().join("g.db")).unwrap();
+        let meta = serde_json::json!({ "team": "a" });
+        let mut crop_face = face(vec![1.0, 0.0], "p1", "m");
+        crop_face.crop = Some(vec![7; 112 * 112 * 3]);
+        let first = g.enroll("ann", &meta, &crop_face).unwrap();
+        assert!(first.subject_created);
+        assert_eq!((first.subject.name.as_str(), first.subject.faces), ("ann", 1));
+        // The index is built on the first search, then follows every change.
+        assert_eq!(g.identify(&Embedding::normalized(vec![1.0, 0.1]), 3, 0.5).unwrap()[0].name, "ann");
+        let mut second = face(vec![0.0, 1.0], "p2", "m");
+        second.crop = Some(vec![9; 112 * 112 * 3]);
+        let bob = g.enroll("bob", &serde_json::json!({}), &second).unwrap();
+        assert!(matches!(g.enroll("bob", &serde_json::json!({}), &second), Err(Error::Duplicate(_))));
+        let found = g.identify(&Embedding::normalized(vec![0.1, 1.0]), 3, 0.5).unwrap();
+        assert_eq!((found[0].name.as_str(), found[0].matched, found.len()), ("bob", true, 2));
+        g.remove_face(bob.face_id).unwrap();
+        assert_eq!(g.identify(&Embedding::normalized(vec![0.1, 1.0]), 3, 0.5).unwrap()[0].name, "ann");
+        assert_eq!(g.index_state().unwrap(), IndexState { faces: 1, sketched: false });
+        g.enroll("bob", &serde_json::json!({}), &second).unwrap();
+
+        // Export, import into a new file: the same rows, bit for bit.
+        let file = dir.path().join("g.jsonl");
+        assert_eq!(g.export(&file).unwrap(), (2, 2));
+        let copy = Gallery::open(&dir.path().join("copy.db")).unwrap();
+        assert_eq!(copy.import(&file).unwrap(), (2, 0));
+        assert_eq!(copy.import(&file).unwrap(), (0, 2), "a second import skips what is there");
+        let rows = |g: &Gallery| {
+            let store = SqliteStore::open(g.path()).unwrap();
+            let faces: Vec<_> = store.export_faces().unwrap();
+            let subjects: Vec<_> = store.subjects().unwrap().into_iter().map(|s| (s.name, s.metadata)).collect();
+            (subjects, faces)
+        };
+        assert_eq!(rows(&g), rows(&copy));
+        assert_eq!(copy.identify(&Embedding::normalized(vec![0.0, 1.0]), 1, 0.5).unwrap()[0].name, "bob");
+        std::fs::write(&file, "{\"format\": \"maskid-gallery\"}\n{\"kind\": \"face\"}\n").unwrap();
+        let err = copy.import(&file).unwrap_err();
+        assert!(matches!(err, Error::BadExport { line: 2, .. }), "{err}");
+
+        // Re-embedding swaps every vector at once, and the index follows.
+        let other = ModelRef { id: "other.onnx".into(), sha256: "m2".into() };
+        let swapped = g.reembed(&other, |faces| {
+            assert_eq!(faces.len(), 2);
+            Ok(faces
+                .iter()
+                .map(|f| Embedding::normalized(if f.rgb()[0] == 7 { vec![0.0, 1.0] } else { vec![1.0, 0.0] }))
+                .collect())
+        });
+        assert_eq!(swapped.unwrap(), 2);
+        assert_eq!(g.model().unwrap(), Some(other));
+        assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0]), 1, 0.5).unwrap()[0].name, "ann");
+        let failed = g.reembed(&model("m3"), |_| Err("the model broke".into())).unwrap_err();
+        assert!(failed.to_string().contains("the model broke"), "{failed}");
+        assert_eq!(g.model().unwrap().unwrap().sha256, "m2", "a failed re-embed changes nothing");
+        assert_eq!(g.check().unwrap(), Check { integrity: "ok".into(), subjects: 2, faces: 2 });
+    }
+
+    #[test]
     fn a_file_that_is_not_a_gallery_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not.db");
         std::fs::write(&path, b"this is not an SQLite database, just some text padding it out").unwrap();
-        let err = Gallery::open(&path).err().expect("refused").to_string();
+        let err = SqliteStore::open(&path).err().expect("refused").to_string();
         assert!(err.contains("not.db"), "{err}");
     }
 

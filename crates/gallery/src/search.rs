@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::{FaceIndex, Gallery, IndexKind, Result};
+use crate::{FaceIndex, IndexKind, Result, SqliteStore};
 
 /// An enrolled person a probe resembles.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,7 +18,7 @@ pub struct Candidate {
     pub matched: bool,
 }
 
-/// The searchable faces of a gallery, kept in step with it by the caller.
+/// The searchable faces of a gallery, kept in step with it by [`crate::Gallery`].
 #[derive(Debug, Clone)]
 pub struct SubjectIndex {
     index: FaceIndex,
@@ -28,7 +28,7 @@ pub struct SubjectIndex {
 
 impl SubjectIndex {
     /// Every face of `gallery`, searched as `kind` says.
-    pub fn load(gallery: &Gallery, kind: IndexKind) -> Result<Self> {
+    pub fn load(gallery: &SqliteStore, kind: IndexKind) -> Result<Self> {
         let names = gallery.subjects()?.into_iter().map(|s| (s.id, s.name)).collect();
         let faces = gallery.embeddings()?;
         // Rows first, then every sketch at once in parallel rather than one by one.

@@ -131,12 +131,12 @@ pub struct ApiKey {
     pub created: String,
 }
 
-/// The gallery file.
-pub struct Gallery {
+/// The gallery file: one SQLite connection to it. [`crate::Gallery`] is what callers use.
+pub struct SqliteStore {
     db: Connection,
 }
 
-impl Gallery {
+impl SqliteStore {
     /// Opens (or creates) a gallery file: WAL journal, foreign keys on, migrations applied.
     pub fn open(path: &Path) -> Result<Self> {
         let db = Connection::open(path).map_err(|e| Error::db(path, e))?;

@@ -87,6 +87,14 @@ impl Models {
         Ok((image, faces))
     }
 
+    /// The largest face of a photo aligned to a 112x112 RGB crop; `None` when the photo cannot
+    /// be read or shows no face (collections of real photos pass those over).
+    pub fn largest_aligned_face(&self, photo: &Path) -> Option<Vec<u8>> {
+        let (_, faces) = self.photo_faces(photo, FacePolicy::Largest).ok()?;
+        let (_, face) = faces.into_iter().next()?;
+        Some(face.rgb().to_vec())
+    }
+
     /// Photo file -> detected, aligned, embedded faces.
     pub fn embed_photo(&self, path: &Path, policy: FacePolicy) -> Result<Vec<FaceResult>> {
         let (_, faces) = self.photo_faces(path, policy)?;

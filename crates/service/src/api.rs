@@ -14,10 +14,10 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use bytes::Bytes;
 use maskid_face::FacePolicy;
-use maskid_gallery::{ModelRef, NewFace};
+use maskid_gallery::ModelRef;
+use maskid_pipeline::FaceResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::auth::{presented_secret, secret_sha256, Role};
 use crate::error::ApiError;
@@ -219,7 +219,7 @@ async fn gate(State(state): State<Shared>, matched: Option<MatchedPath>, request
 /// Checks the request's key against `role`, on a worker thread and the reading connection.
 async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
     let hash = secret_sha256(presented_secret(headers)?);
-    let key = blocking(state, move |s| Ok(s.reader()?.key_by_hash(&hash)?)).await?;
+    let key = blocking(state, move |s| Ok(s.gallery.key_by_hash(&hash)?)).await?;
     let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))?;
     let has = Role::parse(&key.role).ok_or_else(|| ApiError::internal(format!("key with role '{}'", key.role)))?;
     if has < role {
@@ -272,7 +272,9 @@ async fn model_work<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let sized = images.clone();
     let need_bytes: u64 = blocking(state, move |s| {
-        sized.iter().map(|(field, image)| s.engine.decode_memory(image).map_err(|e| e.about_image(field))).sum()
+        let max_pixels = s.recognizer.models().config.max_pixels;
+        let memory = |image| maskid_face::decode_memory(image, max_pixels).map_err(ApiError::from);
+        sized.iter().map(|(field, image)| memory(image).map_err(|e| e.about_image(field))).sum()
     })
     .await?;
     let budget = state.limits.decode_budget_bytes;
@@ -364,26 +366,26 @@ fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
     match given {
         Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
         Some(t) => Err(ApiError::bad_request(format!("threshold must lie in -1..1, got {t}"))),
-        None => Ok(state.engine.threshold),
+        None => Ok(state.options.threshold),
     }
 }
 
 async fn readyz(State(state): State<Shared>) -> ApiResult {
-    let index = state.index()?;
-    let search = if index.is_sketched() { "sketch" } else { "exact" };
-    let body = json!({ "status": "ready", "model": state.engine.model(), "faces": index.len(), "search": search });
+    let index = blocking(&state, |s| Ok(s.gallery.index_state()?)).await?;
+    let search = if index.sketched { "sketch" } else { "exact" };
+    let body = json!({ "status": "ready", "model": state.recognizer.model(), "faces": index.faces, "search": search });
     Ok(Json(body).into_response())
 }
 
 async fn metrics(State(state): State<Shared>) -> ApiResult {
-    let subjects = blocking(&state, |s| Ok(s.reader()?.subjects()?.len())).await?;
-    let faces = state.index()?.len();
+    let (subjects, faces) =
+        blocking(&state, |s| Ok((s.gallery.subjects()?.len(), s.gallery.index_state()?.faces))).await?;
     let text = state.metrics.render(state.in_flight.load(Ordering::SeqCst), subjects, faces);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn list_subjects(State(state): State<Shared>) -> ApiResult {
-    let subjects = blocking(&state, |s| Ok(s.reader()?.subjects()?)).await?;
+    let subjects = blocking(&state, |s| Ok(s.gallery.subjects()?)).await?;
     Ok(Json(json!({ "subjects": subjects })).into_response())
 }
 
@@ -410,37 +412,19 @@ async fn create_subject(
     if !metadata.is_object() {
         return Err(ApiError::bad_request("'metadata' must be a JSON object"));
     }
-    let subject = blocking(&state, move |s| {
-        let gallery = s.writer()?;
-        let id = gallery.add_subject(&new.name, &metadata)?;
-        let subject = gallery.subject(&new.name)?;
-        s.index_mut()?.add_subject(id, &subject.name);
-        Ok(subject)
-    })
-    .await?;
+    let subject = blocking(&state, move |s| Ok(s.gallery.add_subject(&new.name, &metadata)?)).await?;
     Ok((StatusCode::CREATED, Json(subject)).into_response())
 }
 
 async fn get_subject(State(state): State<Shared>, name: Result<Path<String>, PathRejection>) -> ApiResult {
     let name = path(name)?;
-    let (subject, faces) = blocking(&state, move |s| {
-        let gallery = s.reader()?;
-        Ok((gallery.subject(&name)?, gallery.faces(&name)?))
-    })
-    .await?;
+    let (subject, faces) = blocking(&state, move |s| Ok((s.gallery.subject(&name)?, s.gallery.faces(&name)?))).await?;
     Ok(Json(SubjectAnswer { subject, faces }).into_response())
 }
 
 async fn delete_subject(State(state): State<Shared>, name: Result<Path<String>, PathRejection>) -> ApiResult {
     let name = path(name)?;
-    blocking(&state, move |s| {
-        let gallery = s.writer()?;
-        let subject = gallery.subject(&name)?;
-        gallery.remove_subject(&name)?;
-        s.index_mut()?.remove_subject(subject.id);
-        Ok(())
-    })
-    .await?;
+    blocking(&state, move |s| Ok(s.gallery.remove_subject(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -464,40 +448,21 @@ async fn enroll(
     let upload = read_upload(&headers, body(raw)?, &["image"]).await?;
     let image = upload.image("image")?;
     let metadata = upload.metadata.unwrap_or_else(|| json!({}));
-    let (face_id, subject, created, score) = model_work(&state, vec![("image", image)], move |s, images| {
-        let image = &images[0];
-        let found = s.engine.embed(image, policy)?.into_iter().next().ok_or_else(|| ApiError::internal("no face"))?;
-        let detection = found.detection;
-        let face = NewFace {
-            embedding: found.embedding,
-            model: s.engine.model(),
-            source_sha256: hex::encode(Sha256::digest(image)),
-            score: detection.score,
-            crop: s.engine.keep_crops.then(|| found.face.rgb().to_vec()),
-        };
-        // One lock over table and index: the index always agrees with the table.
-        let mut gallery = s.writer()?;
-        let (subject, created) = gallery.subject_or_create(&name, &metadata)?;
-        let face_id = gallery.enroll(subject.id, &face)?;
-        let mut index = s.index_mut()?;
-        index.add_subject(subject.id, &subject.name);
-        index.add_face(face_id, subject.id, face.embedding.values())?;
-        Ok((face_id, subject.name, created, detection.score))
+    let (enrolled, score) = model_work(&state, vec![("image", image)], move |s, images| {
+        let photo = s.recognizer.decode_photo(&images[0])?;
+        let (enrolled, found) =
+            s.recognizer.enroll(&s.gallery, &name, &metadata, &photo, policy, s.options.keep_crops)?;
+        Ok((enrolled, found.detection.score))
     })
     .await?;
+    let (face_id, subject, created) = (enrolled.face_id, enrolled.subject.name, enrolled.subject_created);
     let body = EnrolAnswer { face_id, subject, subject_created: created, detection_score: score };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn delete_face(State(state): State<Shared>, id: Result<Path<i64>, PathRejection>) -> ApiResult {
     let id = path(id)?;
-    blocking(&state, move |s| {
-        let gallery = s.writer()?;
-        gallery.remove_face(id)?;
-        s.index_mut()?.remove_face(id);
-        Ok(())
-    })
-    .await?;
+    blocking(&state, move |s| Ok(s.gallery.remove_face(id)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -523,15 +488,17 @@ async fn identify(
     let threshold = threshold(&state, params.threshold)?;
     let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
     let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
-    let (probe, detection) = model_work(&state, vec![("image", image)], move |s, images| {
-        let found = s.engine.embed(&images[0], policy)?.remove(0);
-        Ok((found.embedding, found.detection))
+    let found = model_work(&state, vec![("image", image)], move |s, images| {
+        let photo = s.recognizer.decode_photo(&images[0])?;
+        Ok(s.recognizer.identify(&s.gallery, &photo, policy, top, Some(threshold))?)
     })
     .await?;
-    let candidates = state.index()?.candidates(probe.values(), top, threshold);
-    let decision = candidates.first().filter(|c| c.matched).map(|c| c.name.clone());
+    let decision = found.matched().map(|c| c.name.clone());
+    let detection = found.face.detection;
     let face = FaceFound { bbox: detection.bbox, score: detection.score };
-    Ok(Json(IdentifyAnswer { decision, threshold, candidates, face, model: state.engine.model() }).into_response())
+    let body =
+        IdentifyAnswer { decision, threshold, candidates: found.candidates, face, model: state.recognizer.model() };
+    Ok(Json(body).into_response())
 }
 
 async fn verify(
@@ -548,19 +515,21 @@ async fn verify(
     let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
     let upload = read_upload(&headers, body(raw)?, &["a", "b"]).await?;
     let images = vec![("a", upload.image("a")?), ("b", upload.image("b")?)];
-    let similarity = model_work(&state, images, move |s, images| {
-        let embed = |image, field| {
-            Ok::<_, ApiError>(s.engine.embed(image, policy).map_err(|e| e.about_image(field))?.remove(0).embedding)
+    let decision = model_work(&state, images, move |s, images| {
+        let face = |image: &Bytes, field| {
+            let found = s.recognizer.decode_photo(image).and_then(|p| s.recognizer.face(&p, policy));
+            found.map_err(|e| ApiError::from(e).about_image(field))
         };
-        Ok(embed(&images[0], "a")?.cosine(&embed(&images[1], "b")?))
+        let (a, b): (FaceResult, FaceResult) = (face(&images[0], "a")?, face(&images[1], "b")?);
+        Ok(s.recognizer.compare(&a.embedding, &b.embedding, Some(threshold))?)
     })
     .await?;
-    let model = state.engine.model();
-    Ok(Json(VerifyAnswer { same_person: similarity >= threshold, similarity, threshold, model }).into_response())
+    let (similarity, same_person, model) = (decision.similarity, decision.same_person, state.recognizer.model());
+    Ok(Json(VerifyAnswer { same_person, similarity, threshold, model }).into_response())
 }
 
 async fn list_keys(State(state): State<Shared>) -> ApiResult {
-    let keys = blocking(&state, |s| Ok(s.reader()?.keys()?)).await?;
+    let keys = blocking(&state, |s| Ok(s.gallery.keys()?)).await?;
     Ok(Json(json!({ "keys": keys })).into_response())
 }
 

@@ -67,7 +67,7 @@ impl From<maskid_gallery::Error> for ApiError {
                 eprintln!("maskid: gallery busy: {cause}");
                 Self::unavailable("gallery_busy", "the gallery is locked by another writer; retry")
             }
-            E::Database(cause) => Self::internal(cause),
+            other => Self::internal(other),
         }
     }
 }
@@ -76,6 +76,7 @@ impl From<maskid_pipeline::Error> for ApiError {
     fn from(e: maskid_pipeline::Error) -> Self {
         match e {
             maskid_pipeline::Error::Face(face) => face.into(),
+            maskid_pipeline::Error::Gallery(gallery) => gallery.into(),
             other => Self::internal(other),
         }
     }

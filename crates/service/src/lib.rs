@@ -2,8 +2,8 @@
 //! verify faces against a gallery, with API keys and roles, request limits, Prometheus
 //! metrics, an OpenAPI document and graceful shutdown.
 //!
-//! The gallery's SQLite file is the truth; the search index is rebuilt from it at start and
-//! updated under the same lock as every write, so the two always agree.
+//! The gallery's SQLite file is the truth; [`maskid_gallery::Gallery`] builds the search index
+//! from it at start and updates it under the same lock as every write, so the two agree.
 //!
 //! Hostile and careless clients: keys are checked from the headers before any body is read;
 //! every slot (in flight, model run, decode memory, connection) is held by a guard that is
@@ -12,7 +12,6 @@
 
 mod api;
 pub mod auth;
-mod engine;
 mod error;
 mod input;
 mod metrics;
@@ -20,7 +19,7 @@ mod metrics;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,9 +28,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 
 pub use api::{openapi, ENDPOINTS};
-pub use engine::Engine;
 pub use error::ApiError;
-use maskid_gallery::{Gallery, SubjectIndex};
+use maskid_gallery::Gallery;
+use maskid_pipeline::Recognizer;
 use metrics::Metrics;
 
 /// What the service accepts.
@@ -68,43 +67,26 @@ impl Default for Limits {
     }
 }
 
+/// How the service decides and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Cosine similarity needed for a match (identify and verify, unless a request says).
+    pub threshold: f32,
+    /// Keep enrolled faces' aligned crops in the gallery (for `gallery reembed`).
+    pub keep_crops: bool,
+}
+
 /// Everything the handlers share.
 pub struct AppState {
-    engine: Engine,
-    /// The connection that writes; writes take their turn on it.
-    writer: Mutex<Gallery>,
-    /// A second connection for key checks and listings: in WAL mode it never waits for a
-    /// writer, so reads go on while another process holds the write lock.
-    reader: Mutex<Gallery>,
-    index: RwLock<SubjectIndex>,
+    recognizer: Recognizer,
+    gallery: Gallery,
+    options: Options,
     limits: Limits,
     metrics: Metrics,
     in_flight: AtomicUsize,
     model_slots: Arc<Semaphore>,
     /// Decode memory, in KiB.
     decode_budget: Arc<Semaphore>,
-}
-
-impl AppState {
-    /// The writing connection. Blocking: call from a worker thread.
-    fn writer(&self) -> Result<MutexGuard<'_, Gallery>, ApiError> {
-        self.writer.lock().map_err(|_| ApiError::internal("the gallery lock is poisoned"))
-    }
-
-    /// The reading connection. Blocking: call from a worker thread.
-    fn reader(&self) -> Result<MutexGuard<'_, Gallery>, ApiError> {
-        self.reader.lock().map_err(|_| ApiError::internal("the gallery lock is poisoned"))
-    }
-
-    /// The index for searching: searches run side by side.
-    fn index(&self) -> Result<RwLockReadGuard<'_, SubjectIndex>, ApiError> {
-        self.index.read().map_err(|_| ApiError::internal("the index lock is poisoned"))
-    }
-
-    /// The index for changing, with the writer's lock held by the caller.
-    fn index_mut(&self) -> Result<RwLockWriteGuard<'_, SubjectIndex>, ApiError> {
-        self.index.write().map_err(|_| ApiError::internal("the index lock is poisoned"))
-    }
 }
 
 /// Errors starting the service.
@@ -129,10 +111,17 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the gallery, checks its model, rebuilds the index and binds `addr`.
-    pub async fn bind(engine: Engine, gallery: Gallery, addr: &str, limits: Limits) -> Result<Self, Error> {
+    /// Checks the gallery's model, builds its index and binds `addr`.
+    pub async fn bind(
+        recognizer: Recognizer,
+        gallery: Gallery,
+        options: Options,
+        addr: &str,
+        limits: Limits,
+    ) -> Result<Self, Error> {
         if let Some(model) = gallery.model()? {
-            let service = engine.model();
+            // The service enrols too: the gallery's own model, not only its embedding space.
+            let service = recognizer.model();
             if model.sha256 != service.sha256 {
                 return Err(Error::ModelMismatch {
                     gallery: format!("{} ({})", model.id, model.sha256),
@@ -140,18 +129,16 @@ impl Service {
                 });
             }
         }
-        let index = SubjectIndex::load(&gallery, engine.index)?;
-        let reader = gallery.reopen()?;
+        gallery.index_state()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
         let budget_kib =
             usize::try_from(limits.decode_budget_bytes >> 10).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
         let state = AppState {
-            engine,
-            writer: Mutex::new(gallery),
-            reader: Mutex::new(reader),
-            index: RwLock::new(index),
+            recognizer,
+            gallery,
+            options,
             model_slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             decode_budget: Arc::new(Semaphore::new(budget_kib)),
             limits: limits.clone(),

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use maskid_core::Embedding;
-use maskid_gallery::{FaceIndex, Gallery, IndexKind, ModelRef, NewFace, SubjectIndex};
+use maskid_gallery::{FaceIndex, IndexKind, ModelRef, NewFace, SqliteStore, SubjectIndex};
 use serde::Serialize;
 
 use crate::cmd::bench::percentile;
@@ -116,7 +116,7 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
         write_gallery(&path, &vectors, dim)?;
         let restart = |kind: IndexKind| -> anyhow::Result<f64> {
             let start = Instant::now();
-            let index = SubjectIndex::load(&Gallery::open(&path)?, kind)?;
+            let index = SubjectIndex::load(&SqliteStore::open(&path)?, kind)?;
             anyhow::ensure!(index.len() == n, "the gallery gave back {} faces of {n}", index.len());
             Ok(start.elapsed().as_secs_f64())
         };
@@ -205,7 +205,7 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
 /// A gallery file holding `vectors`, two faces per person, written in one transaction per face
 /// as `maskid enroll` writes them.
 fn write_gallery(path: &std::path::Path, vectors: &[f32], dim: usize) -> anyhow::Result<()> {
-    let mut gallery = Gallery::open(path)?;
+    let mut gallery = SqliteStore::open(path)?;
     let model = ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) };
     let mut subject = 0;
     for (i, v) in vectors.chunks_exact(dim).enumerate() {

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use maskid_face::Parallelism;
-use maskid_gallery::{Gallery, ModelRef, NewFace};
+use maskid_gallery::{Gallery, NewFace};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
-use maskid_pipeline::TEACHER_THRESHOLD;
+use maskid_pipeline::{ModelChoice, TEACHER_THRESHOLD};
 use maskid_service::auth::{new_secret, secret_sha256};
-use maskid_service::{Engine, Limits, Service};
+use maskid_service::{Limits, Options, Service};
 use serde::Serialize;
 
 use crate::cmd::bench::percentile;
@@ -50,40 +50,34 @@ pub fn load_run(
     anyhow::ensure!(rate > 0.0 && requests > 0, "the rate and the request count must be positive");
     let home = global.assets().home().to_path_buf();
     // As `maskid serve` loads them.
-    let models = global.models(Parallelism::Throughput)?;
-    let set = maskid_pipeline::training_set(&home, &models, lfw, None, &Default::default(), &global.progress())?;
+    let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
+    let set =
+        maskid_pipeline::training_set(&home, recognizer.models(), lfw, None, &Default::default(), &global.progress())?;
     let dir = tempfile::tempdir()?;
-    let mut gallery = Gallery::open(&dir.path().join("bench.db"))?;
-    let model = ModelRef { id: models.teacher.model_id().into(), sha256: models.teacher.model_sha256().into() };
-    let mut subjects = std::collections::HashMap::new();
+    let gallery = Gallery::open(&dir.path().join("bench.db"))?;
+    let model = recognizer.model();
     for (k, face) in set.faces.iter().cycle().take(faces).enumerate() {
         let name = &set.identities[face.identity as usize];
-        let subject = match subjects.get(name) {
-            Some(&id) => id,
-            None => {
-                let id = gallery.add_subject(name, &serde_json::json!({}))?;
-                subjects.insert(name.clone(), id);
-                id
-            }
-        };
         // Past the clean photos, masked versions of them: a second enrolment per photo.
         let embedding = if k < set.faces.len() {
             face.teacher.clone()
         } else {
             let spec = MaskSpec::from_seed(image_seed(name, k as u64), None, Coverage::Random);
             let masked = mask_face(&face.face, &face.landmarks, &spec)?.0;
-            models.teacher.embed(&[masked])?.remove(0)
+            recognizer.embed(&[masked])?.remove(0)
         };
         let source_sha256 = format!("bench-{k}");
-        gallery.enroll(subject, &NewFace { embedding, model: model.clone(), source_sha256, score: 1.0, crop: None })?;
+        let face = NewFace { embedding, model: model.clone(), source_sha256, score: 1.0, crop: None };
+        gallery.enroll(name, &serde_json::json!({}), &face)?;
     }
     let secret = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     gallery.add_key("bench", "read", &secret_sha256(&secret))?;
     let probes: Vec<Vec<u8>> = devtest_photos(lfw, 200)?;
 
+    let gallery_subjects = gallery.subjects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let engine = Engine::new(models, None, TEACHER_THRESHOLD);
-    let service = runtime.block_on(Service::bind(engine, gallery, "127.0.0.1:0", Limits::default()))?;
+    let options = Options { threshold: TEACHER_THRESHOLD, keep_crops: false };
+    let service = runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()))?;
     let addr = service.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(service.run(async {
@@ -115,7 +109,7 @@ pub fn load_run(
     let errors = errors.load(Ordering::SeqCst);
     Ok(ServiceLoad {
         gallery_faces: faces,
-        gallery_subjects: subjects.len(),
+        gallery_subjects,
         requests,
         target_rate_per_s: rate,
         achieved_rate_per_s: requests as f64 / elapsed,

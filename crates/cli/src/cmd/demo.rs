@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use maskid_assets::{G2D_BACKBONE, G2D_INPAINTER, SAMPLE_PHOTOS};
+use maskid_assets::{G2D_INPAINTER, SAMPLE_PHOTOS};
 use maskid_core::{AlignedFace, OcclusionMap};
-use maskid_face::{EmbedderConfig, FaceEmbedder, FacePolicy, FaceRestorer, Parallelism};
+use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
-use maskid_pipeline::{landmarks_in_crop, G2D_THRESHOLD, TEACHER_THRESHOLD};
+use maskid_pipeline::{landmarks_in_crop, ModelChoice};
 use serde::Serialize;
 
 use crate::cmd::demo_report;
@@ -184,8 +184,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let sources = photos(global, args.data.as_ref())?;
     let models = global.models(Parallelism::Latency)?;
     let home = global.assets().home().to_path_buf();
-    let g2d = FaceEmbedder::new(&G2D_BACKBONE.file(&home)?, EmbedderConfig::g2d(), Parallelism::Latency)
-        .context("loading the shipped G2D model")?;
+    let g2d = ModelChoice::G2d.load(&global.assets(), Parallelism::Latency)?.expect("BUG: G2D is not the teacher");
     let restorer =
         FaceRestorer::new(&G2D_INPAINTER.file(&home)?, Parallelism::Latency).context("loading the G2D inpainter")?;
 
@@ -230,10 +229,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     };
     let teacher_source = "accuracy-maximising on lfw-devtest clean pairs";
     let g2d_source = "accuracy-maximising on held-out validation pairs, masked probes";
-    for (name, embedder, threshold, source) in [
-        ("teacher (SFace)", &models.teacher, TEACHER_THRESHOLD, teacher_source),
-        ("G2D (maskid, shipped)", &g2d, G2D_THRESHOLD, g2d_source),
+    for (name, embedder, model, source) in [
+        ("teacher (SFace)", &models.teacher, ModelChoice::Teacher, teacher_source),
+        ("G2D (maskid, shipped)", &g2d, ModelChoice::G2d, g2d_source),
     ] {
+        let threshold = model.threshold().expect("BUG: shipped models have thresholds");
         let embeddings = embedder.embed(&crops)?;
         let similarity: Vec<Vec<f32>> =
             embeddings.iter().map(|a| embeddings.iter().map(|b| a.cosine(b)).collect()).collect();

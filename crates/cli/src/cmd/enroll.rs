@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{Gallery, ModelRef, NewFace};
+use maskid_gallery::Gallery;
+use maskid_pipeline::ModelChoice;
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
+use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,7 +33,7 @@ pub struct Args {
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx); a
     /// gallery holds one model's embeddings.
     #[arg(long, default_value = "teacher")]
-    model: String,
+    model: ModelChoice,
     /// Keep each face's aligned crop in the gallery (biometric data; off by default): lets
     /// `maskid gallery reembed` move the gallery to another model without the photos.
     #[arg(long)]
@@ -52,26 +53,15 @@ struct Enrolled {
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let metadata: serde_json::Value = serde_json::from_str(&args.metadata).context("--metadata is not JSON")?;
     // Refuse a bad name before any model work.
-    maskid_gallery::subject_name(&args.name).context("--name")?;
-    let mut gallery = Gallery::open(&args.gallery)?;
-    let models = global.models(Parallelism::Latency)?;
-    let mut slot = None;
-    let embedder = embedder(global, &models, &args.model, &mut slot)?;
-    let model = ModelRef { id: embedder.model_id().to_string(), sha256: embedder.model_sha256().to_string() };
-    let (subject, _) = gallery.subject_or_create(&args.name, &metadata)?;
-    let (subject, name) = (subject.id, subject.name);
+    let name = maskid_gallery::subject_name(&args.name).context("--name")?;
+    let gallery = Gallery::open(&args.gallery)?;
+    let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
     let mut results = Vec::new();
     for photo in &photo_paths(&args.photos)? {
         let outcome = (|| -> anyhow::Result<i64> {
-            let found = embed_photo(&models, embedder, photo, args.face)?.remove(0);
-            let face = NewFace {
-                embedding: found.embedding,
-                model: model.clone(),
-                source_sha256: maskid_assets::sha256_file(photo)?,
-                score: found.detection.score,
-                crop: args.keep_crops.then(|| found.face.rgb().to_vec()),
-            };
-            Ok(gallery.enroll(subject, &face)?)
+            let photo = recognizer.open_photo(photo)?;
+            let (enrolled, _) = recognizer.enroll(&gallery, &name, &metadata, &photo, args.face, args.keep_crops)?;
+            Ok(enrolled.face_id)
         })();
         if let Err(e) = &outcome {
             warn(&photo_error_text(photo, e));

@@ -7,9 +7,9 @@ use anyhow::Context;
 use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
 use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
 use maskid_mask::Coverage;
-use maskid_pipeline::{evaluate, EvalOptions};
+use maskid_pipeline::{evaluate, EvalOptions, ModelChoice};
 
-use crate::common::{embedder, mask_style, print_json, GlobalArgs};
+use crate::common::{mask_style, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,12 +22,12 @@ pub struct Args {
     /// teacher (SFace), g2d (the shipped G2D model), or an ONNX backbone file taking RGB
     /// scaled to [-1, 1].
     #[arg(long, default_value = "teacher")]
-    model: String,
+    model: ModelChoice,
     /// Embed the unmasked references with this model instead (mask-probe only): teacher,
     /// g2d or FILE.onnx of the same embedding space, as a gallery enrolled by one model and
     /// searched with another.
     #[arg(long)]
-    reference_model: Option<String>,
+    reference_model: Option<ModelChoice>,
     /// LFW root (holding images_deepfunneled/ and the list files).
     #[arg(long)]
     data: PathBuf,
@@ -56,15 +56,17 @@ fn pct(x: f64) -> String {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let models = global.models(Parallelism::Throughput)?;
-    let mut slot = None;
-    let embedder = if args.model == "teacher" && args.teacher_bgr {
-        let sface = global.assets().get(&maskid_assets::SFACE)?;
-        let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
-        &*slot.insert(FaceEmbedder::new(&sface, config, Parallelism::Throughput)?)
-    } else {
-        embedder(global, &models, &args.model, &mut slot)?
+    let recognizer = global.recognizer(&args.model, Parallelism::Throughput)?;
+    let models = recognizer.models();
+    let bgr_teacher = match args.model == ModelChoice::Teacher && args.teacher_bgr {
+        true => {
+            let sface = global.assets().get(&maskid_assets::SFACE)?;
+            let config = EmbedderConfig { channel_order: ChannelOrder::Bgr, ..EmbedderConfig::sface() };
+            Some(FaceEmbedder::new(&sface, config, Parallelism::Throughput)?)
+        }
+        false => None,
     };
+    let embedder = bgr_teacher.as_ref().unwrap_or(recognizer.embedder());
     let style = mask_style(&args.style)?;
     let options = EvalOptions {
         protocol: args.protocol,
@@ -75,12 +77,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         coverage: args.coverage,
     };
     let progress = global.progress();
-    let mut reference_slot = None;
-    let reference = match &args.reference_model {
-        Some(model) => Some(crate::common::embedder(global, &models, model, &mut reference_slot)?),
+    // The teacher is in `models`; another reference model is loaded beside.
+    let reference_model = match &args.reference_model {
+        Some(model) => Some(model.load(&global.assets(), Parallelism::Throughput)?),
         None => None,
     };
-    let (report, _) = evaluate(global.assets().home(), &models, embedder, reference, &options, &progress)?;
+    let reference = reference_model.as_ref().map(|loaded| loaded.as_ref().unwrap_or(&models.teacher));
+    let (report, _) = evaluate(global.assets().home(), models, embedder, reference, &options, &progress)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mask = match report.mask_render_version {

@@ -5,13 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{escaped_name, Candidate, IndexKind, SubjectIndex};
+use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind};
+use maskid_pipeline::ModelChoice;
 use serde::Serialize;
 
-use crate::common::{
-    embed_photo, embedder, existing_gallery, exit_status, photo_error_text, photo_paths, print_json, threshold, warn,
-    GlobalArgs,
-};
+use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,7 +30,7 @@ pub struct Args {
     threshold: Option<f32>,
     /// The model the gallery was enrolled with: teacher, g2d or FILE.onnx.
     #[arg(long, default_value = "teacher")]
-    model: String,
+    model: ModelChoice,
     /// Gallery search: exact, sketch (approximate, for large galleries) or auto (sketch from
     /// 20,000 faces on).
     #[arg(long, default_value = "auto")]
@@ -52,38 +50,20 @@ struct Identified {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.top > 0, "--top must be at least 1");
-    let threshold = threshold(&args.model, args.threshold)?;
-    let gallery = existing_gallery(&args.gallery)?;
-    let models = global.models(Parallelism::Latency)?;
-    let mut slot = None;
-    let embedder = embedder(global, &models, &args.model, &mut slot)?;
-    if let Some(model) = gallery.model()? {
-        // A probe of another model of the same embedding space (the G2D student on a teacher
-        // gallery) is comparable with the enrolled faces.
-        let space = maskid_assets::embedding_space(&model.sha256);
-        anyhow::ensure!(
-            model.sha256 == embedder.model_sha256()
-                || space.is_some() && space == maskid_assets::embedding_space(embedder.model_sha256()),
-            "the gallery holds embeddings of {} ({}), not of --model {} nor of its embedding space; pass its model",
-            model.id,
-            model.sha256,
-            args.model
-        );
-    }
-    let index = SubjectIndex::load(&gallery, args.index)?;
+    let gallery = Gallery::open_existing(&args.gallery)?.with_index(args.index);
+    let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
+    let threshold = recognizer.threshold(args.threshold)?;
+    recognizer.check_gallery(&gallery)?;
     let mut results = Vec::new();
     for photo in &photo_paths(&args.photos)? {
-        let outcome = embed_photo(&models, embedder, photo, args.face).map(|mut f| f.remove(0).embedding);
-        let candidates = match &outcome {
-            Ok(probe) => index.candidates(probe.values(), args.top, threshold),
-            Err(_) => Vec::new(),
+        let outcome = recognizer
+            .open_photo(photo)
+            .and_then(|p| recognizer.identify(&gallery, &p, args.face, args.top, Some(threshold)));
+        let (candidates, error) = match outcome {
+            Ok(found) => (found.candidates, None),
+            Err(e) => (Vec::new(), Some(photo_error_text(photo, &e.into()))),
         };
-        results.push(Identified {
-            photo: photo.display().to_string(),
-            threshold,
-            candidates,
-            error: outcome.err().map(|e| photo_error_text(photo, &e)),
-        });
+        results.push(Identified { photo: photo.display().to_string(), threshold, candidates, error });
     }
     if args.json {
         print_json(&results)?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use maskid_gallery::Gallery;
 use maskid_service::auth::{new_secret, secret_sha256, Role};
 
-use crate::common::{existing_gallery, print_json, GalleryFile};
+use crate::common::{print_json, GalleryFile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A key may be made before the first enrolment; listing or revoking needs the gallery.
     let gallery = match args.action {
         Action::Create { .. } => Gallery::open(path)?,
-        _ => existing_gallery(path)?,
+        _ => Gallery::open_existing(path)?,
     };
     match args.action {
         Action::Create { role, name } => {

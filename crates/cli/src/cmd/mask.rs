@@ -11,7 +11,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
 use crate::cmd::align::collect;
-use crate::common::{counted, largest_aligned_face, mask_style, run_batch, GlobalArgs};
+use crate::common::{counted, mask_style, run_batch, GlobalArgs};
 use crate::label::{draw_text, text_width, LINE_PX};
 
 #[derive(clap::Args)]
@@ -140,7 +140,7 @@ fn real_faces(models: &maskid_pipeline::Models, dir: &Path, seed: u64) -> anyhow
     let mut crops = Vec::with_capacity(wanted);
     for k in 0..photos.len() {
         let (photo, _) = &photos[(seed as usize % stride + k * stride + k / wanted) % photos.len()];
-        if let Some(rgb) = largest_aligned_face(models, photo) {
+        if let Some(rgb) = models.largest_aligned_face(photo) {
             crops.push(RgbImage::from_raw(s, s, rgb).expect("BUG: sized"));
         }
         if crops.len() == wanted {

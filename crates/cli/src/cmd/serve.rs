@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use maskid_face::Parallelism;
 use maskid_gallery::{Gallery, IndexKind};
-use maskid_service::{Engine, Limits, Service};
+use maskid_pipeline::ModelChoice;
+use maskid_service::{Limits, Options, Service};
 
-use crate::common::{backbone, threshold, GlobalArgs};
+use crate::common::GlobalArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +22,7 @@ pub struct Args {
     bind: String,
     /// teacher, g2d or FILE.onnx: the model of the gallery's embeddings.
     #[arg(long, default_value = "teacher")]
-    model: String,
+    model: ModelChoice,
     /// Default cosine threshold of identify and verify (default: the model's).
     #[arg(long)]
     threshold: Option<f32>,
@@ -59,15 +60,12 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let threshold = threshold(&args.model, args.threshold)?;
     // One single-threaded session per core: concurrent requests run side by side instead of
     // queueing for one pool of all cores (at 50 identify/s on 2 cores: 40/s served and
     // seconds of queue with the shared pool; all served, p99 54 ms, with these).
-    let models = global.models(Parallelism::Throughput)?;
-    let mut engine = Engine::new(models, backbone(global, &args.model)?, threshold);
-    engine.keep_crops = args.keep_crops;
-    engine.index = args.index;
-    let gallery = Gallery::open(&args.gallery)?;
+    let recognizer = global.recognizer(&args.model, Parallelism::Throughput)?;
+    let options = Options { threshold: recognizer.threshold(args.threshold)?, keep_crops: args.keep_crops };
+    let gallery = Gallery::open(&args.gallery)?.with_index(args.index);
     let defaults = Limits::default();
     let limits = Limits {
         max_body_bytes: args.max_body_mb << 20,
@@ -80,7 +78,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let service = Service::bind(engine, gallery, &args.bind, limits).await?;
+        let service = Service::bind(recognizer, gallery, options, &args.bind, limits).await?;
         // Tests and scripts read the port from this line.
         eprintln!("maskid: listening on http://{} (gallery {})", service.local_addr()?, args.gallery.display());
         service.run(maskid_service::shutdown_signal()).await;

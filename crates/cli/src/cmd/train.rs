@@ -15,7 +15,7 @@ use maskid_mask::RealMasks;
 use maskid_pipeline::EvalOptions;
 use rayon::prelude::*;
 
-use crate::common::{largest_aligned_face, print_json, GlobalArgs};
+use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -174,7 +174,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
 fn real_masks(models: &maskid_pipeline::Models, dir: &std::path::Path, quiet: bool) -> anyhow::Result<RealMasks> {
     let photos = crate::cmd::align::collect(&[dir.to_path_buf()])?;
     anyhow::ensure!(!photos.is_empty(), "{}: no photos for --real-masks", dir.display());
-    let crops: Vec<Vec<u8>> = photos.par_iter().filter_map(|(photo, _)| largest_aligned_face(models, photo)).collect();
+    let crops: Vec<Vec<u8>> = photos.par_iter().filter_map(|(photo, _)| models.largest_aligned_face(photo)).collect();
     let aligned = crops.len();
     let masks = RealMasks::new(crops).with_context(|| format!("real masks from {}", dir.display()))?;
     if !quiet {

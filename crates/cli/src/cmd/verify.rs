@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{embed_photo, embedder, exit_status, photo_error_text, print_json, threshold, warn, GlobalArgs};
+use maskid_pipeline::ModelChoice;
+
+use crate::common::{exit_status, photo_error_text, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,7 +22,7 @@ pub struct Args {
     threshold: Option<f32>,
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx).
     #[arg(long, default_value = "teacher")]
-    model: String,
+    model: ModelChoice,
     /// Which face of each photo: largest, center or require-one.
     #[arg(long, default_value = "largest", value_parser = FacePolicy::parse_one)]
     face: FacePolicy,
@@ -38,26 +40,24 @@ struct Verdict {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let threshold = threshold(&args.model, args.threshold)?;
-    let models = global.models(Parallelism::Latency)?;
-    let mut slot = None;
-    let embedder = embedder(global, &models, &args.model, &mut slot)?;
+    let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
+    recognizer.threshold(args.threshold)?;
     // A photo that cannot be used is a failed input (exit 3), not an error of the command.
-    let embed = |photo| embed_photo(&models, embedder, photo, args.face).map(|mut f| f.remove(0).embedding);
+    let embed = |photo| recognizer.open_photo(photo).and_then(|p| recognizer.face(&p, args.face));
     let (a, b) = match (embed(&args.a), embed(&args.b)) {
         (Ok(a), Ok(b)) => (a, b),
         (a, b) => {
             for (photo, e) in [(&args.a, a.err()), (&args.b, b.err())] {
                 if let Some(e) = e {
-                    warn(&photo_error_text(photo, &e));
+                    warn(&photo_error_text(photo, &e.into()));
                 }
             }
             return Ok(exit_status(true, false));
         }
     };
-    let similarity = a.cosine(&b);
-    let verdict =
-        Verdict { similarity, threshold, same_person: similarity >= threshold, model: embedder.model_id().into() };
+    let decision = recognizer.compare(&a.embedding, &b.embedding, args.threshold)?;
+    let (similarity, threshold) = (decision.similarity, decision.threshold);
+    let verdict = Verdict { similarity, threshold, same_person: decision.same_person, model: recognizer.model().id };
     if args.json {
         print_json(&verdict)?;
     } else {

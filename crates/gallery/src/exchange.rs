@@ -1,0 +1,115 @@
+//! `gallery export` / `gallery import`: a gallery as JSON Lines (a header, one line per
+//! subject, one per face with its embedding's little-endian f32 bytes and its kept crop in
+//! base64), so it moves between files and storage backends bit-exact.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use maskid_core::Embedding;
+use serde_json::{json, Value};
+
+use crate::{Error, ModelRef, NewFace, Result, SqliteStore};
+
+const FORMAT: &str = "maskid-gallery";
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes every subject and face of `store` to `output` (atomically: a temporary file in the
+/// same folder, synced, renamed). Returns (subjects, faces).
+pub(crate) fn export(store: &SqliteStore, output: &Path) -> Result<(usize, usize)> {
+    let subjects = store.subjects()?;
+    let faces = store.export_faces()?;
+    let mut lines = vec![json!({ "format": FORMAT, "version": 1, "model": store.model()? }).to_string()];
+    for s in &subjects {
+        lines.push(
+            json!({ "kind": "subject", "name": s.name, "metadata": s.metadata, "created": s.created }).to_string(),
+        );
+    }
+    for f in &faces {
+        let embedding: Vec<u8> = f.embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+        lines.push(
+            json!({
+                "kind": "face",
+                "subject": f.subject,
+                "embedding_base64": b64().encode(embedding),
+                "model_id": f.model.id,
+                "model_sha256": f.model.sha256,
+                "source_sha256": f.source_sha256,
+                "score": f.score,
+                "created": f.created,
+                "crop_base64": f.crop.as_ref().map(|c| b64().encode(c)),
+            })
+            .to_string(),
+        );
+    }
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    file.write_all((lines.join("\n") + "\n").as_bytes()).map_err(io(output))?;
+    file.as_file().sync_all().map_err(io(output))?;
+    file.persist(output).map_err(|e| io(output)(e.error))?;
+    Ok((subjects.len(), faces.len()))
+}
+
+/// Adds an export's subjects and faces to `store`. Returns (faces added, faces already there).
+pub(crate) fn import(store: &mut SqliteStore, input: &Path) -> Result<(usize, usize)> {
+    let text = std::fs::read_to_string(input).map_err(io(input))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let bad = |n: usize, reason: String| Error::BadExport { path: input.to_path_buf(), line: n + 1, reason };
+    let (_, header) = lines.next().ok_or_else(|| bad(0, "empty file".into()))?;
+    let header: Value = serde_json::from_str(header).map_err(|e| bad(0, format!("not JSON: {e}")))?;
+    if header["format"] != FORMAT {
+        return Err(bad(0, "not a maskid gallery export".into()));
+    }
+    if let (Some(theirs), Some(ours)) = (header["model"]["sha256"].as_str(), store.model()?) {
+        if theirs != ours.sha256 {
+            return Err(Error::ModelMismatch(format!(
+                "the export holds embeddings of {theirs}, this gallery of {} ({}); re-embed one of them first",
+                ours.id, ours.sha256
+            )));
+        }
+    }
+    let (mut added, mut skipped) = (0, 0);
+    for (n, line) in lines {
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(n, format!("not JSON: {e}")))?;
+        let text = |key: &str| v[key].as_str().map(str::to_string).ok_or_else(|| bad(n, format!("no '{key}'")));
+        match v["kind"].as_str() {
+            Some("subject") => match store.add_subject(&text("name")?, &v["metadata"]) {
+                Ok(_) | Err(Error::Duplicate(_)) => {}
+                Err(e) => return Err(e),
+            },
+            Some("face") => {
+                let subject = store.subject(&text("subject")?)?.id;
+                let embedding = b64().decode(text("embedding_base64")?).map_err(|e| bad(n, e.to_string()))?;
+                if embedding.len() % 4 != 0 || embedding.is_empty() {
+                    return Err(bad(n, "bad embedding".into()));
+                }
+                let values = embedding.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let crop = match v["crop_base64"].as_str() {
+                    Some(c) => Some(b64().decode(c).map_err(|e| bad(n, e.to_string()))?),
+                    None => None,
+                };
+                let face = NewFace {
+                    embedding: Embedding::from_unit(values),
+                    model: ModelRef { id: text("model_id")?, sha256: text("model_sha256")? },
+                    source_sha256: text("source_sha256")?,
+                    score: v["score"].as_f64().unwrap_or(0.0) as f32,
+                    crop,
+                };
+                match store.enroll(subject, &face) {
+                    Ok(_) => added += 1,
+                    Err(Error::Duplicate(_)) => skipped += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => return Err(bad(n, "neither a subject nor a face".into())),
+        }
+    }
+    Ok((added, skipped))
+}

