@@ -9,6 +9,7 @@
 //!
 //! This is the only crate that uses burn. CPU training runs on burn's `flex` backend; the
 //! `cuda` and `wgpu` features add GPU devices.
+#![deny(missing_docs)]
 
 pub mod config;
 mod curves;

@@ -11,7 +11,7 @@ use maskid_core::{AlignedFace, Embedding};
 use serde::Serialize;
 
 use crate::{
-    ApiKey, Candidate, Error, FaceInfo, IndexKind, ModelRef, NewFace, Result, SqliteStore, Subject, SubjectIndex,
+    ApiKey, Candidate, Error, FaceInfo, IndexKind, ModelRef, NewFace, Result, Role, SqliteStore, Subject, SubjectIndex,
 };
 
 /// A gallery file with its search index.
@@ -239,7 +239,7 @@ impl Gallery {
     }
 
     /// Stores an API key of the service by the SHA-256 of its secret.
-    pub fn add_key(&self, name: &str, role: &str, secret_sha256: &str) -> Result<()> {
+    pub fn add_key(&self, name: &str, role: Role, secret_sha256: &str) -> Result<()> {
         self.writer()?.add_key(name, role, secret_sha256)
     }
 

@@ -16,7 +16,7 @@ pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState};
 pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
 pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
 pub use search::{Candidate, SubjectIndex};
-pub use store::{ApiKey, ExportedFace, FaceInfo, ModelRef, NewFace, SqliteStore, Subject};
+pub use store::{ApiKey, ExportedFace, FaceInfo, ModelRef, NewFace, Role, SqliteStore, Subject};
 
 /// Errors of the gallery; each maps to one HTTP status in the service.
 #[derive(Debug, thiserror::Error)]
@@ -198,10 +198,11 @@ mod tests {
     fn keys_are_kept_by_hash_and_faces_can_be_removed_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut g = SqliteStore::open(&dir.path().join("g.db")).unwrap();
-        g.add_key("ops", "admin", "hash1").unwrap();
-        assert!(matches!(g.add_key("ops", "read", "hash2"), Err(Error::Duplicate(_))));
-        assert!(matches!(g.add_key("x", "root", "hash3"), Err(Error::Invalid(_))));
-        assert_eq!(g.key_by_hash("hash1").unwrap().map(|k| k.role), Some("admin".to_string()));
+        g.add_key("ops", Role::Admin, "hash1").unwrap();
+        assert!(matches!(g.add_key("ops", Role::Read, "hash2"), Err(Error::Duplicate(_))));
+        assert!(matches!("root".parse::<Role>(), Err(Error::Invalid(_))));
+        assert!(Role::Read < Role::Write && Role::Write < Role::Admin);
+        assert_eq!(g.key_by_hash("hash1").unwrap().map(|k| k.role), Some(Role::Admin));
         assert_eq!(g.key_by_hash("nope").unwrap(), None);
         assert_eq!(g.keys().unwrap().len(), 1);
         g.remove_key("ops").unwrap();

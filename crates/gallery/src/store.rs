@@ -120,13 +120,56 @@ pub struct ExportedFace {
     pub created: String,
 }
 
+/// What an API key may do. Ordered: admin can do what write can, write what read can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Search and list.
+    Read,
+    /// Also enrol and remove.
+    Write,
+    /// Also manage keys.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 3] = [Role::Read, Role::Write, Role::Admin];
+
+    /// `read`, `write` or `admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == name)
+            .ok_or_else(|| Error::Invalid(format!("role '{name}': use read, write or admin")))
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// An API key of the service, without its secret (only the secret's SHA-256 is stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
     /// A readable name.
     pub name: String,
-    /// `read`, `write` or `admin`.
-    pub role: String,
+    /// What it may do.
+    pub role: Role,
     /// Creation time (UTC, ISO 8601).
     pub created: String,
 }
@@ -338,13 +381,10 @@ impl SqliteStore {
     }
 
     /// Stores an API key by the SHA-256 of its secret.
-    pub fn add_key(&self, name: &str, role: &str, secret_sha256: &str) -> Result<()> {
-        if !["read", "write", "admin"].contains(&role) {
-            return Err(Error::Invalid(format!("role '{role}': use read, write or admin")));
-        }
+    pub fn add_key(&self, name: &str, role: Role, secret_sha256: &str) -> Result<()> {
         match self.db.execute(
             "INSERT INTO api_keys (name, role, sha256) VALUES (?1, ?2, ?3)",
-            params![name, role, secret_sha256],
+            params![name, role.name(), secret_sha256],
         ) {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(format!("a key named '{name}' exists"))),
@@ -356,16 +396,14 @@ impl SqliteStore {
     pub fn key_by_hash(&self, secret_sha256: &str) -> Result<Option<ApiKey>> {
         Ok(self
             .db
-            .query_row("SELECT name, role, created FROM api_keys WHERE sha256 = ?1", params![secret_sha256], |r| {
-                Ok(ApiKey { name: r.get(0)?, role: r.get(1)?, created: r.get(2)? })
-            })
+            .query_row("SELECT name, role, created FROM api_keys WHERE sha256 = ?1", params![secret_sha256], api_key)
             .optional()?)
     }
 
     /// Every key, by name.
     pub fn keys(&self) -> Result<Vec<ApiKey>> {
         let mut stmt = self.db.prepare("SELECT name, role, created FROM api_keys ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok(ApiKey { name: r.get(0)?, role: r.get(1)?, created: r.get(2)? }))?;
+        let rows = stmt.query_map([], api_key)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -433,6 +471,15 @@ impl SqliteStore {
     pub fn integrity_check(&self) -> Result<String> {
         Ok(self.db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
+}
+
+/// A row of `api_keys` (name, role, created); the table's CHECK keeps roles valid.
+fn api_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let role: String = r.get(1)?;
+    let role = role
+        .parse()
+        .map_err(|e: Error| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?;
+    Ok(ApiKey { name: r.get(0)?, role, created: r.get(2)? })
 }
 
 /// An embedding as stored: little-endian f32s.

@@ -2,6 +2,7 @@
 //! [`maskid_pipeline::Recognizer`] and [`maskid_gallery::Gallery`], numpy in and out. Images
 //! are HxWx3 `uint8` arrays in RGB order (as PIL gives them; OpenCV's are BGR: reverse the last
 //! axis) or paths of photo files. Model work runs with the GIL released.
+#![deny(missing_docs)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -10,16 +10,21 @@ use axum::Json;
 /// An error answered to the client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// A stable machine-readable code (`no_face`, `busy`, ...).
     pub code: &'static str,
+    /// What went wrong, in the API's terms.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with its status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
+    /// A 400 `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }

@@ -9,6 +9,7 @@
 //! every slot (in flight, model run, decode memory, connection) is held by a guard that is
 //! dropped when its work really ends, whether the client stayed or not; headers have a
 //! deadline; SQLite and model work never run on the async threads.
+#![deny(missing_docs)]
 
 mod api;
 pub mod auth;
@@ -96,11 +97,21 @@ pub enum Error {
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
     /// The gallery holds another model's embeddings.
-    #[error("the gallery holds embeddings of {gallery}, but the service embeds with {service}; start it with the gallery's model")]
-    ModelMismatch { gallery: String, service: String },
+    #[error("the gallery holds embeddings of {} ({}), but the service embeds with {} ({}); start it with the gallery's model", gallery.id, gallery.sha256, service.id, service.sha256)]
+    ModelMismatch {
+        /// The gallery's model.
+        gallery: maskid_gallery::ModelRef,
+        /// The service's model.
+        service: maskid_gallery::ModelRef,
+    },
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
 }
 
 /// A bound, ready service.
@@ -123,10 +134,7 @@ impl Service {
             // The service enrols too: the gallery's own model, not only its embedding space.
             let service = recognizer.model();
             if model.sha256 != service.sha256 {
-                return Err(Error::ModelMismatch {
-                    gallery: format!("{} ({})", model.id, model.sha256),
-                    service: format!("{} ({})", service.id, service.sha256),
-                });
+                return Err(Error::ModelMismatch { gallery: model, service });
             }
         }
         gallery.index_state()?;

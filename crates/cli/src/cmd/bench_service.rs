@@ -71,7 +71,7 @@ pub fn load_run(
         gallery.enroll(name, &serde_json::json!({}), &face)?;
     }
     let secret = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-    gallery.add_key("bench", "read", &secret_sha256(&secret))?;
+    gallery.add_key("bench", maskid_gallery::Role::Read, &secret_sha256(&secret))?;
     let probes: Vec<Vec<u8>> = devtest_photos(lfw, 200)?;
 
     let gallery_subjects = gallery.subjects()?.len();

@@ -111,7 +111,7 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
     let dir = tempfile::tempdir()?;
     let gallery = dir.path().join("soak.db");
     let key = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-    Gallery::open(&gallery)?.add_key("soak", "write", &secret_sha256(&key))?;
+    Gallery::open(&gallery)?.add_key("soak", maskid_gallery::Role::Write, &secret_sha256(&key))?;
     let target = start_server(global, &gallery, key)?;
     let pid = target.child.id();
 

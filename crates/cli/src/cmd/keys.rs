@@ -45,10 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match args.action {
         Action::Create { role, name } => {
-            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role {role}: use read, write or admin"))?;
+            let role: Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             let name = name.unwrap_or_else(|| format!("{}-{}", role.name(), gallery.keys().map_or(0, |k| k.len()) + 1));
             let secret = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-            gallery.add_key(&name, role.name(), &secret_sha256(&secret))?;
+            gallery.add_key(&name, role, &secret_sha256(&secret))?;
             if args.file.json {
                 print_json(&serde_json::json!({ "name": name, "role": role.name(), "secret": secret }))?;
             } else {
