@@ -11,11 +11,11 @@
 //! deadline; SQLite and model work never run on the async threads.
 #![deny(missing_docs)]
 
-mod api;
 pub mod auth;
 mod error;
 mod input;
 mod metrics;
+mod routes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,11 +28,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 
-pub use api::{openapi, ENDPOINTS};
 pub use error::ApiError;
 use maskid_gallery::Gallery;
 use maskid_pipeline::Recognizer;
 use metrics::Metrics;
+pub use routes::{openapi, ENDPOINTS};
 
 /// What the service accepts.
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ impl Service {
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),
         };
-        Ok(Self { listener, router: api::router(Arc::new(state)), limits })
+        Ok(Self { listener, router: routes::router(Arc::new(state)), limits })
     }
 
     /// The bound address (useful with port 0).

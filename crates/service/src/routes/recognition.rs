@@ -1,0 +1,112 @@
+//! Identify a photo's face against the gallery; verify two photos.
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::Json;
+use bytes::Bytes;
+use maskid_face::FacePolicy;
+use maskid_gallery::ModelRef;
+use maskid_pipeline::FaceResult;
+use serde::{Deserialize, Serialize};
+
+use super::{body, face_policy, model_work, query, ApiResult, Shared};
+use crate::error::ApiError;
+use crate::input::read_upload;
+use crate::AppState;
+
+#[derive(Serialize)]
+struct FaceFound {
+    #[serde(rename = "box")]
+    bbox: maskid_core::BBox,
+    score: f32,
+}
+
+#[derive(Serialize)]
+struct IdentifyAnswer {
+    #[serde(rename = "match")]
+    decision: Option<String>,
+    threshold: f32,
+    candidates: Vec<maskid_gallery::Candidate>,
+    face: FaceFound,
+    model: ModelRef,
+}
+
+#[derive(Serialize)]
+struct VerifyAnswer {
+    same_person: bool,
+    similarity: f32,
+    threshold: f32,
+    model: ModelRef,
+}
+
+fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
+    match given {
+        Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+        Some(t) => Err(ApiError::bad_request(format!("threshold must lie in -1..1, got {t}"))),
+        None => Ok(state.options.threshold),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MatchQuery {
+    top: Option<usize>,
+    threshold: Option<f32>,
+    face: Option<String>,
+}
+
+pub(super) async fn identify(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<MatchQuery>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let params = query(params)?;
+    let top = params.top.unwrap_or(3);
+    if !(1..=100).contains(&top) {
+        return Err(ApiError::bad_request(format!("top must lie in 1..100, got {top}")));
+    }
+    let threshold = threshold(&state, params.threshold)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
+    let found = model_work(&state, vec![("image", image)], move |s, images| {
+        let photo = s.recognizer.decode_photo(&images[0])?;
+        Ok(s.recognizer.identify(&s.gallery, &photo, policy, top, Some(threshold))?)
+    })
+    .await?;
+    let decision = found.matched().map(|c| c.name.clone());
+    let detection = found.face.detection;
+    let face = FaceFound { bbox: detection.bbox, score: detection.score };
+    let body =
+        IdentifyAnswer { decision, threshold, candidates: found.candidates, face, model: state.recognizer.model() };
+    Ok(Json(body).into_response())
+}
+
+pub(super) async fn verify(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<MatchQuery>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let params = query(params)?;
+    if params.top.is_some() {
+        return Err(ApiError::bad_request("top is a parameter of identify, not verify"));
+    }
+    let threshold = threshold(&state, params.threshold)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let upload = read_upload(&headers, body(raw)?, &["a", "b"]).await?;
+    let images = vec![("a", upload.image("a")?), ("b", upload.image("b")?)];
+    let decision = model_work(&state, images, move |s, images| {
+        let face = |image: &Bytes, field| {
+            let found = s.recognizer.decode_photo(image).and_then(|p| s.recognizer.face(&p, policy));
+            found.map_err(|e| ApiError::from(e).about_image(field))
+        };
+        let (a, b): (FaceResult, FaceResult) = (face(&images[0], "a")?, face(&images[1], "b")?);
+        Ok(s.recognizer.compare(&a.embedding, &b.embedding, Some(threshold))?)
+    })
+    .await?;
+    let (similarity, same_person, model) = (decision.similarity, decision.same_person, state.recognizer.model());
+    Ok(Json(VerifyAnswer { same_person, similarity, threshold, model }).into_response())
+}
