@@ -186,8 +186,9 @@ pub fn exit_status(inputs_failed: bool, negative: bool) -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, each said once: many errors already quote their
-/// cause (`path: No such file or directory`), which `{:#}` would repeat.
+/// An error and its causes on one line, each said once (many errors already quote their
+/// cause, `path: No such file or directory`, which `{:#}` would repeat), with the option
+/// that gets past it where there is one.
 pub fn error_text(e: &anyhow::Error) -> String {
     let mut text = e.to_string();
     for cause in e.chain().skip(1) {
@@ -196,7 +197,17 @@ pub fn error_text(e: &anyhow::Error) -> String {
             text = format!("{text}: {cause}");
         }
     }
-    text
+    let face_error = e.chain().find_map(|c| {
+        c.downcast_ref::<maskid_face::Error>().or_else(|| match c.downcast_ref::<maskid_pipeline::Error>() {
+            Some(maskid_pipeline::Error::Face(f)) => Some(f),
+            _ => None,
+        })
+    });
+    match face_error {
+        Some(maskid_face::Error::TooLarge { .. }) => text + " (raise it with --max-megapixels)",
+        Some(maskid_face::Error::SeveralFaces { .. }) => text + " (choose one with --face largest or --face center)",
+        _ => text,
+    }
 }
 
 /// `error_text`, prefixed by `photo` unless it already names it.

@@ -38,7 +38,7 @@ pub enum Error {
         reason: String,
     },
     /// The image has more pixels than allowed.
-    #[error("{path}: image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP (raise it with --max-megapixels)")]
+    #[error("{path}: image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP")]
     TooLarge {
         /// The file.
         path: String,
@@ -60,7 +60,7 @@ pub enum Error {
         threshold: f32,
     },
     /// Several faces where exactly one was required.
-    #[error("{path}: {count} faces found, but --face require-one asks for exactly one")]
+    #[error("{path}: {count} faces found where exactly one is needed")]
     SeveralFaces {
         /// The file.
         path: String,

@@ -69,10 +69,8 @@ pub(crate) fn import(store: &mut SqliteStore, input: &Path) -> Result<(usize, us
     }
     if let (Some(theirs), Some(ours)) = (header["model"]["sha256"].as_str(), store.model()?) {
         if theirs != ours.sha256 {
-            return Err(Error::ModelMismatch(format!(
-                "the export holds embeddings of {theirs}, this gallery of {} ({}); re-embed one of them first",
-                ours.id, ours.sha256
-            )));
+            let id = header["model"]["id"].as_str().unwrap_or("?").to_string();
+            return Err(Error::ModelMismatch { gallery: ours, other: ModelRef { id, sha256: theirs.to_string() } });
         }
     }
     let (mut added, mut skipped) = (0, 0);

@@ -18,27 +18,49 @@ pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
 pub use search::{Candidate, SubjectIndex};
 pub use store::{ApiKey, ExportedFace, FaceInfo, ModelRef, NewFace, Role, SqliteStore, Subject};
 
-/// Errors of the gallery; each maps to one HTTP status in the service.
+/// Errors of the gallery. The variants are categories (each maps to one HTTP status in the
+/// service); their fields say what exactly, typed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// SQLite failed (file unreadable, locked, corrupt...).
-    #[error("gallery database: {0}")]
-    Database(String),
+    #[error("gallery database{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Database {
+        /// The gallery file, when known.
+        path: Option<PathBuf>,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A file this maskid cannot use as a gallery.
+    #[error("{}: {problem}", path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        problem: Unusable,
+    },
     /// A name or photo that is already there.
     #[error("duplicate: {0}")]
-    Duplicate(String),
-    /// An unknown subject or face.
+    Duplicate(Duplicate),
+    /// An unknown subject, face or key.
     #[error("not found: {0}")]
-    NotFound(String),
-    /// An embedding of another model than the gallery's.
-    #[error("model mismatch: {0}")]
-    ModelMismatch(String),
+    NotFound(Missing),
+    /// Embeddings of another model than the gallery's.
+    #[error("model mismatch: the gallery holds embeddings of {} ({}), not of {} ({}); re-embed one of them or use the gallery's model", gallery.id, gallery.sha256, other.id, other.sha256)]
+    ModelMismatch {
+        /// The gallery's model.
+        gallery: ModelRef,
+        /// The model of the face or export offered.
+        other: ModelRef,
+    },
     /// A bad argument.
     #[error("invalid: {0}")]
-    Invalid(String),
+    Invalid(Invalid),
     /// Another connection holds the write lock longer than the busy timeout: retry.
-    #[error("gallery busy: {0}")]
-    Busy(String),
+    #[error("gallery busy: {source}")]
+    Busy {
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// A gallery that was to be read is not there.
     #[error("{}: no such gallery (`maskid enroll --gallery FILE` or `maskid gallery import` creates one)", path.display())]
     NoGallery {
@@ -85,21 +107,142 @@ pub enum Error {
     Poisoned,
 }
 
+/// Why a file cannot be used as a gallery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// Written by a newer maskid.
+    #[error("schema version {found} is newer than this maskid knows ({known}); upgrade maskid")]
+    NewerSchema {
+        /// The file's schema version.
+        found: usize,
+        /// The newest this maskid knows.
+        known: usize,
+    },
+    /// SQLite would not switch it to write-ahead logging.
+    #[error("cannot use WAL mode (got {mode})")]
+    NoWal {
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+}
+
+/// What is already in the gallery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Duplicate {
+    /// A subject of that name.
+    #[error("subject '{}' exists", escaped_name(name))]
+    Subject {
+        /// The name.
+        name: String,
+    },
+    /// The same photo, enrolled for the subject with the same model.
+    #[error("photo {source_sha256} is already enrolled for this subject")]
+    Photo {
+        /// SHA-256 of the photo.
+        source_sha256: String,
+    },
+    /// An API key of that name.
+    #[error("a key named '{name}' exists")]
+    Key {
+        /// The name.
+        name: String,
+    },
+}
+
+/// What is not in the gallery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    /// A subject of that name.
+    #[error("no subject '{}'", escaped_name(name))]
+    Subject {
+        /// The name asked for.
+        name: String,
+    },
+    /// A subject of that id.
+    #[error("no subject with id {id}")]
+    SubjectId {
+        /// The id.
+        id: i64,
+    },
+    /// A face of that id.
+    #[error("no face {id}")]
+    Face {
+        /// The id.
+        id: i64,
+    },
+    /// An API key of that name.
+    #[error("no key '{name}'")]
+    Key {
+        /// The name asked for.
+        name: String,
+    },
+}
+
+/// A bad argument.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// An empty (or all-space) subject name.
+    #[error("a subject needs a non-empty name")]
+    EmptyName,
+    /// A subject name over [`MAX_NAME_CHARS`].
+    #[error("a subject name has at most {MAX_NAME_CHARS} characters, got {chars}")]
+    LongName {
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// A subject name with a control or invisible character.
+    #[error("subject name {} holds U+{code_point:04X} at character {position}: control and invisible characters are not allowed", escaped_name(name))]
+    HiddenCharacter {
+        /// The name.
+        name: String,
+        /// The character.
+        code_point: u32,
+        /// Where, from 1.
+        position: usize,
+    },
+    /// Not a role.
+    #[error("role '{given}': use read, write or admin")]
+    Role {
+        /// What was given.
+        given: String,
+    },
+    /// An embedding of another length than the gallery's.
+    #[error("an embedding of {got} values where the gallery's have {expected}")]
+    Dimension {
+        /// The gallery's length.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// New embeddings that do not cover the gallery's faces one for one.
+    #[error("{embeddings} new embeddings for {faces} faces: the gallery changed meanwhile")]
+    Changed {
+        /// Embeddings given.
+        embeddings: usize,
+        /// Faces in the gallery.
+        faces: usize,
+    },
+    /// A second connection asked of an in-memory gallery.
+    #[error("an in-memory gallery cannot be reopened")]
+    InMemory,
+}
+
 impl Error {
+    /// A SQLite error about the gallery file `path`.
     fn db(path: &std::path::Path, e: rusqlite::Error) -> Self {
         match Error::from(e) {
-            Error::Database(m) => Error::Database(format!("{}: {m}", path.display())),
+            Error::Database { source, .. } => Error::Database { path: Some(path.to_path_buf()), source },
             other => other,
         }
     }
 }
 
 impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
+    fn from(source: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
-        match e.sqlite_error_code() {
-            Some(DatabaseBusy | DatabaseLocked) => Error::Busy(e.to_string()),
-            _ => Error::Database(e.to_string()),
+        match source.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => Error::Busy { source },
+            _ => Error::Database { path: None, source },
         }
     }
 }
@@ -140,7 +283,10 @@ mod tests {
             g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo1", "m1")).unwrap();
             g.enroll(ann, &face(vec![0.9, 0.1, 0.0], "photo2", "m1")).unwrap();
             assert!(matches!(g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo1", "m1")), Err(Error::Duplicate(_))));
-            assert!(matches!(g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo3", "m2")), Err(Error::ModelMismatch(_))));
+            let other = g.enroll(ann, &face(vec![1.0, 0.0, 0.0], "photo3", "m2"));
+            assert!(
+                matches!(other, Err(Error::ModelMismatch { gallery, other }) if gallery.sha256 == "m1" && other.sha256 == "m2")
+            );
             assert!(matches!(g.enroll(999, &face(vec![1.0, 0.0, 0.0], "photo4", "m1")), Err(Error::NotFound(_))));
         }
         let g = SqliteStore::open(&path).unwrap();
@@ -187,7 +333,7 @@ mod tests {
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE; INSERT INTO subjects (name) VALUES ('held');").unwrap();
         g.set_busy_timeout(std::time::Duration::from_millis(50)).unwrap();
-        assert!(matches!(g.add_subject("ann", &serde_json::json!({})), Err(Error::Busy(_))));
+        assert!(matches!(g.add_subject("ann", &serde_json::json!({})), Err(Error::Busy { .. })));
         // Readers are not blocked by the writer (WAL).
         assert!(g.subjects().unwrap().is_empty());
         other.execute_batch("COMMIT").unwrap();
@@ -200,7 +346,7 @@ mod tests {
         let mut g = SqliteStore::open(&dir.path().join("g.db")).unwrap();
         g.add_key("ops", Role::Admin, "hash1").unwrap();
         assert!(matches!(g.add_key("ops", Role::Read, "hash2"), Err(Error::Duplicate(_))));
-        assert!(matches!("root".parse::<Role>(), Err(Error::Invalid(_))));
+        assert!(matches!("root".parse::<Role>(), Err(Error::Invalid(Invalid::Role { .. }))));
         assert!(Role::Read < Role::Write && Role::Write < Role::Admin);
         assert_eq!(g.key_by_hash("hash1").unwrap().map(|k| k.role), Some(Role::Admin));
         assert_eq!(g.key_by_hash("nope").unwrap(), None);

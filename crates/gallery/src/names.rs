@@ -8,7 +8,7 @@ use std::fmt::Write;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::{Error, Result};
+use crate::{Error, Invalid, Result};
 
 /// Longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -18,19 +18,14 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub fn subject_name(raw: &str) -> Result<String> {
     let name: String = raw.nfc().collect::<String>().trim().to_string();
     if name.is_empty() {
-        return Err(Error::Invalid("a subject needs a non-empty name".into()));
+        return Err(Error::Invalid(Invalid::EmptyName));
     }
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
-        return Err(Error::Invalid(format!("a subject name has at most {MAX_NAME_CHARS} characters, got {chars}")));
+        return Err(Error::Invalid(Invalid::LongName { chars }));
     }
     if let Some((at, c)) = name.chars().enumerate().find(|&(_, c)| is_hidden(c)) {
-        return Err(Error::Invalid(format!(
-            "subject name {} holds U+{:04X} at character {}: control and invisible characters are not allowed",
-            escaped_name(&name),
-            c as u32,
-            at + 1
-        )));
+        return Err(Error::Invalid(Invalid::HiddenCharacter { name, code_point: c as u32, position: at + 1 }));
     }
     Ok(name)
 }

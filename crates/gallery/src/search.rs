@@ -65,7 +65,10 @@ impl SubjectIndex {
         if self.index.is_empty() && self.index.dim() != values.len() {
             self.index = FaceIndex::new(self.index.kind(), values.len());
         }
-        self.index.add(face, values).map_err(crate::Error::Invalid)?;
+        let expected = self.index.dim();
+        self.index
+            .add(face, values)
+            .map_err(|_| crate::Error::Invalid(crate::Invalid::Dimension { expected, got: values.len() }))?;
         self.subject_of.insert(face, subject);
         Ok(())
     }

@@ -1,14 +1,14 @@
 //! Subjects and faces in SQLite. One gallery file belongs to one embedding model: the first
 //! enrolled face fixes it, and faces of another model are refused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use maskid_core::Embedding;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
-use crate::names::{escaped_name, subject_name};
-use crate::{Error, Result};
+use crate::names::subject_name;
+use crate::{Duplicate, Error, Invalid, Missing, Result, Unusable};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -153,7 +153,7 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == name)
-            .ok_or_else(|| Error::Invalid(format!("role '{name}': use read, write or admin")))
+            .ok_or_else(|| Error::Invalid(Invalid::Role { given: name.to_string() }))
     }
 }
 
@@ -187,11 +187,15 @@ impl SqliteStore {
         let mode: String =
             db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| Error::db(path, e))?;
         if mode != "wal" {
-            return Err(Error::Database(format!("{}: cannot use WAL mode (got {mode})", path.display())));
+            return Err(Error::Unusable { path: path.to_path_buf(), problem: Unusable::NoWal { mode } });
         }
         db.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").map_err(|e| Error::db(path, e))?;
         let mut gallery = Self { db };
-        gallery.migrate().map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
+        gallery.migrate().map_err(|e| match e {
+            Error::Unusable { problem, .. } => Error::Unusable { path: path.to_path_buf(), problem },
+            Error::Database { source, .. } => Error::Database { path: Some(path.to_path_buf()), source },
+            other => other,
+        })?;
         Ok(gallery)
     }
 
@@ -199,7 +203,7 @@ impl SqliteStore {
     pub fn reopen(&self) -> Result<Self> {
         match self.db.path().filter(|p| !p.is_empty()) {
             Some(path) => Self::open(Path::new(path)),
-            None => Err(Error::Invalid("an in-memory gallery cannot be reopened".into())),
+            None => Err(Error::Invalid(Invalid::InMemory)),
         }
     }
 
@@ -213,10 +217,8 @@ impl SqliteStore {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         if version > MIGRATIONS.len() {
-            return Err(Error::Database(format!(
-                "schema version {version} is newer than this maskid knows ({}); upgrade maskid",
-                MIGRATIONS.len()
-            )));
+            let problem = Unusable::NewerSchema { found: version, known: MIGRATIONS.len() };
+            return Err(Error::Unusable { path: PathBuf::new(), problem });
         }
         for sql in &MIGRATIONS[version..] {
             tx.execute_batch(sql)?;
@@ -235,7 +237,7 @@ impl SqliteStore {
             .execute("INSERT INTO subjects (name, metadata) VALUES (?1, ?2)", params![name, metadata.to_string()])
         {
             Ok(_) => Ok(self.db.last_insert_rowid()),
-            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(format!("subject '{name}' exists"))),
+            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(Duplicate::Subject { name })),
             Err(e) => Err(e.into()),
         }
     }
@@ -260,7 +262,7 @@ impl SqliteStore {
         let stored = subject_name(name).unwrap_or_default();
         self.subjects_where("s.name IN (?1, ?2)", params![stored, name])?
             .pop()
-            .ok_or_else(|| Error::NotFound(format!("no subject '{}'", escaped_name(name))))
+            .ok_or_else(|| Error::NotFound(Missing::Subject { name: name.to_string() }))
     }
 
     /// Every subject, by name.
@@ -307,13 +309,13 @@ impl SqliteStore {
     /// Enrolls a face of a subject, in one transaction with the model check. Returns the face id.
     pub fn enroll(&mut self, subject_id: i64, face: &NewFace) -> Result<i64> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let model: Option<String> =
-            tx.query_row("SELECT model_sha256 FROM faces LIMIT 1", [], |r| r.get(0)).optional()?;
-        if let Some(sha) = model.filter(|sha| *sha != face.model.sha256) {
-            return Err(Error::ModelMismatch(format!(
-                "the gallery holds embeddings of model {sha}, this face was embedded by {} ({}); re-embed the gallery or use its model",
-                face.model.id, face.model.sha256
-            )));
+        let model = tx
+            .query_row("SELECT model_id, model_sha256 FROM faces LIMIT 1", [], |r| {
+                Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)? })
+            })
+            .optional()?;
+        if let Some(gallery) = model.filter(|m| m.sha256 != face.model.sha256) {
+            return Err(Error::ModelMismatch { gallery, other: face.model.clone() });
         }
         let blob = embedding_blob(face.embedding.values());
         let inserted = tx.execute(
@@ -332,13 +334,10 @@ impl SqliteStore {
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(Error::Duplicate(format!(
-                    "photo {} is already enrolled for this subject",
-                    face.source_sha256
-                )))
+                return Err(Error::Duplicate(Duplicate::Photo { source_sha256: face.source_sha256.clone() }))
             }
             Err(e) if is_foreign_key_violation(&e) => {
-                return Err(Error::NotFound(format!("no subject with id {subject_id}")))
+                return Err(Error::NotFound(Missing::SubjectId { id: subject_id }))
             }
             Err(e) => return Err(e.into()),
         }
@@ -375,7 +374,7 @@ impl SqliteStore {
     /// Removes one face.
     pub fn remove_face(&self, id: i64) -> Result<()> {
         match self.db.execute("DELETE FROM faces WHERE id = ?1", params![id])? {
-            0 => Err(Error::NotFound(format!("no face {id}"))),
+            0 => Err(Error::NotFound(Missing::Face { id })),
             _ => Ok(()),
         }
     }
@@ -387,7 +386,7 @@ impl SqliteStore {
             params![name, role.name(), secret_sha256],
         ) {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(format!("a key named '{name}' exists"))),
+            Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(Duplicate::Key { name: name.to_string() })),
             Err(e) => Err(e.into()),
         }
     }
@@ -410,7 +409,7 @@ impl SqliteStore {
     /// Revokes a key.
     pub fn remove_key(&self, name: &str) -> Result<()> {
         match self.db.execute("DELETE FROM api_keys WHERE name = ?1", params![name])? {
-            0 => Err(Error::NotFound(format!("no key '{name}'"))),
+            0 => Err(Error::NotFound(Missing::Key { name: name.to_string() })),
             _ => Ok(()),
         }
     }
@@ -427,10 +426,7 @@ impl SqliteStore {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let faces: i64 = tx.query_row("SELECT COUNT(*) FROM faces", [], |r| r.get(0))?;
         if faces as usize != embeddings.len() {
-            return Err(Error::Invalid(format!(
-                "{} new embeddings for {faces} faces: the gallery changed meanwhile",
-                embeddings.len()
-            )));
+            return Err(Error::Invalid(Invalid::Changed { embeddings: embeddings.len(), faces: faces as usize }));
         }
         for (id, embedding) in embeddings {
             tx.execute(

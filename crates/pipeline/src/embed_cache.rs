@@ -22,10 +22,6 @@ pub struct EmbeddingCache {
     map: HashMap<String, Embedding>,
 }
 
-fn cache_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Cache { path: path.display().to_string(), reason: reason.to_string() }
-}
-
 /// Parses complete records from `bytes`; returns them and the length they span.
 fn parse(bytes: &[u8]) -> (Vec<(String, Embedding)>, usize) {
     let mut out = Vec::new();
@@ -61,12 +57,12 @@ impl EmbeddingCache {
             .read(true)
             .append(true)
             .open(&path)
-            .map_err(|e| cache_err(&path, e))?;
+            .map_err(|e| Error::cache(&path, e))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(|e| cache_err(&path, e))?;
+        file.read_to_end(&mut bytes).map_err(|e| Error::cache(&path, e))?;
         let (records, good) = parse(&bytes);
         if good < bytes.len() {
-            file.set_len(good as u64).map_err(|e| cache_err(&path, e))?;
+            file.set_len(good as u64).map_err(|e| Error::cache(&path, e))?;
         }
         Ok(Self { path, file, map: records.into_iter().collect() })
     }
@@ -91,16 +87,16 @@ impl EmbeddingCache {
         let mut bytes = Vec::new();
         for (photo, e) in &items {
             let len =
-                u16::try_from(photo.len()).map_err(|_| cache_err(&self.path, format!("path too long: {photo}")))?;
+                u16::try_from(photo.len()).map_err(|_| Error::cache(&self.path, format!("path too long: {photo}")))?;
             bytes.extend_from_slice(&len.to_le_bytes());
             bytes.extend_from_slice(photo.as_bytes());
             bytes.extend_from_slice(&(e.values().len() as u32).to_le_bytes());
             e.values().iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
         }
-        self.file.lock().map_err(|e| cache_err(&self.path, e))?;
+        self.file.lock().map_err(|e| Error::cache(&self.path, e))?;
         let written = self.file.write_all(&bytes).and_then(|_| self.file.sync_data());
         let _ = self.file.unlock();
-        written.map_err(|e| cache_err(&self.path, e))?;
+        written.map_err(|e| Error::cache(&self.path, e))?;
         self.map.extend(items);
         Ok(())
     }

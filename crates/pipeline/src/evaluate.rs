@@ -68,9 +68,7 @@ pub fn evaluate(
     progress: ProgressFn<'_>,
 ) -> Result<(Report, PrepareSummary)> {
     if reference_embedder.is_some() && options.mask != MaskSetting::MaskProbe {
-        return Err(Error::Unsupported(
-            "a separate reference model needs the mask-probe setting (references clean, probes masked)".into(),
-        ));
+        return Err(Error::ReferenceNeedsMaskProbe);
     }
     let lfw = Lfw::open(&options.data)?;
     let pairs = options.protocol.pairs(&lfw, options.seed)?;
@@ -209,7 +207,7 @@ pub fn clean_embeddings(
         .take(3)
         .collect();
     if !unusable.is_empty() {
-        return Err(Error::Unsupported(format!("photos that are needed could not be read: {}", unusable.join("; "))));
+        return Err(Error::Unreadable { first: unusable });
     }
     let mut cache = EmbeddingCache::open(prepared.dir(), embedder.model_sha256())?;
     let mut out = HashMap::new();

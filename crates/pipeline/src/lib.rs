@@ -78,17 +78,42 @@ pub enum Error {
     /// From mask drawing.
     #[error(transparent)]
     Mask(#[from] maskid_mask::Error),
-    /// The prepare cache is damaged or cannot be written.
-    #[error("prepare cache {path}: {reason}")]
+    /// The prepare or embedding cache is damaged or cannot be written.
+    #[error("cache {}: {reason}", path.display())]
     Cache {
         /// The cache folder or file.
-        path: String,
+        path: std::path::PathBuf,
         /// What is wrong.
         reason: String,
     },
-    /// The request cannot be served yet or is inconsistent.
-    #[error("{0}")]
-    Unsupported(String),
+    /// A reference model asked for with another mask setting than mask-probe.
+    #[error("a separate reference model needs the mask-probe setting (references clean, probes masked)")]
+    ReferenceNeedsMaskProbe,
+    /// Photos a protocol needs that could not be read or showed no face.
+    #[error("photos that are needed could not be read: {}", first.join("; "))]
+    Unreadable {
+        /// The first few, with their errors.
+        first: Vec<String>,
+    },
+    /// A data set folder without photos.
+    #[error("{}: no training photos found", root.display())]
+    NoPhotos {
+        /// The folder.
+        root: std::path::PathBuf,
+    },
+    /// Pairs asked of a protocol that has none.
+    #[error("{protocol} is not a pair protocol: validation needs pairs")]
+    NotPairs {
+        /// The protocol's name.
+        protocol: &'static str,
+    },
+}
+
+impl Error {
+    /// A cache error about `path`.
+    fn cache(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        Error::Cache { path: path.to_path_buf(), reason: reason.to_string() }
+    }
 }
 
 /// Result of this crate.

@@ -63,13 +63,9 @@ pub struct PreparedSet {
 
 const CHUNK: usize = 64;
 
-fn cache_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Cache { path: path.display().to_string(), reason: reason.to_string() }
-}
-
 /// The cache folder of a data set under the current detector.
 pub fn cache_dir(home: &Path, data_root: &Path, models: &Models) -> Result<PathBuf> {
-    let root = data_root.canonicalize().map_err(|e| cache_err(data_root, e))?;
+    let root = data_root.canonicalize().map_err(|e| Error::cache(data_root, e))?;
     // v2: the detector runs on a canvas of the photo's size rounded up to 32 px, not 640x640.
     let key = format!("v2|{}|yunet-2023mar-int8bq|{}", root.display(), models.detector.config().score_threshold);
     let hash = hex::encode(Sha256::digest(key.as_bytes()));
@@ -79,7 +75,7 @@ pub fn cache_dir(home: &Path, data_root: &Path, models: &Models) -> Result<PathB
 impl PreparedSet {
     /// Opens (creating if needed) a cache folder, dropping any half-written tail.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| cache_err(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::cache(dir, e))?;
         let index_path = dir.join("index.jsonl");
         let crops_path = dir.join("crops.bin");
         let mut records = HashMap::new();
@@ -90,7 +86,7 @@ impl PreparedSet {
             let mut line = String::new();
             loop {
                 line.clear();
-                let n = reader.read_line(&mut line).map_err(|e| cache_err(&index_path, e))?;
+                let n = reader.read_line(&mut line).map_err(|e| Error::cache(&index_path, e))?;
                 if n == 0 || !line.ends_with('\n') {
                     break; // end, or a line cut short by a kill
                 }
@@ -103,24 +99,24 @@ impl PreparedSet {
             }
         }
         let index =
-            OpenOptions::new().create(true).append(true).open(&index_path).map_err(|e| cache_err(&index_path, e))?;
-        index.set_len(good_len).map_err(|e| cache_err(&index_path, e))?;
+            OpenOptions::new().create(true).append(true).open(&index_path).map_err(|e| Error::cache(&index_path, e))?;
+        index.set_len(good_len).map_err(|e| Error::cache(&index_path, e))?;
         let crops = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&crops_path)
-            .map_err(|e| cache_err(&crops_path, e))?;
-        let have = crops.metadata().map_err(|e| cache_err(&crops_path, e))?.len();
+            .map_err(|e| Error::cache(&crops_path, e))?;
+        let have = crops.metadata().map_err(|e| Error::cache(&crops_path, e))?.len();
         let need = crop_count * AlignedFace::BYTES as u64;
         if have < need {
-            return Err(cache_err(
+            return Err(Error::cache(
                 &crops_path,
                 format!("holds {have} bytes, its index needs {need}; delete the folder"),
             ));
         }
-        crops.set_len(need).map_err(|e| cache_err(&crops_path, e))?;
+        crops.set_len(need).map_err(|e| Error::cache(&crops_path, e))?;
         Ok(Self { dir: dir.to_path_buf(), records, crops })
     }
 
@@ -146,27 +142,27 @@ impl PreparedSet {
 
     /// The aligned crop of a photo.
     pub fn face(&self, path: &str) -> Result<AlignedFace> {
-        let record = self.records.get(path).ok_or_else(|| cache_err(&self.dir, format!("{path} is not prepared")))?;
+        let record = self.records.get(path).ok_or_else(|| Error::cache(&self.dir, format!("{path} is not prepared")))?;
         let index = match (record.crop, &record.error) {
             (Some(i), _) => i,
-            (None, Some(e)) => return Err(cache_err(&self.dir, format!("{path} could not be prepared: {e}"))),
-            (None, None) => return Err(cache_err(&self.dir, format!("{path} has no crop"))),
+            (None, Some(e)) => return Err(Error::cache(&self.dir, format!("{path} could not be prepared: {e}"))),
+            (None, None) => return Err(Error::cache(&self.dir, format!("{path} has no crop"))),
         };
         let mut bytes = vec![0u8; AlignedFace::BYTES];
         // Positional read: safe from many threads at once.
-        self.crops.read_exact_at(&mut bytes, index * AlignedFace::BYTES as u64).map_err(|e| cache_err(&self.dir, e))?;
+        self.crops.read_exact_at(&mut bytes, index * AlignedFace::BYTES as u64).map_err(|e| Error::cache(&self.dir, e))?;
         Ok(AlignedFace::from_rgb(bytes).expect("BUG: read exactly one crop"))
     }
 
     fn append(&mut self, batch: Vec<(PreparedRecord, Option<AlignedFace>)>) -> Result<()> {
         let crops_path = self.dir.join("crops.bin");
         let mut next =
-            self.crops.seek(SeekFrom::End(0)).map_err(|e| cache_err(&crops_path, e))? / AlignedFace::BYTES as u64;
+            self.crops.seek(SeekFrom::End(0)).map_err(|e| Error::cache(&crops_path, e))? / AlignedFace::BYTES as u64;
         let mut lines = String::new();
         let mut records = Vec::with_capacity(batch.len());
         for (mut record, face) in batch {
             if let Some(face) = face {
-                self.crops.write_all(face.rgb()).map_err(|e| cache_err(&crops_path, e))?;
+                self.crops.write_all(face.rgb()).map_err(|e| Error::cache(&crops_path, e))?;
                 record.crop = Some(next);
                 next += 1;
             }
@@ -174,11 +170,11 @@ impl PreparedSet {
             lines.push('\n');
             records.push(record);
         }
-        self.crops.sync_data().map_err(|e| cache_err(&crops_path, e))?;
+        self.crops.sync_data().map_err(|e| Error::cache(&crops_path, e))?;
         let index_path = self.dir.join("index.jsonl");
-        let mut index = OpenOptions::new().append(true).open(&index_path).map_err(|e| cache_err(&index_path, e))?;
-        index.write_all(lines.as_bytes()).map_err(|e| cache_err(&index_path, e))?;
-        index.sync_data().map_err(|e| cache_err(&index_path, e))?;
+        let mut index = OpenOptions::new().append(true).open(&index_path).map_err(|e| Error::cache(&index_path, e))?;
+        index.write_all(lines.as_bytes()).map_err(|e| Error::cache(&index_path, e))?;
+        index.sync_data().map_err(|e| Error::cache(&index_path, e))?;
         self.records.extend(records.into_iter().map(|r| (r.path.clone(), r)));
         Ok(())
     }
@@ -195,11 +191,11 @@ pub fn prepare(
     progress: ProgressFn<'_>,
 ) -> Result<(PreparedSet, PrepareSummary)> {
     let dir = cache_dir(home, data_root, models)?;
-    std::fs::create_dir_all(&dir).map_err(|e| cache_err(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::cache(&dir, e))?;
     // One writer per cache folder, across processes.
     let lock_path = dir.join("lock");
-    let lock = File::create(&lock_path).map_err(|e| cache_err(&lock_path, e))?;
-    lock.lock().map_err(|e| cache_err(&lock_path, e))?;
+    let lock = File::create(&lock_path).map_err(|e| Error::cache(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::cache(&lock_path, e))?;
     let meta = serde_json::json!({ "data_root": data_root.display().to_string(), "detector": "yunet-2023mar-int8bq",
         "score_threshold": models.detector.config().score_threshold });
     maskid_assets::write_atomic(&dir.join("meta.json"), meta.to_string().as_bytes())?;

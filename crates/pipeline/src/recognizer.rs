@@ -268,7 +268,7 @@ impl Recognizer {
 
     /// The one face `policy` picks (the policies that pick one: not `All`).
     pub fn face(&self, photo: &Photo, policy: FacePolicy) -> Result<FaceResult> {
-        self.faces(photo, policy)?.into_iter().next().ok_or(Error::Unsupported("the face policy picked no face".into()))
+        Ok(self.faces(photo, policy)?.into_iter().next().expect("BUG: selecting faces yields one or an error"))
     }
 
     /// Whether two embeddings are of the same person, at `threshold` or the model's.

@@ -82,7 +82,7 @@ fn labelled_faces(
     progress: ProgressFn<'_>,
 ) -> Result<TrainingSet> {
     if images.is_empty() {
-        return Err(Error::Unsupported(format!("{}: no training photos found", root.display())));
+        return Err(Error::NoPhotos { root: root.to_path_buf() });
     }
     let photos: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
     let (prepared, summary) = prepare(home, root, &photos, models, progress)?;
@@ -122,9 +122,7 @@ pub fn verification_pairs(
     progress: ProgressFn<'_>,
 ) -> Result<VerificationPairs> {
     let lfw = Lfw::open(&options.data)?;
-    let all = options.protocol.pairs(&lfw, options.seed)?.ok_or_else(|| {
-        Error::Unsupported(format!("{} is not a pair protocol: validation needs pairs", options.protocol.name()))
-    })?;
+    let all = options.protocol.pairs(&lfw, options.seed)?.ok_or(Error::NotPairs { protocol: options.protocol.name() })?;
     // The same share of every (fold, kind) group, so that a subset keeps every fold with both
     // kinds whatever the list's order.
     let share = max_pairs.map_or(1.0, |n| (n as f64 / all.len().max(1) as f64).min(1.0));

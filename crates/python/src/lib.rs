@@ -57,7 +57,7 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
                 vec![("path", path.into_bound_py_any(py)), ("threshold", shortest(threshold).into_bound_py_any(py))],
             ),
             P::Face(F::SeveralFaces { path, count }) => (
-                SeveralFacesError::new_err(message),
+                SeveralFacesError::new_err(format!("{message} (choose one with face=\"largest\" or face=\"center\")")),
                 vec![("path", path.into_bound_py_any(py)), ("count", count.into_bound_py_any(py))],
             ),
             P::Face(F::BadImage { path, reason }) => (
@@ -65,7 +65,7 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
                 vec![("path", path.into_bound_py_any(py)), ("reason", reason.into_bound_py_any(py))],
             ),
             P::Face(F::TooLarge { path, width, height, limit_mp, .. }) => (
-                ImageTooLargeError::new_err(message),
+                ImageTooLargeError::new_err(format!("{message} (raise max_megapixels)")),
                 vec![
                     ("path", path.into_bound_py_any(py)),
                     ("width", width.into_bound_py_any(py)),
@@ -83,7 +83,9 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
             P::Gallery(G::NoGallery { path }) => (PyFileNotFoundError::new_err((2, "No such gallery", path)), vec![]),
             P::Gallery(G::Duplicate(_)) => (DuplicateError::new_err(message), vec![]),
             P::Gallery(G::NotFound(_)) => (NotFoundError::new_err(message), vec![]),
-            P::Gallery(G::ModelMismatch(_)) | P::OtherSpace { .. } => (ModelMismatchError::new_err(message), vec![]),
+            P::Gallery(G::ModelMismatch { .. }) | P::OtherSpace { .. } => {
+                (ModelMismatchError::new_err(message), vec![])
+            }
             P::Gallery(G::Invalid(_)) | P::Threshold { .. } | P::NoThreshold { .. } => {
                 (PyValueError::new_err(message), vec![])
             }

@@ -64,12 +64,12 @@ impl From<maskid_gallery::Error> for ApiError {
     fn from(e: maskid_gallery::Error) -> Self {
         use maskid_gallery::Error as E;
         match e {
-            E::Duplicate(m) => Self::new(StatusCode::CONFLICT, "duplicate", m),
-            E::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
-            E::ModelMismatch(m) => Self::new(StatusCode::CONFLICT, "model_mismatch", m),
-            E::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "invalid", m),
-            E::Busy(cause) => {
-                eprintln!("maskid: gallery busy: {cause}");
+            E::Duplicate(what) => Self::new(StatusCode::CONFLICT, "duplicate", what.to_string()),
+            E::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", what.to_string()),
+            e @ E::ModelMismatch { .. } => Self::new(StatusCode::CONFLICT, "model_mismatch", e.to_string()),
+            E::Invalid(what) => Self::new(StatusCode::BAD_REQUEST, "invalid", what.to_string()),
+            E::Busy { source } => {
+                eprintln!("maskid: gallery busy: {source}");
                 Self::unavailable("gallery_busy", "the gallery is locked by another writer; retry")
             }
             other => Self::internal(other),

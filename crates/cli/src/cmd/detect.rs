@@ -7,7 +7,7 @@ use maskid_core::Detection;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
-use crate::common::{exit_status, photo_paths, print_json, warn, GlobalArgs};
+use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,7 +46,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Err(maskid_pipeline::Error::Face(maskid_face::Error::NoFace { .. })) => {
                 (entry.width, entry.height) = image::image_dimensions(photo).unwrap_or_default();
             }
-            Err(e) => entry.error = Some(e.to_string()),
+            Err(e) => entry.error = Some(photo_error_text(photo, &e.into())),
         }
         results.push(entry);
     }
