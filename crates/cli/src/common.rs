@@ -9,7 +9,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use maskid_assets::Assets;
 use maskid_face::{DetectorConfig, Parallelism};
-use maskid_mask::MaskStyle;
 use maskid_pipeline::{ModelChoice, Models, ModelsConfig, Progress, Recognizer};
 use rayon::prelude::*;
 
@@ -157,11 +156,6 @@ impl GalleryFile {
     pub fn path(&self) -> anyhow::Result<&Path> {
         self.gallery.as_deref().ok_or_else(|| anyhow::anyhow!("--gallery FILE is required"))
     }
-}
-
-/// `--style`: a mask style name, or `random` (`None`: each image's seed picks the style).
-pub fn mask_style(name: &str) -> anyhow::Result<Option<MaskStyle>> {
-    Ok(if name == "random" { None } else { Some(name.parse().map_err(anyhow::Error::msg)?) })
 }
 
 /// "1 face", "2 faces": a count with its noun (regular plurals only).

@@ -47,6 +47,17 @@ impl MaskStyle {
     }
 }
 
+impl MaskStyle {
+    /// A style by name, or `random` (`None`: each face's seed picks the style).
+    pub fn choice(name: &str) -> Result<Option<Self>, String> {
+        if name == "random" {
+            Ok(None)
+        } else {
+            name.parse().map(Some)
+        }
+    }
+}
+
 impl std::str::FromStr for MaskStyle {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

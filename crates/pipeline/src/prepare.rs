@@ -142,7 +142,8 @@ impl PreparedSet {
 
     /// The aligned crop of a photo.
     pub fn face(&self, path: &str) -> Result<AlignedFace> {
-        let record = self.records.get(path).ok_or_else(|| Error::cache(&self.dir, format!("{path} is not prepared")))?;
+        let record =
+            self.records.get(path).ok_or_else(|| Error::cache(&self.dir, format!("{path} is not prepared")))?;
         let index = match (record.crop, &record.error) {
             (Some(i), _) => i,
             (None, Some(e)) => return Err(Error::cache(&self.dir, format!("{path} could not be prepared: {e}"))),
@@ -150,7 +151,9 @@ impl PreparedSet {
         };
         let mut bytes = vec![0u8; AlignedFace::BYTES];
         // Positional read: safe from many threads at once.
-        self.crops.read_exact_at(&mut bytes, index * AlignedFace::BYTES as u64).map_err(|e| Error::cache(&self.dir, e))?;
+        self.crops
+            .read_exact_at(&mut bytes, index * AlignedFace::BYTES as u64)
+            .map_err(|e| Error::cache(&self.dir, e))?;
         Ok(AlignedFace::from_rgb(bytes).expect("BUG: read exactly one crop"))
     }
 

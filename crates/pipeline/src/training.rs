@@ -122,7 +122,8 @@ pub fn verification_pairs(
     progress: ProgressFn<'_>,
 ) -> Result<VerificationPairs> {
     let lfw = Lfw::open(&options.data)?;
-    let all = options.protocol.pairs(&lfw, options.seed)?.ok_or(Error::NotPairs { protocol: options.protocol.name() })?;
+    let all =
+        options.protocol.pairs(&lfw, options.seed)?.ok_or(Error::NotPairs { protocol: options.protocol.name() })?;
     // The same share of every (fold, kind) group, so that a subset keeps every fold with both
     // kinds whatever the list's order.
     let share = max_pairs.map_or(1.0, |n| (n as f64 / all.len().max(1) as f64).min(1.0));

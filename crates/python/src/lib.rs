@@ -428,10 +428,7 @@ fn mask<'py>(
     let ImageArg::Pixels(mut rgb) = image_arg(image)? else {
         return Err(PyTypeError::new_err("mask takes an image array, not a path"));
     };
-    let style = match style {
-        "random" => None,
-        name => Some(name.parse::<MaskStyle>().map_err(PyValueError::new_err)?),
-    };
+    let style = MaskStyle::choice(style).map_err(PyValueError::new_err)?;
     let coverage: Coverage = coverage.parse().map_err(|e: String| PyValueError::new_err(e))?;
     let points = match &landmarks {
         Some(array) if array.shape() == [5, 2] => {

@@ -82,6 +82,7 @@ impl From<maskid_pipeline::Error> for ApiError {
         match e {
             maskid_pipeline::Error::Face(face) => face.into(),
             maskid_pipeline::Error::Gallery(gallery) => gallery.into(),
+            e @ maskid_pipeline::Error::Threshold { .. } => Self::bad_request(e.to_string()),
             other => Self::internal(other),
         }
     }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
 use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
-use maskid_mask::Coverage;
+use maskid_mask::{Coverage, MaskStyle};
 use maskid_pipeline::{evaluate, EvalOptions, ModelChoice};
 
-use crate::common::{mask_style, print_json, GlobalArgs};
+use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -67,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         false => None,
     };
     let embedder = bgr_teacher.as_ref().unwrap_or(recognizer.embedder());
-    let style = mask_style(&args.style)?;
+    let style = MaskStyle::choice(&args.style).map_err(anyhow::Error::msg)?;
     let options = EvalOptions {
         protocol: args.protocol,
         mask: args.mask,

@@ -11,7 +11,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
 use crate::cmd::align::collect;
-use crate::common::{counted, mask_style, run_batch, GlobalArgs};
+use crate::common::{counted, run_batch, GlobalArgs};
 use crate::label::{draw_text, text_width, LINE_PX};
 
 #[derive(clap::Args)]
@@ -76,7 +76,7 @@ fn mask_photo(
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let forced = mask_style(&args.style)?;
+    let forced = MaskStyle::choice(&args.style).map_err(anyhow::Error::msg)?;
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
     let models = if args.aligned && args.real.is_none() { None } else { Some(global.models(Parallelism::Throughput)?) };

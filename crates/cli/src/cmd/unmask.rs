@@ -11,11 +11,11 @@ use image::RgbImage;
 use maskid_assets::G2D_INPAINTER;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
 use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
-use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
+use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use maskid_pipeline::landmarks_in_crop;
 
 use crate::cmd::align::collect;
-use crate::common::{mask_style, run_batch, GlobalArgs};
+use crate::common::{run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,7 +47,7 @@ pub struct Args {
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let photos = collect(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
-    let style = args.add_mask.as_deref().map(mask_style).transpose()?;
+    let style = args.add_mask.as_deref().map(MaskStyle::choice).transpose().map_err(anyhow::Error::msg)?;
     let models = global.models(Parallelism::Throughput)?;
     // (After the models: they load ONNX Runtime, which the shipped inpainter runs on.)
     let restorer = match &args.run {

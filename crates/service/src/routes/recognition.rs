@@ -41,12 +41,9 @@ struct VerifyAnswer {
     model: ModelRef,
 }
 
+/// The request's threshold, else the service's, checked by the recogniser.
 fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
-    match given {
-        Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
-        Some(t) => Err(ApiError::bad_request(format!("threshold must lie in -1..1, got {t}"))),
-        None => Ok(state.options.threshold),
-    }
+    Ok(state.recognizer.threshold(Some(given.unwrap_or(state.options.threshold)))?)
 }
 
 #[derive(Deserialize)]
