@@ -94,18 +94,6 @@ impl Models {
         let (_, face) = faces.into_iter().next()?;
         Some(face.rgb().to_vec())
     }
-
-    /// Photo file -> detected, aligned, embedded faces.
-    pub fn embed_photo(&self, path: &Path, policy: FacePolicy) -> Result<Vec<FaceResult>> {
-        let (_, faces) = self.photo_faces(path, policy)?;
-        let crops: Vec<AlignedFace> = faces.iter().map(|(_, f)| f.clone()).collect();
-        let embeddings = self.teacher.embed(&crops)?;
-        Ok(faces
-            .into_iter()
-            .zip(embeddings)
-            .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
-            .collect())
-    }
 }
 
 /// Cosine threshold for teacher decisions: the accuracy-maximising threshold over all pairs

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use maskid_core::AlignedFace;
 use maskid_face::{align_face, decode_image, select_faces, FacePolicy, Parallelism};
+use maskid_pipeline::ModelChoice;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -304,15 +305,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             let all = dataset_photos(root)?;
             let step = (all.len() / args.photos.max(1)).max(1);
             let chosen: Vec<PathBuf> = all.iter().step_by(step).take(args.photos).map(|p| root.join(p)).collect();
-            let models = global.models(Parallelism::Throughput)?;
+            let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
             let start = Instant::now();
             let crops: Vec<AlignedFace> = chosen
                 .par_iter()
-                .filter_map(|p| models.embed_photo(p, FacePolicy::Center).ok().map(|mut f| f.remove(0).face))
+                .filter_map(|p| {
+                    recognizer.open_photo(p).and_then(|photo| recognizer.face(&photo, FacePolicy::Center)).ok()
+                })
+                .map(|found| found.face)
                 .collect();
             let chain_photos_per_s = chosen.len() as f64 / start.elapsed().as_secs_f64();
             let start = Instant::now();
-            crops.par_chunks(32).try_for_each(|c| models.teacher.embed(c).map(drop))?;
+            crops.par_chunks(32).try_for_each(|c| recognizer.embed(c).map(drop))?;
             let embed_faces_per_s = crops.len() as f64 / start.elapsed().as_secs_f64();
             Some(Throughput { photos: chosen.len(), chain_photos_per_s, embed_faces_per_s })
         }
