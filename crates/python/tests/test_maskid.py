@@ -10,7 +10,9 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -249,9 +251,43 @@ def test_a_photo_with_two_faces_needs_a_choice(rec, tmp_path):
     assert best.name == "tony" and best.matched
 
 
+def test_the_gil_is_released_during_model_work(samples, rec):
+    # With a switch interval of 1,000 s the interpreter never takes the GIL from a thread
+    # that holds it, so a second thread (taking the GIL between short sleeps) can only count
+    # while the first has let go of it. Sorting, which holds the GIL, is the control.
+    count, stop = [0], threading.Event()
+
+    def counter():
+        while not stop.is_set():
+            count[0] += 1
+            time.sleep(0.0002)
+
+    def moved_during(work) -> int:
+        moved = 0
+        for _ in range(3):
+            before = count[0]
+            work()
+            moved += count[0] - before
+        return moved
+
+    data = list(np.random.default_rng(0).random(300_000))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000)
+    thread = threading.Thread(target=counter)
+    thread.start()
+    try:
+        held = moved_during(lambda: sorted(data))
+        released = moved_during(lambda: rec.embed(samples / "person_a_1.jpg"))
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert held == 0, "the probe is broken: the counter ran while sorting held the GIL"
+    assert released > 0, "the counter never ran during embed: the GIL was held"
+
+
 def test_model_work_runs_beside_other_threads(samples, rec):
-    # The GIL is released during inference: threads embedding at once all finish with the
-    # same answers as one thread alone.
+    # Threads embedding at once all finish with the same answers as one thread alone.
     photos = [samples / n for n in ["person_a_1.jpg", "person_a_2.jpg", "person_b_1.jpg", "person_b_2.jpg"]]
     alone = [rec.embed(p) for p in photos]
     results = [None] * len(photos)
