@@ -2,7 +2,6 @@
 //! subject, one per face with its embedding's little-endian f32 bytes and its kept crop in
 //! base64), so it moves between files and storage backends bit-exact.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
@@ -49,11 +48,10 @@ pub(crate) fn export(store: &SqliteStore, output: &Path) -> Result<(usize, usize
             .to_string(),
         );
     }
-    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-    file.write_all((lines.join("\n") + "\n").as_bytes()).map_err(io(output))?;
-    file.as_file().sync_all().map_err(io(output))?;
-    file.persist(output).map_err(|e| io(output)(e.error))?;
+    maskid_assets::write_atomic(output, (lines.join("\n") + "\n").as_bytes()).map_err(|e| match e {
+        maskid_assets::Error::Io { path, source } => Error::Io { path, source },
+        other => Error::Io { path: output.to_path_buf(), source: std::io::Error::other(other) },
+    })?;
     Ok((subjects.len(), faces.len()))
 }
 

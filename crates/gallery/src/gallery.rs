@@ -226,11 +226,8 @@ impl Gallery {
     /// SQLite's integrity check and the counts of subjects and faces.
     pub fn check(&self) -> Result<Check> {
         let reader = self.reader()?;
-        Ok(Check {
-            integrity: reader.integrity_check()?,
-            subjects: reader.subjects()?.len(),
-            faces: reader.embeddings()?.len(),
-        })
+        let (subjects, faces) = reader.counts()?;
+        Ok(Check { integrity: reader.integrity_check()?, subjects, faces })
     }
 
     /// The journal mode (`wal` once open).

@@ -458,6 +458,13 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// (subjects, faces) held.
+    pub fn counts(&self) -> Result<(usize, usize)> {
+        let sql = "SELECT (SELECT COUNT(*) FROM subjects), (SELECT COUNT(*) FROM faces)";
+        let (subjects, faces): (i64, i64) = self.db.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((subjects as usize, faces as usize))
+    }
+
     /// The journal mode (`wal` once open).
     pub fn journal_mode(&self) -> Result<String> {
         Ok(self.db.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)

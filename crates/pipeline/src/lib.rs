@@ -110,6 +110,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same error naming the photo `path` (decoding and detection errors carry the photo
+    /// they concern; others are left as they are).
+    pub(crate) fn about_photo(self, path: &str) -> Self {
+        match self {
+            Error::Face(f) => Error::Face(f.with_path(path)),
+            other => other,
+        }
+    }
+
     /// A cache error about `path`.
     fn cache(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
         Error::Cache { path: path.to_path_buf(), reason: reason.to_string() }

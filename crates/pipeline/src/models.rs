@@ -80,10 +80,7 @@ impl Models {
     /// name the file.
     pub fn photo_faces(&self, path: &Path, policy: FacePolicy) -> Result<(RgbImage, Vec<(Detection, AlignedFace)>)> {
         let image = self.load_photo(path)?;
-        let faces = self.aligned_faces(&image, policy).map_err(|e| match e {
-            crate::Error::Face(f) => crate::Error::Face(f.with_path(&path.display().to_string())),
-            other => other,
-        })?;
+        let faces = self.aligned_faces(&image, policy).map_err(|e| e.about_photo(&path.display().to_string()))?;
         Ok((image, faces))
     }
 

@@ -92,7 +92,7 @@ impl Photo {
     pub fn open(path: &Path, max_pixels: u64) -> Result<Self> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| maskid_face::Error::Read { path: shown.clone(), source })?;
-        let mut photo = Self::decode(&bytes, max_pixels).map_err(|e| with_path(e, &shown))?;
+        let mut photo = Self::decode(&bytes, max_pixels).map_err(|e| e.about_photo(&shown))?;
         photo.path = Some(path.to_path_buf());
         Ok(photo)
     }
@@ -125,14 +125,6 @@ impl Photo {
     /// The file it was read from, if any.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
-    }
-}
-
-/// A face error about `path` (detection and decoding errors carry the photo they concern).
-fn with_path(e: Error, path: &str) -> Error {
-    match e {
-        Error::Face(f) => Error::Face(f.with_path(path)),
-        other => other,
     }
 }
 
@@ -254,7 +246,7 @@ impl Recognizer {
     pub fn faces(&self, photo: &Photo, policy: FacePolicy) -> Result<Vec<FaceResult>> {
         let found = self.models.aligned_faces(&photo.image, policy);
         let found = match photo.path() {
-            Some(path) => found.map_err(|e| with_path(e, &path.display().to_string()))?,
+            Some(path) => found.map_err(|e| e.about_photo(&path.display().to_string()))?,
             None => found?,
         };
         let crops: Vec<AlignedFace> = found.iter().map(|(_, f)| f.clone()).collect();

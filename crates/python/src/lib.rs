@@ -372,7 +372,8 @@ impl Recognizer {
         let policy = face_policy(face)?;
         let photo = self.photo(py, image)?;
         let n = ALIGNED_SIZE_PX as u32;
-        let is_crop = matches!(image_arg(image)?, ImageArg::Pixels(_)) && photo.image().dimensions() == (n, n);
+        // An array (not a file) of the aligned size is a crop.
+        let is_crop = photo.path().is_none() && photo.image().dimensions() == (n, n);
         let embedding = py
             .detach(|| {
                 if is_crop {
