@@ -140,21 +140,22 @@ pub fn warn(message: &str) {
     }
 }
 
-/// `--gallery FILE` and `--json` of the gallery's subcommands.
+/// `--gallery FILE|URL` and `--json` of the gallery's subcommands.
 #[derive(Args)]
 pub struct GalleryFile {
-    /// The gallery file.
-    #[arg(long, global = true)]
-    pub gallery: Option<PathBuf>,
+    /// The gallery: an SQLite file or a PostgreSQL database,
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (README, "Galleries on PostgreSQL").
+    #[arg(long, global = true, env = "MASKID_GALLERY", hide_env_values = true)]
+    pub gallery: Option<maskid_gallery::Location>,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
 }
 
 impl GalleryFile {
-    /// The gallery's path; required.
-    pub fn path(&self) -> anyhow::Result<&Path> {
-        self.gallery.as_deref().ok_or_else(|| anyhow::anyhow!("--gallery FILE is required"))
+    /// The gallery; required.
+    pub fn location(&self) -> anyhow::Result<&maskid_gallery::Location> {
+        self.gallery.as_ref().ok_or_else(|| anyhow::anyhow!("--gallery FILE|URL (or MASKID_GALLERY) is required"))
     }
 }
 

@@ -5,10 +5,9 @@
 use std::path::Path;
 
 use base64::Engine;
-use maskid_core::Embedding;
 use serde_json::{json, Value};
 
-use crate::{Error, ModelRef, NewFace, Result, SqliteStore};
+use crate::{Error, ExportedFace, ExportedSubject, ModelRef, Result};
 
 const FORMAT: &str = "maskid-gallery";
 
@@ -20,18 +19,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes every subject and face of `store` to `output` (atomically: a temporary file in the
-/// same folder, synced, renamed). Returns (subjects, faces).
-pub(crate) fn export(store: &SqliteStore, output: &Path) -> Result<(usize, usize)> {
-    let subjects = store.subjects()?;
-    let faces = store.export_faces()?;
-    let mut lines = vec![json!({ "format": FORMAT, "version": 1, "model": store.model()? }).to_string()];
-    for s in &subjects {
+/// Writes subjects and faces to `output` (atomically: a temporary file in the same folder,
+/// synced, renamed).
+pub(crate) fn write(
+    output: &Path,
+    model: Option<&ModelRef>,
+    subjects: &[ExportedSubject],
+    faces: &[ExportedFace],
+) -> Result<()> {
+    let mut lines = vec![json!({ "format": FORMAT, "version": 1, "model": model }).to_string()];
+    for s in subjects {
         lines.push(
             json!({ "kind": "subject", "name": s.name, "metadata": s.metadata, "created": s.created }).to_string(),
         );
     }
-    for f in &faces {
+    for f in faces {
         let embedding: Vec<u8> = f.embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
         lines.push(
             json!({
@@ -51,12 +53,11 @@ pub(crate) fn export(store: &SqliteStore, output: &Path) -> Result<(usize, usize
     maskid_assets::write_atomic(output, (lines.join("\n") + "\n").as_bytes()).map_err(|e| match e {
         maskid_assets::Error::Io { path, source } => Error::Io { path, source },
         other => Error::Io { path: output.to_path_buf(), source: std::io::Error::other(other) },
-    })?;
-    Ok((subjects.len(), faces.len()))
+    })
 }
 
-/// Adds an export's subjects and faces to `store`. Returns (faces added, faces already there).
-pub(crate) fn import(store: &mut SqliteStore, input: &Path) -> Result<(usize, usize)> {
+/// Reads and checks a whole export: its subjects and faces, nothing written yet.
+pub(crate) fn read(input: &Path) -> Result<(Vec<ExportedSubject>, Vec<ExportedFace>)> {
     let text = std::fs::read_to_string(input).map_err(io(input))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let bad = |n: usize, reason: String| Error::BadExport { path: input.to_path_buf(), line: n + 1, reason };
@@ -65,47 +66,40 @@ pub(crate) fn import(store: &mut SqliteStore, input: &Path) -> Result<(usize, us
     if header["format"] != FORMAT {
         return Err(bad(0, "not a maskid gallery export".into()));
     }
-    if let (Some(theirs), Some(ours)) = (header["model"]["sha256"].as_str(), store.model()?) {
-        if theirs != ours.sha256 {
-            let id = header["model"]["id"].as_str().unwrap_or("?").to_string();
-            return Err(Error::ModelMismatch { gallery: ours, other: ModelRef { id, sha256: theirs.to_string() } });
-        }
-    }
-    let (mut added, mut skipped) = (0, 0);
+    let (mut subjects, mut faces) = (Vec::new(), Vec::new());
     for (n, line) in lines {
         let v: Value = serde_json::from_str(line).map_err(|e| bad(n, format!("not JSON: {e}")))?;
         let text = |key: &str| v[key].as_str().map(str::to_string).ok_or_else(|| bad(n, format!("no '{key}'")));
         match v["kind"].as_str() {
-            Some("subject") => match store.add_subject(&text("name")?, &v["metadata"]) {
-                Ok(_) | Err(Error::Duplicate(_)) => {}
-                Err(e) => return Err(e),
-            },
+            Some("subject") => subjects.push(ExportedSubject {
+                name: text("name")?,
+                metadata: v["metadata"].clone(),
+                created: text("created")?,
+            }),
             Some("face") => {
-                let subject = store.subject(&text("subject")?)?.id;
                 let embedding = b64().decode(text("embedding_base64")?).map_err(|e| bad(n, e.to_string()))?;
                 if embedding.len() % 4 != 0 || embedding.is_empty() {
                     return Err(bad(n, "bad embedding".into()));
                 }
-                let values = embedding.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                 let crop = match v["crop_base64"].as_str() {
                     Some(c) => Some(b64().decode(c).map_err(|e| bad(n, e.to_string()))?),
                     None => None,
                 };
-                let face = NewFace {
-                    embedding: Embedding::from_unit(values),
+                faces.push(ExportedFace {
+                    subject: text("subject")?,
+                    embedding: embedding
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
                     model: ModelRef { id: text("model_id")?, sha256: text("model_sha256")? },
                     source_sha256: text("source_sha256")?,
-                    score: v["score"].as_f64().unwrap_or(0.0) as f32,
+                    score: v["score"].as_f64().ok_or_else(|| bad(n, "no 'score'".into()))?,
                     crop,
-                };
-                match store.enroll(subject, &face) {
-                    Ok(_) => added += 1,
-                    Err(Error::Duplicate(_)) => skipped += 1,
-                    Err(e) => return Err(e),
-                }
+                    created: text("created")?,
+                });
             }
             _ => return Err(bad(n, "neither a subject nor a face".into())),
         }
     }
-    Ok((added, skipped))
+    Ok((subjects, faces))
 }

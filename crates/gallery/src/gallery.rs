@@ -1,27 +1,111 @@
-//! The gallery as callers see it: one object that owns the SQLite store and the search index,
-//! so that every enrolment and removal reaches both (no caller keeps an index in step by
-//! hand). Safe to share between threads: writes go through one connection, reads through a
-//! second (in WAL mode readers never wait for a writer, also one in another process), and
-//! searches run side by side.
+//! The gallery as callers see it: one object over a storage backend, SQLite (a file and an
+//! index in this process) or PostgreSQL with pgvector (search on the server, shared by every
+//! process using the database). Every enrolment and removal reaches the backend's index;
+//! nobody keeps one in step by hand. Safe to share between threads.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::str::FromStr;
 
 use maskid_core::{AlignedFace, Embedding};
 use serde::Serialize;
 
+use crate::backend::Backend;
+use crate::postgres::{PgGallery, PostgresOptions};
+use crate::sqlite::SqliteGallery;
 use crate::{
-    ApiKey, Candidate, Error, FaceInfo, IndexKind, ModelRef, NewFace, Result, Role, SqliteStore, Subject, SubjectIndex,
+    ApiKey, Candidate, Error, ExportedFace, ExportedSubject, FaceInfo, IndexKind, Invalid, ModelRef, NewFace, Result,
+    Role, Subject,
 };
 
-/// A gallery file with its search index.
+/// Where a gallery lives: an SQLite file, or a PostgreSQL database given by URL
+/// (`postgres://user:password@host:port/db`; `postgresql://` too).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database with pgvector.
+    Postgres(String),
+}
+
+impl FromStr for Location {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            crate::postgres::parse_url(s)?;
+            Ok(Location::Postgres(s.to_string()))
+        } else if s.contains("://") {
+            let scheme = s.split("://").next().unwrap_or_default().to_string();
+            Err(Error::Invalid(Invalid::Url {
+                url: redacted(s),
+                reason: format!("unknown scheme '{scheme}' (use a file path or postgres://)"),
+            }))
+        } else if s.is_empty() {
+            Err(Error::Invalid(Invalid::Url { url: String::new(), reason: "empty gallery location".into() }))
+        } else {
+            Ok(Location::File(PathBuf::from(s)))
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Self {
+        Location::File(path.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Self {
+        Location::File(path)
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Self {
+        Location::File(path.clone())
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(location: &Location) -> Self {
+        location.clone()
+    }
+}
+
+/// The file path, or the URL without its password: safe to print and log.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&redacted(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// A gallery: subjects, their faces' embeddings, API keys, and search.
 pub struct Gallery {
-    path: PathBuf,
-    writer: Mutex<SqliteStore>,
-    reader: Mutex<SqliteStore>,
-    /// Built on the first search (commands that only enrol never pay for it).
-    index: RwLock<Option<SubjectIndex>>,
-    kind: IndexKind,
+    location: Location,
+    backend: Box<dyn Backend>,
 }
 
 /// What [`Gallery::enroll`] did.
@@ -38,7 +122,8 @@ pub struct Enrolment {
 /// What [`Gallery::check`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// SQLite's `PRAGMA integrity_check`: `ok` or the problems found.
+    /// `ok` or the problems found (SQLite's `PRAGMA integrity_check`; on PostgreSQL, faces
+    /// without a subject, mixed models or dimensions).
     pub integrity: String,
     /// Subjects held.
     pub subjects: usize,
@@ -51,222 +136,160 @@ pub struct Check {
 pub struct IndexState {
     /// Faces searchable.
     pub faces: usize,
-    /// Whether searches go through sketches ([`IndexKind`]).
+    /// Whether searches are approximate (sketches on SQLite, HNSW on PostgreSQL).
     pub sketched: bool,
 }
 
 impl Gallery {
-    /// Opens a gallery file, creating it when missing.
-    pub fn open(path: &Path) -> Result<Self> {
-        let writer = SqliteStore::open(path)?;
-        let reader = writer.reopen()?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
-            index: RwLock::new(None),
-            kind: IndexKind::Auto,
-        })
+    /// Opens a gallery, creating it when missing (an SQLite file, or maskid's tables in a
+    /// PostgreSQL database, which must exist).
+    pub fn open(location: impl Into<Location>) -> Result<Self> {
+        Self::open_with(location, &PostgresOptions::default())
     }
 
-    /// Opens a gallery file that must exist: reading a gallery never creates one on a
-    /// mistyped path ([`Error::NoGallery`]).
-    pub fn open_existing(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::NoGallery { path: path.to_path_buf() });
-        }
-        Self::open(path)
+    /// [`Gallery::open`] with PostgreSQL's pool and search settings (unused for a file).
+    pub fn open_with(location: impl Into<Location>, options: &PostgresOptions) -> Result<Self> {
+        let location = location.into();
+        let backend: Box<dyn Backend> = match &location {
+            Location::File(path) => Box::new(SqliteGallery::open(path, IndexKind::Auto)?),
+            Location::Postgres(url) => Box::new(PgGallery::open(url, options, true)?),
+        };
+        Ok(Self { location, backend })
+    }
+
+    /// Opens a gallery that must exist: reading a gallery never creates one on a mistyped
+    /// path or an empty database ([`Error::NoGallery`]).
+    pub fn open_existing(location: impl Into<Location>) -> Result<Self> {
+        Self::open_existing_with(location, &PostgresOptions::default())
+    }
+
+    /// [`Gallery::open_existing`] with PostgreSQL's settings.
+    pub fn open_existing_with(location: impl Into<Location>, options: &PostgresOptions) -> Result<Self> {
+        let location = location.into();
+        let backend: Box<dyn Backend> = match &location {
+            Location::File(path) if !path.is_file() => return Err(Error::NoGallery { gallery: location.to_string() }),
+            Location::File(path) => Box::new(SqliteGallery::open(path, IndexKind::Auto)?),
+            Location::Postgres(url) => Box::new(PgGallery::open(url, options, false)?),
+        };
+        Ok(Self { location, backend })
     }
 
     /// Searches with `kind` (default [`IndexKind::Auto`]).
     pub fn with_index(mut self, kind: IndexKind) -> Self {
-        self.kind = kind;
+        self.backend.set_index(kind);
         self
     }
 
-    /// The gallery file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the gallery lives.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    fn writer(&self) -> Result<MutexGuard<'_, SqliteStore>> {
-        self.writer.lock().map_err(|_| Error::Poisoned)
-    }
-
-    fn reader(&self) -> Result<MutexGuard<'_, SqliteStore>> {
-        self.reader.lock().map_err(|_| Error::Poisoned)
-    }
-
-    /// Applies `change` to a loaded index (an unloaded one is built later from the file).
-    fn update_index(&self, change: impl FnOnce(&mut SubjectIndex) -> Result<()>) -> Result<()> {
-        match self.index.write().map_err(|_| Error::Poisoned)?.as_mut() {
-            Some(index) => change(index),
-            None => Ok(()),
-        }
-    }
-
-    /// Drops the index after changes too wide to follow face by face (it is rebuilt from
-    /// the file on the next search).
-    fn forget_index(&self) -> Result<()> {
-        *self.index.write().map_err(|_| Error::Poisoned)? = None;
-        Ok(())
-    }
-
-    /// The index, built from the file when not yet loaded.
-    fn index(&self) -> Result<RwLockReadGuard<'_, Option<SubjectIndex>>> {
-        {
-            let loaded = self.index.read().map_err(|_| Error::Poisoned)?;
-            if loaded.is_some() {
-                return Ok(loaded);
-            }
-        }
-        // The writer's lock keeps this process's changes out while the rows are read.
-        let writer = self.writer()?;
-        let mut slot = self.index.write().map_err(|_| Error::Poisoned)?;
-        if slot.is_none() {
-            *slot = Some(SubjectIndex::load(&writer, self.kind)?);
-        }
-        drop((slot, writer));
-        self.index.read().map_err(|_| Error::Poisoned)
-    }
-
-    /// Builds the search index now rather than on the first search (a service does so at
-    /// start), and says how it serves.
+    /// Prepares search now rather than on the first search (a service does so at start:
+    /// the SQLite backend builds its index), and says how it serves.
     pub fn index_state(&self) -> Result<IndexState> {
-        let index = self.index()?;
-        let index = index.as_ref().expect("BUG: index() loads it");
-        Ok(IndexState { faces: index.len(), sketched: index.is_sketched() })
-    }
-
-    /// How long a write waits for another connection's write lock before [`Error::Busy`]
-    /// (5 s by default).
-    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<()> {
-        self.writer()?.set_busy_timeout(timeout)
+        self.backend.index_state()
     }
 
     /// Adds a subject ([`crate::subject_name`] says which names are taken as they are).
     pub fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<Subject> {
-        let writer = self.writer()?;
-        writer.add_subject(name, metadata)?;
-        let subject = writer.subject(name)?;
-        self.update_index(|index| {
-            index.add_subject(subject.id, &subject.name);
-            Ok(())
-        })?;
-        Ok(subject)
+        self.backend.add_subject(name, metadata)
     }
 
     /// Enrols a face of the subject `name`, created with `metadata` when new. The face's
     /// model must be the gallery's; a photo already enrolled for the subject is refused.
     pub fn enroll(&self, name: &str, metadata: &serde_json::Value, face: &NewFace) -> Result<Enrolment> {
-        let mut writer = self.writer()?;
-        let (subject, subject_created) = writer.subject_or_create(name, metadata)?;
-        let face_id = writer.enroll(subject.id, face)?;
-        self.update_index(|index| {
-            index.add_subject(subject.id, &subject.name);
-            index.add_face(face_id, subject.id, face.embedding.values())
-        })?;
-        let subject = writer.subject(&subject.name)?;
-        Ok(Enrolment { face_id, subject, subject_created })
+        self.backend.enroll(name, metadata, face)
     }
 
     /// Removes a subject and their faces.
     pub fn remove_subject(&self, name: &str) -> Result<()> {
-        let writer = self.writer()?;
-        let subject = writer.subject(name)?;
-        writer.remove_subject(&subject.name)?;
-        self.update_index(|index| {
-            index.remove_subject(subject.id);
-            Ok(())
-        })
+        self.backend.remove_subject(name)
     }
 
     /// Removes one face.
     pub fn remove_face(&self, id: i64) -> Result<()> {
-        let writer = self.writer()?;
-        writer.remove_face(id)?;
-        self.update_index(|index| {
-            index.remove_face(id);
-            Ok(())
-        })
+        self.backend.remove_face(id)
     }
 
     /// Up to `top` different people most like `probe`, most similar first, each by their
     /// best face, marked matched from `threshold` (cosine similarity) on.
     pub fn identify(&self, probe: &Embedding, top: usize, threshold: f32) -> Result<Vec<Candidate>> {
-        let index = self.index()?;
-        Ok(index.as_ref().expect("BUG: index() loads it").candidates(probe.values(), top, threshold))
+        self.backend.identify(probe, top, threshold)
     }
 
     /// Every subject, by name.
     pub fn subjects(&self) -> Result<Vec<Subject>> {
-        self.reader()?.subjects()
+        self.backend.subjects()
     }
 
     /// The subject of that name.
     pub fn subject(&self, name: &str) -> Result<Subject> {
-        self.reader()?.subject(name)
+        self.backend.subject(name)
     }
 
     /// The faces of a subject, oldest first.
     pub fn faces(&self, name: &str) -> Result<Vec<FaceInfo>> {
-        self.reader()?.faces(name)
+        self.backend.faces(name)
     }
 
     /// The model of the gallery's embeddings (`None` while it has no face).
     pub fn model(&self) -> Result<Option<ModelRef>> {
-        self.reader()?.model()
+        self.backend.model()
     }
 
-    /// Every face as (face id, subject id, embedding), by face id.
-    pub fn embeddings(&self) -> Result<Vec<(i64, i64, Vec<f32>)>> {
-        self.reader()?.embeddings()
-    }
-
-    /// SQLite's integrity check and the counts of subjects and faces.
+    /// The backend's consistency check and the counts of subjects and faces.
     pub fn check(&self) -> Result<Check> {
-        let reader = self.reader()?;
-        let (subjects, faces) = reader.counts()?;
-        Ok(Check { integrity: reader.integrity_check()?, subjects, faces })
-    }
-
-    /// The journal mode (`wal` once open).
-    pub fn journal_mode(&self) -> Result<String> {
-        self.reader()?.journal_mode()
+        self.backend.check()
     }
 
     /// Stores an API key of the service by the SHA-256 of its secret.
     pub fn add_key(&self, name: &str, role: Role, secret_sha256: &str) -> Result<()> {
-        self.writer()?.add_key(name, role, secret_sha256)
+        self.backend.add_key(name, role, secret_sha256)
     }
 
     /// The key whose secret has this SHA-256, if any.
     pub fn key_by_hash(&self, secret_sha256: &str) -> Result<Option<ApiKey>> {
-        self.reader()?.key_by_hash(secret_sha256)
+        self.backend.key_by_hash(secret_sha256)
     }
 
     /// Every key, by name.
     pub fn keys(&self) -> Result<Vec<ApiKey>> {
-        self.reader()?.keys()
+        self.backend.keys()
     }
 
     /// Revokes a key.
     pub fn remove_key(&self, name: &str) -> Result<()> {
-        self.writer()?.remove_key(name)
+        self.backend.remove_key(name)
     }
 
-    /// Writes every subject and face (embeddings, kept crops) to a JSON Lines file,
-    /// atomically. Returns (subjects, faces) written.
+    /// Every subject and face with all it holds (embeddings, kept crops, creation times), as
+    /// of one moment, by face id.
+    pub fn exported(&self) -> Result<(Vec<ExportedSubject>, Vec<ExportedFace>)> {
+        self.backend.exported()
+    }
+
+    /// Adds subjects and faces as [`Gallery::exported`] gives them, keeping their creation
+    /// times, all or nothing (same model; subjects already there are kept, faces already
+    /// there skipped). Returns (faces added, faces skipped).
+    pub fn add_exported(&self, subjects: &[ExportedSubject], faces: &[ExportedFace]) -> Result<(usize, usize)> {
+        self.backend.import(subjects, faces)
+    }
+
+    /// Writes every subject and face to a JSON Lines file, atomically. Returns (subjects,
+    /// faces) written.
     pub fn export(&self, output: &Path) -> Result<(usize, usize)> {
-        crate::exchange::export(&*self.reader()?, output)
+        let (subjects, faces) = self.exported()?;
+        crate::exchange::write(output, self.model()?.as_ref(), &subjects, &faces)?;
+        Ok((subjects.len(), faces.len()))
     }
 
-    /// Adds the subjects and faces of a file written by [`Gallery::export`] (same model;
-    /// faces already there are skipped). Returns (faces added, faces skipped).
+    /// Adds the subjects and faces of a file written by [`Gallery::export`] from either
+    /// backend (the file is read whole and checked before anything is written). Returns
+    /// (faces added, faces skipped).
     pub fn import(&self, input: &Path) -> Result<(usize, usize)> {
-        let counts = crate::exchange::import(&mut *self.writer()?, input);
-        self.forget_index()?;
-        counts
+        let (subjects, faces) = crate::exchange::read(input)?;
+        self.add_exported(&subjects, &faces)
     }
 
     /// Recomputes every face's embedding from its kept crop with `embed` (the crops, by face
@@ -277,8 +300,7 @@ impl Gallery {
         model: &ModelRef,
         embed: impl FnOnce(&[AlignedFace]) -> std::result::Result<Vec<Embedding>, BoxError>,
     ) -> Result<usize> {
-        let mut writer = self.writer()?;
-        let crops = writer.crops()?;
+        let crops = self.backend.crops()?;
         let missing = crops.iter().filter(|(_, c)| c.is_none()).count();
         if missing > 0 {
             return Err(Error::NoCrops { missing, faces: crops.len() });
@@ -290,12 +312,31 @@ impl Gallery {
         }
         let embeddings = embed(&faces).map_err(Error::Embedding)?;
         let ids = crops.iter().map(|(id, _)| *id);
-        writer.reembed(model, &ids.zip(embeddings).collect::<Vec<_>>())?;
-        drop(writer);
-        self.forget_index()?;
+        self.backend.replace_embeddings(model, &ids.zip(embeddings).collect::<Vec<_>>())?;
         Ok(faces.len())
     }
 }
 
 /// An error of the caller's embedding function, kept as the source of [`Error::Embedding`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_tell_files_from_databases_and_hide_passwords() {
+        assert_eq!("people.db".parse::<Location>().unwrap(), Location::File("people.db".into()));
+        let url = "postgres://maskid:s3cret@db.example:5433/faces?sslmode=disable";
+        let location: Location = url.parse().unwrap();
+        assert_eq!(location, Location::Postgres(url.into()));
+        assert_eq!(location.to_string(), "postgres://maskid:***@db.example:5433/faces?sslmode=disable");
+        assert!(!format!("{location:?}").contains("s3cret"));
+        assert_eq!(redacted("postgresql://u@h/db"), "postgresql://u@h/db");
+        for bad in ["mysql://x@y/z", "", "postgres://u:p@h:notaport/db"] {
+            let err = bad.parse::<Location>().unwrap_err();
+            assert!(matches!(err, Error::Invalid(Invalid::Url { .. })), "{bad}: {err}");
+            assert!(!err.to_string().contains(":p@"), "{err}");
+        }
+    }
+}

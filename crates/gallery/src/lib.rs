@@ -1,22 +1,28 @@
-//! The persistent gallery of maskid: subjects and their face embeddings, searchable
-//! ([`Gallery`], which owns an SQLite file, [`SqliteStore`], and its search index together),
-//! cosine search, exact or through sign sketches ([`FaceIndex`]), and identification with one
-//! best face per person ([`SubjectIndex`]).
+//! The persistent gallery of maskid: subjects and their face embeddings, searchable.
+//! [`Gallery`] is the one face of it, over two backends chosen by [`Location`]: an SQLite
+//! file ([`SqliteStore`]) with an in-process index (cosine search, exact or through sign
+//! sketches, [`FaceIndex`]; one best face per person, [`SubjectIndex`]), or a PostgreSQL
+//! database with pgvector, searched on the server (HNSW or exact) and shared by every
+//! process that opens it.
 #![deny(missing_docs)]
 
+mod backend;
 mod exchange;
 mod gallery;
 mod index;
 mod names;
+mod postgres;
 mod search;
 mod sketch;
+mod sqlite;
 mod store;
 
-pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState};
+pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState, Location};
 pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
 pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
+pub use postgres::PostgresOptions;
 pub use search::{Candidate, SubjectIndex};
-pub use store::{ApiKey, ExportedFace, FaceInfo, ModelRef, NewFace, Role, SqliteStore, Subject};
+pub use store::{ApiKey, ExportedFace, ExportedSubject, FaceInfo, ModelRef, NewFace, Role, SqliteStore, Subject};
 
 /// Errors of the gallery. The variants are categories (each maps to one HTTP status in the
 /// service); their fields say what exactly, typed.
@@ -30,11 +36,11 @@ pub enum Error {
         /// What SQLite said.
         source: rusqlite::Error,
     },
-    /// A file this maskid cannot use as a gallery.
-    #[error("{}: {problem}", path.display())]
+    /// A file or database this maskid cannot use as a gallery.
+    #[error("{gallery}: {problem}")]
     Unusable {
-        /// The file.
-        path: PathBuf,
+        /// The file or database (URL without password).
+        gallery: String,
         /// Why.
         problem: Unusable,
     },
@@ -55,6 +61,31 @@ pub enum Error {
     /// A bad argument.
     #[error("invalid: {0}")]
     Invalid(Invalid),
+    /// The PostgreSQL server cannot be reached now (down, restarting, overloaded, no free
+    /// connection in the pool within its wait): retry later.
+    #[error("gallery {gallery} is unavailable: {reason}")]
+    Unavailable {
+        /// The database (URL without password).
+        gallery: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The PostgreSQL server refused maskid (wrong password, no such database or role).
+    #[error("gallery {gallery}: the server refused the connection: {reason}")]
+    Refused {
+        /// The database (URL without password).
+        gallery: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// PostgreSQL failed otherwise.
+    #[error("gallery {gallery}: {}", postgres::describe(source))]
+    Postgres {
+        /// The database (URL without password).
+        gallery: String,
+        /// What the server or the client said.
+        source: tokio_postgres::Error,
+    },
     /// Another connection holds the write lock longer than the busy timeout: retry.
     #[error("gallery busy: {source}")]
     Busy {
@@ -62,10 +93,10 @@ pub enum Error {
         source: rusqlite::Error,
     },
     /// A gallery that was to be read is not there.
-    #[error("{}: no such gallery (`maskid enroll --gallery FILE` or `maskid gallery import` creates one)", path.display())]
+    #[error("{gallery}: no such gallery (`maskid enroll --gallery ...` or `maskid gallery import` creates one)")]
     NoGallery {
-        /// The path given.
-        path: PathBuf,
+        /// The file or database given (URL without password).
+        gallery: String,
     },
     /// Reading or writing an export file failed.
     #[error("{}: {source}", path.display())]
@@ -117,6 +148,21 @@ pub enum Unusable {
         found: usize,
         /// The newest this maskid knows.
         known: usize,
+    },
+    /// The PostgreSQL server lacks pgvector.
+    #[error("the PostgreSQL server has no pgvector extension: install pgvector >= 0.7 on it (e.g. the package postgresql-NN-pgvector, or `maskid db start` for a local server that has it)")]
+    NoVector,
+    /// pgvector is older than maskid needs.
+    #[error("the database has pgvector {version}; maskid needs >= 0.7 (ALTER EXTENSION vector UPDATE)")]
+    OldVector {
+        /// The installed version.
+        version: String,
+    },
+    /// pgvector is available but maskid's user may not create it.
+    #[error("pgvector is installed on the server but not created in this database, and maskid's user may not create it ({reason}): run `CREATE EXTENSION vector;` in the database as a superuser")]
+    CannotCreateVector {
+        /// What the server said.
+        reason: String,
     },
     /// SQLite would not switch it to write-ahead logging.
     #[error("cannot use WAL mode (got {mode})")]
@@ -221,6 +267,14 @@ pub enum Invalid {
         embeddings: usize,
         /// Faces in the gallery.
         faces: usize,
+    },
+    /// A gallery location that is neither a file path nor a PostgreSQL URL.
+    #[error("gallery location '{url}': {reason}")]
+    Url {
+        /// The location given (password hidden).
+        url: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A second connection asked of an in-memory gallery.
     #[error("an in-memory gallery cannot be reopened")]
@@ -367,67 +421,6 @@ mod tests {
         assert_eq!(index.face_ids(), vec![left[0].id]);
         let found = index.candidates(&[0.0, 1.0], 3, 0.5);
         assert_eq!((found.len(), found[0].name.as_str(), found[0].matched), (1, "ann", true));
-    }
-
-    #[test]
-    fn the_gallery_keeps_its_index_in_step_and_moves_between_files_bit_exact() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(Gallery::open_existing(&dir.path().join("typo.db")), Err(Error::NoGallery { .. })));
-        assert!(!dir.path().join("typo.db").exists(), "reading never creates a gallery");
-        let g = Gallery::open(&dir.path().join("g.db")).unwrap();
-        let meta = serde_json::json!({ "team": "a" });
-        let mut crop_face = face(vec![1.0, 0.0], "p1", "m");
-        crop_face.crop = Some(vec![7; 112 * 112 * 3]);
-        let first = g.enroll("ann", &meta, &crop_face).unwrap();
-        assert!(first.subject_created);
-        assert_eq!((first.subject.name.as_str(), first.subject.faces), ("ann", 1));
-        // The index is built on the first search, then follows every change.
-        assert_eq!(g.identify(&Embedding::normalized(vec![1.0, 0.1]), 3, 0.5).unwrap()[0].name, "ann");
-        let mut second = face(vec![0.0, 1.0], "p2", "m");
-        second.crop = Some(vec![9; 112 * 112 * 3]);
-        let bob = g.enroll("bob", &serde_json::json!({}), &second).unwrap();
-        assert!(matches!(g.enroll("bob", &serde_json::json!({}), &second), Err(Error::Duplicate(_))));
-        let found = g.identify(&Embedding::normalized(vec![0.1, 1.0]), 3, 0.5).unwrap();
-        assert_eq!((found[0].name.as_str(), found[0].matched, found.len()), ("bob", true, 2));
-        g.remove_face(bob.face_id).unwrap();
-        assert_eq!(g.identify(&Embedding::normalized(vec![0.1, 1.0]), 3, 0.5).unwrap()[0].name, "ann");
-        assert_eq!(g.index_state().unwrap(), IndexState { faces: 1, sketched: false });
-        g.enroll("bob", &serde_json::json!({}), &second).unwrap();
-
-        // Export, import into a new file: the same rows, bit for bit.
-        let file = dir.path().join("g.jsonl");
-        assert_eq!(g.export(&file).unwrap(), (2, 2));
-        let copy = Gallery::open(&dir.path().join("copy.db")).unwrap();
-        assert_eq!(copy.import(&file).unwrap(), (2, 0));
-        assert_eq!(copy.import(&file).unwrap(), (0, 2), "a second import skips what is there");
-        let rows = |g: &Gallery| {
-            let store = SqliteStore::open(g.path()).unwrap();
-            let faces: Vec<_> = store.export_faces().unwrap();
-            let subjects: Vec<_> = store.subjects().unwrap().into_iter().map(|s| (s.name, s.metadata)).collect();
-            (subjects, faces)
-        };
-        assert_eq!(rows(&g), rows(&copy));
-        assert_eq!(copy.identify(&Embedding::normalized(vec![0.0, 1.0]), 1, 0.5).unwrap()[0].name, "bob");
-        std::fs::write(&file, "{\"format\": \"maskid-gallery\"}\n{\"kind\": \"face\"}\n").unwrap();
-        let err = copy.import(&file).unwrap_err();
-        assert!(matches!(err, Error::BadExport { line: 2, .. }), "{err}");
-
-        // Re-embedding swaps every vector at once, and the index follows.
-        let other = ModelRef { id: "other.onnx".into(), sha256: "m2".into() };
-        let swapped = g.reembed(&other, |faces| {
-            assert_eq!(faces.len(), 2);
-            Ok(faces
-                .iter()
-                .map(|f| Embedding::normalized(if f.rgb()[0] == 7 { vec![0.0, 1.0] } else { vec![1.0, 0.0] }))
-                .collect())
-        });
-        assert_eq!(swapped.unwrap(), 2);
-        assert_eq!(g.model().unwrap(), Some(other));
-        assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0]), 1, 0.5).unwrap()[0].name, "ann");
-        let failed = g.reembed(&model("m3"), |_| Err("the model broke".into())).unwrap_err();
-        assert!(failed.to_string().contains("the model broke"), "{failed}");
-        assert_eq!(g.model().unwrap().unwrap().sha256, "m2", "a failed re-embed changes nothing");
-        assert_eq!(g.check().unwrap(), Check { integrity: "ok".into(), subjects: 2, faces: 2 });
     }
 
     #[test]

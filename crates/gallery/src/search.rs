@@ -40,6 +40,11 @@ impl SubjectIndex {
         Ok(this)
     }
 
+    /// The embedding length (0 while empty).
+    pub fn dim(&self) -> usize {
+        self.index.dim()
+    }
+
     /// Faces held.
     pub fn len(&self) -> usize {
         self.index.len()

@@ -1,7 +1,7 @@
 //! Subjects and faces in SQLite. One gallery file belongs to one embedding model: the first
 //! enrolled face fixes it, and faces of another model are refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use maskid_core::Embedding;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -120,6 +120,17 @@ pub struct ExportedFace {
     pub created: String,
 }
 
+/// A subject as `gallery export` writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedSubject {
+    /// The name.
+    pub name: String,
+    /// Free JSON.
+    pub metadata: serde_json::Value,
+    /// Creation time.
+    pub created: String,
+}
+
 /// What an API key may do. Ordered: admin can do what write can, write what read can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -187,12 +198,12 @@ impl SqliteStore {
         let mode: String =
             db.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| Error::db(path, e))?;
         if mode != "wal" {
-            return Err(Error::Unusable { path: path.to_path_buf(), problem: Unusable::NoWal { mode } });
+            return Err(Error::Unusable { gallery: path.display().to_string(), problem: Unusable::NoWal { mode } });
         }
         db.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").map_err(|e| Error::db(path, e))?;
         let mut gallery = Self { db };
         gallery.migrate().map_err(|e| match e {
-            Error::Unusable { problem, .. } => Error::Unusable { path: path.to_path_buf(), problem },
+            Error::Unusable { problem, .. } => Error::Unusable { gallery: path.display().to_string(), problem },
             Error::Database { source, .. } => Error::Database { path: Some(path.to_path_buf()), source },
             other => other,
         })?;
@@ -218,7 +229,7 @@ impl SqliteStore {
         let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         if version > MIGRATIONS.len() {
             let problem = Unusable::NewerSchema { found: version, known: MIGRATIONS.len() };
-            return Err(Error::Unusable { path: PathBuf::new(), problem });
+            return Err(Error::Unusable { gallery: String::new(), problem });
         }
         for sql in &MIGRATIONS[version..] {
             tx.execute_batch(sql)?;
@@ -306,19 +317,34 @@ impl SqliteStore {
             .optional()?)
     }
 
+    /// Runs `work` in one transaction that takes the write lock at once: all or nothing.
+    pub fn atomically<T>(&mut self, work: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.db.execute_batch("BEGIN IMMEDIATE")?;
+        match work(self) {
+            Ok(value) => {
+                self.db.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.db.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Enrolls a face of a subject, in one transaction with the model check. Returns the face id.
     pub fn enroll(&mut self, subject_id: i64, face: &NewFace) -> Result<i64> {
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let model = tx
-            .query_row("SELECT model_id, model_sha256 FROM faces LIMIT 1", [], |r| {
-                Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)? })
-            })
-            .optional()?;
-        if let Some(gallery) = model.filter(|m| m.sha256 != face.model.sha256) {
+        self.atomically(|store| store.insert_face(subject_id, face))
+    }
+
+    /// Adds a face after checking its model against the gallery's (inside a transaction:
+    /// [`SqliteStore::atomically`]).
+    pub fn insert_face(&self, subject_id: i64, face: &NewFace) -> Result<i64> {
+        if let Some(gallery) = self.model()?.filter(|m| m.sha256 != face.model.sha256) {
             return Err(Error::ModelMismatch { gallery, other: face.model.clone() });
         }
         let blob = embedding_blob(face.embedding.values());
-        let inserted = tx.execute(
+        let inserted = self.db.execute(
             "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -332,18 +358,13 @@ impl SqliteStore {
             ],
         );
         match inserted {
-            Ok(_) => {}
+            Ok(_) => Ok(self.db.last_insert_rowid()),
             Err(e) if is_unique_violation(&e) => {
-                return Err(Error::Duplicate(Duplicate::Photo { source_sha256: face.source_sha256.clone() }))
+                Err(Error::Duplicate(Duplicate::Photo { source_sha256: face.source_sha256.clone() }))
             }
-            Err(e) if is_foreign_key_violation(&e) => {
-                return Err(Error::NotFound(Missing::SubjectId { id: subject_id }))
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) if is_foreign_key_violation(&e) => Err(Error::NotFound(Missing::SubjectId { id: subject_id })),
+            Err(e) => Err(e.into()),
         }
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(id)
     }
 
     /// Every face as (face id, subject id, embedding), ordered by face id.
@@ -456,6 +477,73 @@ impl SqliteStore {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds exported subjects and faces with their creation times, in one transaction (all
+    /// or nothing). Subjects already there are kept as they are; faces already there are
+    /// skipped. Returns (faces added, faces skipped).
+    pub fn import(&mut self, subjects: &[ExportedSubject], faces: &[ExportedFace]) -> Result<(usize, usize)> {
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for s in subjects {
+            tx.execute(
+                "INSERT INTO subjects (name, metadata, created) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+                params![subject_name(&s.name)?, s.metadata.to_string(), s.created],
+            )?;
+        }
+        let mut model = tx
+            .query_row("SELECT model_id, model_sha256 FROM faces LIMIT 1", [], |r| {
+                Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)? })
+            })
+            .optional()?;
+        let (mut added, mut skipped) = (0, 0);
+        for f in faces {
+            let gallery = model.get_or_insert_with(|| f.model.clone());
+            if gallery.sha256 != f.model.sha256 {
+                return Err(Error::ModelMismatch { gallery: gallery.clone(), other: f.model.clone() });
+            }
+            let name = subject_name(&f.subject)?;
+            let subject: i64 = tx
+                .query_row("SELECT id FROM subjects WHERE name = ?1", params![name], |r| r.get(0))
+                .optional()?
+                .ok_or(Error::NotFound(Missing::Subject { name }))?;
+            let inserted = tx.execute(
+                "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                params![
+                    subject,
+                    embedding_blob(&f.embedding),
+                    f.model.id,
+                    f.model.sha256,
+                    f.source_sha256,
+                    f.score,
+                    f.crop,
+                    f.created
+                ],
+            )?;
+            match inserted {
+                0 => skipped += 1,
+                _ => added += 1,
+            }
+        }
+        tx.commit()?;
+        Ok((added, skipped))
+    }
+
+    /// Every subject and every face with all it holds, as of one moment (one read
+    /// transaction), for `gallery export`.
+    pub fn exported(&self) -> Result<(Vec<ExportedSubject>, Vec<ExportedFace>)> {
+        self.db.execute_batch("BEGIN")?;
+        let read = || -> Result<_> {
+            let subjects = self.subjects()?;
+            let subjects = subjects
+                .into_iter()
+                .map(|s| ExportedSubject { name: s.name, metadata: s.metadata, created: s.created })
+                .collect();
+            Ok((subjects, self.export_faces()?))
+        };
+        let result = read();
+        self.db.execute_batch("COMMIT")?;
+        result
     }
 
     /// (subjects, faces) held.

@@ -120,6 +120,7 @@ pub struct Server {
     dir: PathBuf,
     settings: Settings,
     run_as: Option<RunAs>,
+    throwaway: bool,
 }
 
 impl Server {
@@ -143,7 +144,7 @@ impl Server {
         if let Some(port) = options.port {
             settings.port = port;
         }
-        let server = Self { dir: dir.clone(), settings, run_as };
+        let server = Self { dir: dir.clone(), settings, run_as, throwaway: options.throwaway };
         server.install(assets)?;
         if !dir.join("pgdata").join("PG_VERSION").exists() {
             server.initdb(options.throwaway)?;
@@ -151,17 +152,24 @@ impl Server {
         let json = serde_json::to_vec_pretty(&server.settings).expect("plain data");
         maskid_assets::write_atomic(&settings_path, &json)?;
         std::fs::set_permissions(&settings_path, std::fs::Permissions::from_mode(0o600)).map_err(io(&settings_path))?;
-        if server.is_running() {
-            return Ok(server);
+        server.resume()?;
+        Ok(server)
+    }
+
+    /// Starts the server of an initialised folder again (after [`Server::stop`] or
+    /// [`Server::kill`]); a running server is left as it is.
+    pub fn resume(&self) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
         }
         let mut flags =
-            format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", server.settings.port);
-        if options.throwaway {
-            flags.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''", self.settings.port);
+        if self.throwaway {
+            // Committed data survives a killed server (the tests kill it), not a lost machine.
+            flags.push_str(" -c fsync=off -c full_page_writes=off");
         }
-        let log = dir.join("postgres.log");
-        server.pg_ctl(&["start", "-w", "-t", "60", "-l", &log.to_string_lossy(), "-o", &flags])?;
-        Ok(server)
+        let log = self.dir.join("postgres.log");
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log.to_string_lossy(), "-o", &flags])
     }
 
     /// The server of a folder made by [`Server::start`], running or not.
@@ -177,12 +185,17 @@ impl Server {
             }),
             false => None,
         };
-        Ok(Self { dir, settings, run_as })
+        Ok(Self { dir, settings, run_as, throwaway: false })
     }
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://{SUPERUSER}:{}@127.0.0.1:{}/postgres", self.settings.password, self.settings.port)
+    }
+
+    /// The server's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The loopback port.
@@ -317,6 +330,15 @@ impl Throwaway {
     /// Its superuser's URL.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The URL of a new, empty database on it (tests give each gallery its own).
+    pub fn new_database(&self, name: &str) -> Result<String> {
+        let sql = format!("CREATE DATABASE \"{name}\"");
+        let output = self.server.command("psql").arg(self.url()).args(["-Atc", &sql]).output();
+        check("psql CREATE DATABASE", output.map_err(io(&self.server.bin("psql")))?, None)?;
+        let url = self.url();
+        Ok(format!("{}/{name}", url.rsplit_once('/').expect("a URL with a database").0))
     }
 }
 

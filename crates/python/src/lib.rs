@@ -80,7 +80,9 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
             P::Face(F::Read { path, source }) => {
                 (PyOSError::new_err((source.raw_os_error().unwrap_or(0), source.to_string(), path)), vec![])
             }
-            P::Gallery(G::NoGallery { path }) => (PyFileNotFoundError::new_err((2, "No such gallery", path)), vec![]),
+            P::Gallery(G::NoGallery { gallery }) => {
+                (PyFileNotFoundError::new_err((2, "No such gallery", gallery)), vec![])
+            }
             P::Gallery(G::Duplicate(_)) => (DuplicateError::new_err(message), vec![]),
             P::Gallery(G::NotFound(_)) => (NotFoundError::new_err(message), vec![]),
             P::Gallery(G::ModelMismatch { .. }) | P::OtherSpace { .. } => {
@@ -475,9 +477,14 @@ impl Gallery {
 impl Gallery {
     #[new]
     #[pyo3(signature = (path, recognizer = None, *, create = true))]
-    fn new(path: PathBuf, recognizer: Option<Py<Recognizer>>, create: bool) -> PyResult<Self> {
+    fn new(py: Python<'_>, path: PathBuf, recognizer: Option<Py<Recognizer>>, create: bool) -> PyResult<Self> {
+        // A file path or a postgres:// URL.
+        let location: maskid_gallery::Location = match path.to_str() {
+            Some(text) => text.parse().map_err(gallery_error)?,
+            None => path.into(),
+        };
         let open = if create { maskid_gallery::Gallery::open } else { maskid_gallery::Gallery::open_existing };
-        let inner = open(&path).map_err(gallery_error)?;
+        let inner = py.detach(|| open(location)).map_err(gallery_error)?;
         Ok(Self { inner: Arc::new(inner), recognizer })
     }
 

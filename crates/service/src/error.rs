@@ -72,6 +72,10 @@ impl From<maskid_gallery::Error> for ApiError {
                 eprintln!("maskid: gallery busy: {source}");
                 Self::unavailable("gallery_busy", "the gallery is locked by another writer; retry")
             }
+            E::Unavailable { gallery, reason } => {
+                eprintln!("maskid: gallery {gallery} unavailable: {reason}");
+                Self::unavailable("gallery_unavailable", "the gallery's database cannot be reached now; retry")
+            }
             other => Self::internal(other),
         }
     }

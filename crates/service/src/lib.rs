@@ -130,14 +130,20 @@ impl Service {
         addr: &str,
         limits: Limits,
     ) -> Result<Self, Error> {
-        if let Some(model) = gallery.model()? {
+        // Gallery calls block (a PostgreSQL gallery drives its own runtime): off this one.
+        let (gallery, model) = tokio::task::spawn_blocking(move || {
+            let model = gallery.model().and_then(|m| gallery.index_state().map(|_| m));
+            (gallery, model)
+        })
+        .await
+        .expect("BUG: opening the gallery panicked");
+        if let Some(model) = model? {
             // The service enrols too: the gallery's own model, not only its embedding space.
             let service = recognizer.model();
             if model.sha256 != service.sha256 {
                 return Err(Error::ModelMismatch { gallery: model, service });
             }
         }
-        gallery.index_state()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;

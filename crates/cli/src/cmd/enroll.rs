@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::Gallery;
+use maskid_gallery::{Gallery, Location};
 use maskid_pipeline::ModelChoice;
 use serde::Serialize;
 
@@ -14,9 +14,10 @@ use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The gallery file (created if missing).
-    #[arg(long)]
-    gallery: PathBuf,
+    /// The gallery: an SQLite file (created if missing) or a PostgreSQL database,
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (README, "Galleries on PostgreSQL").
+    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
+    gallery: Location,
     /// The person's name (unique in the gallery).
     #[arg(long)]
     name: String,
@@ -76,13 +77,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&results)?;
     } else {
-        println!(
-            "{}: {} of {} photos enrolled in {}",
-            name,
-            results.len() - failed,
-            results.len(),
-            args.gallery.display()
-        );
+        println!("{}: {} of {} photos enrolled in {}", name, results.len() - failed, results.len(), args.gallery);
     }
     Ok(exit_status(failed > 0, false))
 }

@@ -48,10 +48,10 @@ enum Action {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.file.path()?;
+    let location = args.file.location()?;
     let gallery = match args.action {
-        Action::Import { .. } => Gallery::open(path)?,
-        _ => Gallery::open_existing(path)?,
+        Action::Import { .. } => Gallery::open(location)?,
+        _ => Gallery::open_existing(location)?,
     };
     match args.action {
         Action::List => {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind};
+use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, Location};
 use maskid_pipeline::ModelChoice;
 use serde::Serialize;
 
@@ -13,9 +13,10 @@ use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The gallery file.
-    #[arg(long)]
-    gallery: PathBuf,
+    /// The gallery: an SQLite file or a PostgreSQL database,
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (README, "Galleries on PostgreSQL").
+    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
+    gallery: Location,
     /// Photos to identify (folders: every photo under them).
     #[arg(required = true)]
     photos: Vec<PathBuf>,
@@ -31,8 +32,8 @@ pub struct Args {
     /// The model the gallery was enrolled with: teacher, g2d or FILE.onnx.
     #[arg(long, default_value = "teacher")]
     model: ModelChoice,
-    /// Gallery search: exact, sketch (approximate, for large galleries) or auto (sketch from
-    /// 20,000 faces on).
+    /// Gallery search: exact, sketch (approximate: sign sketches in a file, HNSW on
+    /// PostgreSQL) or auto (approximate from 20,000 faces on).
     #[arg(long, default_value = "auto")]
     index: IndexKind,
     /// Print JSON.

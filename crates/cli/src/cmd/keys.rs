@@ -37,11 +37,11 @@ enum Action {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.file.path()?;
+    let location = args.file.location()?;
     // A key may be made before the first enrolment; listing or revoking needs the gallery.
     let gallery = match args.action {
-        Action::Create { .. } => Gallery::open(path)?,
-        _ => Gallery::open_existing(path)?,
+        Action::Create { .. } => Gallery::open(location)?,
+        _ => Gallery::open_existing(location)?,
     };
     match args.action {
         Action::Create { role, name } => {

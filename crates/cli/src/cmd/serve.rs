@@ -1,12 +1,11 @@
 //! `maskid serve --gallery FILE --bind 127.0.0.1:8080`: the HTTP service (see
 //! crates/service). Stops on SIGTERM or Ctrl-C after answering the requests in flight.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use maskid_face::Parallelism;
-use maskid_gallery::{Gallery, IndexKind};
+use maskid_gallery::{Gallery, IndexKind, Location, PostgresOptions};
 use maskid_pipeline::ModelChoice;
 use maskid_service::{Limits, Options, Service};
 
@@ -14,9 +13,10 @@ use crate::common::GlobalArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The gallery file (created if missing).
-    #[arg(long)]
-    gallery: PathBuf,
+    /// The gallery: an SQLite file (created if missing) or a PostgreSQL database,
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (README, "Galleries on PostgreSQL").
+    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
+    gallery: Location,
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: String,
@@ -53,10 +53,21 @@ pub struct Args {
     /// `maskid gallery reembed`.
     #[arg(long)]
     keep_crops: bool,
-    /// Gallery search: exact, sketch (approximate, for large galleries) or auto (sketch from
-    /// 20,000 faces on).
+    /// Gallery search: exact, sketch (approximate: sign sketches in a file, HNSW on
+    /// PostgreSQL) or auto (approximate from 20,000 faces on).
     #[arg(long, default_value = "auto")]
     index: IndexKind,
+    /// PostgreSQL gallery: database connections at most; requests beyond wait for one.
+    #[arg(long, default_value_t = 16)]
+    db_pool: usize,
+    /// PostgreSQL gallery: seconds a request waits for a connection, and that the server
+    /// lets one statement run, before the request fails with 503.
+    #[arg(long, default_value_t = 5)]
+    db_timeout_s: u64,
+    /// PostgreSQL gallery: HNSW search breadth (hnsw.ef_search); higher finds the true best
+    /// face more often, slower.
+    #[arg(long, default_value_t = 100)]
+    ef_search: usize,
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
@@ -65,7 +76,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     // seconds of queue with the shared pool; all served, p99 54 ms, with these).
     let recognizer = global.recognizer(&args.model, Parallelism::Throughput)?;
     let options = Options { threshold: recognizer.threshold(args.threshold)?, keep_crops: args.keep_crops };
-    let gallery = Gallery::open(&args.gallery)?.with_index(args.index);
+    let postgres = PostgresOptions {
+        max_connections: args.db_pool,
+        wait_timeout: Duration::from_secs(args.db_timeout_s),
+        statement_timeout: Duration::from_secs(args.db_timeout_s),
+        ef_search: args.ef_search,
+    };
+    let gallery = Gallery::open_with(&args.gallery, &postgres)?.with_index(args.index);
     let defaults = Limits::default();
     let limits = Limits {
         max_body_bytes: args.max_body_mb << 20,
@@ -80,7 +97,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let service = Service::bind(recognizer, gallery, options, &args.bind, limits).await?;
         // Tests and scripts read the port from this line.
-        eprintln!("maskid: listening on http://{} (gallery {})", service.local_addr()?, args.gallery.display());
+        eprintln!("maskid: listening on http://{} (gallery {})", service.local_addr()?, args.gallery);
         service.run(maskid_service::shutdown_signal()).await;
         eprintln!("maskid: stopped");
         anyhow::Ok(())
