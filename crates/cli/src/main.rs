@@ -127,6 +127,8 @@ enum Command {
     },
     /// Create, list or revoke the service's API keys.
     Keys(cmd::keys::Args),
+    /// A local PostgreSQL with pgvector (from PyPI) to try the PostgreSQL gallery: start, stop, url.
+    Db(cmd::db::Args),
 }
 
 fn main() -> ExitCode {
@@ -149,6 +151,7 @@ fn main() -> ExitCode {
         Command::Bench { args, photo } => cmd::bench::run(&cli.common.with(photo), args),
         Command::Serve { args, photo } => cmd::serve::run(&cli.common.with(photo), args),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Db(args) => cmd::db::run(&cli.common.with(Default::default()), args),
     };
     match result {
         Ok(code) => code,

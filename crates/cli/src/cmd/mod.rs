@@ -7,6 +7,7 @@ pub mod bench_g2d;
 pub mod bench_search;
 pub mod bench_service;
 pub mod bench_soak;
+pub mod db;
 pub mod demo;
 pub mod demo_report;
 pub mod detect;
