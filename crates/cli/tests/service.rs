@@ -253,57 +253,5 @@ fn thousands_of_malformed_requests_change_nothing_and_crash_nothing() {
 fn kill_9_during_enrolments_keeps_every_acknowledged_face() {
     let Some(lfw) = lfw("kill_9_during_enrolments_keeps_every_acknowledged_face") else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let gallery = tmp.path().join("people.db");
-    let (read, write) = (key(&gallery, "read"), key(&gallery, "write"));
-    let people: Vec<String> = std::fs::read_to_string(lfw.join("peopleDevTest.txt"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .take(60)
-        .map(|l| l.split_whitespace().next().unwrap().to_string())
-        .collect();
-    let server = Server::start(&gallery, &[]);
-    let addr = server.addr.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let enrolling = std::thread::spawn(move || {
-        for name in people {
-            let photo =
-                std::fs::read(lfw.join("images_deepfunneled").join(&name).join(format!("{name}_0001.jpg"))).unwrap();
-            let auth = format!("Bearer {write}");
-            let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/jpeg")];
-            let (status, body) = raw_request(&addr, "POST", &format!("/v1/subjects/{name}/faces"), &headers, &photo);
-            if status == 0 {
-                break; // the server is gone
-            }
-            if status == 201 {
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                tx.send((name, v["face_id"].as_i64().unwrap())).unwrap();
-            }
-        }
-    });
-    // Kill once some enrolments were acknowledged, while others are on their way.
-    let mut acknowledged = Vec::new();
-    while acknowledged.len() < 15 {
-        acknowledged.push(rx.recv_timeout(Duration::from_secs(60)).expect("enrolments go on"));
-    }
-    let mut server = server;
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
-    enrolling.join().unwrap();
-    acknowledged.extend(rx.try_iter());
-
-    let check = maskid(&["gallery", "check", "--gallery", gallery.to_str().unwrap(), "--json"]);
-    let check = stdout_json(&check);
-    assert_eq!(check["integrity"], "ok", "{check}");
-    // Restarted with the sketched index: rows and sketches rebuilt from the table.
-    let server = Server::start(&gallery, &["--index", "sketch"]);
-    let (_, ready) = server.json("GET", "/readyz", &read, "application/json", b"");
-    assert_eq!(ready["faces"], check["faces"], "the index rebuilt from the table: {ready} {check}");
-    assert_eq!(ready["search"], "sketch", "{ready}");
-    for (name, face) in &acknowledged {
-        let (status, subject) = server.json("GET", &format!("/v1/subjects/{name}"), &read, "application/json", b"");
-        assert_eq!(status, 200, "{name} was acknowledged: {subject}");
-        let ids: Vec<i64> = subject["faces"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect();
-        assert!(ids.contains(face), "{name}: face {face} acknowledged, found {ids:?}");
-    }
+    acknowledged_faces_survive_kill_9(&lfw, tmp.path().join("people.db").to_str().unwrap());
 }

@@ -1,9 +1,9 @@
 //! A running `maskid serve` for the service tests, and plain HTTP/1.1 over `TcpStream`
 //! (a client library would hide what these tests look at: partial requests, raw headers).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,9 +19,11 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(gallery: &Path, extra: &[&str]) -> Server {
+    /// `maskid serve` over a gallery file or a `postgres://` URL.
+    pub fn start(gallery: impl AsRef<OsStr>, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maskid"))
-            .args(["serve", "--quiet", "--bind", "127.0.0.1:0", "--gallery", gallery.to_str().unwrap()])
+            .args(["serve", "--quiet", "--bind", "127.0.0.1:0", "--gallery"])
+            .arg(gallery.as_ref())
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -113,9 +115,10 @@ pub fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-pub fn key(gallery: &Path, role: &str) -> String {
-    stdout_json(&maskid(&["keys", "create", "--gallery", gallery.to_str().unwrap(), "--role", role, "--json"]))
-        ["secret"]
+/// A new API key's secret, for a gallery file or a `postgres://` URL.
+pub fn key(gallery: impl AsRef<OsStr>, role: &str) -> String {
+    let gallery = gallery.as_ref().to_str().unwrap();
+    stdout_json(&maskid(&["keys", "create", "--gallery", gallery, "--role", role, "--json"]))["secret"]
         .as_str()
         .unwrap()
         .to_string()
@@ -144,4 +147,63 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in {status}"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Enrolments stream into a `serve` over `gallery` (a file or a `postgres://` URL), which is
+/// killed with SIGKILL after 15 acknowledgements; a new `serve` must hold every face
+/// acknowledged, rebuilt from the table.
+pub fn acknowledged_faces_survive_kill_9(lfw: &std::path::Path, gallery: &str) {
+    let lfw = lfw.to_path_buf();
+    let (read, write) = (key(&gallery, "read"), key(&gallery, "write"));
+    let people: Vec<String> = std::fs::read_to_string(lfw.join("peopleDevTest.txt"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take(60)
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let server = Server::start(&gallery, &[]);
+    let addr = server.addr.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let enrolling = std::thread::spawn(move || {
+        for name in people {
+            let photo =
+                std::fs::read(lfw.join("images_deepfunneled").join(&name).join(format!("{name}_0001.jpg"))).unwrap();
+            let auth = format!("Bearer {write}");
+            let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/jpeg")];
+            let (status, body) = raw_request(&addr, "POST", &format!("/v1/subjects/{name}/faces"), &headers, &photo);
+            if status == 0 {
+                break; // the server is gone
+            }
+            if status == 201 {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                tx.send((name, v["face_id"].as_i64().unwrap())).unwrap();
+            }
+        }
+    });
+    // Kill once some enrolments were acknowledged, while others are on their way.
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 15 {
+        acknowledged.push(rx.recv_timeout(Duration::from_secs(60)).expect("enrolments go on"));
+    }
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    enrolling.join().unwrap();
+    acknowledged.extend(rx.try_iter());
+
+    let check = maskid(&["gallery", "check", "--gallery", gallery, "--json"]);
+    let check = stdout_json(&check);
+    assert_eq!(check["integrity"], "ok", "{check}");
+    // Restarted with the sketched index: rows and sketches rebuilt from the table.
+    let server = Server::start(gallery, &["--index", "sketch"]);
+    let (_, ready) = server.json("GET", "/readyz", &read, "application/json", b"");
+    assert_eq!(ready["faces"], check["faces"], "the index rebuilt from the table: {ready} {check}");
+    assert_eq!(ready["search"], "sketch", "{ready}");
+    for (name, face) in &acknowledged {
+        let (status, subject) = server.json("GET", &format!("/v1/subjects/{name}"), &read, "application/json", b"");
+        assert_eq!(status, 200, "{name} was acknowledged: {subject}");
+        let ids: Vec<i64> = subject["faces"].as_array().unwrap().iter().map(|f| f["id"].as_i64().unwrap()).collect();
+        assert!(ids.contains(face), "{name}: face {face} acknowledged, found {ids:?}");
+    }
 }
