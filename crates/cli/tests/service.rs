@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::server::{b64, key, multipart, raw_request, Server};
-use common::{lfw, maskid, sample, stdout_json};
+use common::server::{acknowledged_faces_survive_kill_9, b64, key, multipart, raw_request, Server};
+use common::{lfw, maskid, sample};
 use serde_json::{json, Value};
 
 #[test]
