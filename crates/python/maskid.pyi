@@ -107,7 +107,8 @@ def image_seed(key: str, seed: int) -> int:
     """The seed `maskid mask` uses for face `key` ("STEM#N") under `seed`."""
 
 class Gallery:
-    """Enrolled people in an SQLite file (created unless create=False)."""
+    """Enrolled people in an SQLite file, or in a PostgreSQL database with pgvector given as
+    "postgres://user:password@host:port/db" (created unless create=False)."""
 
     def __init__(self, path: PathLike, recognizer: Optional[Recognizer] = None, *, create: bool = True) -> None: ...
     def enroll(

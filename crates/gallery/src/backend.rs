@@ -7,7 +7,7 @@ use maskid_core::Embedding;
 
 use crate::{
     ApiKey, Candidate, Check, Enrolment, ExportedFace, ExportedSubject, FaceInfo, IndexKind, IndexState, ModelRef,
-    NewFace, Result, Role, Subject,
+    NewFace, Result, Role, Storage, Subject,
 };
 
 /// One storage backend of a gallery. Every method is one consistent step: a transaction on
@@ -39,6 +39,8 @@ pub(crate) trait Backend: Send + Sync {
     /// Adds exported rows with their creation times, all or nothing; returns (faces added,
     /// faces already there).
     fn import(&self, subjects: &[ExportedSubject], faces: &[ExportedFace]) -> Result<(usize, usize)>;
+    /// What the faces take on disk.
+    fn storage(&self) -> Result<Storage>;
     /// Every face's kept crop, by face id.
     fn crops(&self) -> Result<Vec<(i64, Option<Vec<u8>>)>>;
     /// Replaces every face's embedding and the model, all or nothing.

@@ -140,6 +140,16 @@ pub struct IndexState {
     pub sketched: bool,
 }
 
+/// What a gallery's faces take on disk ([`Gallery::storage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Storage {
+    /// The faces with their indexes: the SQLite file, or PostgreSQL's `faces` table with
+    /// its indexes and TOAST.
+    pub bytes: u64,
+    /// Of which the HNSW index (PostgreSQL; the SQLite backend's index is in memory).
+    pub search_index_bytes: Option<u64>,
+}
+
 impl Gallery {
     /// Opens a gallery, creating it when missing (an SQLite file, or maskid's tables in a
     /// PostgreSQL database, which must exist).
@@ -241,6 +251,11 @@ impl Gallery {
     /// The backend's consistency check and the counts of subjects and faces.
     pub fn check(&self) -> Result<Check> {
         self.backend.check()
+    }
+
+    /// What the faces take on disk.
+    pub fn storage(&self) -> Result<Storage> {
+        self.backend.storage()
     }
 
     /// Stores an API key of the service by the SHA-256 of its secret.

@@ -17,10 +17,10 @@ mod sketch;
 mod sqlite;
 mod store;
 
-pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState, Location};
+pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState, Location, Storage};
 pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
 pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
-pub use postgres::PostgresOptions;
+pub use postgres::{PostgresOptions, ScratchDatabase};
 pub use search::{Candidate, SubjectIndex};
 pub use store::{ApiKey, ExportedFace, ExportedSubject, FaceInfo, ModelRef, NewFace, Role, SqliteStore, Subject};
 

@@ -23,7 +23,7 @@ use crate::gallery::redacted;
 use crate::names::subject_name;
 use crate::{
     ApiKey, Candidate, Check, Duplicate, Enrolment, Error, ExportedFace, ExportedSubject, FaceInfo, IndexKind,
-    IndexState, Invalid, Missing, ModelRef, NewFace, Result, Role, Subject, Unusable, AUTO_SKETCH_FACES,
+    IndexState, Invalid, Missing, ModelRef, NewFace, Result, Role, Storage, Subject, Unusable, AUTO_SKETCH_FACES,
 };
 
 /// Schema versions, applied in order; `maskid_schema` records which ran.
@@ -791,6 +791,20 @@ impl Backend for PgGallery {
         Ok(counts)
     }
 
+    fn storage(&self) -> Result<Storage> {
+        self.run(|client| async move {
+            let row = client
+                .query_one(
+                    "SELECT pg_total_relation_size('faces'), coalesce((SELECT sum(pg_relation_size(indexname::regclass)) \
+                     FROM pg_indexes WHERE tablename = 'faces' AND indexname LIKE 'faces\\_hnsw\\_%'), 0)::bigint",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(Storage { bytes: row.get::<_, i64>(0) as u64, search_index_bytes: Some(row.get::<_, i64>(1) as u64) })
+        })
+    }
+
     fn crops(&self) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
         self.run(|client| async move {
             let rows = client.query("SELECT id, crop FROM faces ORDER BY id", &[]).await.map_err(|e| self.error(e))?;
@@ -828,6 +842,54 @@ impl Backend for PgGallery {
             tx.commit().await.map_err(e)
         })
     }
+}
+
+/// A database made for a benchmark or a test on a server maskid may create databases on
+/// (`CREATEDB`), dropped with everything in it when this is dropped.
+pub struct ScratchDatabase {
+    server: String,
+    name: String,
+    location: crate::Location,
+}
+
+impl ScratchDatabase {
+    /// Creates database `name` (which must not exist) on the server of `url`.
+    pub fn create(url: &str, name: &str) -> Result<Self> {
+        let location = match url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => return Err(Error::Invalid(Invalid::Url { url: redacted(url), reason: "no database in it".into() })),
+        };
+        admin(url, &format!("CREATE DATABASE \"{name}\""))?;
+        Ok(Self { server: url.to_string(), name: name.to_string(), location: crate::Location::Postgres(location) })
+    }
+
+    /// The new database.
+    pub fn location(&self) -> &crate::Location {
+        &self.location
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = admin(&self.server, &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)) {
+            eprintln!("maskid: dropping the scratch database {}: {e}", self.name);
+        }
+    }
+}
+
+/// One statement on its own connection (CREATE/DROP DATABASE cannot run in a transaction).
+fn admin(url: &str, sql: &str) -> Result<()> {
+    let gallery = redacted(url);
+    let unavailable = |reason: String| Error::Unavailable { gallery: gallery.clone(), reason };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| unavailable(e.to_string()))?;
+    runtime.block_on(async {
+        let (client, connection) = parse_url(url)?.connect(NoTls).await.map_err(|e| unavailable(describe(&e)))?;
+        let driver = tokio::spawn(connection);
+        let done = client.batch_execute(sql).await;
+        drop(client);
+        let _ = driver.await;
+        done.map_err(|e| Error::Postgres { gallery: gallery.clone(), source: e })
+    })
 }
 
 /// A tokio-postgres error with what it wraps: the server's message and SQLSTATE, or the

@@ -10,7 +10,7 @@ use maskid_core::Embedding;
 use crate::backend::Backend;
 use crate::{
     ApiKey, Candidate, Check, Enrolment, Error, ExportedFace, ExportedSubject, FaceInfo, IndexKind, IndexState,
-    Invalid, ModelRef, NewFace, Result, Role, SqliteStore, Subject, SubjectIndex,
+    Invalid, ModelRef, NewFace, Result, Role, SqliteStore, Storage, Subject, SubjectIndex,
 };
 
 /// A gallery file with its search index.
@@ -183,6 +183,11 @@ impl Backend for SqliteGallery {
         let counts = self.writer()?.import(subjects, faces);
         self.forget_index()?;
         counts
+    }
+
+    fn storage(&self) -> Result<Storage> {
+        let bytes = self.reader()?.file_bytes()?;
+        Ok(Storage { bytes, search_index_bytes: None })
     }
 
     fn crops(&self) -> Result<Vec<(i64, Option<Vec<u8>>)>> {

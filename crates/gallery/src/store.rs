@@ -553,6 +553,12 @@ impl SqliteStore {
         Ok((subjects as usize, faces as usize))
     }
 
+    /// Bytes of the database (pages in use times page size, write-ahead log not included).
+    pub fn file_bytes(&self) -> Result<u64> {
+        let sql = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+        Ok(self.db.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// The journal mode (`wal` once open).
     pub fn journal_mode(&self) -> Result<String> {
         Ok(self.db.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)

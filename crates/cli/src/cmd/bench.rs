@@ -63,7 +63,8 @@ pub struct Args {
     /// the first pass alone and with the rescue pass, scores, extra detections.
     #[arg(long, value_name = "DIR")]
     detect: Option<PathBuf>,
-    /// Gallery search over random 512-d unit vectors at each --search-sizes.
+    /// Gallery search over random unit vectors at each --search-sizes: the built-in index,
+    /// and PostgreSQL + pgvector with --gallery.
     #[arg(long)]
     search: bool,
     /// With --search: gallery sizes.
@@ -75,6 +76,17 @@ pub struct Args {
     /// With --search: candidates the sketched index rescores exactly.
     #[arg(long, default_value_t = maskid_gallery::DEFAULT_RESCORE)]
     rescore: usize,
+    /// With --search: values per vector (maskid's models give 128).
+    #[arg(long, default_value_t = 512)]
+    search_dim: usize,
+    /// With --search: also a PostgreSQL server with pgvector, postgres://USER:PASSWORD@HOST:PORT/DB
+    /// (maskid creates a scratch database on it for each size and drops it after: the user
+    /// needs CREATEDB).
+    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true, requires = "search")]
+    gallery: Option<maskid_gallery::Location>,
+    /// With --search --gallery: pgvector's HNSW search breadth (hnsw.ef_search).
+    #[arg(long, default_value_t = 100)]
+    ef_search: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -156,14 +168,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return g2d(global, &args);
     }
     if args.search {
-        let speeds = bench_search::search_speed(&args.search_sizes, args.queries, args.rescore)?;
+        let postgres = match &args.gallery {
+            Some(maskid_gallery::Location::Postgres(url)) => Some(bench_search::PostgresBench { url, ef_search: args.ef_search }),
+            Some(other) => anyhow::bail!("--gallery {other}: bench --search compares with PostgreSQL, give a postgres:// URL"),
+            None => None,
+        };
+        let speeds = bench_search::search_speed(&args.search_sizes, args.queries, args.rescore, args.search_dim, postgres.as_ref())?;
         if args.json {
             print_json(&speeds)?;
         } else {
             for s in &speeds {
                 println!(
-                    "{:>6} index, {:>8} vectors of {}: {} queries, p50 {:.2} ms, p99 {:.2} ms, recall@1 {:.3} \
-                     (probes) {:.3} (random), {} bytes/vector ({:.0} resident), built in {:.1} s, restart {:.1} s",
+                    "{:>14} index, {:>8} vectors of {}: {} queries, p50 {:.2} ms, p99 {:.2} ms, recall@1 {:.3} \
+                     (probes) {:.3} (random), {} bytes/vector ({:.0} resident), built in {:.1} s, restart {:.1} s, \
+                     enrol {:.0} faces/s",
                     s.index,
                     s.vectors,
                     s.dim,
@@ -175,7 +193,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     s.bytes_per_vector,
                     s.resident_bytes_per_vector.unwrap_or(f64::NAN),
                     s.build_s,
-                    s.restart_s
+                    s.restart_s,
+                    s.enrol_per_s.unwrap_or(f64::NAN)
                 );
             }
         }

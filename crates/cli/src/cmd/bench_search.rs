@@ -1,5 +1,5 @@
-//! `maskid bench --search`: gallery search over random unit vectors of 512 values (10k, 100k,
-//! 1M by default), exact and sketched: latency per query, recall@1 of the sketched search
+//! `maskid bench --search`: gallery search over random unit vectors (512 values unless
+//! `--search-dim`; 10k, 100k, 1M by default), exact and sketched: latency per query, recall@1 of the sketched search
 //! against the exact one, build time and memory per vector.
 //!
 //! Two kinds of query: *probes*, each an enrolled vector turned to cosine 0.4 from it (a hard
@@ -7,13 +7,23 @@
 //! enrolled: the best face lies near cosine 0.2, under every threshold, so which face it is
 //! never changes a decision).
 //!
-//! Each size is also written to a gallery file (two faces per person) to time a restart:
-//! opening the file and rebuilding the index from the stored embeddings.
+//! Each size is also written to a gallery file (two faces per person, enrolled one by one as
+//! `maskid enroll` does: the enrolment rate) to time a restart: opening the file and
+//! rebuilding the index from the stored embeddings.
+//!
+//! With `--gallery postgres://...`, the same vectors also go into a scratch database on that
+//! server (one face per person, by the bulk import `gallery import` uses; it is dropped
+//! after), searched through the gallery as `identify` does: exact (every row scored on the
+//! server) and by pgvector's HNSW index, against the same exact answers; then 1,000 more faces
+//! enrolled one by one.
 
 use std::time::Instant;
 
 use maskid_core::Embedding;
-use maskid_gallery::{FaceIndex, IndexKind, ModelRef, NewFace, SqliteStore, SubjectIndex};
+use maskid_gallery::{
+    ExportedFace, ExportedSubject, FaceIndex, Gallery, IndexKind, ModelRef, NewFace, PostgresOptions, ScratchDatabase,
+    SqliteStore, SubjectIndex,
+};
 use serde::Serialize;
 
 use crate::cmd::bench::percentile;
@@ -44,8 +54,19 @@ pub struct SearchSpeed {
     pub bytes_per_vector: usize,
     /// Growth of the process's resident memory per vector while the index was built.
     pub resident_bytes_per_vector: Option<f64>,
-    /// Opening a gallery file of these vectors and rebuilding this index from it.
+    /// Opening a gallery file of these vectors and rebuilding this index from it (PostgreSQL:
+    /// opening the gallery and answering a first query).
     pub restart_s: f64,
+    /// Faces enrolled per second, one by one, each in its own transaction, into a gallery
+    /// of this size.
+    pub enrol_per_s: Option<f64>,
+}
+
+/// Where `--search` also measures PostgreSQL: a server URL (maskid creates and drops a
+/// scratch database on it) and the HNSW search breadth.
+pub struct PostgresBench<'a> {
+    pub url: &'a str,
+    pub ef_search: usize,
 }
 
 /// A seeded source of uniform numbers in [-1, 1) (xorshift).
@@ -94,9 +115,15 @@ fn resident_bytes() -> Option<f64> {
 }
 
 /// Times `queries` top-10 searches of each index at each size.
-pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::Result<Vec<SearchSpeed>> {
+pub fn search_speed(
+    sizes: &[usize],
+    queries: usize,
+    rescore: usize,
+    dim: usize,
+    postgres: Option<&PostgresBench>,
+) -> anyhow::Result<Vec<SearchSpeed>> {
     anyhow::ensure!(queries > 0, "--queries must be at least 1");
-    let dim = 512;
+    anyhow::ensure!(dim >= 2, "--search-dim must be at least 2");
     let mut out = Vec::new();
     for &n in sizes {
         anyhow::ensure!(n > 0, "a gallery size of 0");
@@ -113,7 +140,9 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
         eprintln!("maskid: search over {n} vectors: writing them to a gallery file");
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("bench.db");
+        let start = Instant::now();
         write_gallery(&path, &vectors, dim)?;
+        let sqlite_enrol_per_s = n as f64 / start.elapsed().as_secs_f64();
         let restart = |kind: IndexKind| -> anyhow::Result<f64> {
             let start = Instant::now();
             let index = SubjectIndex::load(&SqliteStore::open(&path)?, kind)?;
@@ -131,7 +160,6 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
         }
         let exact_build_s = start.elapsed().as_secs_f64();
         let exact_resident = before.zip(resident_bytes()).map(|(a, b)| (b - a) / n as f64);
-        drop(vectors);
 
         eprintln!("maskid: search over {n} vectors: exact answers for {} queries", 2 * queries);
         let truth = |queries: &[f32]| -> Vec<i64> {
@@ -171,6 +199,7 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
             bytes_per_vector: index.bytes_per_vector(),
             resident_bytes_per_vector: exact_resident,
             restart_s: exact_restart_s,
+            enrol_per_s: Some(sqlite_enrol_per_s),
         });
 
         eprintln!("maskid: search over {n} vectors: sketching and timing the sketched index");
@@ -197,7 +226,122 @@ pub fn search_speed(sizes: &[usize], queries: usize, rescore: usize) -> anyhow::
             bytes_per_vector: index.bytes_per_vector(),
             resident_bytes_per_vector: exact_resident.zip(sketch_resident).map(|(a, b)| a + b),
             restart_s: sketch_restart_s,
+            enrol_per_s: Some(sqlite_enrol_per_s),
         });
+        drop(index);
+        if let Some(pg) = postgres {
+            let truth = Truth { probes: &truth_probes, random: &truth_random };
+            out.extend(postgres_speed(pg, &vectors, dim, &probes, &randoms, &truth)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The exact answers (face ids) of the probes and of the random queries.
+struct Truth<'a> {
+    probes: &'a [i64],
+    random: &'a [i64],
+}
+
+/// The same vectors in a scratch PostgreSQL database: exact and HNSW search through the
+/// gallery, as `identify` runs them.
+fn postgres_speed(
+    pg: &PostgresBench,
+    vectors: &[f32],
+    dim: usize,
+    probes: &[f32],
+    randoms: &[f32],
+    truth: &Truth,
+) -> anyhow::Result<Vec<SearchSpeed>> {
+    let n = vectors.len() / dim;
+    let scratch = ScratchDatabase::create(pg.url, &format!("maskid_bench_{}_{n}", std::process::id()))?;
+    let options = PostgresOptions { ef_search: pg.ef_search, ..Default::default() };
+    let created = "2026-01-01T00:00:00Z".to_string();
+    let subjects: Vec<ExportedSubject> = (0..n)
+        .map(|i| ExportedSubject { name: format!("f{i}"), metadata: serde_json::json!({}), created: created.clone() })
+        .collect();
+    let model = ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) };
+    let faces: Vec<ExportedFace> = vectors
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| ExportedFace {
+            subject: format!("f{i}"),
+            embedding: v.to_vec(),
+            model: model.clone(),
+            source_sha256: format!("{i:064x}"),
+            score: 1.0,
+            crop: None,
+            created: created.clone(),
+        })
+        .collect();
+    eprintln!("maskid: search over {n} vectors: loading them into PostgreSQL and building the HNSW index");
+    let start = Instant::now();
+    Gallery::open_with(scratch.location(), &options)?.add_exported(&subjects, &faces)?;
+    let build_s = start.elapsed().as_secs_f64();
+    drop((subjects, faces));
+    let mut out = Vec::new();
+    for (name, kind, limit) in [("postgres-exact", IndexKind::Exact, EXACT_TIMED), ("postgres-hnsw", IndexKind::Sketch, probes.len())] {
+        eprintln!("maskid: search over {n} vectors: timing {name}");
+        let start = Instant::now();
+        let gallery = Gallery::open_with(scratch.location(), &options)?.with_index(kind);
+        gallery.identify(&Embedding::from_unit(randoms[..dim].to_vec()), 10, 0.0)?;
+        let restart_s = start.elapsed().as_secs_f64();
+        let timed = |queries: &[f32], limit: usize| -> anyhow::Result<(Vec<f64>, Vec<i64>)> {
+            let (mut ms, mut best) = (Vec::new(), Vec::new());
+            for q in queries.chunks_exact(dim).take(limit) {
+                let t = Instant::now();
+                let found = gallery.identify(&Embedding::from_unit(q.to_vec()), 10, 0.0)?;
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+                best.push(found.first().and_then(|c| c.name[1..].parse().ok()).unwrap_or(-1));
+            }
+            Ok((ms, best))
+        };
+        let recall = |found: &[i64], truth: &[i64]| {
+            found.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / found.len() as f64
+        };
+        let (mut ms, found_probes) = timed(probes, limit)?;
+        let (random_ms, found_random) = timed(randoms, limit)?;
+        ms.extend(random_ms);
+        ms.sort_by(f64::total_cmp);
+        let storage = gallery.storage()?;
+        out.push(SearchSpeed {
+            index: name,
+            vectors: n,
+            dim,
+            queries: ms.len(),
+            rescore: None,
+            build_s,
+            p50_ms: percentile(&ms, 0.5),
+            p99_ms: percentile(&ms, 0.99),
+            recall_at_1_probes: recall(&found_probes, truth.probes),
+            recall_at_1_random: recall(&found_random, truth.random),
+            bytes_per_vector: match kind {
+                IndexKind::Exact => storage.bytes as usize / n,
+                _ => storage.search_index_bytes.unwrap_or(0) as usize / n,
+            },
+            resident_bytes_per_vector: None,
+            restart_s,
+            enrol_per_s: None,
+        });
+    }
+    eprintln!("maskid: search over {n} vectors: enrolling 1,000 more faces one by one into PostgreSQL");
+    let gallery = Gallery::open_with(scratch.location(), &options)?;
+    let mut random = Uniform(n as u64 ^ 0x5eed);
+    let extra = random.unit_vectors(1000, dim);
+    let start = Instant::now();
+    for (i, v) in extra.chunks_exact(dim).enumerate() {
+        let face = NewFace {
+            embedding: Embedding::from_unit(v.to_vec()),
+            model: model.clone(),
+            source_sha256: format!("extra-{i}"),
+            score: 1.0,
+            crop: None,
+        };
+        gallery.enroll(&format!("extra-{i}"), &serde_json::json!({}), &face)?;
+    }
+    let enrol_per_s = 1000.0 / start.elapsed().as_secs_f64();
+    for row in &mut out {
+        row.enrol_per_s = Some(enrol_per_s);
     }
     Ok(out)
 }
