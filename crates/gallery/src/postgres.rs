@@ -717,6 +717,8 @@ impl Backend for PgGallery {
             )
             .await
             .map_err(e)?;
+            // A bulk import may take minutes: no statement timeout for it.
+            tx.batch_execute("SET LOCAL statement_timeout = 0").await.map_err(e)?;
             // Faces through a staging table filled by binary COPY (fast at a million rows),
             // then inserted in file order, skipping those already there.
             tx.batch_execute(
@@ -826,6 +828,7 @@ impl Backend for PgGallery {
                 let changed = Invalid::Changed { embeddings: embeddings.len(), faces: faces as usize };
                 return Err(Error::Invalid(changed));
             }
+            tx.batch_execute("SET LOCAL statement_timeout = 0").await.map_err(e)?;
             // The old length's index would refuse the new vectors: drop it, rebuild after.
             self.set_hnsw_index(&tx, None).await?;
             let update = tx
@@ -857,7 +860,9 @@ impl ScratchDatabase {
     pub fn create(url: &str, name: &str) -> Result<Self> {
         let location = match url.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{name}"),
-            None => return Err(Error::Invalid(Invalid::Url { url: redacted(url), reason: "no database in it".into() })),
+            None => {
+                return Err(Error::Invalid(Invalid::Url { url: redacted(url), reason: "no database in it".into() }))
+            }
         };
         admin(url, &format!("CREATE DATABASE \"{name}\""))?;
         Ok(Self { server: url.to_string(), name: name.to_string(), location: crate::Location::Postgres(location) })
@@ -881,7 +886,8 @@ impl Drop for ScratchDatabase {
 fn admin(url: &str, sql: &str) -> Result<()> {
     let gallery = redacted(url);
     let unavailable = |reason: String| Error::Unavailable { gallery: gallery.clone(), reason };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| unavailable(e.to_string()))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| unavailable(e.to_string()))?;
     runtime.block_on(async {
         let (client, connection) = parse_url(url)?.connect(NoTls).await.map_err(|e| unavailable(describe(&e)))?;
         let driver = tokio::spawn(connection);

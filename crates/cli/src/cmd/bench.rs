@@ -79,11 +79,14 @@ pub struct Args {
     /// With --search: values per vector (maskid's models give 128).
     #[arg(long, default_value_t = 512)]
     search_dim: usize,
-    /// With --search: also a PostgreSQL server with pgvector, postgres://USER:PASSWORD@HOST:PORT/DB
-    /// (maskid creates a scratch database on it for each size and drops it after: the user
-    /// needs CREATEDB).
-    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true, requires = "search")]
+    /// With --search or --service: a PostgreSQL server with pgvector,
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (maskid creates a scratch database on it for
+    /// each run and drops it after: the user needs CREATEDB).
+    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
     gallery: Option<maskid_gallery::Location>,
+    /// With --service: services sharing the gallery (as `maskid serve` replicas would).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// With --search --gallery: pgvector's HNSW search breadth (hnsw.ef_search).
     #[arg(long, default_value_t = 100)]
     ef_search: usize,
@@ -162,18 +165,32 @@ fn mask_throughput(jpeg: &[u8]) -> anyhow::Result<f64> {
     Ok(count as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The PostgreSQL server of `--gallery` (the benchmarks compare a file with PostgreSQL).
+fn postgres_server(args: &Args) -> anyhow::Result<Option<&str>> {
+    match &args.gallery {
+        Some(maskid_gallery::Location::Postgres(url)) => Ok(Some(url)),
+        Some(other) => {
+            anyhow::bail!("--gallery {other}: the benchmarks use an SQLite file of their own; give a postgres:// URL")
+        }
+        None => Ok(None),
+    }
+}
+
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
     if args.train_steps.is_some() || args.model.is_some() {
         return g2d(global, &args);
     }
     if args.search {
-        let postgres = match &args.gallery {
-            Some(maskid_gallery::Location::Postgres(url)) => Some(bench_search::PostgresBench { url, ef_search: args.ef_search }),
-            Some(other) => anyhow::bail!("--gallery {other}: bench --search compares with PostgreSQL, give a postgres:// URL"),
-            None => None,
-        };
-        let speeds = bench_search::search_speed(&args.search_sizes, args.queries, args.rescore, args.search_dim, postgres.as_ref())?;
+        let postgres =
+            postgres_server(&args)?.map(|url| bench_search::PostgresBench { url, ef_search: args.ef_search });
+        let speeds = bench_search::search_speed(
+            &args.search_sizes,
+            args.queries,
+            args.rescore,
+            args.search_dim,
+            postgres.as_ref(),
+        )?;
         if args.json {
             print_json(&speeds)?;
         } else {
@@ -261,15 +278,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.service {
         let data = args.data.as_ref().expect("clap: --service requires --data");
-        let load = bench_service::load_run(global, data, args.gallery_faces, args.requests, args.rate)?;
+        let backend = bench_service::Backend { postgres: postgres_server(&args)?, replicas: args.replicas };
+        let load = bench_service::load_run(global, data, args.gallery_faces, args.requests, args.rate, &backend)?;
         if args.json {
             print_json(&load)?;
         } else {
             println!(
-                "service on loopback, gallery {} faces of {} people: {} identify requests at {:.0}/s -> {:.1}/s \
-                 achieved, {} errors; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                "service on loopback ({} gallery, {} replica(s)), gallery {} faces of {} people (enrolled at \
+                 {:.0}/s): {} identify requests at {:.0}/s -> {:.1}/s achieved, {} errors; latency p50 {:.1} ms, \
+                 p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                load.backend,
+                load.replicas,
                 load.gallery_faces,
                 load.gallery_subjects,
+                load.enrol_per_s,
                 load.requests,
                 load.target_rate_per_s,
                 load.achieved_rate_per_s,

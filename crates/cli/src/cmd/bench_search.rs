@@ -280,7 +280,9 @@ fn postgres_speed(
     let build_s = start.elapsed().as_secs_f64();
     drop((subjects, faces));
     let mut out = Vec::new();
-    for (name, kind, limit) in [("postgres-exact", IndexKind::Exact, EXACT_TIMED), ("postgres-hnsw", IndexKind::Sketch, probes.len())] {
+    for (name, kind, limit) in
+        [("postgres-exact", IndexKind::Exact, EXACT_TIMED), ("postgres-hnsw", IndexKind::Sketch, probes.len())]
+    {
         eprintln!("maskid: search over {n} vectors: timing {name}");
         let start = Instant::now();
         let gallery = Gallery::open_with(scratch.location(), &options)?.with_index(kind);

@@ -3,6 +3,11 @@
 //! then masked versions of the first ones); the requests are identify calls with real lfw
 //! DevTest photos (people not enrolled: the same work as a match), sent at a fixed rate
 //! (open loop: a late answer delays no later request) by client threads in this process.
+//!
+//! The gallery is an SQLite file, or with `--gallery postgres://...` a scratch database on
+//! that server (dropped after); `--replicas 2` serves it from two services (each with its own
+//! models and gallery connection, as two `maskid serve` would), requests alternating between
+//! them. Filling the gallery, one enrolment at a time, gives the enrolment rate.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use maskid_face::Parallelism;
-use maskid_gallery::{Gallery, NewFace};
+use maskid_gallery::{Gallery, Location, NewFace, ScratchDatabase};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
 use maskid_pipeline::{ModelChoice, TEACHER_THRESHOLD};
 use maskid_service::auth::{new_secret, secret_sha256};
@@ -26,6 +31,11 @@ use crate::common::GlobalArgs;
 /// What a load run measured.
 #[derive(Serialize)]
 pub struct ServiceLoad {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    pub replicas: usize,
+    /// Faces enrolled per second while filling the gallery (one transaction each).
+    pub enrol_per_s: f64,
     pub gallery_faces: usize,
     pub gallery_subjects: usize,
     pub requests: usize,
@@ -39,6 +49,14 @@ pub struct ServiceLoad {
     pub max_ms: f64,
 }
 
+/// Where and how the service under load keeps its gallery.
+pub struct Backend<'a> {
+    /// A PostgreSQL server URL (a scratch database is made on it), else an SQLite file.
+    pub postgres: Option<&'a str>,
+    /// Services sharing the gallery.
+    pub replicas: usize,
+}
+
 /// Fills a gallery of `faces` faces, serves it, and sends `requests` identify calls at `rate`.
 pub fn load_run(
     global: &GlobalArgs,
@@ -46,16 +64,27 @@ pub fn load_run(
     faces: usize,
     requests: usize,
     rate: f64,
+    backend: &Backend,
 ) -> anyhow::Result<ServiceLoad> {
     anyhow::ensure!(rate > 0.0 && requests > 0, "the rate and the request count must be positive");
+    anyhow::ensure!(backend.replicas >= 1, "--replicas must be at least 1");
     let home = global.assets().home().to_path_buf();
     // As `maskid serve` loads them.
     let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
     let set =
         maskid_pipeline::training_set(&home, recognizer.models(), lfw, None, &Default::default(), &global.progress())?;
     let dir = tempfile::tempdir()?;
-    let gallery = Gallery::open(&dir.path().join("bench.db"))?;
+    let scratch = match backend.postgres {
+        Some(url) => Some(ScratchDatabase::create(url, &format!("maskid_bench_service_{}", std::process::id()))?),
+        None => None,
+    };
+    let location = match &scratch {
+        Some(db) => db.location().clone(),
+        None => Location::File(dir.path().join("bench.db")),
+    };
+    let gallery = Gallery::open(&location)?;
     let model = recognizer.model();
+    let filling = Instant::now();
     for (k, face) in set.faces.iter().cycle().take(faces).enumerate() {
         let name = &set.identities[face.identity as usize];
         // Past the clean photos, masked versions of them: a second enrolment per photo.
@@ -70,6 +99,7 @@ pub fn load_run(
         let face = NewFace { embedding, model: model.clone(), source_sha256, score: 1.0, crop: None };
         gallery.enroll(name, &serde_json::json!({}), &face)?;
     }
+    let enrol_per_s = faces as f64 / filling.elapsed().as_secs_f64();
     let secret = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     gallery.add_key("bench", maskid_gallery::Role::Read, &secret_sha256(&secret))?;
     let probes: Vec<Vec<u8>> = devtest_photos(lfw, 200)?;
@@ -77,12 +107,23 @@ pub fn load_run(
     let gallery_subjects = gallery.subjects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let options = Options { threshold: TEACHER_THRESHOLD, keep_crops: false };
-    let service = runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()))?;
-    let addr = service.local_addr()?.to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(service.run(async {
-        let _ = stopped.await;
-    }));
+    let mut galleries = vec![(recognizer, gallery)];
+    for _ in 1..backend.replicas {
+        let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
+        galleries.push((recognizer, Gallery::open(&location)?));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for (recognizer, gallery) in galleries {
+        let service =
+            runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()))?;
+        addrs.push(service.local_addr()?.to_string());
+        let mut stopped = stopped.clone();
+        servers.push(runtime.spawn(service.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })));
+    }
 
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(requests)));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -90,7 +131,7 @@ pub fn load_run(
     let clients = {
         let (latencies, errors) = (latencies.clone(), errors.clone());
         open_loop(16, requests, rate, start, move |i, due| {
-            let ok = identify(&addr, &secret, &probes[i % probes.len()]).unwrap_or(false);
+            let ok = identify(&addrs[i % addrs.len()], &secret, &probes[i % probes.len()]).unwrap_or(false);
             // From the time the request was due: a queue in front of the server counts.
             latencies.lock().unwrap_or_else(|e| e.into_inner()).push(due.elapsed().as_secs_f64() * 1e3);
             if !ok {
@@ -102,12 +143,17 @@ pub fn load_run(
         c.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    runtime.block_on(server).context("server task")?;
+    let _ = stop.send(true);
+    for server in servers {
+        runtime.block_on(server).context("server task")?;
+    }
     let mut ms = Arc::try_unwrap(latencies).map_err(|_| anyhow::anyhow!("clients still hold results"))?.into_inner()?;
     ms.sort_by(f64::total_cmp);
     let errors = errors.load(Ordering::SeqCst);
     Ok(ServiceLoad {
+        backend: if backend.postgres.is_some() { "postgres" } else { "sqlite" },
+        replicas: backend.replicas,
+        enrol_per_s,
         gallery_faces: faces,
         gallery_subjects,
         requests,
