@@ -10,7 +10,7 @@ use maskid_gallery::{Gallery, ModelRef, NewFace};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let gallery = Gallery::open(&dir.path().join("people.db"))?;
+    let gallery = Gallery::open(dir.path().join("people.db"))?;
     let model = ModelRef { id: "example.onnx".into(), sha256: "0".repeat(64) };
     for (name, values) in [("ann", [1.0, 0.1, 0.0]), ("bob", [0.0, 1.0, 0.2]), ("cyd", [0.1, 0.0, 1.0])] {
         let face = NewFace {

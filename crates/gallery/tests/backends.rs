@@ -275,7 +275,7 @@ fn exact_and_approximate_search_agree(fixture: Fixture) {
     assert_eq!(fixture.open().add_exported(&subjects, &faces).unwrap(), (3000, 0));
     let exact = fixture.open().with_index(IndexKind::Exact);
     let approximate = fixture.open().with_index(IndexKind::Sketch);
-    assert_eq!(approximate.index_state().unwrap().sketched, true);
+    assert!(approximate.index_state().unwrap().sketched);
     assert_eq!(exact.index_state().unwrap().faces, 3000);
     for (i, v) in vectors.iter().enumerate().step_by(97) {
         let noisy: Vec<f32> = v.iter().map(|x| x + 0.09 * next()).collect();

@@ -154,7 +154,7 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 /// acknowledged, rebuilt from the table.
 pub fn acknowledged_faces_survive_kill_9(lfw: &std::path::Path, gallery: &str) {
     let lfw = lfw.to_path_buf();
-    let (read, write) = (key(&gallery, "read"), key(&gallery, "write"));
+    let (read, write) = (key(gallery, "read"), key(gallery, "write"));
     let people: Vec<String> = std::fs::read_to_string(lfw.join("peopleDevTest.txt"))
         .unwrap()
         .lines()
@@ -162,7 +162,7 @@ pub fn acknowledged_faces_survive_kill_9(lfw: &std::path::Path, gallery: &str) {
         .take(60)
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .collect();
-    let server = Server::start(&gallery, &[]);
+    let server = Server::start(gallery, &[]);
     let addr = server.addr.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let enrolling = std::thread::spawn(move || {
