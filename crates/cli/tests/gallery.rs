@@ -165,7 +165,7 @@ fn a_missing_gallery_is_named_the_same_way_everywhere_and_never_created() {
     ] {
         let out = maskid(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&out).contains("typo.db: no such gallery (`maskid enroll --gallery FILE`"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("typo.db: no such gallery (`maskid enroll --gallery ...`"), "{}", stderr(&out));
         assert!(!db.exists(), "{args:?} created the gallery");
     }
 }
