@@ -159,12 +159,7 @@ impl Gallery {
 
     /// [`Gallery::open`] with PostgreSQL's pool and search settings (unused for a file).
     pub fn open_with(location: impl Into<Location>, options: &PostgresOptions) -> Result<Self> {
-        let location = location.into();
-        let backend: Box<dyn Backend> = match &location {
-            Location::File(path) => Box::new(SqliteGallery::open(path, IndexKind::Auto)?),
-            Location::Postgres(url) => Box::new(PgGallery::open(url, options, true)?),
-        };
-        Ok(Self { location, backend })
+        Self::open_backend(location.into(), options, true)
     }
 
     /// Opens a gallery that must exist: reading a gallery never creates one on a mistyped
@@ -175,11 +170,17 @@ impl Gallery {
 
     /// [`Gallery::open_existing`] with PostgreSQL's settings.
     pub fn open_existing_with(location: impl Into<Location>, options: &PostgresOptions) -> Result<Self> {
-        let location = location.into();
+        Self::open_backend(location.into(), options, false)
+    }
+
+    /// The backend of `location`, created when missing if `create`.
+    fn open_backend(location: Location, options: &PostgresOptions, create: bool) -> Result<Self> {
         let backend: Box<dyn Backend> = match &location {
-            Location::File(path) if !path.is_file() => return Err(Error::NoGallery { gallery: location.to_string() }),
+            Location::File(path) if !create && !path.is_file() => {
+                return Err(Error::NoGallery { gallery: location.to_string() })
+            }
             Location::File(path) => Box::new(SqliteGallery::open(path, IndexKind::Auto)?),
-            Location::Postgres(url) => Box::new(PgGallery::open(url, options, false)?),
+            Location::Postgres(url) => Box::new(PgGallery::open(url, options, create)?),
         };
         Ok(Self { location, backend })
     }

@@ -178,9 +178,6 @@ pub fn search_speed(
             }
             (ms, best)
         };
-        let recall = |found: &[i64], truth: &[i64]| {
-            found.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / found.len() as f64
-        };
 
         eprintln!("maskid: search over {n} vectors: timing the exact index");
         let (mut ms, _) = timed(&index, &probes, EXACT_TIMED);
@@ -221,8 +218,8 @@ pub fn search_speed(
             build_s: exact_build_s + sketch_build_s,
             p50_ms: percentile(&ms, 0.5),
             p99_ms: percentile(&ms, 0.99),
-            recall_at_1_probes: recall(&found_probes, &truth_probes),
-            recall_at_1_random: recall(&found_random, &truth_random),
+            recall_at_1_probes: recall_at_1(&found_probes, &truth_probes),
+            recall_at_1_random: recall_at_1(&found_random, &truth_random),
             bytes_per_vector: index.bytes_per_vector(),
             resident_bytes_per_vector: exact_resident.zip(sketch_resident).map(|(a, b)| a + b),
             restart_s: sketch_restart_s,
@@ -260,7 +257,7 @@ fn postgres_speed(
     let subjects: Vec<ExportedSubject> = (0..n)
         .map(|i| ExportedSubject { name: format!("f{i}"), metadata: serde_json::json!({}), created: created.clone() })
         .collect();
-    let model = ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) };
+    let model = bench_model();
     let faces: Vec<ExportedFace> = vectors
         .chunks_exact(dim)
         .enumerate()
@@ -298,9 +295,6 @@ fn postgres_speed(
             }
             Ok((ms, best))
         };
-        let recall = |found: &[i64], truth: &[i64]| {
-            found.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / found.len() as f64
-        };
         let (mut ms, found_probes) = timed(probes, limit)?;
         let (random_ms, found_random) = timed(randoms, limit)?;
         ms.extend(random_ms);
@@ -315,8 +309,8 @@ fn postgres_speed(
             build_s,
             p50_ms: percentile(&ms, 0.5),
             p99_ms: percentile(&ms, 0.99),
-            recall_at_1_probes: recall(&found_probes, truth.probes),
-            recall_at_1_random: recall(&found_random, truth.random),
+            recall_at_1_probes: recall_at_1(&found_probes, truth.probes),
+            recall_at_1_random: recall_at_1(&found_random, truth.random),
             bytes_per_vector: match kind {
                 IndexKind::Exact => storage.bytes as usize / n,
                 _ => storage.search_index_bytes.unwrap_or(0) as usize / n,
@@ -332,14 +326,7 @@ fn postgres_speed(
     let extra = random.unit_vectors(1000, dim);
     let start = Instant::now();
     for (i, v) in extra.chunks_exact(dim).enumerate() {
-        let face = NewFace {
-            embedding: Embedding::from_unit(v.to_vec()),
-            model: model.clone(),
-            source_sha256: format!("extra-{i}"),
-            score: 1.0,
-            crop: None,
-        };
-        gallery.enroll(&format!("extra-{i}"), &serde_json::json!({}), &face)?;
+        gallery.enroll(&format!("extra-{i}"), &serde_json::json!({}), &random_face(v, format!("extra-{i}")))?;
     }
     let enrol_per_s = 1000.0 / start.elapsed().as_secs_f64();
     for row in &mut out {
@@ -352,20 +339,33 @@ fn postgres_speed(
 /// as `maskid enroll` writes them.
 fn write_gallery(path: &std::path::Path, vectors: &[f32], dim: usize) -> anyhow::Result<()> {
     let mut gallery = SqliteStore::open(path)?;
-    let model = ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) };
     let mut subject = 0;
     for (i, v) in vectors.chunks_exact(dim).enumerate() {
         if i % 2 == 0 {
             subject = gallery.add_subject(&format!("person-{}", i / 2), &serde_json::json!({}))?;
         }
-        let face = NewFace {
-            embedding: Embedding::from_unit(v.to_vec()),
-            model: model.clone(),
-            source_sha256: format!("{i:064x}"),
-            score: 1.0,
-            crop: None,
-        };
-        gallery.enroll(subject, &face)?;
+        gallery.enroll(subject, &random_face(v, format!("{i:064x}")))?;
     }
     Ok(())
+}
+
+/// The model the benchmark's random vectors are enrolled as.
+fn bench_model() -> ModelRef {
+    ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) }
+}
+
+/// A random unit vector as a face to enrol.
+fn random_face(values: &[f32], source_sha256: String) -> NewFace {
+    NewFace {
+        embedding: Embedding::from_unit(values.to_vec()),
+        model: bench_model(),
+        source_sha256,
+        score: 1.0,
+        crop: None,
+    }
+}
+
+/// The share of queries whose top-1 equals the exact top-1.
+fn recall_at_1(found: &[i64], truth: &[i64]) -> f64 {
+    found.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / found.len() as f64
 }
