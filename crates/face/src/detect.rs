@@ -56,23 +56,34 @@ pub const RESCUE_SCORE_THRESHOLD: f32 = 0.4;
 /// A rescued face's smallest width, as a share of the photo's shorter side.
 const RESCUE_MIN_FACE: f32 = 0.2;
 
+/// The masked-face pass's geometry: the photo's longest side, on a grey border of a fifth of
+/// it each side, on a square canvas of YuNet's stride (160 + 2 x 32 = 224). The tuned
+/// detector (`maskid train --stage detector`) learns on this geometry and runs on it.
+pub const MASKED_PASS_PHOTO_PX: u32 = 160;
+/// The masked-face pass's grey border, each side.
+pub const MASKED_PASS_BORDER_PX: u32 = 32;
+/// The masked-face pass's canvas side.
+pub const MASKED_PASS_CANVAS_PX: u32 = 224;
+
 /// YuNet on ONNX Runtime.
 pub struct Detector {
     pool: SessionPool,
     config: DetectorConfig,
+    /// YuNet tuned on masked faces, for the rescue's masked-face pass.
+    masked: Option<SessionPool>,
 }
 
 impl Detector {
     /// Loads the YuNet model file.
     pub fn new(model: &Path, config: DetectorConfig, parallelism: Parallelism) -> Result<Self> {
-        let pool = SessionPool::load(model, SymbolicDims::IMAGE_SIZE, parallelism)?;
-        if pool.input_names() != ["input"] {
-            return Err(Error::Model {
-                path: model.display().to_string(),
-                reason: "not a YuNet 2023mar detector (expected one input named `input`)".into(),
-            });
-        }
-        Ok(Self { pool, config })
+        Ok(Self { pool: load_yunet(model, parallelism)?, config, masked: None })
+    }
+
+    /// Adds the rescue's last pass: `model`, YuNet tuned on masked faces (`maskid train
+    /// --stage detector`; maskid ships one), on the photo at 160 px on a grey border.
+    pub fn with_masked_model(mut self, model: &Path, parallelism: Parallelism) -> Result<Self> {
+        self.masked = Some(load_yunet(model, parallelism)?);
+        Ok(self)
     }
 
     /// The settings in use.
@@ -91,12 +102,29 @@ impl Detector {
     /// If that finds nothing either, the photo is enlarged twice (up to 1280 px), for a small
     /// masked face in a scene, with the same floor and check.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let faces = self.detect_at(image, self.config.score_threshold, INPUT_PX)?;
+        let faces = self.detect_at(&self.pool, image, self.config.score_threshold, INPUT_PX)?;
         if !faces.is_empty() || !self.config.rescue {
             return Ok(faces);
         }
+        let faces = self.bordered_pass(&self.pool, image, RESCUE_PX)?;
+        if !faces.is_empty() {
+            return Ok(faces);
+        }
+        let faces = self.enlarged_pass(image)?;
+        if !faces.is_empty() {
+            return Ok(faces);
+        }
+        match &self.masked {
+            Some(masked) => self.bordered_pass(masked, image, MASKED_PASS_PHOTO_PX),
+            None => Ok(faces),
+        }
+    }
+
+    /// The photo's longest side at `photo_px` on a grey border of a fifth of it each side
+    /// (YuNet finds faces that fill the frame poorly), faces of at least a fifth of the photo.
+    fn bordered_pass(&self, pool: &SessionPool, image: &RgbImage, photo_px: u32) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
-        let scale = RESCUE_PX as f32 / width.max(height) as f32;
+        let scale = photo_px as f32 / width.max(height) as f32;
         let (small_w, small_h) =
             (((width as f32 * scale).round() as u32).max(1), ((height as f32 * scale).round() as u32).max(1));
         let small = if scale < 1.0 {
@@ -108,7 +136,7 @@ impl Detector {
         let mut padded = RgbImage::from_pixel(small_w + 2 * pad, small_h + 2 * pad, image::Rgb([128, 128, 128]));
         imageops::replace(&mut padded, &small, i64::from(pad), i64::from(pad));
         let mut faces: Vec<Detection> = self
-            .rescue_at(&padded, INPUT_PX)?
+            .rescue_at(pool, &padded, INPUT_PX)?
             .into_iter()
             // The pass is for faces that fill the frame, not for small ones in a scene.
             .filter(|d| d.bbox.width >= RESCUE_MIN_FACE * small_w.min(small_h) as f32)
@@ -117,18 +145,19 @@ impl Detector {
         for face in &mut faces {
             map_detection(face, |[x, y]| [(x - pad as f32) / scale, (y - pad as f32) / scale]);
         }
-        if !faces.is_empty() {
-            return Ok(faces);
-        }
-        // Still nothing: perhaps a small face in a scene. The photo enlarged (twice, up to
-        // 1280 px), same floor and landmark check.
+        Ok(faces)
+    }
+
+    /// A small face in a scene: the photo enlarged (twice, up to 1280 px).
+    fn enlarged_pass(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        let (width, height) = image.dimensions();
         let zoom = (2.0 * width.max(height) as f32).min(ZOOM_PX as f32) / width.max(height) as f32;
         if zoom <= 1.2 {
-            return Ok(faces);
+            return Ok(Vec::new());
         }
         let (big_w, big_h) = ((width as f32 * zoom).round() as u32, (height as f32 * zoom).round() as u32);
         let big = imageops::resize(image, big_w, big_h, imageops::FilterType::Triangle);
-        let mut faces = self.rescue_at(&big, ZOOM_PX)?;
+        let mut faces = self.rescue_at(&self.pool, &big, ZOOM_PX)?;
         for face in &mut faces {
             map_detection(face, |[x, y]| [x / zoom, y / zoom]);
         }
@@ -137,14 +166,14 @@ impl Detector {
 
     /// One rescue pass: faces from the rescue's score floor, those under the score threshold
     /// only with plausible landmarks.
-    fn rescue_at(&self, image: &RgbImage, max_px: u32) -> Result<Vec<Detection>> {
+    fn rescue_at(&self, pool: &SessionPool, image: &RgbImage, max_px: u32) -> Result<Vec<Detection>> {
         let floor = RESCUE_SCORE_THRESHOLD.min(self.config.score_threshold);
-        let faces = self.detect_at(image, floor, max_px)?;
+        let faces = self.detect_at(pool, image, floor, max_px)?;
         Ok(faces.into_iter().filter(|d| d.score >= self.config.score_threshold || plausible_face(d)).collect())
     }
 
     /// Faces scoring at least `threshold` in one pass.
-    fn detect_at(&self, image: &RgbImage, threshold: f32, max_px: u32) -> Result<Vec<Detection>> {
+    fn detect_at(&self, pool: &SessionPool, image: &RgbImage, threshold: f32, max_px: u32) -> Result<Vec<Detection>> {
         let (width, height) = image.dimensions();
         // The photo goes at the top left of the input, zero padding right and bottom up to the
         // next multiple of 32, as OpenCV's FaceDetectorYN pads (a 250 px LFW photo runs at
@@ -170,30 +199,9 @@ impl Detector {
         } else {
             std::borrow::Cow::Owned(imageops::resize(image, new_w, new_h, imageops::FilterType::Triangle))
         };
-        let canvas_w = new_w.div_ceil(CANVAS_STEP) * CANVAS_STEP;
-        let canvas_h = new_h.div_ceil(CANVAS_STEP) * CANVAS_STEP;
-        let plane = (canvas_w * canvas_h) as usize;
-        let mut input = vec![0f32; 3 * plane];
-        // YuNet was trained on OpenCV's BGR images, 0..255, no normalisation.
-        for (x, y, p) in resized.enumerate_pixels() {
-            let i = (y * canvas_w + x) as usize;
-            input[i] = f32::from(p[2]);
-            input[plane + i] = f32::from(p[1]);
-            input[2 * plane + i] = f32::from(p[0]);
-        }
-        let raw = self.pool.with(|session| -> Result<Vec<Vec<f32>>> {
-            let tensor = TensorRef::from_array_view(([1usize, 3, canvas_h as usize, canvas_w as usize], &input[..]))?;
-            let outputs = session.run(ort::inputs![tensor])?;
-            let mut raw = Vec::new();
-            for kind in ["cls", "obj", "bbox", "kps"] {
-                for stride in STRIDES {
-                    let (_, data) = outputs[format!("{kind}_{stride}").as_str()].try_extract_tensor::<f32>()?;
-                    raw.push(data.to_vec());
-                }
-            }
-            Ok(raw)
-        })?;
-        let mut candidates = decode(&raw, canvas_w, threshold);
+        let (input, canvas_w, canvas_h) = yunet_input(&resized);
+        let raw = run_heads(pool, &input, canvas_w, canvas_h)?;
+        let mut candidates = decode_heads(&raw, canvas_w, threshold);
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
         candidates.truncate(self.config.top_k);
         let mut faces = nms(candidates, self.config.nms_iou);
@@ -203,6 +211,57 @@ impl Detector {
         }
         Ok(faces)
     }
+
+    /// YuNet's twelve outputs for one input of [`yunet_input`] (`canvas_w` x `canvas_h`), in
+    /// the order cls, obj, bbox, kps x strides 8, 16, 32; scores after the sigmoid.
+    pub fn head_outputs(&self, input: &[f32], canvas_w: u32, canvas_h: u32) -> Result<Vec<Vec<f32>>> {
+        run_heads(&self.pool, input, canvas_w, canvas_h)
+    }
+}
+
+fn load_yunet(model: &Path, parallelism: Parallelism) -> Result<SessionPool> {
+    let pool = SessionPool::load(model, SymbolicDims::IMAGE_SIZE, parallelism)?;
+    if pool.input_names() != ["input"] {
+        return Err(Error::Model {
+            path: model.display().to_string(),
+            reason: "not a YuNet 2023mar detector (expected one input named `input`)".into(),
+        });
+    }
+    Ok(pool)
+}
+
+fn run_heads(pool: &SessionPool, input: &[f32], canvas_w: u32, canvas_h: u32) -> Result<Vec<Vec<f32>>> {
+    pool.with(|session| -> Result<Vec<Vec<f32>>> {
+        let tensor = TensorRef::from_array_view(([1usize, 3, canvas_h as usize, canvas_w as usize], input))?;
+        let outputs = session.run(ort::inputs![tensor])?;
+        let mut raw = Vec::new();
+        for kind in ["cls", "obj", "bbox", "kps"] {
+            for stride in STRIDES {
+                let (_, data) = outputs[format!("{kind}_{stride}").as_str()].try_extract_tensor::<f32>()?;
+                raw.push(data.to_vec());
+            }
+        }
+        Ok(raw)
+    })
+}
+
+/// YuNet's input for `image`: BGR planes of 0..255 values (YuNet was trained on OpenCV's
+/// images, no normalisation), the photo at the top left and zeros right and below up to the
+/// next multiple of 32, as OpenCV's FaceDetectorYN pads. Returns the planes and the canvas's
+/// width and height.
+pub fn yunet_input(image: &RgbImage) -> (Vec<f32>, u32, u32) {
+    let (width, height) = image.dimensions();
+    let canvas_w = width.div_ceil(CANVAS_STEP) * CANVAS_STEP;
+    let canvas_h = height.div_ceil(CANVAS_STEP) * CANVAS_STEP;
+    let plane = (canvas_w * canvas_h) as usize;
+    let mut input = vec![0f32; 3 * plane];
+    for (x, y, p) in image.enumerate_pixels() {
+        let i = (y * canvas_w + x) as usize;
+        input[i] = f32::from(p[2]);
+        input[plane + i] = f32::from(p[1]);
+        input[2 * plane + i] = f32::from(p[0]);
+    }
+    (input, canvas_w, canvas_h)
 }
 
 /// Moves a detection's box and points by `to`, an axis-aligned scale and shift.
@@ -234,8 +293,9 @@ pub fn plausible_face(d: &Detection) -> bool {
 }
 
 /// Decodes YuNet's outputs, ordered cls, obj, bbox, kps x strides 8, 16, 32, for an input
-/// `canvas_w` pixels wide.
-fn decode(raw: &[Vec<f32>], canvas_w: u32, score_threshold: f32) -> Vec<Detection> {
+/// `canvas_w` pixels wide: every cell scoring at least `score_threshold`, unsorted, before
+/// non-maximum suppression.
+pub fn decode_heads(raw: &[Vec<f32>], canvas_w: u32, score_threshold: f32) -> Vec<Detection> {
     let mut out = Vec::new();
     for (s, stride) in STRIDES.iter().enumerate() {
         let (cls, obj, bbox, kps) = (&raw[s], &raw[3 + s], &raw[6 + s], &raw[9 + s]);
@@ -375,7 +435,7 @@ mod tests {
         raw[5][idx] = 0.81; // obj_32
         raw[8][idx * 4..idx * 4 + 2].copy_from_slice(&[0.5, 0.5]);
         raw[11][idx * 10] = 1.0;
-        let faces = decode(&raw, canvas_w, 0.5);
+        let faces = decode_heads(&raw, canvas_w, 0.5);
         assert_eq!(faces.len(), 1);
         let f = faces[0];
         assert!((f.score - 0.9).abs() < 1e-6);

@@ -283,6 +283,137 @@ fn map_field(msg: &[u8], number: u64, edit: impl Fn(&[u8]) -> Result<Vec<u8>>) -
     Ok(out)
 }
 
+/// New float32 weights for one convolution: its kernel (with its dimensions) and its bias.
+pub struct ConvWeights {
+    /// Kernel dimensions, `[out, in / groups, kh, kw]`.
+    pub dims: [usize; 4],
+    /// Kernel values, row-major.
+    pub kernel: Vec<f32>,
+    /// One bias per output channel.
+    pub bias: Vec<f32>,
+}
+
+/// `model` with the weights of its convolutions replaced, in graph order, by `convs` (as
+/// float32 initialisers), the nodes and initialisers that only fed the old weights (int8
+/// dequantisation) dropped, and `metadata` added to the model's properties. Every other
+/// byte is kept: the graph computes what it did, with the new weights.
+pub fn replace_conv_weights(model: &[u8], convs: &[ConvWeights], metadata: &[(&str, String)]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(model.len());
+    let mut saw_graph = false;
+    for f in fields(model)? {
+        if f.number == MODEL_GRAPH && f.wire == 2 {
+            saw_graph = true;
+            write_bytes_field(&mut out, MODEL_GRAPH, &replace_in_graph(f.payload, convs)?);
+        } else {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    if !saw_graph {
+        return Err(GraphError("no graph"));
+    }
+    for (key, value) in metadata {
+        let mut entry = Vec::new();
+        write_bytes_field(&mut entry, 1, key.as_bytes());
+        write_bytes_field(&mut entry, 2, value.as_bytes());
+        write_bytes_field(&mut out, MODEL_METADATA_PROPS, &entry);
+    }
+    Ok(out)
+}
+
+const MODEL_METADATA_PROPS: u64 = 14;
+
+fn replace_in_graph(graph: &[u8], convs: &[ConvWeights]) -> Result<Vec<u8>> {
+    let graph_fields = fields(graph)?;
+    // Convolutions get their new inputs; the other nodes stay as they are.
+    let mut nodes: Vec<(Vec<u8>, Vec<String>, Vec<String>)> = Vec::new();
+    let mut conv = 0;
+    for f in graph_fields.iter().filter(|f| f.number == GRAPH_NODE) {
+        let node_fields = fields(f.payload)?;
+        let mut inputs: Vec<String> = string_fields(f.payload, NODE_INPUT)?.into_iter().map(String::from).collect();
+        let outputs: Vec<String> = string_fields(f.payload, NODE_OUTPUT)?.into_iter().map(String::from).collect();
+        let is_conv = node_fields.iter().any(|f| f.number == NODE_OP_TYPE && f.payload == b"Conv");
+        if !is_conv {
+            nodes.push((f.payload.to_vec(), inputs, outputs));
+            continue;
+        }
+        if conv >= convs.len() {
+            return Err(GraphError("more convolutions in the graph than weights given"));
+        }
+        inputs.truncate(1);
+        inputs.extend([format!("tuned_conv{conv}_w"), format!("tuned_conv{conv}_b")]);
+        let mut node = Vec::with_capacity(f.payload.len());
+        for name in &inputs {
+            write_bytes_field(&mut node, NODE_INPUT, name.as_bytes());
+        }
+        for nf in node_fields.iter().filter(|nf| nf.number != NODE_INPUT) {
+            node.extend_from_slice(nf.raw);
+        }
+        nodes.push((node, inputs, outputs));
+        conv += 1;
+    }
+    if conv != convs.len() {
+        return Err(GraphError("fewer convolutions in the graph than weights given"));
+    }
+    // Drop nodes whose outputs nothing reads any more (repeatedly: dequantisation chains).
+    let graph_outputs: HashSet<String> = graph_fields
+        .iter()
+        .filter(|f| f.number == GRAPH_OUTPUT)
+        .filter_map(|f| string_field(f.payload, VALUE_INFO_NAME).ok().flatten().map(String::from))
+        .collect();
+    loop {
+        let read: HashSet<String> = nodes.iter().flat_map(|(_, i, _)| i.iter().cloned()).collect();
+        let before = nodes.len();
+        nodes.retain(|(_, _, outputs)| {
+            outputs.iter().any(|o| read.contains(o) || graph_outputs.contains(o))
+        });
+        if nodes.len() == before {
+            break;
+        }
+    }
+    let read: HashSet<&str> = nodes.iter().flat_map(|(_, i, _)| i.iter().map(String::as_str)).collect();
+    let mut out = Vec::with_capacity(graph.len());
+    let mut nodes_written = false;
+    for f in &graph_fields {
+        match f.number {
+            GRAPH_NODE if !nodes_written => {
+                for (node, _, _) in &nodes {
+                    write_bytes_field(&mut out, GRAPH_NODE, node);
+                }
+                nodes_written = true;
+            }
+            GRAPH_NODE => {}
+            GRAPH_INITIALIZER => {
+                if string_field(f.payload, TENSOR_NAME)?.is_some_and(|name| read.contains(name)) {
+                    out.extend_from_slice(f.raw);
+                }
+            }
+            // Intermediate shapes of dropped values would dangle; ONNX Runtime infers them.
+            GRAPH_VALUE_INFO => {}
+            _ => out.extend_from_slice(f.raw),
+        }
+    }
+    for (i, c) in convs.iter().enumerate() {
+        write_bytes_field(&mut out, GRAPH_INITIALIZER, &float_tensor(&format!("tuned_conv{i}_w"), &c.dims, &c.kernel));
+        write_bytes_field(&mut out, GRAPH_INITIALIZER, &float_tensor(&format!("tuned_conv{i}_b"), &[c.dims[0]], &c.bias));
+    }
+    Ok(out)
+}
+
+/// A float32 TensorProto.
+fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for &d in dims {
+        write_varint(&mut t, TENSOR_DIMS << 3);
+        write_varint(&mut t, d as u64);
+    }
+    write_varint(&mut t, TENSOR_DATA_TYPE << 3);
+    write_varint(&mut t, 1); // FLOAT
+    write_bytes_field(&mut t, TENSOR_NAME, name.as_bytes());
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_bytes_field(&mut t, TENSOR_RAW_DATA, &raw);
+    t
+}
+
 // Field numbers for reading a graph's nodes and weights (onnx.proto).
 const NODE_OUTPUT: u64 = 2;
 const ATTRIBUTE_FLOAT: u64 = 2;

@@ -21,10 +21,12 @@ pub enum Stage {
     Reformer,
     /// 3: the classifier learns identities, backbone frozen.
     Classifier,
+    /// Apart from G2D: YuNet tuned to find masked faces (stage/detector.rs).
+    Detector,
 }
 
 impl Stage {
-    /// All stages in training order.
+    /// The G2D stages in training order (`--stage all`; the detector is trained on its own).
     pub const ALL: [Stage; 4] = [Stage::Inpaint, Stage::Encoder, Stage::Reformer, Stage::Classifier];
 
     /// The name used in configs, folders and the CLI.
@@ -34,20 +36,23 @@ impl Stage {
             Stage::Encoder => "encoder",
             Stage::Reformer => "reformer",
             Stage::Classifier => "classifier",
+            Stage::Detector => "detector",
         }
     }
 
     /// Parses a stage name.
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
-            Error::Config(format!("unknown stage '{name}': expected one of inpaint, encoder, reformer, classifier"))
+        Self::ALL.into_iter().chain([Stage::Detector]).find(|s| s.name() == name).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown stage '{name}': expected one of inpaint, encoder, reformer, classifier, detector"
+            ))
         })
     }
 
     /// The stage whose checkpoint this one starts from.
     pub fn previous(self) -> Option<Stage> {
         match self {
-            Stage::Inpaint => None,
+            Stage::Inpaint | Stage::Detector => None,
             Stage::Encoder => Some(Stage::Inpaint),
             Stage::Reformer => Some(Stage::Encoder),
             Stage::Classifier => Some(Stage::Reformer),
@@ -253,6 +258,8 @@ pub struct G2dConfig {
     pub reformer: ReformerStageConfig,
     /// Stage 3.
     pub classifier: ClassifierStageConfig,
+    /// The masked-face detector (not part of G2D).
+    pub detector: crate::stage::DetectorTuningConfig,
 }
 
 impl Default for G2dConfig {
@@ -272,6 +279,7 @@ impl G2dConfig {
             encoder: EncoderStageConfig::default(),
             reformer: ReformerStageConfig::default(),
             classifier: ClassifierStageConfig::default(),
+            detector: crate::stage::DetectorTuningConfig::default(),
         }
     }
 
@@ -328,6 +336,7 @@ impl G2dConfig {
             Stage::Encoder => &self.encoder.schedule,
             Stage::Reformer => &self.reformer.schedule,
             Stage::Classifier => &self.classifier.schedule,
+            Stage::Detector => &self.detector.schedule,
         }
     }
 

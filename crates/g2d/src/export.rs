@@ -14,12 +14,15 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, PRelu, PaddingConfig2d};
 use burn::prelude::*;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
-use maskid_face::{EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
+use maskid_face::onnx_graph::{replace_conv_weights, ConvWeights};
+use maskid_face::{Detector, DetectorConfig, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 
 use crate::data::faces_tensor;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
-use crate::model::{Backbone, Decoder, Encoder, FaceNetwork, Inpainter, Reformer, ResBlock, Student, StudentInput};
+use crate::model::{
+    Backbone, Decoder, Encoder, FaceNetwork, Inpainter, Reformer, ResBlock, Student, StudentInput, YuNet,
+};
 use crate::stage::embed_faces;
 use crate::{Error, Result};
 
@@ -172,6 +175,46 @@ pub fn load_weights(config: &crate::G2dConfig, path: &Path, device: &Device) -> 
         )));
     }
     Ok(fresh)
+}
+
+/// Writes the tuned `detector` to `path` (atomically): YuNet's own file, `original`, with the
+/// weights of its convolutions replaced (float32) and `metadata` added, so the tuned file
+/// has the same inputs, outputs and operators as the one it came from.
+pub fn export_detector_onnx(detector: &YuNet, original: &[u8], path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    let convs = detector
+        .convs()
+        .iter()
+        .map(|conv| {
+            let kernel = conv.weight.val();
+            let dims = kernel.dims();
+            let bias = conv.bias.as_ref().ok_or_else(|| Error::Export("a detector convolution without a bias".into()))?;
+            Ok(ConvWeights { dims, kernel: floats(kernel.reshape([dims.iter().product::<usize>()]))?, bias: floats(bias.val())? })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = replace_conv_weights(original, &convs, metadata).map_err(|e| Error::Export(e.to_string()))?;
+    write(path, &bytes)
+}
+
+/// Runs canvases of `maskid_face::yunet_input` (planes, width, height) through burn's
+/// `detector` and through ONNX Runtime on the exported file; returns the largest absolute
+/// difference of their outputs (scores after the sigmoid).
+pub fn detector_parity(detector: &YuNet, onnx: &Path, inputs: &[(Vec<f32>, u32, u32)], device: &Device) -> Result<f32> {
+    let runtime = Detector::new(onnx, DetectorConfig::default(), Parallelism::Latency)
+        .map_err(|e| Error::Export(format!("ONNX Runtime cannot load {}: {e}", onnx.display())))?;
+    let mut max = 0f32;
+    for (input, width, height) in inputs {
+        let ort_out = runtime
+            .head_outputs(input, *width, *height)
+            .map_err(|e| Error::Export(format!("ONNX Runtime on {}: {e}", onnx.display())))?;
+        let burn_out = detector.head_outputs(input.clone(), *width, *height, device)?;
+        for (a, b) in burn_out.iter().zip(&ort_out) {
+            if a.len() != b.len() {
+                return Err(Error::Export(format!("burn gives {} values, ONNX Runtime {}", a.len(), b.len())));
+            }
+            max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(max, f32::max);
+        }
+    }
+    Ok(max)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -23,7 +23,8 @@ pub mod stage;
 pub use burn::tensor::Device;
 pub use config::{G2dConfig, Stage};
 pub use stage::{
-    finished_with, load_backbone, load_trained_inpainter, train_stage, Progress, StageReport, TrainData, TrainOptions,
+    finished_with, load_backbone, load_trained_inpainter, train_stage, DetectorData, Progress, StageReport, TrainData,
+    TrainOptions,
 };
 
 /// Errors of training, loading and export.

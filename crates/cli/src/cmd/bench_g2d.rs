@@ -25,6 +25,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
             Stage::Encoder => &mut config.encoder.schedule,
             Stage::Reformer => &mut config.reformer.schedule,
             Stage::Classifier => &mut config.classifier.schedule,
+            Stage::Detector => &mut config.detector.schedule,
         };
         schedule.steps = steps;
         schedule.checkpoint_every = steps;
@@ -42,7 +43,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let run = tempfile::tempdir()?;
     let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
     let train =
-        TrainData { faces: &set.faces, validation: &validation, teacher_onnx: Some(&teacher_onnx), real_masks: None };
+        TrainData { faces: &set.faces, validation: &validation, teacher_onnx: Some(&teacher_onnx), real_masks: None, detector: None };
     let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };
     let mut reports = Stage::ALL
         .into_iter()

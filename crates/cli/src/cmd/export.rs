@@ -25,6 +25,10 @@ pub struct Args {
     /// The ONNX file to write.
     #[arg(short, long)]
     output: PathBuf,
+    /// Export the run's tuned face detector (`train --stage detector`) instead of a G2D model:
+    /// YuNet's file with the tuned weights, checked against burn on the sample photos.
+    #[arg(long, conflicts_with_all = ["inpainter", "checkpoint", "data"])]
+    detector: bool,
     /// Also write the inpainting network (masked face -> restored face) to this ONNX file.
     #[arg(long)]
     inpainter: Option<PathBuf>,
@@ -62,6 +66,9 @@ struct InpainterSummary {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let device = maskid_g2d::Device::flex();
+    if args.detector {
+        return export_detector(global, &args, &device);
+    }
     let (trained, _) = maskid_g2d::run::StageDir::finished(&args.run, maskid_g2d::Stage::Reformer)?;
     if trained.config()?.model.student.is_some() {
         return export_student(global, &args, &device);
@@ -177,6 +184,41 @@ fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device)
         sha256: maskid_assets::sha256_file(&args.output)?,
         embedding_dim: student.embedding_dim(),
         parity_faces: faces.len(),
+        max_abs_difference: max,
+        inpainter: None,
+        checkpoint: None,
+    };
+    print_summary(&summary, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tuned detector of a run, checked on the six sample photos at the masked-face pass's
+/// size.
+fn export_detector(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device) -> anyhow::Result<ExitCode> {
+    let yunet = std::fs::read(global.assets().get(&maskid_assets::YUNET)?)?;
+    let (detector, config) = maskid_g2d::stage::load_detector(&args.run, &yunet, device)?;
+    let metadata = [
+        ("maskid.model", "yunet-masked".to_string()),
+        ("maskid.tuned_from", format!("face_detection_yunet_2023mar_int8bq.onnx (sha256 {})", maskid_assets::YUNET.sha256)),
+        ("maskid.config", config.to_toml()),
+    ];
+    maskid_g2d::export::export_detector_onnx(&detector, &yunet, &args.output, &metadata)?;
+    let assets = global.assets();
+    let mut inputs = Vec::new();
+    for photo in maskid_assets::SAMPLE_PHOTOS.iter() {
+        let image = maskid_face::load_image(&assets.get(photo)?, maskid_face::DEFAULT_MAX_PIXELS)?;
+        let side = maskid_face::MASKED_PASS_CANVAS_PX;
+        let small = image::imageops::thumbnail(&image, side, side * image.height() / image.width().max(1));
+        inputs.push(maskid_face::yunet_input(&small));
+    }
+    let max = maskid_g2d::export::detector_parity(&detector, &args.output, &inputs, device)?;
+    check_parity(max, inputs.len(), &args.output)?;
+    let summary = Summary {
+        output: args.output.display().to_string(),
+        bytes: std::fs::metadata(&args.output)?.len(),
+        sha256: maskid_assets::sha256_file(&args.output)?,
+        embedding_dim: 0,
+        parity_faces: inputs.len(),
         max_abs_difference: max,
         inpainter: None,
         checkpoint: None,

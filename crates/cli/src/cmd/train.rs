@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskid_face::Parallelism;
-use maskid_g2d::{G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
+use maskid_core::VerificationPairs;
+use maskid_face::FacePolicy;
+use maskid_g2d::stage::LabelledPhoto;
+use maskid_g2d::{DetectorData, G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
 use maskid_mask::RealMasks;
 use maskid_pipeline::EvalOptions;
 use rayon::prelude::*;
@@ -35,7 +38,8 @@ pub struct Args {
     /// Built-in config when no --config: small (CPU) or paper (GPU).
     #[arg(long, default_value = "small")]
     preset: String,
-    /// all, inpaint, encoder, reformer or classifier.
+    /// all (the four G2D stages), inpaint, encoder, reformer, classifier, or detector (YuNet
+    /// tuned on masked faces; not part of all).
     #[arg(long, default_value = "all")]
     stage: String,
     /// Run folder (default: $MASKID_HOME/runs/<config name>).
@@ -103,6 +107,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if !global.quiet {
         eprintln!("maskid: training data {} -> run folder {}", data_root.display(), run.display());
     }
+    if stages == [Stage::Detector] {
+        let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
+        return train_detector(global, &args, &config, &models, &data_root, &options);
+    }
     // Model selection on DevTrain people held out of training, never on lfw-devtest.
     let validation_options = EvalOptions::validation(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
     let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&validation_options.data)
@@ -142,18 +150,31 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         validation: &validation,
         teacher_onnx: Some(&teacher_onnx),
         real_masks: real_masks.as_ref(),
+        detector: None,
     };
     let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
+    train_stages(global, &args, &config, &stages, &data, &options)
+}
+
+/// Trains `stages` in order, skipping those `--resume` finds finished, and reports them.
+fn train_stages(
+    global: &GlobalArgs,
+    args: &Args,
+    config: &G2dConfig,
+    stages: &[Stage],
+    data: &TrainData<'_>,
+    options: &TrainOptions<'_>,
+) -> anyhow::Result<ExitCode> {
     let mut reports: Vec<StageReport> = Vec::new();
-    for stage in stages {
-        if args.resume && maskid_g2d::finished_with(&run, stage, &config) {
+    for &stage in stages {
+        if args.resume && maskid_g2d::finished_with(options.run, stage, config) {
             if !global.quiet {
-                eprintln!("maskid: stage {} already finished in {}", stage.name(), run.display());
+                eprintln!("maskid: stage {} already finished in {}", stage.name(), options.run.display());
             }
             continue;
         }
         let bar = stage_bar(global.quiet, stage, config.schedule(stage).steps);
-        let report = maskid_g2d::train_stage(&config, stage, &data, &options, &mut |p: &Progress| {
+        let report = maskid_g2d::train_stage(config, stage, data, options, &mut |p: &Progress| {
             bar.set_position(p.step as u64);
             let validation = p.validation.map_or(String::new(), |v| format!(" | val {v:.4}"));
             bar.set_message(format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s));
@@ -168,6 +189,72 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         print_json(&reports)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--stage detector`: YuNet tuned on masked views of DevTrain photos (held-out people
+/// validate), the teacher's face on each clean photo found first (and kept in the run folder).
+fn train_detector(
+    global: &GlobalArgs,
+    args: &Args,
+    config: &G2dConfig,
+    models: &maskid_pipeline::Models,
+    data_root: &std::path::Path,
+    options: &TrainOptions<'_>,
+) -> anyhow::Result<ExitCode> {
+    let lfw = maskid_eval::Lfw::open(data_root).context("--stage detector trains on LFW (--data)")?;
+    let held_out: BTreeSet<String> =
+        lfw.devtrain_holdout_people(EvalOptions::validation(data_root.to_path_buf()).seed)?.into_iter().map(|(n, _)| n).collect();
+    let labels = options.run.join("detector-photos.json");
+    let photos: Vec<(bool, LabelledPhoto)> = match std::fs::read(&labels) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("{}: unreadable", labels.display()))?,
+        Err(_) => {
+            let mut people = lfw.people("peopleDevTrain.txt")?;
+            people.truncate(args.max_people.unwrap_or(usize::MAX));
+            let held_out = &held_out;
+            let refs: Vec<(bool, PathBuf)> = people
+                .iter()
+                .flat_map(|(name, n)| (1..=*n).map(move |i| (held_out.contains(name), maskid_eval::Lfw::image(name, i))))
+                .map(|(held, r)| (held, lfw.root().join(r.path)))
+                .collect();
+            if !global.quiet {
+                eprintln!("maskid: finding the teacher's face in {} DevTrain photos", refs.len());
+            }
+            let found: Vec<(bool, LabelledPhoto)> = refs
+                .par_iter()
+                .filter_map(|(held, path)| {
+                    let image = models.load_photo(path).ok()?;
+                    let faces = models.detector.detect(&image).ok()?;
+                    let face = maskid_face::select_faces(faces, FacePolicy::Largest, image.dimensions(), 0.8).ok()?;
+                    Some((*held, LabelledPhoto { path: path.clone(), face: *face.first()? }))
+                })
+                .filter(|(_, p)| p.face.score >= 0.8)
+                .collect();
+            std::fs::create_dir_all(options.run)?;
+            maskid_assets::write_atomic(&labels, &serde_json::to_vec(&found)?)?;
+            found
+        }
+    };
+    let (validation, train): (Vec<_>, Vec<_>) = photos.into_iter().partition(|(held, _)| *held);
+    let train: Vec<LabelledPhoto> = train.into_iter().map(|(_, p)| p).collect();
+    let validation: Vec<LabelledPhoto> = validation.into_iter().map(|(_, p)| p).collect();
+    if !global.quiet {
+        eprintln!("maskid: {} training photos, {} of held-out people", train.len(), validation.len());
+    }
+    let yunet = global.assets().get(&maskid_assets::YUNET)?;
+    let empty = VerificationPairs::default();
+    let data = TrainData {
+        faces: &[],
+        validation: &empty,
+        teacher_onnx: None,
+        real_masks: None,
+        detector: Some(DetectorData {
+            train: &train,
+            validation: &validation,
+            yunet_onnx: &yunet,
+            teacher: &models.detector,
+        }),
+    };
+    train_stages(global, args, config, &[Stage::Detector], &data, options)
 }
 
 /// The largest face of every photo under `dir`, aligned, as real masks to transplant.

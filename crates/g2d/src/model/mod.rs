@@ -10,6 +10,7 @@ mod encoder;
 mod reformer;
 mod sface;
 mod student;
+mod yunet;
 
 pub use classifier::Classifier;
 pub use discriminator::{Discriminator, DiscriminatorConfig};
@@ -17,6 +18,7 @@ pub use encoder::{Decoder, Encoder, EncoderConfig, Inpainter, ResBlock};
 pub use reformer::{BasicBlock, Reformer, ReformerConfig};
 pub use sface::{ConvUnit, SFace};
 pub use student::{Adapter, Student, StudentConfig, StudentInput};
+pub use yunet::{file_layout, YuNet, HEAD_OUTPUTS};
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;

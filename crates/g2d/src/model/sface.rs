@@ -102,20 +102,30 @@ impl SFace {
     /// Builds the network from the bytes of SFace's ONNX file.
     pub fn from_onnx(model: &[u8], device: &Device) -> Result<Self> {
         let bad = |what: String| Error::Config(format!("the SFace ONNX file: {what}"));
-        let graph = read_graph(model).map_err(|e| bad(e.to_string()))?;
-        let mut consts = graph.initializers;
-        let mut data_nodes = Vec::new();
-        for node in graph.nodes {
-            match node.op_type.as_str() {
-                "DequantizeLinear" | "Reshape" | "Constant" if node.inputs.iter().all(|i| consts.contains_key(i)) => {
-                    let value = fold_constant(&node, &consts).map_err(bad)?;
-                    consts.insert(node.outputs[0].clone(), value);
-                }
-                _ => data_nodes.push(node),
-            }
-        }
+        let (consts, data_nodes) = fold_weights(model).map_err(bad)?;
         Builder { consts: &consts, nodes: &data_nodes, at: 0, device }.build().map_err(bad)
     }
+}
+
+/// The graph of an ONNX file split in two: its weights, with every weight-side node
+/// (dequantisation, reshapes of constants) evaluated, and the nodes that touch data, in order.
+pub(crate) type FoldedGraph = (HashMap<String, ConstTensor>, Vec<GraphNode>);
+
+/// Reads `model` and folds its weight-side nodes (see [`FoldedGraph`]).
+pub(crate) fn fold_weights(model: &[u8]) -> std::result::Result<FoldedGraph, String> {
+    let graph = read_graph(model).map_err(|e| e.to_string())?;
+    let mut consts = graph.initializers;
+    let mut data_nodes = Vec::new();
+    for node in graph.nodes {
+        match node.op_type.as_str() {
+            "DequantizeLinear" | "Reshape" | "Constant" if node.inputs.iter().all(|i| consts.contains_key(i)) => {
+                let value = fold_constant(&node, &consts)?;
+                consts.insert(node.outputs[0].clone(), value);
+            }
+            _ => data_nodes.push(node),
+        }
+    }
+    Ok((consts, data_nodes))
 }
 
 /// Evaluates a weight-side node.

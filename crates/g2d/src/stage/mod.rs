@@ -2,10 +2,12 @@
 //! drives each of them: resume, batches, checkpoints, validation, metrics, progress.
 
 mod classifier;
+mod detector;
 mod inpaint;
 mod reformer;
 mod student;
 
+pub use detector::{detector_distillation_loss, load_detector, DetectorTuningConfig, LabelledPhoto};
 pub use student::{initial_student, load_student};
 
 use std::path::Path;
@@ -37,6 +39,21 @@ pub struct TrainData<'a> {
     pub teacher_onnx: Option<&'a Path>,
     /// Real masked faces for an occlusion mix with a `real` share.
     pub real_masks: Option<&'a RealMasks>,
+    /// Photos for the detector stage.
+    pub detector: Option<DetectorData<'a>>,
+}
+
+/// What the detector stage works on.
+#[derive(Clone, Copy)]
+pub struct DetectorData<'a> {
+    /// Photos of training people, with the teacher's face on each.
+    pub train: &'a [LabelledPhoto],
+    /// Photos of held-out people, for validation.
+    pub validation: &'a [LabelledPhoto],
+    /// YuNet's ONNX file: the student's starting point.
+    pub yunet_onnx: &'a Path,
+    /// YuNet as shipped, on ONNX Runtime: the teacher.
+    pub teacher: &'a maskid_face::Detector,
 }
 
 impl TrainData<'_> {
@@ -55,6 +72,10 @@ impl TrainData<'_> {
         }
         for crop in self.real_masks.map_or(&[][..], RealMasks::crops) {
             hash.update(&crop[crop.len() / 2..][..64]);
+        }
+        for photo in self.detector.iter().flat_map(|d| d.train.iter().chain(d.validation)) {
+            hash.update(photo.path.to_string_lossy().as_bytes());
+            hash.update(photo.face.score.to_le_bytes());
         }
         hex::encode(&hash.finalize()[..8])
     }
@@ -177,11 +198,25 @@ pub fn train_stage(
     options: &TrainOptions<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<StageReport> {
-    if data.faces.is_empty() {
+    if data.faces.is_empty() && stage != Stage::Detector {
         return Err(Error::Data("the training set is empty".into()));
     }
     reset_peak_memory();
     match stage {
+        Stage::Detector => {
+            let photos = data.detector.ok_or_else(|| Error::Data("the detector stage needs photos".into()))?;
+            let yunet = std::fs::read(photos.yunet_onnx)
+                .map_err(|source| Error::Io { path: photos.yunet_onnx.display().to_string(), source })?;
+            let mut stage_loop = detector::DetectorTuning::new(
+                &yunet,
+                photos.teacher,
+                &config.detector,
+                photos.train,
+                photos.validation,
+                &options.device,
+            )?;
+            drive(&mut stage_loop, config, stage, data, options, progress)
+        }
         Stage::Inpaint | Stage::Encoder => {
             let mut stage_loop = inpaint::Reconstruction::new(config, stage, data, options)?;
             drive(&mut stage_loop, config, stage, data, options, progress)

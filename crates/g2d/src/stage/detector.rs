@@ -1,0 +1,436 @@
+//! Fine-tuning YuNet to find faces behind masks, sunglasses and tight crops (issue 15), by
+//! distillation from YuNet itself: the teacher sees the clean photo with its surroundings,
+//! the student the same pixels masked (maskid's renderer), sometimes behind sunglasses, cut
+//! to a tight crop and set on the grey border of the detector's rescue pass. Both views share
+//! one geometry, so the teacher's head maps are the student's targets cell by cell: where a
+//! face is, its box and five points; where none is, no face. No boxes are labelled by hand.
+//!
+//! The student starts as the teacher. Views where the teacher itself finds no face are drawn
+//! again. Validation: held-out people's views, the share where the student's best face
+//! scores at least the default threshold and lies where the teacher's does.
+
+use std::path::PathBuf;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::{Bytes, TensorData};
+use image::RgbImage;
+use maskid_core::Detection;
+use maskid_face::{Detector, MASKED_PASS_BORDER_PX, MASKED_PASS_CANVAS_PX, MASKED_PASS_PHOTO_PX};
+use maskid_mask::{render_mask, Coverage, MaskSpec, RgbImageMut, Rng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{adam, restore_trained, step_seed, trained_parts, StageLoop, StepLoss};
+use crate::config::Schedule;
+use crate::model::{file_layout, YuNet, HEAD_OUTPUTS};
+use crate::run::{module_bytes, RunState, StageDir};
+use crate::{Error, Result};
+
+/// The masked-face pass's geometry (maskid-face), which the tuned detector learns on.
+const CANVAS_PX: usize = MASKED_PASS_CANVAS_PX as usize;
+const PHOTO_PX: usize = MASKED_PASS_PHOTO_PX as usize;
+const BORDER_PX: usize = MASKED_PASS_BORDER_PX as usize;
+/// Default score threshold of the detector, which validation counts faces at.
+const SCORE: f32 = 0.6;
+
+/// How the detector is tuned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorTuningConfig {
+    /// Steps and optimiser.
+    pub schedule: Schedule,
+    /// Share of views with a mask drawn (all styles and coverages of the synthesiser).
+    pub masked: f32,
+    /// Share of views with sunglasses drawn.
+    pub sunglasses: f32,
+    /// Share of views cut tight (from the eyebrows or the forehead to the chin or the mouth);
+    /// the rest are loose crops with the whole head.
+    pub tight: f32,
+    /// Weight of the box and landmark regression beside the score maps.
+    pub regression_weight: f32,
+    /// Convolutions before this one (in the file's order) stay the teacher's: YuNet's first
+    /// 11 work at strides 2 and 4, where burn's depthwise backward pass is slowest.
+    pub tune_from_conv: usize,
+    /// Validation views (held-out people).
+    pub validation_views: usize,
+}
+
+impl Default for DetectorTuningConfig {
+    fn default() -> Self {
+        Self {
+            schedule: Schedule {
+                steps: 1200,
+                batch_size: 16,
+                lr: 2e-4,
+                checkpoint_every: 100,
+                validate_every: 200,
+                ..Schedule::default()
+            },
+            masked: 0.85,
+            sunglasses: 0.35,
+            tight: 0.6,
+            regression_weight: 1.0,
+            tune_from_conv: 11,
+            validation_views: 384,
+        }
+    }
+}
+
+/// The tuned detector of `run`'s finished detector stage (YuNet's file `yunet_onnx` gives
+/// its shape).
+pub fn load_detector(run: &std::path::Path, yunet_onnx: &[u8], device: &Device) -> Result<(YuNet, crate::G2dConfig)> {
+    let (dir, state) = StageDir::finished(run, crate::Stage::Detector)?;
+    let fresh = YuNet::from_onnx(yunet_onnx, device)?;
+    Ok((dir.load_best(&state, fresh)?, dir.config()?))
+}
+
+/// A photo and its face as the teacher found it on the whole, clean photo.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelledPhoto {
+    /// The photo.
+    pub path: PathBuf,
+    /// The teacher's detection of its main face.
+    pub face: Detection,
+}
+
+/// Student and teacher canvases of one view: BGR planes, `[3, CANVAS_PX, CANVAS_PX]`.
+struct View {
+    student: Vec<f32>,
+    teacher: Vec<f32>,
+}
+
+/// A crop of the photo, and where it lands on the canvas: canvas = (photo - origin) * scale
+/// + border.
+#[derive(Clone, Copy)]
+struct Crop {
+    x: f32,
+    y: f32,
+    width: f32,
+    height: f32,
+}
+
+fn crop_for(face: &Detection, tight: bool, rng: &mut Rng, photo: (u32, u32)) -> Crop {
+    let [re, le, _, rm, lm] = face.landmarks.0;
+    let eye_d = ((le[0] - re[0]).powi(2) + (le[1] - re[1]).powi(2)).sqrt().max(4.0);
+    let crop = if tight {
+        // Cut at the eyebrows or the forehead, from the mouth to below the chin.
+        let top = (re[1] + le[1]) / 2.0 - eye_d * rng.range(0.15, 0.9);
+        let bottom = (rm[1] + lm[1]) / 2.0 + eye_d * rng.range(0.3, 1.2);
+        let left = re[0].min(rm[0]) - eye_d * rng.range(0.3, 0.8);
+        let right = le[0].max(lm[0]) + eye_d * rng.range(0.3, 0.8);
+        Crop { x: left, y: top, width: right - left, height: bottom - top }
+    } else {
+        let b = face.bbox;
+        let side = b.width.max(b.height) * rng.range(1.1, 2.0);
+        let aspect = rng.range(0.75, 1.25);
+        let (w, h) = (side * aspect.sqrt(), side / aspect.sqrt());
+        let cx = b.x + b.width / 2.0 + b.width * rng.range(-0.1, 0.1);
+        let cy = b.y + b.height / 2.0 + b.height * rng.range(-0.1, 0.1);
+        Crop { x: cx - w / 2.0, y: cy - h / 2.0, width: w, height: h }
+    };
+    // Inside the photo.
+    let (pw, ph) = (photo.0 as f32, photo.1 as f32);
+    let x = crop.x.clamp(0.0, pw - 8.0);
+    let y = crop.y.clamp(0.0, ph - 8.0);
+    Crop { x, y, width: (crop.x + crop.width).min(pw) - x, height: (crop.y + crop.height).min(ph) - y }
+}
+
+/// Two dark lenses over the eyes and a bridge between them.
+fn draw_sunglasses(image: &mut RgbImage, face: &Detection, rng: &mut Rng) {
+    let [re, le, ..] = face.landmarks.0;
+    let d = ((le[0] - re[0]).powi(2) + (le[1] - re[1]).powi(2)).sqrt();
+    let (rx, ry) = (d * rng.range(0.28, 0.38), d * rng.range(0.2, 0.28));
+    let shade = rng.range(10.0, 60.0);
+    let tint = [rng.range(0.8, 1.2), rng.range(0.8, 1.2), rng.range(0.8, 1.2)];
+    let colour = tint.map(|t| (shade * t).clamp(0.0, 255.0) as u8);
+    let (w, h) = image.dimensions();
+    let x0 = (re[0] - rx * 1.2).max(0.0) as u32;
+    let x1 = ((le[0] + rx * 1.2) as u32).min(w.saturating_sub(1));
+    let y0 = (re[1].min(le[1]) - ry * 1.2).max(0.0) as u32;
+    let y1 = ((re[1].max(le[1]) + ry * 1.2) as u32).min(h.saturating_sub(1));
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let lens = [re, le].iter().any(|c| ((fx - c[0]) / rx).powi(2) + ((fy - c[1]) / ry).powi(2) <= 1.0);
+            // The bridge: a band between the lenses' inner edges, at eye height.
+            let t = ((fx - re[0]) / (le[0] - re[0]).max(1.0)).clamp(0.0, 1.0);
+            let eye_y = re[1] + t * (le[1] - re[1]);
+            let bridge = fx > re[0] && fx < le[0] && (fy - eye_y + ry * 0.5).abs() < d * 0.04;
+            if lens || bridge {
+                image.put_pixel(x, y, image::Rgb(colour));
+            }
+        }
+    }
+}
+
+/// Bilinear sample of `image` at `(x, y)` (pixel centres at .5), `None` outside.
+fn sample(image: &RgbImage, x: f32, y: f32) -> Option<[f32; 3]> {
+    let (w, h) = image.dimensions();
+    let (fx, fy) = (x - 0.5, y - 0.5);
+    if fx < -0.5 || fy < -0.5 || fx > w as f32 - 0.5 || fy > h as f32 - 0.5 {
+        return None;
+    }
+    let (x0, y0) = (fx.floor().max(0.0) as u32, fy.floor().max(0.0) as u32);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (ax, ay) = ((fx - x0 as f32).clamp(0.0, 1.0), (fy - y0 as f32).clamp(0.0, 1.0));
+    let p = |x, y| image.get_pixel(x, y).0.map(f32::from);
+    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    Some(std::array::from_fn(|i| {
+        (a[i] * (1.0 - ax) + b[i] * ax) * (1.0 - ay) + (c[i] * (1.0 - ax) + d[i] * ax) * ay
+    }))
+}
+
+/// The canvas of `image` for `crop`: inside the crop, the photo; the border grey (student,
+/// as the rescue pass pads) or the photo's surroundings (teacher); zeros beyond, as YuNet's
+/// input is padded.
+fn canvas(image: &RgbImage, crop: Crop, surroundings: bool, flip: bool) -> Vec<f32> {
+    let plane = CANVAS_PX * CANVAS_PX;
+    let mut out = vec![0f32; 3 * plane];
+    let scale = PHOTO_PX as f32 / crop.width.max(crop.height);
+    let border = BORDER_PX as f32;
+    let (cw, ch) = (crop.width * scale, crop.height * scale);
+    let (extent_w, extent_h) = ((cw + 2.0 * border).round() as usize, (ch + 2.0 * border).round() as usize);
+    for v in 0..extent_h.min(CANVAS_PX) {
+        for u in 0..extent_w.min(CANVAS_PX) {
+            // A flipped view mirrors the canvas's content within its extent.
+            let su = if flip { extent_w as f32 - u as f32 - 0.5 } else { u as f32 + 0.5 };
+            let sv = v as f32 + 0.5;
+            let inside = su >= border && su < border + cw && sv >= border && sv < border + ch;
+            let rgb = if inside || surroundings {
+                sample(image, crop.x + (su - border) / scale, crop.y + (sv - border) / scale)
+            } else {
+                None
+            }
+            .unwrap_or([128.0; 3]);
+            let i = v * CANVAS_PX + u;
+            out[i] = rgb[2];
+            out[plane + i] = rgb[1];
+            out[2 * plane + i] = rgb[0];
+        }
+    }
+    out
+}
+
+/// One view of `photo` drawn from `seed`.
+fn draw_view(photo: &LabelledPhoto, config: &DetectorTuningConfig, seed: u64) -> Result<View> {
+    let clean = image::open(&photo.path)
+        .map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?
+        .to_rgb8();
+    let mut rng = Rng::new(seed);
+    let mut covered = clean.clone();
+    if rng.chance(config.masked) {
+        let (w, h) = covered.dimensions();
+        let mut target = RgbImageMut::new(w as usize, h as usize, &mut covered)
+            .map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?;
+        let spec = MaskSpec::from_seed(rng.next_u64(), None, Coverage::Random);
+        render_mask(&mut target, &photo.face.landmarks, &spec)
+            .map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?;
+    }
+    if rng.chance(config.sunglasses) {
+        draw_sunglasses(&mut covered, &photo.face, &mut rng);
+    }
+    let crop = crop_for(&photo.face, rng.chance(config.tight), &mut rng, clean.dimensions());
+    let flip = rng.chance(0.5);
+    Ok(View { student: canvas(&covered, crop, false, flip), teacher: canvas(&clean, crop, true, flip) })
+}
+
+/// `views`' canvases as one `[n, 3, CANVAS_PX, CANVAS_PX]` tensor.
+fn canvases(views: &[&Vec<f32>], device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = views.iter().flat_map(|v| v.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(values, [views.len(), 3, CANVAS_PX, CANVAS_PX]), device)
+}
+
+/// The best face in maps of the file's layout, if it scores at least `threshold`.
+fn best_face(raw: &[Vec<f32>], threshold: f32) -> Option<Detection> {
+    maskid_face::decode_heads(raw, CANVAS_PX as u32, threshold).into_iter().max_by(|a, b| a.score.total_cmp(&b.score))
+}
+
+/// Binary cross-entropy of logits `x` against probabilities `z`, per element.
+fn bce_with_logits(x: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+    x.clone().clamp_min(0.0) - x.clone() * z + (x.abs().neg().exp() + 1.0).log()
+}
+
+/// The distillation loss of the student's maps (as the network gives them: score logits, raw
+/// regressions) against the teacher's (scores as probabilities). Scores: cross-entropy to the
+/// teacher's probabilities at every cell, weighted up where the teacher sees a face (few cells
+/// do). Boxes and points: L1 to the teacher's, weighted by the teacher's face score.
+pub fn detector_distillation_loss(
+    student: &[Tensor<4>],
+    teacher: &[Tensor<4>],
+    regression_weight: f32,
+) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
+    let mut score = None;
+    let mut regression = None;
+    let add = |acc: Option<Tensor<1>>, t: Tensor<1>| Some(acc.map_or(t.clone(), |a| a + t));
+    for level in 0..3 {
+        let (tc, to) = (teacher[level].clone(), teacher[3 + level].clone());
+        let face = tc.clone() * to.clone(); // [b, 1, h, w]
+        let weight = face.clone() * 20.0 + 1.0;
+        let s = (bce_with_logits(student[level].clone(), tc) + bce_with_logits(student[3 + level].clone(), to))
+            * weight;
+        score = add(score, s.mean().reshape([1]));
+        let mass = face.clone().sum().reshape([1]) + 1.0;
+        for (offset, channels) in [(6, 4), (9, 10)] {
+            let diff = (student[offset + level].clone() - teacher[offset + level].clone()).abs();
+            let weighted = (diff * face.clone()).sum().reshape([1]) / (mass.clone() * channels as f32);
+            regression = add(regression, weighted);
+        }
+    }
+    let (score, regression) = (score.expect("three levels"), regression.expect("three levels"));
+    let total = score.clone() + regression.clone() * regression_weight;
+    (total, vec![("score", score), ("regression", regression)])
+}
+
+/// The teacher's outputs for a batch, from maps in the file's layout (one `Vec` per output
+/// per view) to `[batch, channels, H / s, W / s]` tensors.
+fn teacher_maps(views: &[Vec<Vec<f32>>], device: &Device) -> Vec<Tensor<4>> {
+    let channels = [1, 1, 1, 1, 1, 1, 4, 4, 4, 10, 10, 10];
+    (0..HEAD_OUTPUTS.len())
+        .map(|o| {
+            let side = CANVAS_PX / [8, 16, 32][o % 3];
+            let values: Vec<f32> = views.iter().flat_map(|v| v[o].iter().copied()).collect();
+            let data = TensorData::new(values, [views.len(), side, side, channels[o]]);
+            Tensor::<4>::from_data(data, device).permute([0, 3, 1, 2])
+        })
+        .collect()
+}
+
+/// The tuning loop (driven by the stage loop of stage/mod.rs).
+pub(crate) struct DetectorTuning<'a> {
+    /// YuNet as shipped, on ONNX Runtime.
+    teacher: &'a Detector,
+    student: YuNet,
+    optimizer: ModuleOptimizer,
+    config: DetectorTuningConfig,
+    train: &'a [LabelledPhoto],
+    /// Validation views (student canvas) with the teacher's face on the clean view.
+    validation: Vec<(Vec<f32>, Detection)>,
+    base: Device,
+    device: Device,
+}
+
+impl<'a> DetectorTuning<'a> {
+    pub(crate) fn new(
+        yunet_onnx: &[u8],
+        teacher: &'a Detector,
+        config: &DetectorTuningConfig,
+        train: &'a [LabelledPhoto],
+        validation: &[LabelledPhoto],
+        base: &Device,
+    ) -> Result<Self> {
+        if train.is_empty() {
+            return Err(Error::Data("no training photos with a face".into()));
+        }
+        let device = base.clone().autodiff();
+        let mut student = YuNet::from_onnx(yunet_onnx, &device)?;
+        student.freeze_before(config.tune_from_conv);
+        let mut tuning = Self {
+            teacher,
+            student,
+            optimizer: adam(&config.schedule),
+            config: config.clone(),
+            train,
+            validation: Vec::new(),
+            base: base.clone(),
+            device,
+        };
+        // Fixed validation views: the first draws the teacher finds a face in.
+        let seed = config.schedule.seed ^ 0x5eed_0f_7a11d;
+        let wanted = config.validation_views.min(validation.len());
+        let mut i = 0;
+        while tuning.validation.len() < wanted && i < 4 * validation.len() {
+            let photo = &validation[i % validation.len()];
+            let view = draw_view(photo, config, step_seed(seed, i))?;
+            if let Some(face) = best_face(&tuning.teacher_outputs(&view)?, SCORE) {
+                tuning.validation.push((view.student, face));
+            }
+            i += 1;
+        }
+        Ok(tuning)
+    }
+
+    fn teacher_outputs(&self, view: &View) -> Result<Vec<Vec<f32>>> {
+        let side = CANVAS_PX as u32;
+        self.teacher.head_outputs(&view.teacher, side, side).map_err(|e| Error::Data(format!("the teacher: {e}")))
+    }
+
+    /// Batch `step`: views the teacher finds a face in (others are drawn again), and the
+    /// teacher's maps.
+    fn batch(&self, step: usize) -> Result<(Tensor<4>, Vec<Tensor<4>>)> {
+        let size = self.config.schedule.batch_size;
+        let mut rng = Rng::new(step_seed(self.config.schedule.seed, step));
+        let mut kept: Vec<(Vec<f32>, Vec<Vec<f32>>)> = Vec::with_capacity(size);
+        let mut draws = 0;
+        while kept.len() < size {
+            let want = size - kept.len();
+            let picks: Vec<(usize, u64)> = (0..want).map(|_| (rng.below(self.train.len()), rng.next_u64())).collect();
+            let drawn: Vec<Option<(Vec<f32>, Vec<Vec<f32>>)>> = picks
+                .par_iter()
+                .map(|&(i, seed)| {
+                    let view = draw_view(&self.train[i], &self.config, seed)?;
+                    let maps = self.teacher_outputs(&view)?;
+                    Ok(best_face(&maps, SCORE).is_some().then_some((view.student, maps)))
+                })
+                .collect::<Result<_>>()?;
+            kept.extend(drawn.into_iter().flatten());
+            draws += want;
+            if draws > 8 * size {
+                return Err(Error::Data("the teacher finds no face in most training views".into()));
+            }
+        }
+        let images = canvases(&kept.iter().map(|(v, _)| v).collect::<Vec<_>>(), &self.device);
+        let maps: Vec<Vec<Vec<f32>>> = kept.into_iter().map(|(_, m)| m).collect();
+        Ok((images, teacher_maps(&maps, &self.device)))
+    }
+}
+
+impl StageLoop for DetectorTuning<'_> {
+    const METRIC: &'static str = "masked_found";
+    const VALIDATE_AT_START: bool = true;
+
+    fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        trained_parts(&self.student, &self.optimizer)
+    }
+
+    fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
+        (self.student, self.optimizer) = restore_trained(self.student.clone(), self.optimizer.clone(), dir, state)?;
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize) -> Result<StepLoss> {
+        let (images, teacher) = self.batch(step)?;
+        let student = self.student.forward(images);
+        let (total, terms) = detector_distillation_loss(&student, &teacher, self.config.regression_weight);
+        let grads = GradientsParams::from_grads(total.backward(), &self.student);
+        self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        Ok(StepLoss::read(total, terms))
+    }
+
+    fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
+        let student = self.student.valid();
+        let mut found = 0usize;
+        let mut placed = 0usize;
+        for chunk in self.validation.chunks(32) {
+            let maps = student.forward(canvases(&chunk.iter().map(|(v, _)| v).collect::<Vec<_>>(), &self.base));
+            for (i, (_, teacher_face)) in chunk.iter().enumerate() {
+                if let Some(face) = best_face(&file_layout(&maps, i)?, SCORE) {
+                    found += 1;
+                    let centre = |d: &Detection| [d.bbox.x + d.bbox.width / 2.0, d.bbox.y + d.bbox.height / 2.0];
+                    let (a, b) = (centre(&face), centre(teacher_face));
+                    let off = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+                    if off <= 0.25 * teacher_face.bbox.width {
+                        placed += 1;
+                    }
+                }
+            }
+        }
+        let n = self.validation.len().max(1) as f64;
+        let value = placed as f64 / n;
+        Ok((value, serde_json::json!({ "found": found as f64 / n, "views": self.validation.len() })))
+    }
+
+    fn best(&self) -> Result<Bytes> {
+        module_bytes(&self.student.valid())
+    }
+}
