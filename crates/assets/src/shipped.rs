@@ -32,6 +32,17 @@ pub static G2D_INPAINTER: ShippedModel = ShippedModel {
     bytes: include_bytes!("../../../models/g2d-small-unmask.onnx"),
 };
 
+/// YuNet tuned on masked faces (`maskid train --stage detector`), the detector's last rescue
+/// pass: the same inputs and outputs as YuNet.
+pub static MASKED_DETECTOR: ShippedModel = ShippedModel {
+    name: "yunet-masked.onnx",
+    sha256: "e4b357f1c99c8a96743e8d9ae9a294ae7b35552c8027dfa15619165cf93876ec",
+    bytes: include_bytes!("../../../models/yunet-masked.onnx"),
+};
+
+/// Every model file compiled into maskid.
+pub static SHIPPED_MODELS: [&ShippedModel; 3] = [&G2D_BACKBONE, &G2D_INPAINTER, &MASKED_DETECTOR];
+
 /// The embedding space of a model file, by its SHA-256: the teacher and the shipped G2D
 /// student (trained to put its embeddings where the teacher's are) share SFace's. Probes of
 /// one model can be searched among faces enrolled by another model of the same space.
@@ -76,7 +87,7 @@ mod tests {
     #[test]
     fn the_repository_files_are_the_pinned_ones_and_a_damaged_copy_is_replaced() {
         let home = tempfile::tempdir().unwrap();
-        for model in [&G2D_BACKBONE, &G2D_INPAINTER] {
+        for model in SHIPPED_MODELS {
             let repo_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(model.name);
             assert_eq!(sha256_file(&repo_file).unwrap(), model.sha256, "{}: update the pin", model.name);
             let path = model.file(home.path()).unwrap();

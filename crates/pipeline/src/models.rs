@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use image::RgbImage;
-use maskid_assets::{Assets, ONNXRUNTIME_LIB, SFACE, YUNET};
+use maskid_assets::{Assets, MASKED_DETECTOR, ONNXRUNTIME_LIB, SFACE, YUNET};
 use maskid_core::{AlignedFace, Detection, Embedding};
 use maskid_face::{
     align_face, init_runtime, load_image, select_faces, Detector, DetectorConfig, EmbedderConfig, FaceEmbedder,
@@ -59,7 +59,11 @@ impl Models {
     /// Loads ONNX Runtime and both models, fetching them on first use.
     pub fn load(assets: &Assets, config: ModelsConfig) -> Result<Self> {
         init_runtime(&assets.get(&ONNXRUNTIME_LIB)?)?;
-        let detector = Detector::new(&assets.get(&YUNET)?, config.detector, config.parallelism)?;
+        let mut detector = Detector::new(&assets.get(&YUNET)?, config.detector, config.parallelism)?;
+        if config.detector.rescue {
+            let masked = MASKED_DETECTOR.file(assets.home())?;
+            detector = detector.with_masked_model(&masked, config.parallelism)?;
+        }
         let teacher = FaceEmbedder::new(&assets.get(&SFACE)?, EmbedderConfig::sface(), config.parallelism)?;
         Ok(Self { detector, teacher, config })
     }

@@ -195,7 +195,9 @@ fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device)
 /// The tuned detector of a run, checked on the six sample photos at the masked-face pass's
 /// size.
 fn export_detector(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device) -> anyhow::Result<ExitCode> {
-    let yunet = std::fs::read(global.assets().get(&maskid_assets::YUNET)?)?;
+    let assets = global.assets();
+    maskid_face::init_runtime(&assets.get(&maskid_assets::ONNXRUNTIME_LIB)?)?;
+    let yunet = std::fs::read(assets.get(&maskid_assets::YUNET)?)?;
     let (detector, config) = maskid_g2d::stage::load_detector(&args.run, &yunet, device)?;
     let metadata = [
         ("maskid.model", "yunet-masked".to_string()),
@@ -203,7 +205,6 @@ fn export_detector(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device
         ("maskid.config", config.to_toml()),
     ];
     maskid_g2d::export::export_detector_onnx(&detector, &yunet, &args.output, &metadata)?;
-    let assets = global.assets();
     let mut inputs = Vec::new();
     for photo in maskid_assets::SAMPLE_PHOTOS.iter() {
         let image = maskid_face::load_image(&assets.get(photo)?, maskid_face::DEFAULT_MAX_PIXELS)?;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use maskid_assets::{AssetFile, G2D_BACKBONE, G2D_INPAINTER, ONNXRUNTIME_LIB, SAMPLE_PHOTOS, SFACE, YUNET};
+use maskid_assets::{AssetFile, ONNXRUNTIME_LIB, SAMPLE_PHOTOS, SFACE, SHIPPED_MODELS, YUNET};
 use serde::Serialize;
 
 use crate::common::{print_json, GlobalArgs};
@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let package = format!("{}=={} ({:?})", file.package.name, file.package.version, file.package.kind);
         rows.push(Row { file: file.name, package, sha256: file.sha256, path });
     }
-    for model in [&G2D_BACKBONE, &G2D_INPAINTER] {
+    for model in SHIPPED_MODELS {
         let path = match args.action {
             Action::Fetch => Some(model.file(assets.home())?),
             Action::List => model.cached(assets.home()),
@@ -64,7 +64,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
         println!(
             "\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}. \
-             The G2D files were trained by maskid on LFW and UTKFace (non-commercial research use): models/README.md",
+             The G2D files and the tuned detector were trained by maskid on LFW and UTKFace (non-commercial research use): models/README.md",
             assets.home().join("assets").display()
         );
     }

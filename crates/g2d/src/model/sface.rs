@@ -308,16 +308,7 @@ impl<'a> Builder<'a> {
     fn conv_unit(&mut self, input_scale: f64) -> std::result::Result<ConvUnit, String> {
         let node = self.next("Conv")?;
         let weight = self.constant(node, 1)?;
-        let attr = |name: &str, default: i64| node.ints.get(name).map_or(vec![default], Clone::clone);
-        let groups = attr("group", 1)[0] as usize;
-        let stride = attr("strides", 1)[0] as usize;
-        let pads = attr("pads", 0);
-        let pad = pads[0] as usize;
-        if pads.iter().any(|&p| p as usize != pad) || attr("dilations", 1).iter().any(|&d| d != 1) {
-            return Err("a Conv with uneven padding or dilation".into());
-        }
-        let [out, per_group, kh, kw] = <[usize; 4]>::try_from(weight.dims.as_slice())
-            .map_err(|_| format!("a Conv weight of shape {:?}", weight.dims))?;
+        let out = weight.dims.first().copied().unwrap_or(0);
         let bias = match node.inputs.get(2) {
             Some(_) => self.constant(node, 2)?.values.clone(),
             None => vec![0.0; out],
@@ -328,20 +319,49 @@ impl<'a> Builder<'a> {
         if alpha.values.len() != out {
             return Err(format!("PReLU with {} slopes after a {out}-channel Conv", alpha.values.len()));
         }
-        let per_filter = per_group * kh * kw;
+        if bias.len() != out {
+            return Err(format!("a bias of {} values for {out} channels", bias.len()));
+        }
+        let per_filter = weight.values.len() / out.max(1);
         let w: Vec<f32> =
             weight.values.iter().enumerate().map(|(i, v)| (v * input_scale * bn.a[i / per_filter]) as f32).collect();
         let b: Vec<f32> = (0..out).map(|o| (bias[o] * bn.a[o] + bn.b[o]) as f32).collect();
-        let mut conv = Conv2dConfig::new([per_group * groups, out], [kh, kw])
-            .with_stride([stride, stride])
-            .with_groups(groups)
-            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-            .init(self.device);
-        conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [out, per_group, kh, kw]), self.device));
-        conv.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [out]), self.device)));
+        let conv = onnx_conv(node, &weight.dims, w, b, self.device)?;
         let mut act = PReluConfig::new().with_num_parameters(out).init(self.device);
         let slopes: Vec<f32> = alpha.values.iter().map(|&v| v as f32).collect();
         act.alpha = Param::from_tensor(Tensor::from_data(TensorData::new(slopes, [out]), self.device));
         Ok(ConvUnit { conv, prelu: act })
     }
+}
+
+/// The burn convolution of an ONNX `Conv` node whose kernel has `dims` (`[out, in / groups, kh,
+/// kw]`), with kernel values `w` and bias `b` (as the caller computed them: folded or not).
+pub(crate) fn onnx_conv(
+    node: &GraphNode,
+    dims: &[usize],
+    w: Vec<f32>,
+    b: Vec<f32>,
+    device: &Device,
+) -> std::result::Result<Conv2d, String> {
+    let attr = |name: &str, default: i64| node.ints.get(name).map_or(vec![default], Clone::clone);
+    let groups = attr("group", 1)[0] as usize;
+    let stride = attr("strides", 1)[0] as usize;
+    let pads = attr("pads", 0);
+    let pad = pads[0] as usize;
+    if pads.iter().any(|&p| p as usize != pad) || attr("dilations", 1).iter().any(|&d| d != 1) {
+        return Err("a Conv with uneven padding or dilation".into());
+    }
+    let [out, per_group, kh, kw] =
+        <[usize; 4]>::try_from(dims).map_err(|_| format!("a Conv weight of shape {dims:?}"))?;
+    if b.len() != out {
+        return Err(format!("a bias of {} values for {out} channels", b.len()));
+    }
+    let mut conv = Conv2dConfig::new([per_group * groups, out], [kh, kw])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .init(device);
+    conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [out, per_group, kh, kw]), device));
+    conv.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [out]), device)));
+    Ok(conv)
 }

@@ -12,16 +12,14 @@
 
 use std::collections::HashMap;
 
-use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::TensorData;
 use maskid_face::onnx_graph::ConstTensor;
 
-use super::sface::fold_weights;
+use super::sface::{fold_weights, onnx_conv};
 use crate::{Error, Result};
 
 /// The outputs of YuNet's file, in the order maskid's detector reads them.
@@ -195,28 +193,8 @@ fn conv(
     bias: Option<&ConstTensor>,
     device: &Device,
 ) -> std::result::Result<Conv2d, String> {
-    let attr = |name: &str, default: i64| node.ints.get(name).map_or(vec![default], Clone::clone);
-    let groups = attr("group", 1)[0] as usize;
-    let stride = attr("strides", 1)[0] as usize;
-    let pads = attr("pads", 0);
-    let pad = pads[0] as usize;
-    if pads.iter().any(|&p| p as usize != pad) || attr("dilations", 1).iter().any(|&d| d != 1) {
-        return Err("a Conv with uneven padding or dilation".into());
-    }
-    let [out, per_group, kh, kw] = <[usize; 4]>::try_from(weight.dims.as_slice())
-        .map_err(|_| format!("a Conv weight of shape {:?}", weight.dims))?;
-    let mut conv = Conv2dConfig::new([per_group * groups, out], [kh, kw])
-        .with_stride([stride, stride])
-        .with_groups(groups)
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .init(device);
+    let out = weight.dims.first().copied().unwrap_or(0);
     let w: Vec<f32> = weight.values.iter().map(|&v| v as f32).collect();
-    conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [out, per_group, kh, kw]), device));
-    let b: Vec<f32> = match bias {
-        Some(b) if b.values.len() == out => b.values.iter().map(|&v| v as f32).collect(),
-        Some(b) => return Err(format!("a bias of {} values for {out} channels", b.values.len())),
-        None => vec![0.0; out],
-    };
-    conv.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [out]), device)));
-    Ok(conv)
+    let b: Vec<f32> = bias.map_or(vec![0.0; out], |b| b.values.iter().map(|&v| v as f32).collect());
+    onnx_conv(node, &weight.dims, w, b, device)
 }

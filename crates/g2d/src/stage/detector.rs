@@ -5,9 +5,14 @@
 //! one geometry, so the teacher's head maps are the student's targets cell by cell: where a
 //! face is, its box and five points; where none is, no face. No boxes are labelled by hand.
 //!
-//! The student starts as the teacher. Views where the teacher itself finds no face are drawn
-//! again. Validation: held-out people's views, the share where the student's best face
-//! scores at least the default threshold and lies where the teacher's does.
+//! A share of views shows no face (a part of the photo beside the face): the teacher finds
+//! none there, and the student must not either.
+//!
+//! The student starts as the teacher. Views where the teacher disagrees with how the view was
+//! cut (no face found in a view of the face, a face found beside it) are drawn again.
+//! Validation: held-out people's views; the share of face views where the student's best
+//! face scores at least the default threshold and lies where the teacher's does, less the
+//! share of face-less views where it finds a face.
 
 use std::path::PathBuf;
 
@@ -44,11 +49,18 @@ pub struct DetectorTuningConfig {
     pub masked: f32,
     /// Share of views with sunglasses drawn.
     pub sunglasses: f32,
+    /// Share of views without a face: a part of the photo beside, above or below the face,
+    /// which the teacher finds no face in either (the student must not learn that every
+    /// canvas holds a face).
+    pub faceless: f32,
     /// Share of views cut tight (from the eyebrows or the forehead to the chin or the mouth);
     /// the rest are loose crops with the whole head.
     pub tight: f32,
     /// Weight of the box and landmark regression beside the score maps.
     pub regression_weight: f32,
+    /// How much more a cell counts in the score loss where the teacher sees a face (1 + this
+    /// x the teacher's face score): few cells hold a face.
+    pub face_weight: f32,
     /// Convolutions before this one (in the file's order) stay the teacher's: YuNet's first
     /// 11 work at strides 2 and 4, where burn's depthwise backward pass is slowest.
     pub tune_from_conv: usize,
@@ -60,17 +72,19 @@ impl Default for DetectorTuningConfig {
     fn default() -> Self {
         Self {
             schedule: Schedule {
-                steps: 1200,
+                steps: 1500,
                 batch_size: 16,
                 lr: 2e-4,
                 checkpoint_every: 100,
-                validate_every: 200,
+                validate_every: 250,
                 ..Schedule::default()
             },
             masked: 0.85,
             sunglasses: 0.35,
+            faceless: 0.5,
             tight: 0.6,
             regression_weight: 1.0,
+            face_weight: 8.0,
             tune_from_conv: 11,
             validation_views: 384,
         }
@@ -98,6 +112,8 @@ pub struct LabelledPhoto {
 struct View {
     student: Vec<f32>,
     teacher: Vec<f32>,
+    /// Whether the view was cut around the face (else beside it).
+    face: bool,
 }
 
 /// A crop of the photo, and where it lands on the canvas: canvas = (photo - origin) * scale
@@ -230,9 +246,37 @@ fn draw_view(photo: &LabelledPhoto, config: &DetectorTuningConfig, seed: u64) ->
     if rng.chance(config.sunglasses) {
         draw_sunglasses(&mut covered, &photo.face, &mut rng);
     }
-    let crop = crop_for(&photo.face, rng.chance(config.tight), &mut rng, clean.dimensions());
     let flip = rng.chance(0.5);
-    Ok(View { student: canvas(&covered, crop, false, flip), teacher: canvas(&clean, crop, true, flip) })
+    if rng.chance(config.faceless) {
+        if let Some(crop) = crop_beside(&photo.face, &mut rng, clean.dimensions()) {
+            // The teacher sees the same grey border: its surroundings would hold the face.
+            let student = canvas(&covered, crop, false, flip);
+            return Ok(View { teacher: canvas(&clean, crop, false, flip), student, face: false });
+        }
+    }
+    let crop = crop_for(&photo.face, rng.chance(config.tight), &mut rng, clean.dimensions());
+    Ok(View { student: canvas(&covered, crop, false, flip), teacher: canvas(&clean, crop, true, flip), face: true })
+}
+
+/// A part of the photo clear of the face's box (grown by a tenth): below it, above it, left
+/// or right of it, at least 24 px each way; `None` when the face leaves no such part.
+fn crop_beside(face: &Detection, rng: &mut Rng, (w, h): (u32, u32)) -> Option<Crop> {
+    let b = face.bbox;
+    let (x0, y0) = (b.x - 0.1 * b.width, b.y - 0.1 * b.height);
+    let (x1, y1) = (b.x + 1.1 * b.width, b.y + 1.1 * b.height);
+    let (w, h) = (w as f32, h as f32);
+    // Free bands: (x, y, width, height).
+    let bands: Vec<[f32; 4]> = [[0.0, y1, w, h - y1], [0.0, 0.0, w, y0], [0.0, 0.0, x0, h], [x1, 0.0, w - x1, h]]
+        .into_iter()
+        .filter(|band| band[2] >= 24.0 && band[3] >= 24.0)
+        .collect();
+    if bands.is_empty() {
+        return None;
+    }
+    let [bx, by, bw, bh] = bands[rng.below(bands.len())];
+    let width = rng.range(24.0, bw);
+    let height = rng.range(24.0, bh);
+    Some(Crop { x: bx + rng.range(0.0, bw - width), y: by + rng.range(0.0, bh - height), width, height })
 }
 
 /// `views`' canvases as one `[n, 3, CANVAS_PX, CANVAS_PX]` tensor.
@@ -258,6 +302,7 @@ fn bce_with_logits(x: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
 pub fn detector_distillation_loss(
     student: &[Tensor<4>],
     teacher: &[Tensor<4>],
+    face_weight: f32,
     regression_weight: f32,
 ) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
     let mut score = None;
@@ -266,7 +311,7 @@ pub fn detector_distillation_loss(
     for level in 0..3 {
         let (tc, to) = (teacher[level].clone(), teacher[3 + level].clone());
         let face = tc.clone() * to.clone(); // [b, 1, h, w]
-        let weight = face.clone() * 20.0 + 1.0;
+        let weight = face.clone() * face_weight + 1.0;
         let s = (bce_with_logits(student[level].clone(), tc) + bce_with_logits(student[3 + level].clone(), to))
             * weight;
         score = add(score, s.mean().reshape([1]));
@@ -304,8 +349,9 @@ pub(crate) struct DetectorTuning<'a> {
     optimizer: ModuleOptimizer,
     config: DetectorTuningConfig,
     train: &'a [LabelledPhoto],
-    /// Validation views (student canvas) with the teacher's face on the clean view.
-    validation: Vec<(Vec<f32>, Detection)>,
+    /// Validation views (student canvas) with the teacher's face on the clean view, or none
+    /// for face-less views.
+    validation: Vec<(Vec<f32>, Option<Detection>)>,
     base: Device,
     device: Device,
 }
@@ -342,8 +388,8 @@ impl<'a> DetectorTuning<'a> {
         while tuning.validation.len() < wanted && i < 4 * validation.len() {
             let photo = &validation[i % validation.len()];
             let view = draw_view(photo, config, step_seed(seed, i))?;
-            if let Some(face) = best_face(&tuning.teacher_outputs(&view)?, SCORE) {
-                tuning.validation.push((view.student, face));
+            if let Some(label) = tuning.teacher_label(&view)? {
+                tuning.validation.push((view.student, label));
             }
             i += 1;
         }
@@ -353,6 +399,14 @@ impl<'a> DetectorTuning<'a> {
     fn teacher_outputs(&self, view: &View) -> Result<Vec<Vec<f32>>> {
         let side = CANVAS_PX as u32;
         self.teacher.head_outputs(&view.teacher, side, side).map_err(|e| Error::Data(format!("the teacher: {e}")))
+    }
+
+    /// What the teacher says of a view, when it agrees with how the view was cut: `Some(face)`
+    /// for a view of the face where it finds one at the default threshold, `Some(None)` for a
+    /// face-less view where it finds nothing even at half of it; `None` (draw again) otherwise.
+    fn teacher_label(&self, view: &View) -> Result<Option<Option<Detection>>> {
+        let maps = self.teacher_outputs(view)?;
+        Ok(if view.face { best_face(&maps, SCORE).map(Some) } else { best_face(&maps, SCORE / 2.0).is_none().then_some(None) })
     }
 
     /// Batch `step`: views the teacher finds a face in (others are drawn again), and the
@@ -370,7 +424,12 @@ impl<'a> DetectorTuning<'a> {
                 .map(|&(i, seed)| {
                     let view = draw_view(&self.train[i], &self.config, seed)?;
                     let maps = self.teacher_outputs(&view)?;
-                    Ok(best_face(&maps, SCORE).is_some().then_some((view.student, maps)))
+                    let agrees = if view.face {
+                        best_face(&maps, SCORE).is_some()
+                    } else {
+                        best_face(&maps, SCORE / 2.0).is_none()
+                    };
+                    Ok(agrees.then_some((view.student, maps)))
                 })
                 .collect::<Result<_>>()?;
             kept.extend(drawn.into_iter().flatten());
@@ -386,7 +445,7 @@ impl<'a> DetectorTuning<'a> {
 }
 
 impl StageLoop for DetectorTuning<'_> {
-    const METRIC: &'static str = "masked_found";
+    const METRIC: &'static str = "found_less_false";
     const VALIDATE_AT_START: bool = true;
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
@@ -401,7 +460,7 @@ impl StageLoop for DetectorTuning<'_> {
     fn step(&mut self, step: usize) -> Result<StepLoss> {
         let (images, teacher) = self.batch(step)?;
         let student = self.student.forward(images);
-        let (total, terms) = detector_distillation_loss(&student, &teacher, self.config.regression_weight);
+        let (total, terms) = detector_distillation_loss(&student, &teacher, self.config.face_weight, self.config.regression_weight);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
         self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
         Ok(StepLoss::read(total, terms))
@@ -409,25 +468,38 @@ impl StageLoop for DetectorTuning<'_> {
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
         let student = self.student.valid();
-        let mut found = 0usize;
-        let mut placed = 0usize;
+        let (mut faces, mut placed, mut faceless, mut false_faces) = (0usize, 0usize, 0usize, 0usize);
         for chunk in self.validation.chunks(32) {
             let maps = student.forward(canvases(&chunk.iter().map(|(v, _)| v).collect::<Vec<_>>(), &self.base));
-            for (i, (_, teacher_face)) in chunk.iter().enumerate() {
-                if let Some(face) = best_face(&file_layout(&maps, i)?, SCORE) {
-                    found += 1;
-                    let centre = |d: &Detection| [d.bbox.x + d.bbox.width / 2.0, d.bbox.y + d.bbox.height / 2.0];
-                    let (a, b) = (centre(&face), centre(teacher_face));
-                    let off = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-                    if off <= 0.25 * teacher_face.bbox.width {
-                        placed += 1;
+            for (i, (_, label)) in chunk.iter().enumerate() {
+                let found = best_face(&file_layout(&maps, i)?, SCORE);
+                match (label, found) {
+                    (Some(teacher_face), found) => {
+                        faces += 1;
+                        let centre = |d: &Detection| [d.bbox.x + d.bbox.width / 2.0, d.bbox.y + d.bbox.height / 2.0];
+                        let b = centre(teacher_face);
+                        let near = |face: &Detection| {
+                            let a = centre(face);
+                            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt() <= 0.25 * teacher_face.bbox.width
+                        };
+                        placed += usize::from(found.as_ref().is_some_and(near));
+                    }
+                    (None, found) => {
+                        faceless += 1;
+                        false_faces += usize::from(found.is_some());
                     }
                 }
             }
         }
-        let n = self.validation.len().max(1) as f64;
-        let value = placed as f64 / n;
-        Ok((value, serde_json::json!({ "found": found as f64 / n, "views": self.validation.len() })))
+        let share = |a: usize, n: usize| a as f64 / n.max(1) as f64;
+        // Faces found where they are, less face-less views with a "face".
+        let value = share(placed, faces) - share(false_faces, faceless);
+        let extra = serde_json::json!({
+            "faces_found": share(placed, faces),
+            "faceless_with_a_face": share(false_faces, faceless),
+            "views": self.validation.len(),
+        });
+        Ok((value, extra))
     }
 
     fn best(&self) -> Result<Bytes> {
