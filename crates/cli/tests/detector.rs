@@ -29,7 +29,11 @@ fn burn_yunet_matches_onnx_runtime_on_real_photos() {
             let worst = got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             let scale = expected.iter().map(|v| v.abs()).fold(0f32, f32::max);
             eprintln!("{name} {}: largest difference {worst} (largest value {scale})", HEAD_OUTPUTS[i]);
-            assert!(worst <= 1e-3 * scale.max(1.0), "{name} {}: burn and ONNX Runtime differ by {worst}", HEAD_OUTPUTS[i]);
+            assert!(
+                worst <= 1e-3 * scale.max(1.0),
+                "{name} {}: burn and ONNX Runtime differ by {worst}",
+                HEAD_OUTPUTS[i]
+            );
         }
     }
 }
@@ -60,7 +64,8 @@ fn the_detector_stage_stops_resumes_and_exports_a_yunet_that_onnx_runtime_runs()
     assert_eq!(first[0]["finished"], false);
     // Exporting an unfinished stage is refused with the way out.
     let output = dir.path().join("tuned.onnx");
-    let refused = common::maskid(&["export", "--run", run.to_str().unwrap(), "--detector", "-o", output.to_str().unwrap()]);
+    let refused =
+        common::maskid(&["export", "--run", run.to_str().unwrap(), "--detector", "-o", output.to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(common::stderr(&refused).contains("--resume"), "{}", common::stderr(&refused));
     let second = train(&["--resume"]);
@@ -108,7 +113,8 @@ fn the_masked_face_pass_finds_tight_masked_crops_that_yunet_alone_misses() {
             // Dark glasses: two lenses over the eyes.
             for (x, y, p) in masked.enumerate_pixels_mut() {
                 let (x, y) = (x as f32 + 0.5, y as f32 + 0.5);
-                if [re, le].iter().any(|e| ((x - e[0]) / (0.33 * d)).powi(2) + ((y - e[1]) / (0.24 * d)).powi(2) <= 1.0) {
+                if [re, le].iter().any(|e| ((x - e[0]) / (0.33 * d)).powi(2) + ((y - e[1]) / (0.24 * d)).powi(2) <= 1.0)
+                {
                     p.0 = [25, 25, 30];
                 }
             }

@@ -12,8 +12,8 @@ mod restore;
 
 pub use align::{align_face, central_crop, similarity_transform};
 pub use detect::{
-    decode_heads, plausible_face, select_faces, yunet_input, Detector, DetectorConfig, FacePolicy, MASKED_PASS_BORDER_PX,
-    MASKED_PASS_CANVAS_PX, MASKED_PASS_PHOTO_PX, RESCUE_SCORE_THRESHOLD,
+    decode_heads, plausible_face, select_faces, yunet_input, Detector, DetectorConfig, FacePolicy,
+    MASKED_PASS_BORDER_PX, MASKED_PASS_CANVAS_PX, MASKED_PASS_PHOTO_PX, RESCUE_SCORE_THRESHOLD,
 };
 pub use embed::{ChannelOrder, EmbedderConfig, FaceEmbedder};
 pub use image_io::{decode_image, decode_memory, load_image, png_bomb, png_claiming, DEFAULT_MAX_PIXELS};

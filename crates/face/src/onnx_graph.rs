@@ -363,9 +363,7 @@ fn replace_in_graph(graph: &[u8], convs: &[ConvWeights]) -> Result<Vec<u8>> {
     loop {
         let read: HashSet<String> = nodes.iter().flat_map(|(_, i, _)| i.iter().cloned()).collect();
         let before = nodes.len();
-        nodes.retain(|(_, _, outputs)| {
-            outputs.iter().any(|o| read.contains(o) || graph_outputs.contains(o))
-        });
+        nodes.retain(|(_, _, outputs)| outputs.iter().any(|o| read.contains(o) || graph_outputs.contains(o)));
         if nodes.len() == before {
             break;
         }
@@ -394,7 +392,11 @@ fn replace_in_graph(graph: &[u8], convs: &[ConvWeights]) -> Result<Vec<u8>> {
     }
     for (i, c) in convs.iter().enumerate() {
         write_bytes_field(&mut out, GRAPH_INITIALIZER, &float_tensor(&format!("tuned_conv{i}_w"), &c.dims, &c.kernel));
-        write_bytes_field(&mut out, GRAPH_INITIALIZER, &float_tensor(&format!("tuned_conv{i}_b"), &[c.dims[0]], &c.bias));
+        write_bytes_field(
+            &mut out,
+            GRAPH_INITIALIZER,
+            &float_tensor(&format!("tuned_conv{i}_b"), &[c.dims[0]], &c.bias),
+        );
     }
     Ok(out)
 }

@@ -187,8 +187,13 @@ pub fn export_detector_onnx(detector: &YuNet, original: &[u8], path: &Path, meta
         .map(|conv| {
             let kernel = conv.weight.val();
             let dims = kernel.dims();
-            let bias = conv.bias.as_ref().ok_or_else(|| Error::Export("a detector convolution without a bias".into()))?;
-            Ok(ConvWeights { dims, kernel: floats(kernel.reshape([dims.iter().product::<usize>()]))?, bias: floats(bias.val())? })
+            let bias =
+                conv.bias.as_ref().ok_or_else(|| Error::Export("a detector convolution without a bias".into()))?;
+            Ok(ConvWeights {
+                dims,
+                kernel: floats(kernel.reshape([dims.iter().product::<usize>()]))?,
+                bias: floats(bias.val())?,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = replace_conv_weights(original, &convs, metadata).map_err(|e| Error::Export(e.to_string()))?;

@@ -42,8 +42,13 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     drop(models);
     let run = tempfile::tempdir()?;
     let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
-    let train =
-        TrainData { faces: &set.faces, validation: &validation, teacher_onnx: Some(&teacher_onnx), real_masks: None, detector: None };
+    let train = TrainData {
+        faces: &set.faces,
+        validation: &validation,
+        teacher_onnx: Some(&teacher_onnx),
+        real_masks: None,
+        detector: None,
+    };
     let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };
     let mut reports = Stage::ALL
         .into_iter()

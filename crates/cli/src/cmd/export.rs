@@ -201,7 +201,10 @@ fn export_detector(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device
     let (detector, config) = maskid_g2d::stage::load_detector(&args.run, &yunet, device)?;
     let metadata = [
         ("maskid.model", "yunet-masked".to_string()),
-        ("maskid.tuned_from", format!("face_detection_yunet_2023mar_int8bq.onnx (sha256 {})", maskid_assets::YUNET.sha256)),
+        (
+            "maskid.tuned_from",
+            format!("face_detection_yunet_2023mar_int8bq.onnx (sha256 {})", maskid_assets::YUNET.sha256),
+        ),
         ("maskid.config", config.to_toml()),
     ];
     maskid_g2d::export::export_detector_onnx(&detector, &yunet, &args.output, &metadata)?;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use maskid_face::Parallelism;
 use maskid_core::VerificationPairs;
 use maskid_face::FacePolicy;
+use maskid_face::Parallelism;
 use maskid_g2d::stage::LabelledPhoto;
 use maskid_g2d::{DetectorData, G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
 use maskid_mask::RealMasks;
@@ -202,8 +202,11 @@ fn train_detector(
     options: &TrainOptions<'_>,
 ) -> anyhow::Result<ExitCode> {
     let lfw = maskid_eval::Lfw::open(data_root).context("--stage detector trains on LFW (--data)")?;
-    let held_out: BTreeSet<String> =
-        lfw.devtrain_holdout_people(EvalOptions::validation(data_root.to_path_buf()).seed)?.into_iter().map(|(n, _)| n).collect();
+    let held_out: BTreeSet<String> = lfw
+        .devtrain_holdout_people(EvalOptions::validation(data_root.to_path_buf()).seed)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let labels = options.run.join("detector-photos.json");
     let photos: Vec<(bool, LabelledPhoto)> = match std::fs::read(&labels) {
         Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("{}: unreadable", labels.display()))?,
@@ -213,7 +216,9 @@ fn train_detector(
             let held_out = &held_out;
             let refs: Vec<(bool, PathBuf)> = people
                 .iter()
-                .flat_map(|(name, n)| (1..=*n).map(move |i| (held_out.contains(name), maskid_eval::Lfw::image(name, i))))
+                .flat_map(|(name, n)| {
+                    (1..=*n).map(move |i| (held_out.contains(name), maskid_eval::Lfw::image(name, i)))
+                })
                 .map(|(held, r)| (held, lfw.root().join(r.path)))
                 .collect();
             if !global.quiet {

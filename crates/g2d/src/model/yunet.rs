@@ -23,8 +23,10 @@ use super::sface::{fold_weights, onnx_conv};
 use crate::{Error, Result};
 
 /// The outputs of YuNet's file, in the order maskid's detector reads them.
-pub const HEAD_OUTPUTS: [&str; 12] =
-    ["cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"];
+pub const HEAD_OUTPUTS: [&str; 12] = [
+    "cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16",
+    "kps_32",
+];
 
 /// One operation of the replayed graph; values are numbered 0 (the input), then one per step.
 #[derive(Clone, Debug)]

@@ -192,9 +192,7 @@ fn sample(image: &RgbImage, x: f32, y: f32) -> Option<[f32; 3]> {
     let (ax, ay) = ((fx - x0 as f32).clamp(0.0, 1.0), (fy - y0 as f32).clamp(0.0, 1.0));
     let p = |x, y| image.get_pixel(x, y).0.map(f32::from);
     let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
-    Some(std::array::from_fn(|i| {
-        (a[i] * (1.0 - ax) + b[i] * ax) * (1.0 - ay) + (c[i] * (1.0 - ax) + d[i] * ax) * ay
-    }))
+    Some(std::array::from_fn(|i| (a[i] * (1.0 - ax) + b[i] * ax) * (1.0 - ay) + (c[i] * (1.0 - ax) + d[i] * ax) * ay))
 }
 
 /// The canvas of `image` for `crop`: inside the crop, the photo; the border grey (student,
@@ -230,9 +228,7 @@ fn canvas(image: &RgbImage, crop: Crop, surroundings: bool, flip: bool) -> Vec<f
 
 /// One view of `photo` drawn from `seed`.
 fn draw_view(photo: &LabelledPhoto, config: &DetectorTuningConfig, seed: u64) -> Result<View> {
-    let clean = image::open(&photo.path)
-        .map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?
-        .to_rgb8();
+    let clean = image::open(&photo.path).map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?.to_rgb8();
     let mut rng = Rng::new(seed);
     let mut covered = clean.clone();
     if rng.chance(config.masked) {
@@ -312,8 +308,8 @@ pub fn detector_distillation_loss(
         let (tc, to) = (teacher[level].clone(), teacher[3 + level].clone());
         let face = tc.clone() * to.clone(); // [b, 1, h, w]
         let weight = face.clone() * face_weight + 1.0;
-        let s = (bce_with_logits(student[level].clone(), tc) + bce_with_logits(student[3 + level].clone(), to))
-            * weight;
+        let s =
+            (bce_with_logits(student[level].clone(), tc) + bce_with_logits(student[3 + level].clone(), to)) * weight;
         score = add(score, s.mean().reshape([1]));
         let mass = face.clone().sum().reshape([1]) + 1.0;
         for (offset, channels) in [(6, 4), (9, 10)] {
@@ -340,6 +336,9 @@ fn teacher_maps(views: &[Vec<Vec<f32>>], device: &Device) -> Vec<Tensor<4>> {
         })
         .collect()
 }
+
+/// A student canvas and the teacher's maps of its view (the file's layout).
+type TrainingView = (Vec<f32>, Vec<Vec<f32>>);
 
 /// The tuning loop (driven by the stage loop of stage/mod.rs).
 pub(crate) struct DetectorTuning<'a> {
@@ -382,7 +381,7 @@ impl<'a> DetectorTuning<'a> {
             device,
         };
         // Fixed validation views: the first draws the teacher finds a face in.
-        let seed = config.schedule.seed ^ 0x5eed_0f_7a11d;
+        let seed = config.schedule.seed ^ 0x05ee_d0f7_a11d;
         let wanted = config.validation_views.min(validation.len());
         let mut i = 0;
         while tuning.validation.len() < wanted && i < 4 * validation.len() {
@@ -406,7 +405,11 @@ impl<'a> DetectorTuning<'a> {
     /// face-less view where it finds nothing even at half of it; `None` (draw again) otherwise.
     fn teacher_label(&self, view: &View) -> Result<Option<Option<Detection>>> {
         let maps = self.teacher_outputs(view)?;
-        Ok(if view.face { best_face(&maps, SCORE).map(Some) } else { best_face(&maps, SCORE / 2.0).is_none().then_some(None) })
+        Ok(if view.face {
+            best_face(&maps, SCORE).map(Some)
+        } else {
+            best_face(&maps, SCORE / 2.0).is_none().then_some(None)
+        })
     }
 
     /// Batch `step`: views the teacher finds a face in (others are drawn again), and the
@@ -414,12 +417,12 @@ impl<'a> DetectorTuning<'a> {
     fn batch(&self, step: usize) -> Result<(Tensor<4>, Vec<Tensor<4>>)> {
         let size = self.config.schedule.batch_size;
         let mut rng = Rng::new(step_seed(self.config.schedule.seed, step));
-        let mut kept: Vec<(Vec<f32>, Vec<Vec<f32>>)> = Vec::with_capacity(size);
+        let mut kept: Vec<TrainingView> = Vec::with_capacity(size);
         let mut draws = 0;
         while kept.len() < size {
             let want = size - kept.len();
             let picks: Vec<(usize, u64)> = (0..want).map(|_| (rng.below(self.train.len()), rng.next_u64())).collect();
-            let drawn: Vec<Option<(Vec<f32>, Vec<Vec<f32>>)>> = picks
+            let drawn: Vec<Option<TrainingView>> = picks
                 .par_iter()
                 .map(|&(i, seed)| {
                     let view = draw_view(&self.train[i], &self.config, seed)?;
@@ -460,7 +463,8 @@ impl StageLoop for DetectorTuning<'_> {
     fn step(&mut self, step: usize) -> Result<StepLoss> {
         let (images, teacher) = self.batch(step)?;
         let student = self.student.forward(images);
-        let (total, terms) = detector_distillation_loss(&student, &teacher, self.config.face_weight, self.config.regression_weight);
+        let (total, terms) =
+            detector_distillation_loss(&student, &teacher, self.config.face_weight, self.config.regression_weight);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
         self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
         Ok(StepLoss::read(total, terms))
