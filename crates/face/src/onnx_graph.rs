@@ -9,7 +9,9 @@
 //! Fixed dimensions can also be made symbolic: SFace's batch, and YuNet's input height and
 //! width (its graph reshapes with -1 and resizes by scale, so it runs at any multiple of 32).
 //!
-//! Only the fields touched are decoded; every other byte is copied as it is.
+//! Only the fields touched are decoded; every other byte is copied as it is. The same
+//! field-level editing writes a tuned YuNet: [`replace_conv_weights`] swaps its convolutions'
+//! weights for float32 ones and drops what only fed the old ones.
 
 use std::collections::HashSet;
 
