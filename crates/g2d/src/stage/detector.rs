@@ -126,6 +126,9 @@ struct Crop {
     height: f32,
 }
 
+/// A crop around the face, inside the photo: `tight`, as most real masked-face photos are cut
+/// (from the eyebrows or forehead to the mouth or below the chin), or loose, the whole head
+/// with some surroundings.
 fn crop_for(face: &Detection, tight: bool, rng: &mut Rng, photo: (u32, u32)) -> Crop {
     let [re, le, _, rm, lm] = face.landmarks.0;
     let eye_d = ((le[0] - re[0]).powi(2) + (le[1] - re[1]).powi(2)).sqrt().max(4.0);
