@@ -60,10 +60,12 @@ const RESCUE_MIN_FACE: f32 = 0.2;
 /// it each side, on a square canvas of YuNet's stride (160 + 2 x 32 = 224). The tuned
 /// detector (`maskid train --stage detector`) learns on this geometry and runs on it.
 pub const MASKED_PASS_PHOTO_PX: u32 = 160;
-/// The masked-face pass's grey border, each side.
-pub const MASKED_PASS_BORDER_PX: u32 = 32;
-/// The masked-face pass's canvas side.
-pub const MASKED_PASS_CANVAS_PX: u32 = 224;
+/// The masked-face pass's grey border, each side: the rescue's share of the photo, rounded
+/// as [`Detector::detect`]'s bordered passes round it.
+pub const MASKED_PASS_BORDER_PX: u32 = (MASKED_PASS_PHOTO_PX as f32 * RESCUE_PAD).round() as u32;
+/// The masked-face pass's canvas side: photo and borders, up to YuNet's stride.
+pub const MASKED_PASS_CANVAS_PX: u32 =
+    (MASKED_PASS_PHOTO_PX + 2 * MASKED_PASS_BORDER_PX).div_ceil(CANVAS_STEP) * CANVAS_STEP;
 
 /// YuNet on ONNX Runtime.
 pub struct Detector {

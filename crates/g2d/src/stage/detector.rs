@@ -340,8 +340,11 @@ fn teacher_maps(views: &[Vec<Vec<f32>>], device: &Device) -> Vec<Tensor<4>> {
         .collect()
 }
 
-/// A student canvas and the teacher's maps of its view (the file's layout).
-type TrainingView = (Vec<f32>, Vec<Vec<f32>>);
+/// The teacher's head maps of a view, in the file's layout.
+type TeacherMaps = Vec<Vec<f32>>;
+
+/// A student canvas and the teacher's maps of its view.
+type TrainingView = (Vec<f32>, TeacherMaps);
 
 /// The tuning loop (driven by the stage loop of stage/mod.rs).
 pub(crate) struct DetectorTuning<'a> {
@@ -390,29 +393,30 @@ impl<'a> DetectorTuning<'a> {
         while tuning.validation.len() < wanted && i < 4 * validation.len() {
             let photo = &validation[i % validation.len()];
             let view = draw_view(photo, config, step_seed(seed, i))?;
-            if let Some(label) = tuning.teacher_label(&view)? {
-                tuning.validation.push((view.student, label));
+            if let Some((_, face)) = tuning.teacher_label(&view)? {
+                tuning.validation.push((view.student, face));
             }
             i += 1;
         }
         Ok(tuning)
     }
 
-    fn teacher_outputs(&self, view: &View) -> Result<Vec<Vec<f32>>> {
+    /// What the teacher says of a view, when it agrees with how the view was cut: its maps
+    /// and `Some(face)` for a view of the face where it finds one at the default threshold,
+    /// its maps and `None` for a face-less view where it finds nothing even at half of it;
+    /// `None` (draw again) otherwise.
+    fn teacher_label(&self, view: &View) -> Result<Option<(TeacherMaps, Option<Detection>)>> {
         let side = CANVAS_PX as u32;
-        self.teacher.head_outputs(&view.teacher, side, side).map_err(|e| Error::Data(format!("the teacher: {e}")))
-    }
-
-    /// What the teacher says of a view, when it agrees with how the view was cut: `Some(face)`
-    /// for a view of the face where it finds one at the default threshold, `Some(None)` for a
-    /// face-less view where it finds nothing even at half of it; `None` (draw again) otherwise.
-    fn teacher_label(&self, view: &View) -> Result<Option<Option<Detection>>> {
-        let maps = self.teacher_outputs(view)?;
-        Ok(if view.face {
+        let maps = self
+            .teacher
+            .head_outputs(&view.teacher, side, side)
+            .map_err(|e| Error::Data(format!("the teacher: {e}")))?;
+        let label = if view.face {
             best_face(&maps, SCORE).map(Some)
         } else {
             best_face(&maps, SCORE / 2.0).is_none().then_some(None)
-        })
+        };
+        Ok(label.map(|face| (maps, face)))
     }
 
     /// Batch `step`: views the teacher finds a face in (others are drawn again), and the
@@ -429,13 +433,7 @@ impl<'a> DetectorTuning<'a> {
                 .par_iter()
                 .map(|&(i, seed)| {
                     let view = draw_view(&self.train[i], &self.config, seed)?;
-                    let maps = self.teacher_outputs(&view)?;
-                    let agrees = if view.face {
-                        best_face(&maps, SCORE).is_some()
-                    } else {
-                        best_face(&maps, SCORE / 2.0).is_none()
-                    };
-                    Ok(agrees.then_some((view.student, maps)))
+                    Ok(self.teacher_label(&view)?.map(|(maps, _)| (view.student, maps)))
                 })
                 .collect::<Result<_>>()?;
             kept.extend(drawn.into_iter().flatten());
