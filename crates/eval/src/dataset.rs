@@ -110,38 +110,13 @@ impl Lfw {
     /// more), then 100,000 seeded impostor pairs of photos of two different people; fold =
     /// pair index modulo 10. The same seed gives the same pairs.
     pub fn devtest_dense_pairs(&self, seed: u64) -> Result<Vec<Pair>> {
-        let people = self.people("peopleDevTest.txt")?;
-        let mut state = seed ^ 0xd1b5_4a32_d192_ed03;
-        let mut next = move |below: usize| (splitmix64(&mut state) % below as u64) as usize;
-        let mut pairs = Vec::new();
-        for (name, count) in &people {
-            let mut own: Vec<(usize, usize)> =
-                (1..=*count).flat_map(|i| (i + 1..=*count).map(move |j| (i, j))).collect();
-            // A partial Fisher-Yates keeps a seeded 50 of a person's pairs.
-            let keep = own.len().min(DENSE_GENUINE_PER_PERSON);
-            for k in 0..keep {
-                let pick = k + next(own.len() - k);
-                own.swap(k, pick);
-            }
-            own.truncate(keep);
-            own.sort_unstable();
-            pairs.extend(own.into_iter().map(|(i, j)| (Self::image(name, i), Self::image(name, j), true)));
-        }
-        let photos: Vec<(usize, usize)> =
-            people.iter().enumerate().flat_map(|(p, (_, count))| (1..=*count).map(move |n| (p, n))).collect();
-        let mut impostors = 0;
-        while impostors < DENSE_IMPOSTOR_PAIRS && people.len() > 1 {
-            let (a, b) = (photos[next(photos.len())], photos[next(photos.len())]);
-            if a.0 != b.0 {
-                pairs.push((Self::image(&people[a.0].0, a.1), Self::image(&people[b.0].0, b.1), false));
-                impostors += 1;
-            }
-        }
-        Ok(pairs
-            .into_iter()
-            .enumerate()
-            .map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: index % 10 })
-            .collect())
+        Ok(dense_pairs(&self.people("peopleDevTest.txt")?, seed))
+    }
+
+    /// `lfw-devtrain-holdout-dense` (README): the dense pairs of `lfw-devtest-dense`, built
+    /// the same way among the held-out DevTrain people (validation, never a test).
+    pub fn devtrain_holdout_dense_pairs(&self, seed: u64) -> Result<Vec<Pair>> {
+        Ok(dense_pairs(&self.devtrain_holdout_people(seed)?, seed))
     }
 
     /// The people of `peopleDevTrain.txt` held out of training for model selection (with
@@ -185,6 +160,38 @@ impl Lfw {
         let (shown, text) = self.read_list(file)?;
         parse_people(&shown, &text)
     }
+}
+
+/// Dense pairs among `people` (`name`, photo count): every genuine pair of two photos of one
+/// person (at most 50 per person, a seeded choice for people with more), then 100,000 seeded
+/// impostor pairs of photos of two different people; fold = pair index modulo 10.
+fn dense_pairs(people: &[(String, usize)], seed: u64) -> Vec<Pair> {
+    let mut state = seed ^ 0xd1b5_4a32_d192_ed03;
+    let mut next = move |below: usize| (splitmix64(&mut state) % below as u64) as usize;
+    let mut pairs = Vec::new();
+    for (name, count) in people {
+        let mut own: Vec<(usize, usize)> = (1..=*count).flat_map(|i| (i + 1..=*count).map(move |j| (i, j))).collect();
+        // A partial Fisher-Yates keeps a seeded 50 of a person's pairs.
+        let keep = own.len().min(DENSE_GENUINE_PER_PERSON);
+        for k in 0..keep {
+            let pick = k + next(own.len() - k);
+            own.swap(k, pick);
+        }
+        own.truncate(keep);
+        own.sort_unstable();
+        pairs.extend(own.into_iter().map(|(i, j)| (Lfw::image(name, i), Lfw::image(name, j), true)));
+    }
+    let photos: Vec<(usize, usize)> =
+        people.iter().enumerate().flat_map(|(p, (_, count))| (1..=*count).map(move |n| (p, n))).collect();
+    let mut impostors = 0;
+    while impostors < DENSE_IMPOSTOR_PAIRS && people.len() > 1 {
+        let (a, b) = (photos[next(photos.len())], photos[next(photos.len())]);
+        if a.0 != b.0 {
+            pairs.push((Lfw::image(&people[a.0].0, a.1), Lfw::image(&people[b.0].0, b.1), false));
+            impostors += 1;
+        }
+    }
+    pairs.into_iter().enumerate().map(|(index, (a, b, genuine))| Pair { a, b, genuine, fold: index % 10 }).collect()
 }
 
 fn list_error(file: &str, line: usize, reason: impl Into<String>) -> Error {

@@ -20,16 +20,22 @@ pub enum Protocol {
     LfwDevtrainHoldout,
     /// Closed- and open-set identification over `peopleDevTest.txt`.
     LfwDevtestIdent,
+    /// `lfw-devtest-dense` built among the held-out DevTrain people (validation).
+    LfwDevtrainHoldoutDense,
+    /// `lfw-devtest-ident` built among the held-out DevTrain people (validation).
+    LfwDevtrainHoldoutIdent,
 }
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 7] = [
         Protocol::LfwView2,
         Protocol::LfwDevtest,
         Protocol::LfwDevtestDense,
         Protocol::LfwDevtrainHoldout,
         Protocol::LfwDevtestIdent,
+        Protocol::LfwDevtrainHoldoutDense,
+        Protocol::LfwDevtrainHoldoutIdent,
     ];
 
     /// The protocol's name, as written on the command line and in reports.
@@ -40,6 +46,8 @@ impl Protocol {
             Protocol::LfwDevtestDense => "lfw-devtest-dense",
             Protocol::LfwDevtrainHoldout => "lfw-devtrain-holdout",
             Protocol::LfwDevtestIdent => "lfw-devtest-ident",
+            Protocol::LfwDevtrainHoldoutDense => "lfw-devtrain-holdout-dense",
+            Protocol::LfwDevtrainHoldoutIdent => "lfw-devtrain-holdout-ident",
         }
     }
 
@@ -51,8 +59,21 @@ impl Protocol {
             Protocol::LfwDevtest => lfw.devtest_pairs().map(Some),
             Protocol::LfwDevtestDense => lfw.devtest_dense_pairs(seed).map(Some),
             Protocol::LfwDevtrainHoldout => lfw.devtrain_holdout_pairs(seed).map(Some),
-            Protocol::LfwDevtestIdent => Ok(None),
+            Protocol::LfwDevtrainHoldoutDense => lfw.devtrain_holdout_dense_pairs(seed).map(Some),
+            Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent => Ok(None),
         }
+    }
+
+    /// Its identification sets (`None` for the verification protocols).
+    pub fn ident_set(self, lfw: &Lfw, seed: u64) -> Result<Option<IdentSet>> {
+        match self {
+            Protocol::LfwDevtestIdent => IdentSet::of_people(lfw.people("peopleDevTest.txt")?, "peopleDevTest.txt"),
+            Protocol::LfwDevtrainHoldoutIdent => {
+                IdentSet::of_people(lfw.devtrain_holdout_people(seed)?, "the held-out DevTrain people")
+            }
+            _ => return Ok(None),
+        }
+        .map(Some)
     }
 }
 
@@ -60,7 +81,8 @@ impl std::str::FromStr for Protocol {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            format!("unknown protocol `{s}` (allowed: lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtrain-holdout, lfw-devtest-ident)")
+            let allowed: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown protocol `{s}` (allowed: {})", allowed.join(", "))
         })
     }
 }
@@ -97,10 +119,10 @@ impl std::str::FromStr for MaskSetting {
     }
 }
 
-/// Gallery and probes of `lfw-devtest-ident`.
+/// Gallery and probes of an identification protocol (`lfw-devtest-ident`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentSet {
-    /// First image of each person of `peopleDevTest.txt` with at least two images.
+    /// First image of each person with at least two images.
     pub gallery: Vec<ImageRef>,
     /// Every other image of those people.
     pub probes: Vec<ImageRef>,
@@ -111,11 +133,10 @@ pub struct IdentSet {
 }
 
 impl IdentSet {
-    /// Builds the `lfw-devtest-ident` sets from `peopleDevTest.txt`.
-    pub fn lfw_devtest(lfw: &Lfw) -> Result<Self> {
-        let people = lfw.people("peopleDevTest.txt")?;
+    /// The sets among `people` (name, photo count; `what` names them in errors).
+    pub fn of_people(people: Vec<(String, usize)>, what: &str) -> Result<Self> {
         if people.is_empty() {
-            return Err(Error::Dataset { path: "peopleDevTest.txt".into(), reason: "lists nobody".into() });
+            return Err(Error::Dataset { path: what.into(), reason: "lists nobody".into() });
         }
         let mut set = IdentSet { gallery: vec![], probes: vec![], truth: vec![], non_enrolled: vec![] };
         let mut index = HashMap::new();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use maskid_eval::{IdentSet, Lfw};
+use maskid_eval::{Lfw, Protocol};
 
 fn lfw() -> Option<Lfw> {
     let path = std::env::var_os("MASKID_LFW")
@@ -47,7 +47,17 @@ fn both_views_parse_with_the_published_counts_and_every_photo_exists() {
     assert!(test.iter().all(|(n, _)| !train_names.contains(n)), "the two lists share no person");
     assert_eq!(lfw.people("people.txt").unwrap().len(), 5749);
 
-    let ident = IdentSet::lfw_devtest(&lfw).unwrap();
+    let ident = Protocol::LfwDevtestIdent.ident_set(&lfw, 0).unwrap().unwrap();
     assert_eq!(ident.gallery.len() + ident.non_enrolled.len(), 1711);
     assert!(ident.probes.iter().chain(&ident.gallery).all(|i| lfw.root().join(&i.path).is_file()));
+
+    // The validation protocols stay among the held-out DevTrain people.
+    let held_out = lfw.devtrain_holdout_people(0).unwrap();
+    let held_names: std::collections::HashSet<&String> = held_out.iter().map(|(n, _)| n).collect();
+    let dense = lfw.devtrain_holdout_dense_pairs(0).unwrap();
+    assert!(dense.iter().all(|p| held_names.contains(&p.a.identity) && held_names.contains(&p.b.identity)));
+    assert!(dense.iter().filter(|p| p.genuine).count() > 1000, "denser than the 432 validation pairs");
+    let ident = Protocol::LfwDevtrainHoldoutIdent.ident_set(&lfw, 0).unwrap().unwrap();
+    assert_eq!(ident.gallery.len() + ident.non_enrolled.len(), held_out.len());
+    assert!(ident.gallery.iter().all(|i| held_names.contains(&i.identity)));
 }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNMENT_TEMPLATE};
 use maskid_eval::{
-    identification_metrics, verification_metrics, IdentSet, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
+    identification_metrics, verification_metrics, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
 };
 use maskid_face::similarity_transform;
-use maskid_face::FaceEmbedder;
+use maskid_face::{FaceEmbedder, FaceRestorer};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use rayon::prelude::*;
 
@@ -58,12 +58,14 @@ impl EvalOptions {
 /// Evaluates `embedder` on a protocol; also returns what `prepare` did. With
 /// `reference_embedder` (mask-probe only), the unmasked references are embedded by that model
 /// and the masked probes by `embedder`: a gallery enrolled by one model, searched with
-/// another of the same embedding space.
+/// another of the same embedding space. With `restorer`, masked faces are inpainted before
+/// they are embedded (unmask, then embed).
 pub fn evaluate(
     home: &Path,
     models: &Models,
     embedder: &FaceEmbedder,
     reference_embedder: Option<&FaceEmbedder>,
+    restorer: Option<&FaceRestorer>,
     options: &EvalOptions,
     progress: ProgressFn<'_>,
 ) -> Result<(Report, PrepareSummary)> {
@@ -72,10 +74,7 @@ pub fn evaluate(
     }
     let lfw = Lfw::open(&options.data)?;
     let pairs = options.protocol.pairs(&lfw, options.seed)?;
-    let ident = match options.protocol {
-        Protocol::LfwDevtestIdent => Some(IdentSet::lfw_devtest(&lfw)?),
-        _ => None,
-    };
+    let ident = options.protocol.ident_set(&lfw, options.seed)?;
     // Which (photo, masked) versions the protocol compares.
     let probe_masked = options.mask != MaskSetting::Clean;
     let reference_masked = options.mask == MaskSetting::MaskBoth;
@@ -95,8 +94,8 @@ pub fn evaluate(
     photos.dedup();
     let (prepared, summary) = prepare(home, &options.data, &photos, models, progress)?;
     let versions: Vec<(PathBuf, bool)> = versions.into_iter().collect();
-    let embeddings =
-        embed_versions(&prepared, &versions, options, reference_embedder.unwrap_or(embedder), embedder, progress)?;
+    let clean_embedder = reference_embedder.unwrap_or(embedder);
+    let embeddings = embed_versions(&prepared, &versions, options, clean_embedder, embedder, restorer, progress)?;
     let get = |image: &ImageRef, masked: bool| &embeddings[&(image.path.clone(), masked)];
 
     let metrics = if let Some(pairs) = pairs {
@@ -122,7 +121,10 @@ pub fn evaluate(
     };
     let report = Report {
         protocol: options.protocol.name().into(),
-        model: embedder.model_id().into(),
+        model: match restorer {
+            Some(_) => format!("unmask+{}", embedder.model_id()),
+            None => embedder.model_id().into(),
+        },
         model_sha256: embedder.model_sha256().into(),
         reference_model: reference_embedder.map(|e| e.model_id().to_owned()),
         mask: options.mask.name().into(),
@@ -174,13 +176,14 @@ pub fn landmarks_in_crop(landmarks: &Landmarks5) -> Landmarks5 {
 
 /// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions: the
 /// unmasked ones with `clean_embedder` (through its embedding cache), the masked ones with
-/// `masked_embedder`.
+/// `masked_embedder`, after `restorer` when given.
 fn embed_versions(
     prepared: &PreparedSet,
     versions: &[(PathBuf, bool)],
     options: &EvalOptions,
     clean_embedder: &FaceEmbedder,
     masked_embedder: &FaceEmbedder,
+    restorer: Option<&FaceRestorer>,
     progress: ProgressFn<'_>,
 ) -> Result<HashMap<(PathBuf, bool), Embedding>> {
     let clean: Vec<PathBuf> = versions.iter().filter(|(_, m)| !m).map(|(p, _)| p.clone()).collect();
@@ -189,7 +192,8 @@ fn embed_versions(
         .into_iter()
         .map(|(p, e)| ((p, false), e))
         .collect();
-    let embeddings = embed_chunks(&masked, |p| protocol_face(prepared, p, true, options), masked_embedder, progress)?;
+    let masked_face = |p: &Path| protocol_face(prepared, p, true, options);
+    let embeddings = embed_chunks(&masked, masked_face, masked_embedder, restorer, progress)?;
     out.extend(masked.into_iter().map(|p| (p, true)).zip(embeddings));
     Ok(out)
 }
@@ -218,24 +222,29 @@ pub fn clean_embeddings(
             None => todo.push(path.clone()),
         }
     }
-    let fresh = embed_chunks(&todo, |p| prepared.face(&p.to_string_lossy()), embedder, progress)?;
+    let fresh = embed_chunks(&todo, |p| prepared.face(&p.to_string_lossy()), embedder, None, progress)?;
     cache.append(todo.iter().map(|p| p.to_string_lossy().into_owned()).zip(fresh.iter().cloned()).collect())?;
     out.extend(todo.into_iter().zip(fresh));
     Ok(out)
 }
 
-/// Embeds the faces `face_of` gives for `photos`, 32 at a time across the embedder's sessions.
+/// Embeds the faces `face_of` gives for `photos` (restored first by `restorer`), 32 at a time
+/// across the embedder's sessions.
 fn embed_chunks(
     photos: &[PathBuf],
     face_of: impl Fn(&Path) -> Result<AlignedFace> + Sync,
     embedder: &FaceEmbedder,
+    restorer: Option<&FaceRestorer>,
     progress: ProgressFn<'_>,
 ) -> Result<Vec<Embedding>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     let chunks: Vec<Vec<Embedding>> = photos
         .par_chunks(32)
         .map(|chunk| -> Result<Vec<Embedding>> {
-            let faces: Vec<AlignedFace> = chunk.iter().map(|p| face_of(p)).collect::<Result<_>>()?;
+            let mut faces: Vec<AlignedFace> = chunk.iter().map(|p| face_of(p)).collect::<Result<_>>()?;
+            if let Some(restorer) = restorer {
+                faces = restorer.restore(&faces)?;
+            }
             let embeddings = embedder.embed(&faces)?;
             let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
             progress(Progress { stage: "embed", done: n, total: photos.len() });

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
-use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, Parallelism};
+use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 use maskid_mask::{Coverage, MaskStyle};
 use maskid_pipeline::{evaluate, EvalOptions, ModelChoice};
 
@@ -13,7 +13,9 @@ use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// lfw-view2, lfw-devtest, lfw-devtest-dense or lfw-devtest-ident.
+    /// lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtest-ident, or for choosing models
+    /// (held-out DevTrain people): lfw-devtrain-holdout, lfw-devtrain-holdout-dense,
+    /// lfw-devtrain-holdout-ident.
     #[arg(long)]
     protocol: Protocol,
     /// clean, mask-probe or mask-both.
@@ -46,6 +48,10 @@ pub struct Args {
     /// Feed the teacher BGR instead of RGB (to compare channel orders).
     #[arg(long, hide = true)]
     teacher_bgr: bool,
+    /// Inpaint masked faces with the shipped G2D inpainter before embedding them (the
+    /// unmask-then-embed ablation); not with `--mask clean`.
+    #[arg(long)]
+    unmask: bool,
     /// Print the JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -83,7 +89,19 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let reference = reference_model.as_ref().map(|loaded| loaded.as_ref().unwrap_or(&models.teacher));
-    let (report, _) = evaluate(global.assets().home(), models, embedder, reference, &options, &progress)?;
+    anyhow::ensure!(
+        !args.unmask || args.mask != MaskSetting::Clean,
+        "--unmask restores masked faces: --mask clean has none"
+    );
+    let restorer = match args.unmask {
+        true => {
+            let model = maskid_assets::G2D_INPAINTER.file(global.assets().home())?;
+            Some(FaceRestorer::new(&model, Parallelism::Throughput).context("loading the G2D inpainter")?)
+        }
+        false => None,
+    };
+    let assets = global.assets();
+    let (report, _) = evaluate(assets.home(), models, embedder, reference, restorer.as_ref(), &options, &progress)?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mask = match report.mask_render_version {
