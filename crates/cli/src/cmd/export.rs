@@ -39,6 +39,10 @@ pub struct Args {
     /// the six sample photos, clean and in five mask styles.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// A student run only: the teacher's share in the exported weights, 0..1 (replaces the
+    /// run config's `model.student.teacher_share`; 0 = as trained, 1 = the teacher).
+    #[arg(long, conflicts_with = "detector")]
+    teacher_share: Option<f64>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -73,6 +77,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if trained.config()?.model.student.is_some() {
         return export_student(global, &args, &device);
     }
+    anyhow::ensure!(
+        args.teacher_share.is_none(),
+        "--teacher-share blends a teacher-initialised student with its teacher; {} trained a G2D reformer",
+        args.run.display()
+    );
     let (backbone, config) = maskid_g2d::load_backbone(&args.run, &device)?;
     let input = "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template";
     let metadata = [
@@ -165,7 +174,7 @@ fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device)
         args.run.display()
     );
     let teacher = global.assets().get(&maskid_assets::SFACE)?;
-    let (student, config) = maskid_g2d::stage::load_student(&args.run, &teacher, device)?;
+    let (student, config) = maskid_g2d::stage::load_student(&args.run, &teacher, args.teacher_share, device)?;
     let metadata = [
         ("maskid.model", "g2d-student".to_string()),
         ("maskid.input", "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template".into()),

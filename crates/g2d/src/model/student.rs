@@ -9,7 +9,7 @@
 //! `descriptor` (closest to the paper: the adapter replaces the teacher's layers below that
 //! point, so the descriptor alone reaches the upper layers).
 
-use burn::module::Param;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{PRelu, PReluConfig};
 use burn::prelude::*;
@@ -49,6 +49,11 @@ pub struct StudentConfig {
     /// safetensors checkpoint (`models/g2d-small.safetensors`, written by `maskid export
     /// --checkpoint`); empty: the run's own encoder stage.
     pub encoder_weights: String,
+    /// Share of the teacher in the finished student's weights, 0..1 (WiSE-FT, Wortsman et
+    /// al. 2022): each weight of the teacher's network becomes `(1 - s) * trained + s *
+    /// teacher` and the adapter's output is scaled by `1 - s`, so 0 is the trained student
+    /// and 1 the teacher. Validation and export see the blended student; training does not.
+    pub teacher_share: f64,
 }
 
 impl Default for StudentConfig {
@@ -59,6 +64,7 @@ impl Default for StudentConfig {
             adapter_width: 256,
             freeze_fc: false,
             encoder_weights: String::new(),
+            teacher_share: 0.0,
         }
     }
 }
@@ -164,6 +170,24 @@ impl Student {
         l2_normalize(self.sface.head(x))
     }
 
+    /// The student with its weights moved toward the teacher's by `share` (see
+    /// [`StudentConfig::teacher_share`]); `teacher` is the network it was initialised from.
+    pub fn toward_teacher(self, teacher: &SFace, share: f64) -> Self {
+        if share == 0.0 {
+            return self;
+        }
+        let mut weights = TeacherWeights::default();
+        teacher.visit(&mut weights);
+        let mut blend = Blend { teacher: weights.0.into_iter(), share };
+        let sface = self.sface.map(&mut blend);
+        assert!(blend.teacher.next().is_none(), "BUG: the student's network has the teacher's shape");
+        let adapter = self.adapter.map(|mut a| {
+            a.out = a.out.map(&mut Blend { teacher: Vec::new().into_iter(), share });
+            a
+        });
+        Self { sface, adapter, ..self }
+    }
+
     /// Length of the embedding (the teacher's: 128).
     pub fn embedding_dim(&self) -> usize {
         self.sface.fc.weight.dims()[1]
@@ -175,5 +199,38 @@ impl Student {
     pub fn forward(&self, faces: Tensor<4>) -> Tensor<2> {
         let (features, descriptor) = self.frozen_part(faces);
         self.trained_part(features, descriptor)
+    }
+}
+
+/// The teacher's parameters, flattened, in the order burn visits them.
+#[derive(Default)]
+struct TeacherWeights(Vec<Tensor<1>>);
+
+impl ModuleVisitor for TeacherWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let n = value.shape().num_elements();
+        self.0.push(value.reshape([n]));
+    }
+}
+
+/// Moves each parameter toward the teacher's (in the same visiting order) by `share`; with
+/// no teacher weights left, toward zero (the adapter's output, zero in the teacher).
+struct Blend {
+    teacher: std::vec::IntoIter<Tensor<1>>,
+    share: f64,
+}
+
+impl ModuleMapper for Blend {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let share = self.share;
+        let teacher = self.teacher.next();
+        param.map(|trained| {
+            let kept = trained.clone().mul_scalar(1.0 - share);
+            match teacher {
+                Some(t) => kept + t.reshape(trained.shape()).mul_scalar(share),
+                None => kept,
+            }
+        })
     }
 }

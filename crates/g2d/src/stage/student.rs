@@ -31,6 +31,9 @@ pub(crate) struct StudentDistillation<'a> {
     student: Student,
     optimizer: ModuleOptimizer,
     shared: DistillationData<'a>,
+    /// The teacher's network and its share in the validated student.
+    teacher: SFace,
+    teacher_share: f64,
 }
 
 /// The student of `config` at step 0: the teacher's network from `teacher_onnx` and, when the
@@ -78,19 +81,41 @@ fn student_network(
     Ok(Student::new(student, sface, encoder, device))
 }
 
-/// The best student of `run`'s reformer stage, and its config.
-pub fn load_student(run: &Path, teacher_onnx: &Path, device: &Device) -> Result<(Student, G2dConfig)> {
+/// The best student of `run`'s reformer stage, moved toward the teacher by its config's
+/// `teacher_share` or by `teacher_share` when given (which then replaces the config's), and
+/// the config.
+pub fn load_student(
+    run: &Path,
+    teacher_onnx: &Path,
+    teacher_share: Option<f64>,
+    device: &Device,
+) -> Result<(Student, G2dConfig)> {
     let (dir, state) = StageDir::finished(run, Stage::Reformer)?;
-    let config = dir.config()?;
-    let student = config.model.student.clone().ok_or_else(|| {
+    let mut config = dir.config()?;
+    let student = config.model.student.as_mut().ok_or_else(|| {
         Error::Checkpoint(format!(
             "{}: the reformer stage trained no teacher-initialised student",
             dir.path().display()
         ))
     })?;
+    if let Some(share) = teacher_share {
+        student.teacher_share = share;
+    }
+    let student = student.clone();
+    check_share(student.teacher_share)?;
     let encoder = (student.input != StudentInput::Pixels).then(|| config.model.encoder.init(device).encoder);
     let fresh = student_network(&config, &student, teacher_onnx, encoder, device)?;
-    Ok((dir.load_best(&state, fresh)?, config))
+    let teacher = fresh.sface.clone();
+    let trained = dir.load_best(&state, fresh)?;
+    Ok((trained.toward_teacher(&teacher, student.teacher_share), config))
+}
+
+fn check_share(share: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&share) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("model.student.teacher_share = {share}: must be between 0 and 1")))
+    }
 }
 
 impl<'a> StudentDistillation<'a> {
@@ -103,12 +128,20 @@ impl<'a> StudentDistillation<'a> {
         let teacher_onnx = data.teacher_onnx.ok_or_else(|| {
             Error::Data("the teacher-initialised student needs the teacher's ONNX file (maskid models fetch)".into())
         })?;
+        check_share(student.teacher_share)?;
         let shared = DistillationData::new(config, data, options)?;
         let mut model = initial_student(config, student, teacher_onnx, options.run, &shared.device)?;
+        let teacher = model.sface.valid();
         if student.freeze_fc {
             model.sface.fc = model.sface.fc.no_grad();
         }
-        Ok(Self { student: model, optimizer: adam(&config.reformer.schedule), shared })
+        Ok(Self {
+            student: model,
+            optimizer: adam(&config.reformer.schedule),
+            shared,
+            teacher,
+            teacher_share: student.teacher_share,
+        })
     }
 }
 
@@ -140,7 +173,9 @@ impl StageLoop for StudentDistillation<'_> {
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
-        verification_accuracy(&self.student.valid(), self.shared.validation, &self.shared.base)
+        // The student as it will be exported: moved toward the teacher by its share.
+        let student = self.student.valid().toward_teacher(&self.teacher, self.teacher_share);
+        verification_accuracy(&student, self.shared.validation, &self.shared.base)
     }
 
     fn best(&self) -> Result<Bytes> {
