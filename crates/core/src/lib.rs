@@ -93,6 +93,13 @@ impl AlignedFace {
         &self.rgb
     }
 
+    /// The face mirrored left to right.
+    pub fn mirrored(&self) -> Self {
+        let mut rgb = self.rgb.clone();
+        mirror_rows(&mut rgb, ALIGNED_SIZE_PX, 3);
+        Self { rgb }
+    }
+
     /// From a network's output: three 112x112 planes (R, G, B) of values in [-1, 1] (clamped);
     /// `None` when the length is wrong.
     pub fn from_unit_planes(planes: &[f32]) -> Option<Self> {
@@ -107,6 +114,17 @@ impl AlignedFace {
             }
         }
         Some(Self { rgb })
+    }
+}
+
+/// Mirrors an image left to right in place: rows of `width` pixels of `channels` values.
+pub fn mirror_rows<T>(values: &mut [T], width: usize, channels: usize) {
+    for row in values.chunks_exact_mut(width * channels) {
+        for x in 0..width / 2 {
+            for c in 0..channels {
+                row.swap(x * channels + c, (width - 1 - x) * channels + c);
+            }
+        }
     }
 }
 

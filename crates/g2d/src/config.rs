@@ -194,6 +194,12 @@ pub struct ReformerStageConfig {
     pub relation: RelationWeights,
     /// What covers the student's faces (the teacher always sees them clean).
     pub occlusion: OcclusionMix,
+    /// Share of the student's faces mirrored left to right (with their occluder).
+    pub mirror: f64,
+    /// The teacher's target for a face is the mean of its embeddings of the face and of its
+    /// mirror image (a two-view ensemble, flip-invariant as mirrored views need), not of the
+    /// face alone. Read when the training data are prepared.
+    pub teacher_mirror_average: bool,
 }
 
 impl Default for ReformerStageConfig {
@@ -204,6 +210,8 @@ impl Default for ReformerStageConfig {
             images_per_identity: 2,
             relation: RelationWeights::default(),
             occlusion: OcclusionMix::default(),
+            mirror: 0.0,
+            teacher_mirror_average: false,
         }
     }
 }
@@ -394,6 +402,9 @@ impl G2dConfig {
                 "reformer.schedule.batch_size = {}: must equal reformer.identities_per_batch x reformer.images_per_identity ({} x {})",
                 r.schedule.batch_size, r.identities_per_batch, r.images_per_identity
             ));
+        }
+        if !(0.0..=1.0).contains(&r.mirror) {
+            return Err(format!("reformer.mirror = {}: must be between 0 and 1", r.mirror));
         }
         let w = &r.relation;
         if [w.similarity, w.rkd_distance, w.rkd_angle, w.feature].iter().all(|&x| x <= 0.0) {

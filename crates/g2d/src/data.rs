@@ -4,13 +4,16 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use maskid_core::{AlignedFace, OcclusionMap, TrainingFace, ALIGNED_SIZE_PX};
+use maskid_core::{mirror_rows, AlignedFace, OcclusionMap, TrainingFace, ALIGNED_SIZE_PX};
 use maskid_mask::{occlude, OcclusionMix, RealMasks, RgbImageMut, Rng};
 use rayon::prelude::*;
 
 use crate::{Error, Result};
 
 const PIXELS: usize = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
+
+/// Keeps the mirroring draw apart from the occluder's draws of the same seed.
+const MIRROR_SALT: u64 = 0x6d69_7272_6f72_6564;
 
 /// A batch as tensors.
 pub struct FaceBatch {
@@ -31,6 +34,8 @@ pub struct FaceBatcher<'a> {
     faces: &'a [TrainingFace],
     occlusion: OcclusionMix,
     real: Option<&'a RealMasks>,
+    /// Share of faces mirrored left to right (with their occluder and clean twin).
+    mirror: f32,
 }
 
 impl<'a> FaceBatcher<'a> {
@@ -42,13 +47,19 @@ impl<'a> FaceBatcher<'a> {
                     .into(),
             ));
         }
-        Ok(Self { faces, occlusion, real })
+        Ok(Self { faces, occlusion, real, mirror: 0.0 })
+    }
+
+    /// The batcher with a `share` of its faces mirrored left to right.
+    pub fn mirroring(self, share: f32) -> Self {
+        Self { mirror: share, ..self }
     }
 
     /// The faces at `indices`, each covered by an occluder drawn from (`seed`, position in the
     /// run), on `device`.
     pub fn batch(&self, indices: &[usize], seed: u64, device: &Device) -> Result<FaceBatch> {
-        let items: Vec<(Vec<u8>, OcclusionMap)> = indices
+        // (masked, its occlusion map, the clean face when mirrored)
+        let items: Vec<(Vec<u8>, OcclusionMap, Option<Vec<u8>>)> = indices
             .par_iter()
             .enumerate()
             .map(|(slot, &i)| {
@@ -57,15 +68,26 @@ impl<'a> FaceBatcher<'a> {
                 let mut image = RgbImageMut::new(ALIGNED_SIZE_PX, ALIGNED_SIZE_PX, &mut rgb)?;
                 let mask_seed =
                     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (slot as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                let (_, map) = occlude(&mut image, &face.landmarks, mask_seed, &self.occlusion, self.real)?;
-                Ok((rgb, map))
+                let (_, mut map) = occlude(&mut image, &face.landmarks, mask_seed, &self.occlusion, self.real)?;
+                // Mirrored after occluding, so the occluder is drawn as it would be unmirrored.
+                let mirrored = self.mirror > 0.0 && Rng::new(mask_seed ^ MIRROR_SALT).chance(self.mirror);
+                if !mirrored {
+                    return Ok((rgb, map, None));
+                }
+                mirror_rows(&mut rgb, ALIGNED_SIZE_PX, 3);
+                mirror_rows(&mut map.coverage, map.width, 1);
+                Ok((rgb, map, Some(face.face.mirrored().rgb().to_vec())))
             })
             .collect::<std::result::Result<_, maskid_mask::Error>>()
             .map_err(|e| Error::Data(format!("drawing an occluder: {e}")))?;
         let n = indices.len();
-        let masked: Vec<&[u8]> = items.iter().map(|(rgb, _)| rgb.as_slice()).collect();
-        let clean: Vec<&[u8]> = indices.iter().map(|&i| self.faces[i].face.rgb()).collect();
-        let holes: Vec<f32> = items.iter().flat_map(|(_, map)| map.coverage.iter().copied()).collect();
+        let masked: Vec<&[u8]> = items.iter().map(|(rgb, _, _)| rgb.as_slice()).collect();
+        let clean: Vec<&[u8]> = items
+            .iter()
+            .zip(indices)
+            .map(|((_, _, mirrored), &i)| mirrored.as_deref().unwrap_or(self.faces[i].face.rgb()))
+            .collect();
+        let holes: Vec<f32> = items.iter().flat_map(|(_, map, _)| map.coverage.iter().copied()).collect();
         let teacher_dim = self.faces[indices[0]].teacher.values().len();
         let teacher: Vec<f32> = indices.iter().flat_map(|&i| self.faces[i].teacher.values().iter().copied()).collect();
         let identities: Vec<i64> = indices.iter().map(|&i| i64::from(self.faces[i].identity)).collect();
@@ -280,6 +302,23 @@ mod tests {
         assert_eq!(round_trip[0], set[0].face);
         let (train, held) = holdout_split(&faces(&[0, 0, 0, 1, 1]));
         assert_eq!((train.len(), held.len()), (4, 1));
+    }
+
+    #[test]
+    fn mirrored_faces_carry_their_occluder_mirrored() {
+        let set = faces(&[0, 1]);
+        let mix = OcclusionMix { mask: 0.5, strokes: 0.25, blocks: 0.25, clean: 0.0, real: 0.0 };
+        let read = |b: Tensor<4>| -> Vec<f32> { b.into_data().try_into_vec().unwrap() };
+        let batch =
+            |share| FaceBatcher::new(&set, mix, None).unwrap().mirroring(share).batch(&[0, 1], 7, &Device::flex());
+        let (plain, mirrored) = (batch(0.0).unwrap(), batch(1.0).unwrap());
+        let mut expected = read(plain.masked);
+        mirror_rows(&mut expected, ALIGNED_SIZE_PX, 1);
+        assert_eq!(read(mirrored.masked), expected, "the same occluder, mirrored");
+        let mut holes = read(plain.holes);
+        assert!(holes.iter().any(|&h| h > 0.5));
+        mirror_rows(&mut holes, ALIGNED_SIZE_PX, 1);
+        assert_eq!(read(mirrored.holes), holes);
     }
 
     #[test]

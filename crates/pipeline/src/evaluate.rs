@@ -205,6 +205,35 @@ pub fn clean_embeddings(
     embedder: &FaceEmbedder,
     progress: ProgressFn<'_>,
 ) -> Result<HashMap<PathBuf, Embedding>> {
+    cached_embeddings(prepared, photos, embedder, false, progress)
+}
+
+/// For each unmasked crop of `photos`, the mean of the model's embeddings of the crop and of
+/// its mirror image (normalised), through the embedding cache.
+pub fn mirror_averaged_embeddings(
+    prepared: &PreparedSet,
+    photos: &[PathBuf],
+    embedder: &FaceEmbedder,
+    progress: ProgressFn<'_>,
+) -> Result<HashMap<PathBuf, Embedding>> {
+    let mut mirrored = cached_embeddings(prepared, photos, embedder, true, progress)?;
+    let mut out = cached_embeddings(prepared, photos, embedder, false, progress)?;
+    for (path, e) in &mut out {
+        let m = mirrored.remove(path).expect("BUG: both views of every photo");
+        *e = Embedding::normalized(e.values().iter().zip(m.values()).map(|(a, b)| a + b).collect());
+    }
+    Ok(out)
+}
+
+/// Embeddings of the unmasked crops of `photos` (`mirrored`: of their mirror images), through
+/// the model's embedding cache.
+fn cached_embeddings(
+    prepared: &PreparedSet,
+    photos: &[PathBuf],
+    embedder: &FaceEmbedder,
+    mirrored: bool,
+    progress: ProgressFn<'_>,
+) -> Result<HashMap<PathBuf, Embedding>> {
     let unusable: Vec<String> = photos
         .iter()
         .filter_map(|p| prepared.record(&p.to_string_lossy()).and_then(|r| r.error.clone()))
@@ -214,16 +243,25 @@ pub fn clean_embeddings(
         return Err(Error::Unreadable { first: unusable });
     }
     let mut cache = EmbeddingCache::open(prepared.dir(), embedder.model_sha256())?;
+    // A mirrored crop is cached under its photo's key with a suffix no path ends in.
+    let key = |p: &Path| match mirrored {
+        true => format!("{}#mirrored", p.to_string_lossy()),
+        false => p.to_string_lossy().into_owned(),
+    };
     let mut out = HashMap::new();
     let mut todo = Vec::new();
     for path in photos {
-        match cache.get(&path.to_string_lossy()) {
+        match cache.get(&key(path)) {
             Some(e) => drop(out.insert(path.clone(), e.clone())),
             None => todo.push(path.clone()),
         }
     }
-    let fresh = embed_chunks(&todo, |p| prepared.face(&p.to_string_lossy()), embedder, None, progress)?;
-    cache.append(todo.iter().map(|p| p.to_string_lossy().into_owned()).zip(fresh.iter().cloned()).collect())?;
+    let face_of = |p: &Path| {
+        let face = prepared.face(&p.to_string_lossy())?;
+        Ok(if mirrored { face.mirrored() } else { face })
+    };
+    let fresh = embed_chunks(&todo, face_of, embedder, None, progress)?;
+    cache.append(todo.iter().map(|p| key(p)).zip(fresh.iter().cloned()).collect())?;
     out.extend(todo.into_iter().zip(fresh));
     Ok(out)
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use maskid_core::{TrainingFace, VerificationPairs};
 use maskid_eval::{folder_dataset, ImageRef, Lfw, MaskSetting};
 
-use crate::evaluate::{clean_embeddings, crop_landmarks, masked_face, protocol_face, EvalOptions};
+use crate::evaluate::{
+    clean_embeddings, crop_landmarks, masked_face, mirror_averaged_embeddings, protocol_face, EvalOptions,
+};
 use crate::models::Models;
 use crate::prepare::{prepare, PrepareSummary};
 use crate::{Error, ProgressFn, Result};
@@ -23,6 +25,15 @@ pub struct TrainingSet {
     pub summary: PrepareSummary,
 }
 
+/// What the teacher's embedding of a training face is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeacherTargets {
+    /// Its embedding of the face.
+    Face,
+    /// The mean of its embeddings of the face and of the face's mirror image.
+    MirrorAverage,
+}
+
 /// The training photos of `root`: for LFW, the people of `peopleDevTrain.txt` only
 /// (protocols.md), less the `held_out` people; otherwise one identity per folder.
 /// `max_people` keeps the first people (in list order) for short runs. Photos whose face
@@ -33,6 +44,7 @@ pub fn training_set(
     root: &Path,
     max_people: Option<usize>,
     held_out: &BTreeSet<String>,
+    targets: TeacherTargets,
     progress: ProgressFn<'_>,
 ) -> Result<TrainingSet> {
     let images: Vec<ImageRef> = if root.join("peopleDevTrain.txt").is_file() {
@@ -51,7 +63,7 @@ pub fn training_set(
             people.into_iter().take(max_people.unwrap_or(usize::MAX)).map(str::to_owned).collect();
         images.into_iter().filter(|i| kept.contains(&i.identity)).collect()
     };
-    labelled_faces(home, models, root, images, progress)
+    labelled_faces(home, models, root, images, targets, progress)
 }
 
 /// Photos without identity labels (UTKFace, say) for distillation, which needs none: every
@@ -61,13 +73,14 @@ pub fn unlabelled_set(
     models: &Models,
     root: &Path,
     first_identity: u32,
+    targets: TeacherTargets,
     progress: ProgressFn<'_>,
 ) -> Result<TrainingSet> {
     let images: Vec<ImageRef> = folder_dataset(root)?
         .into_iter()
         .map(|i| ImageRef { identity: i.path.to_string_lossy().into_owned(), path: i.path })
         .collect();
-    let mut set = labelled_faces(home, models, root, images, progress)?;
+    let mut set = labelled_faces(home, models, root, images, targets, progress)?;
     for face in &mut set.faces {
         face.identity += first_identity;
     }
@@ -79,6 +92,7 @@ fn labelled_faces(
     models: &Models,
     root: &Path,
     images: Vec<ImageRef>,
+    targets: TeacherTargets,
     progress: ProgressFn<'_>,
 ) -> Result<TrainingSet> {
     if images.is_empty() {
@@ -91,7 +105,10 @@ fn labelled_faces(
         .filter(|i| prepared.record(&i.path.to_string_lossy()).is_some_and(|r| r.error.is_none() && !r.fallback))
         .collect();
     let paths: Vec<PathBuf> = usable.iter().map(|i| i.path.clone()).collect();
-    let teacher = clean_embeddings(&prepared, &paths, &models.teacher, progress)?;
+    let teacher = match targets {
+        TeacherTargets::Face => clean_embeddings(&prepared, &paths, &models.teacher, progress)?,
+        TeacherTargets::MirrorAverage => mirror_averaged_embeddings(&prepared, &paths, &models.teacher, progress)?,
+    };
     let mut ids = BTreeMap::<&str, u32>::new();
     let mut identities = Vec::new();
     let mut faces = Vec::with_capacity(usable.len());

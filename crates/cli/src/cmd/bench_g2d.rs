@@ -7,7 +7,7 @@ use std::time::Instant;
 use maskid_core::AlignedFace;
 use maskid_face::{EmbedderConfig, FaceEmbedder, Parallelism};
 use maskid_g2d::{G2dConfig, Stage, StageReport, TrainData, TrainOptions};
-use maskid_pipeline::EvalOptions;
+use maskid_pipeline::{EvalOptions, TeacherTargets};
 use serde::Serialize;
 
 use crate::cmd::bench::percentile;
@@ -37,7 +37,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let options = EvalOptions::validation(data.to_path_buf());
     let held_out = maskid_eval::Lfw::open(data)?.devtrain_holdout_people(options.seed)?;
     let held_out = held_out.into_iter().map(|(name, _)| name).collect();
-    let set = maskid_pipeline::training_set(&home, &models, data, None, &held_out, &progress)?;
+    let set = maskid_pipeline::training_set(&home, &models, data, None, &held_out, TeacherTargets::Face, &progress)?;
     let validation = maskid_pipeline::verification_pairs(&home, &models, &options, Some(40), &progress)?;
     drop(models);
     let run = tempfile::tempdir()?;

@@ -20,7 +20,7 @@ use anyhow::Context;
 use maskid_face::Parallelism;
 use maskid_gallery::{Gallery, Location, NewFace, ScratchDatabase};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
-use maskid_pipeline::{ModelChoice, TEACHER_THRESHOLD};
+use maskid_pipeline::{ModelChoice, TeacherTargets, TEACHER_THRESHOLD};
 use maskid_service::auth::{new_secret, secret_sha256};
 use maskid_service::{Limits, Options, Service};
 use serde::Serialize;
@@ -71,8 +71,15 @@ pub fn load_run(
     let home = global.assets().home().to_path_buf();
     // As `maskid serve` loads them.
     let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
-    let set =
-        maskid_pipeline::training_set(&home, recognizer.models(), lfw, None, &Default::default(), &global.progress())?;
+    let set = maskid_pipeline::training_set(
+        &home,
+        recognizer.models(),
+        lfw,
+        None,
+        &Default::default(),
+        TeacherTargets::Face,
+        &global.progress(),
+    )?;
     let dir = tempfile::tempdir()?;
     let scratch = match backend.postgres {
         Some(url) => Some(ScratchDatabase::create(url, &format!("maskid_bench_service_{}", std::process::id()))?),

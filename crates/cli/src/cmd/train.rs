@@ -15,7 +15,7 @@ use maskid_face::Parallelism;
 use maskid_g2d::stage::LabelledPhoto;
 use maskid_g2d::{DetectorData, G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
 use maskid_mask::RealMasks;
-use maskid_pipeline::EvalOptions;
+use maskid_pipeline::{EvalOptions, TeacherTargets};
 use rayon::prelude::*;
 
 use crate::common::{print_json, GlobalArgs};
@@ -119,12 +119,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    let mut set = maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &held_out, &progress)
-        .with_context(|| format!("preparing training data from {}", data_root.display()))?;
+    let targets = match config.reformer.teacher_mirror_average {
+        true => TeacherTargets::MirrorAverage,
+        false => TeacherTargets::Face,
+    };
+    let mut set =
+        maskid_pipeline::training_set(&home, &models, &data_root, args.max_people, &held_out, targets, &progress)
+            .with_context(|| format!("preparing training data from {}", data_root.display()))?;
     let labelled = set.faces.len();
     if let Some(root) = &args.distill_data {
-        let unlabelled = maskid_pipeline::unlabelled_set(&home, &models, root, set.identities.len() as u32, &progress)
-            .with_context(|| format!("preparing distillation photos from {}", root.display()))?;
+        let unlabelled =
+            maskid_pipeline::unlabelled_set(&home, &models, root, set.identities.len() as u32, targets, &progress)
+                .with_context(|| format!("preparing distillation photos from {}", root.display()))?;
         set.faces.extend(unlabelled.faces);
     }
     let real_masks = match &args.real_masks {
