@@ -33,6 +33,8 @@ pub struct EvalOptions {
     pub style: Option<MaskStyle>,
     /// Nose coverage of the masks.
     pub coverage: Coverage,
+    /// Embed each face and its mirror image and take the mean (two passes a face).
+    pub mirror_average: bool,
 }
 
 impl EvalOptions {
@@ -45,6 +47,7 @@ impl EvalOptions {
             data,
             style: None,
             coverage: Coverage::Random,
+            mirror_average: false,
         }
     }
 
@@ -121,10 +124,12 @@ pub fn evaluate(
     };
     let report = Report {
         protocol: options.protocol.name().into(),
-        model: match restorer {
-            Some(_) => format!("unmask+{}", embedder.model_id()),
-            None => embedder.model_id().into(),
-        },
+        model: format!(
+            "{}{}{}",
+            if restorer.is_some() { "unmask+" } else { "" },
+            embedder.model_id(),
+            if options.mirror_average { "+mirror" } else { "" }
+        ),
         model_sha256: embedder.model_sha256().into(),
         reference_model: reference_embedder.map(|e| e.model_id().to_owned()),
         mask: options.mask.name().into(),
@@ -188,12 +193,19 @@ fn embed_versions(
 ) -> Result<HashMap<(PathBuf, bool), Embedding>> {
     let clean: Vec<PathBuf> = versions.iter().filter(|(_, m)| !m).map(|(p, _)| p.clone()).collect();
     let masked: Vec<PathBuf> = versions.iter().filter(|(_, m)| *m).map(|(p, _)| p.clone()).collect();
-    let mut out: HashMap<(PathBuf, bool), Embedding> = clean_embeddings(prepared, &clean, clean_embedder, progress)?
-        .into_iter()
-        .map(|(p, e)| ((p, false), e))
-        .collect();
+    let clean_embeddings = match options.mirror_average {
+        true => mirror_averaged_embeddings(prepared, &clean, clean_embedder, progress)?,
+        false => clean_embeddings(prepared, &clean, clean_embedder, progress)?,
+    };
+    let mut out: HashMap<(PathBuf, bool), Embedding> =
+        clean_embeddings.into_iter().map(|(p, e)| ((p, false), e)).collect();
     let masked_face = |p: &Path| protocol_face(prepared, p, true, options);
-    let embeddings = embed_chunks(&masked, masked_face, masked_embedder, restorer, progress)?;
+    let mut embeddings = embed_chunks(&masked, masked_face, masked_embedder, restorer, progress)?;
+    if options.mirror_average {
+        let mirrored_face = |p: &Path| Ok(protocol_face(prepared, p, true, options)?.mirrored());
+        let mirrored = embed_chunks(&masked, mirrored_face, masked_embedder, restorer, progress)?;
+        embeddings = embeddings.iter().zip(&mirrored).map(|(a, b)| mean_embedding(a, b)).collect();
+    }
     out.extend(masked.into_iter().map(|p| (p, true)).zip(embeddings));
     Ok(out)
 }
@@ -219,10 +231,14 @@ pub fn mirror_averaged_embeddings(
     let mut mirrored = cached_embeddings(prepared, photos, embedder, true, progress)?;
     let mut out = cached_embeddings(prepared, photos, embedder, false, progress)?;
     for (path, e) in &mut out {
-        let m = mirrored.remove(path).expect("BUG: both views of every photo");
-        *e = Embedding::normalized(e.values().iter().zip(m.values()).map(|(a, b)| a + b).collect());
+        *e = mean_embedding(e, &mirrored.remove(path).expect("BUG: both views of every photo"));
     }
     Ok(out)
+}
+
+/// The normalised mean of two embeddings.
+fn mean_embedding(a: &Embedding, b: &Embedding) -> Embedding {
+    Embedding::normalized(a.values().iter().zip(b.values()).map(|(x, y)| x + y).collect())
 }
 
 /// Embeddings of the unmasked crops of `photos` (`mirrored`: of their mirror images), through

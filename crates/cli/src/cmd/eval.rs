@@ -52,6 +52,10 @@ pub struct Args {
     /// unmask-then-embed ablation); not with `--mask clean`.
     #[arg(long)]
     unmask: bool,
+    /// Embed every face and its mirror image and compare the means (two passes a face: the
+    /// two-view teacher of `reformer.teacher_mirror_average`).
+    #[arg(long)]
+    mirror_average: bool,
     /// Print the JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -81,6 +85,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         data: args.data.clone(),
         style,
         coverage: args.coverage,
+        mirror_average: args.mirror_average,
     };
     let progress = global.progress();
     // The teacher is in `models`; another reference model is loaded beside.
