@@ -43,6 +43,9 @@ pub struct Args {
     /// run config's `model.student.teacher_share`; 0 = as trained, 1 = the teacher).
     #[arg(long, conflicts_with = "detector")]
     teacher_share: Option<f64>,
+    /// A student run only: export the stage's last checkpoint, not its best validated step.
+    #[arg(long, conflicts_with = "detector")]
+    last: bool,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -78,8 +81,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return export_student(global, &args, &device);
     }
     anyhow::ensure!(
-        args.teacher_share.is_none(),
-        "--teacher-share blends a teacher-initialised student with its teacher; {} trained a G2D reformer",
+        args.teacher_share.is_none() && !args.last,
+        "--teacher-share and --last export a teacher-initialised student; {} trained a G2D reformer",
         args.run.display()
     );
     let (backbone, config) = maskid_g2d::load_backbone(&args.run, &device)?;
@@ -174,7 +177,8 @@ fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device)
         args.run.display()
     );
     let teacher = global.assets().get(&maskid_assets::SFACE)?;
-    let (student, config) = maskid_g2d::stage::load_student(&args.run, &teacher, args.teacher_share, device)?;
+    let (student, config) =
+        maskid_g2d::stage::load_student(&args.run, &teacher, args.teacher_share, args.last, device)?;
     let metadata = [
         ("maskid.model", "g2d-student".to_string()),
         ("maskid.input", "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template".into()),

@@ -24,7 +24,7 @@ use super::{
 use crate::config::{G2dConfig, Stage};
 use crate::loss::relation_loss;
 use crate::model::{Encoder, SFace, Student, StudentConfig, StudentInput};
-use crate::run::{module_bytes, RunState, StageDir};
+use crate::run::{load_module, module_bytes, RunState, StageDir};
 use crate::{Error, Result};
 
 pub(crate) struct StudentDistillation<'a> {
@@ -81,13 +81,14 @@ fn student_network(
     Ok(Student::new(student, sface, encoder, device))
 }
 
-/// The best student of `run`'s reformer stage, moved toward the teacher by its config's
-/// `teacher_share` or by `teacher_share` when given (which then replaces the config's), and
-/// the config.
+/// The best student of `run`'s reformer stage (`last`: its last checkpoint instead), moved
+/// toward the teacher by its config's `teacher_share` or by `teacher_share` when given (which
+/// then replaces the config's), and the config.
 pub fn load_student(
     run: &Path,
     teacher_onnx: &Path,
     teacher_share: Option<f64>,
+    last: bool,
     device: &Device,
 ) -> Result<(Student, G2dConfig)> {
     let (dir, state) = StageDir::finished(run, Stage::Reformer)?;
@@ -106,7 +107,10 @@ pub fn load_student(
     let encoder = (student.input != StudentInput::Pixels).then(|| config.model.encoder.init(device).encoder);
     let fresh = student_network(&config, &student, teacher_onnx, encoder, device)?;
     let teacher = fresh.sface.clone();
-    let trained = dir.load_best(&state, fresh)?;
+    let trained = match last {
+        true => load_module(fresh, dir.load_part(&state, "model")?, &dir.path().display().to_string())?,
+        false => dir.load_best(&state, fresh)?,
+    };
     Ok((trained.toward_teacher(&teacher, student.teacher_share), config))
 }
 
