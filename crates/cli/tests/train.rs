@@ -414,6 +414,21 @@ fn the_student_stage_trains_and_resumes_after_kill_9() {
     assert_eq!(train.len(), 8);
     assert_eq!(validation.first().map(|v| v["step"].as_u64()), Some(Some(0)), "the teacher is validated first");
     assert!(is_png(&whole.join("reformer/loss.png")));
+    // The student is chosen on the dense validation pairs: clean, mask-probe and mask-both.
+    assert_eq!(report["validation_metric"], "dense_tar_far_1e-3", "{report}");
+    for line in &validation {
+        assert_eq!(line["impostor"], 100_000, "{line}");
+        assert!(line["genuine"].as_u64().is_some_and(|g| g > 10), "{line}");
+        let tars: Vec<f64> = ["clean", "mask_probe", "mask_both"]
+            .iter()
+            .map(|kind| line[format!("{kind}_tar_far_1e-3")].as_f64().unwrap())
+            .collect();
+        assert!(tars.iter().all(|t| (0.0..=1.0).contains(t)), "{line}");
+        let mean = line["dense_tar_far_1e-3"].as_f64().unwrap();
+        assert!((mean - tars.iter().sum::<f64>() / 3.0).abs() < 1e-9, "{line}");
+    }
+    let teacher = &validation[0];
+    assert!(teacher["clean_tar_far_1e-3"].as_f64().unwrap() > 0.8, "the teacher knows clean faces: {teacher}");
 
     let killed = tmp.path().join("killed");
     let stopped_at = kill_after_checkpoint(&args(&killed, &["--quiet"]), &killed.join("reformer/state.json"), 2);

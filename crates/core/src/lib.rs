@@ -274,6 +274,24 @@ pub struct VerificationPairs {
     pub folds: Vec<usize>,
 }
 
+/// Dense verification pairs ready to score: every photo once clean and once masked, and the
+/// pairs as indices into them, so that 100,000 pairs need no copy of a face. Under
+/// `mask-probe` a pair compares `clean[a]` with `masked[b]`; under `mask-both`, `masked[a]`
+/// with `masked[b]`.
+#[derive(Debug, Clone, Default)]
+pub struct DensePairs {
+    /// Clean crops.
+    pub clean: Vec<AlignedFace>,
+    /// The same crops masked, as the protocol masks them.
+    pub masked: Vec<AlignedFace>,
+    /// (reference, probe) indices into the crops.
+    pub pairs: Vec<(u32, u32)>,
+    /// Same person?
+    pub genuine: Vec<bool>,
+    /// Fold of each pair.
+    pub folds: Vec<usize>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

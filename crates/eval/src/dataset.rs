@@ -114,9 +114,23 @@ impl Lfw {
     }
 
     /// `lfw-devtrain-holdout-dense` (README): the dense pairs of `lfw-devtest-dense`, built
-    /// the same way among the held-out DevTrain people (validation, never a test).
-    pub fn devtrain_holdout_dense_pairs(&self, seed: u64) -> Result<Vec<Pair>> {
-        Ok(dense_pairs(&self.devtrain_holdout_people(seed)?, seed))
+    /// the same way among the held-out DevTrain people (validation, never a test). With
+    /// `max_photos`, among the first of those people (list order) whose photos add up to at
+    /// most that many (at least two people), for short runs.
+    pub fn devtrain_holdout_dense_pairs(&self, seed: u64, max_photos: Option<usize>) -> Result<Vec<Pair>> {
+        let mut people = self.devtrain_holdout_people(seed)?;
+        if let Some(cap) = max_photos {
+            let mut photos = 0;
+            let keep = people
+                .iter()
+                .take_while(|(_, count)| {
+                    photos += count;
+                    photos <= cap
+                })
+                .count();
+            people.truncate(keep.max(2));
+        }
+        Ok(dense_pairs(&people, seed))
     }
 
     /// The people of `peopleDevTrain.txt` held out of training for model selection (with

@@ -59,7 +59,7 @@ impl Protocol {
             Protocol::LfwDevtest => lfw.devtest_pairs().map(Some),
             Protocol::LfwDevtestDense => lfw.devtest_dense_pairs(seed).map(Some),
             Protocol::LfwDevtrainHoldout => lfw.devtrain_holdout_pairs(seed).map(Some),
-            Protocol::LfwDevtrainHoldoutDense => lfw.devtrain_holdout_dense_pairs(seed).map(Some),
+            Protocol::LfwDevtrainHoldoutDense => lfw.devtrain_holdout_dense_pairs(seed, None).map(Some),
             Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent => Ok(None),
         }
     }

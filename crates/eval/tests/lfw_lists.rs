@@ -54,9 +54,16 @@ fn both_views_parse_with_the_published_counts_and_every_photo_exists() {
     // The validation protocols stay among the held-out DevTrain people.
     let held_out = lfw.devtrain_holdout_people(0).unwrap();
     let held_names: std::collections::HashSet<&String> = held_out.iter().map(|(n, _)| n).collect();
-    let dense = lfw.devtrain_holdout_dense_pairs(0).unwrap();
+    let dense = lfw.devtrain_holdout_dense_pairs(0, None).unwrap();
     assert!(dense.iter().all(|p| held_names.contains(&p.a.identity) && held_names.contains(&p.b.identity)));
     assert!(dense.iter().filter(|p| p.genuine).count() > 1000, "denser than the 432 validation pairs");
+    assert_eq!(Protocol::LfwDevtrainHoldoutDense.pairs(&lfw, 0).unwrap().unwrap(), dense);
+    // A cut-down set keeps the first people whose photos fit, with as many impostor pairs.
+    let small = lfw.devtrain_holdout_dense_pairs(0, Some(60)).unwrap();
+    let photos: std::collections::BTreeSet<_> = small.iter().flat_map(|p| [&p.a.path, &p.b.path]).collect();
+    assert!(photos.len() <= 60 && photos.len() > 10, "{} photos", photos.len());
+    assert_eq!(small.iter().filter(|p| !p.genuine).count(), 100_000);
+    assert!(small.iter().any(|p| p.genuine));
     let ident = Protocol::LfwDevtrainHoldoutIdent.ident_set(&lfw, 0).unwrap().unwrap();
     assert_eq!(ident.gallery.len() + ident.non_enrolled.len(), held_out.len());
     assert!(ident.gallery.iter().all(|i| held_names.contains(&i.identity)));

@@ -16,7 +16,9 @@ pub use evaluate::{
 pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 pub use recognizer::{Identification, ModelChoice, Photo, Recognizer, Verification};
-pub use training::{training_set, unlabelled_set, verification_pairs, TeacherTargets, TrainingSet};
+pub use training::{
+    dense_validation_pairs, training_set, unlabelled_set, verification_pairs, TeacherTargets, TrainingSet,
+};
 
 /// Progress of long work: `done` of `total` items of `stage`.
 #[derive(Debug, Clone, Copy)]

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use maskid_core::{TrainingFace, VerificationPairs};
+use maskid_core::{DensePairs, TrainingFace, VerificationPairs};
 use maskid_eval::{folder_dataset, ImageRef, Lfw, MaskSetting};
 
 use crate::evaluate::{
@@ -170,6 +170,35 @@ pub fn verification_pairs(
         out.probes.push(probe);
         out.clean_probes.push(clean);
         out.probe_holes.push(hole);
+        out.genuine.push(pair.genuine);
+        out.folds.push(pair.fold);
+    }
+    Ok(out)
+}
+
+/// `lfw-devtrain-holdout-dense` as a student's validation sees it: each photo clean and
+/// masked as `maskid eval` masks it (seed and styles of `options`), the pairs as indices. With
+/// `max_photos`, the cut-down set of [`Lfw::devtrain_holdout_dense_pairs`].
+pub fn dense_validation_pairs(
+    home: &Path,
+    models: &Models,
+    options: &EvalOptions,
+    max_photos: Option<usize>,
+    progress: ProgressFn<'_>,
+) -> Result<DensePairs> {
+    let lfw = Lfw::open(&options.data)?;
+    let pairs = lfw.devtrain_holdout_dense_pairs(options.seed, max_photos)?;
+    let photos: Vec<PathBuf> =
+        pairs.iter().flat_map(|p| [p.a.path.clone(), p.b.path.clone()]).collect::<BTreeSet<_>>().into_iter().collect();
+    let index: BTreeMap<&Path, u32> = photos.iter().enumerate().map(|(i, p)| (p.as_path(), i as u32)).collect();
+    let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
+    let mut out = DensePairs::default();
+    for photo in &photos {
+        out.clean.push(protocol_face(&prepared, photo, false, options)?);
+        out.masked.push(protocol_face(&prepared, photo, true, options)?);
+    }
+    for pair in &pairs {
+        out.pairs.push((index[pair.a.path.as_path()], index[pair.b.path.as_path()]));
         out.genuine.push(pair.genuine);
         out.folds.push(pair.fold);
     }

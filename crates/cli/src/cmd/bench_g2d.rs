@@ -45,6 +45,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let train = TrainData {
         faces: &set.faces,
         validation: &validation,
+        dense_validation: None,
         teacher_onnx: Some(&teacher_onnx),
         real_masks: None,
         detector: None,

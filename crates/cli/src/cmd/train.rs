@@ -58,7 +58,8 @@ pub struct Args {
     /// Train on the first N people only (short runs).
     #[arg(long)]
     max_people: Option<usize>,
-    /// Validate on N of the validation pairs (spread over both kinds and all folds).
+    /// Validate on N of the validation pairs (spread over both kinds and all folds); a
+    /// teacher-initialised student, on the dense validation pairs among at most N photos.
     #[arg(long)]
     validation_pairs: Option<usize>,
     /// Stop each stage after this many steps (checkpointed, resumable), e.g. to split a long run.
@@ -140,6 +141,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let validation =
         maskid_pipeline::verification_pairs(&home, &models, &validation_options, args.validation_pairs, &progress)
             .context("preparing the validation pairs")?;
+    // The teacher-initialised student is chosen on the dense pairs of the same people.
+    let dense_validation = match config.model.student.is_some() && stages.contains(&Stage::Reformer) {
+        true => Some(
+            maskid_pipeline::dense_validation_pairs(
+                &home,
+                &models,
+                &validation_options,
+                args.validation_pairs,
+                &progress,
+            )
+            .context("preparing the dense validation pairs")?,
+        ),
+        false => None,
+    };
     drop(models);
     if !global.quiet {
         eprintln!(
@@ -149,11 +164,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             validation.genuine.len(),
             held_out.len()
         );
+        if let Some(dense) = &dense_validation {
+            let genuine = dense.genuine.iter().filter(|g| **g).count();
+            eprintln!(
+                "maskid: the student is chosen on {} dense validation pairs ({genuine} genuine) of {} photos",
+                dense.pairs.len(),
+                dense.clean.len()
+            );
+        }
     }
     let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
     let data = TrainData {
         faces: &set.faces,
         validation: &validation,
+        dense_validation: dense_validation.as_ref(),
         teacher_onnx: Some(&teacher_onnx),
         real_masks: real_masks.as_ref(),
         detector: None,
@@ -256,6 +280,7 @@ fn train_detector(
     let data = TrainData {
         faces: &[],
         validation: &empty,
+        dense_validation: None,
         teacher_onnx: None,
         real_masks: None,
         detector: Some(DetectorData {

@@ -68,7 +68,9 @@ impl<'a> Classifier<'a> {
 }
 
 impl StageLoop for Classifier<'_> {
-    const METRIC: &'static str = "holdout_top1";
+    fn metric(&self) -> &'static str {
+        "holdout_top1"
+    }
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
         trained_parts(&self.head, &self.optimizer)

@@ -449,7 +449,10 @@ impl<'a> DetectorTuning<'a> {
 }
 
 impl StageLoop for DetectorTuning<'_> {
-    const METRIC: &'static str = "found_less_false";
+    fn metric(&self) -> &'static str {
+        "found_less_false"
+    }
+
     const VALIDATE_AT_START: bool = true;
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {

@@ -99,7 +99,9 @@ impl<'a> Reconstruction<'a> {
 }
 
 impl StageLoop for Reconstruction<'_> {
-    const METRIC: &'static str = "hole_psnr_db";
+    fn metric(&self) -> &'static str {
+        "hole_psnr_db"
+    }
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
         let mut parts = vec![("model", module_bytes(&self.model)?), ("optimizer", optimizer_bytes(&self.optimizer)?)];

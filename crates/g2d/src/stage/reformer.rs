@@ -11,7 +11,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
-use maskid_core::VerificationPairs;
+use maskid_core::{DensePairs, VerificationPairs};
 
 use super::{
     adam, load_inpainter, new_backbone, restore_trained, step_seed, trained_parts, verification_accuracy, StageLoop,
@@ -42,6 +42,7 @@ pub(crate) struct DistillationData<'a> {
     pub(crate) base: Device,
     pub(crate) device: Device,
     pub(crate) validation: &'a VerificationPairs,
+    pub(crate) dense_validation: Option<&'a DensePairs>,
 }
 
 impl<'a> DistillationData<'a> {
@@ -60,6 +61,7 @@ impl<'a> DistillationData<'a> {
             device: base.clone().autodiff(),
             base,
             validation: data.validation,
+            dense_validation: data.dense_validation,
         })
     }
 
@@ -102,7 +104,9 @@ impl<'a> Distillation<'a> {
 }
 
 impl StageLoop for Distillation<'_> {
-    const METRIC: &'static str = "mask_probe_accuracy";
+    fn metric(&self) -> &'static str {
+        "mask_probe_accuracy"
+    }
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
         trained_parts(&self.student, &self.optimizer)
