@@ -200,12 +200,7 @@ fn embed_versions(
     let mut out: HashMap<(PathBuf, bool), Embedding> =
         clean_embeddings.into_iter().map(|(p, e)| ((p, false), e)).collect();
     let masked_face = |p: &Path| protocol_face(prepared, p, true, options);
-    let mut embeddings = embed_chunks(&masked, masked_face, masked_embedder, restorer, progress)?;
-    if options.mirror_average {
-        let mirrored_face = |p: &Path| Ok(protocol_face(prepared, p, true, options)?.mirrored());
-        let mirrored = embed_chunks(&masked, mirrored_face, masked_embedder, restorer, progress)?;
-        embeddings = embeddings.iter().zip(&mirrored).map(|(a, b)| mean_embedding(a, b)).collect();
-    }
+    let embeddings = embed_chunks(&masked, masked_face, masked_embedder, restorer, options.mirror_average, progress)?;
     out.extend(masked.into_iter().map(|p| (p, true)).zip(embeddings));
     Ok(out)
 }
@@ -276,19 +271,21 @@ fn cached_embeddings(
         let face = prepared.face(&p.to_string_lossy())?;
         Ok(if mirrored { face.mirrored() } else { face })
     };
-    let fresh = embed_chunks(&todo, face_of, embedder, None, progress)?;
+    let fresh = embed_chunks(&todo, face_of, embedder, None, false, progress)?;
     cache.append(todo.iter().map(|p| key(p)).zip(fresh.iter().cloned()).collect())?;
     out.extend(todo.into_iter().zip(fresh));
     Ok(out)
 }
 
 /// Embeds the faces `face_of` gives for `photos` (restored first by `restorer`), 32 at a time
-/// across the embedder's sessions.
+/// across the embedder's sessions; with `mirror_average`, the mean of the embeddings of each
+/// face and of its mirror image (one draw of the face for both).
 fn embed_chunks(
     photos: &[PathBuf],
     face_of: impl Fn(&Path) -> Result<AlignedFace> + Sync,
     embedder: &FaceEmbedder,
     restorer: Option<&FaceRestorer>,
+    mirror_average: bool,
     progress: ProgressFn<'_>,
 ) -> Result<Vec<Embedding>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -296,10 +293,18 @@ fn embed_chunks(
         .par_chunks(32)
         .map(|chunk| -> Result<Vec<Embedding>> {
             let mut faces: Vec<AlignedFace> = chunk.iter().map(|p| face_of(p)).collect::<Result<_>>()?;
+            if mirror_average {
+                let mirrored: Vec<AlignedFace> = faces.iter().map(AlignedFace::mirrored).collect();
+                faces.extend(mirrored);
+            }
             if let Some(restorer) = restorer {
                 faces = restorer.restore(&faces)?;
             }
-            let embeddings = embedder.embed(&faces)?;
+            let mut embeddings = embedder.embed(&faces)?;
+            if mirror_average {
+                let mirrored = embeddings.split_off(chunk.len());
+                embeddings = embeddings.iter().zip(&mirrored).map(|(a, b)| mean_embedding(a, b)).collect();
+            }
             let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
             progress(Progress { stage: "embed", done: n, total: photos.len() });
             Ok(embeddings)
