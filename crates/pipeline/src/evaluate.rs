@@ -156,10 +156,19 @@ pub fn protocol_face(prepared: &PreparedSet, path: &Path, masked: bool, options:
 
 /// The masked crop of a prepared photo and the region its mask covers.
 pub fn masked_face(prepared: &PreparedSet, path: &Path, options: &EvalOptions) -> Result<(AlignedFace, OcclusionMap)> {
+    mask_prepared_face(prepared, path, &prepared.face(&path.to_string_lossy())?, options)
+}
+
+/// [`masked_face`] for a crop already read from the prepared set.
+pub(crate) fn mask_prepared_face(
+    prepared: &PreparedSet,
+    path: &Path,
+    face: &AlignedFace,
+    options: &EvalOptions,
+) -> Result<(AlignedFace, OcclusionMap)> {
     let key = path.to_string_lossy();
-    let face = prepared.face(&key)?;
     let spec = MaskSpec::from_seed(image_seed(&key, options.seed), options.style, options.coverage);
-    Ok(mask_face(&face, &crop_landmarks(prepared, &key), &spec)?)
+    Ok(mask_face(face, &crop_landmarks(prepared, &key), &spec)?)
 }
 
 /// The five landmarks of a prepared photo inside its aligned crop (the template for a

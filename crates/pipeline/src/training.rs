@@ -9,7 +9,8 @@ use maskid_core::{DensePairs, TrainingFace, VerificationPairs};
 use maskid_eval::{folder_dataset, ImageRef, Lfw, MaskSetting};
 
 use crate::evaluate::{
-    clean_embeddings, crop_landmarks, masked_face, mirror_averaged_embeddings, protocol_face, EvalOptions,
+    clean_embeddings, crop_landmarks, mask_prepared_face, masked_face, mirror_averaged_embeddings, protocol_face,
+    EvalOptions,
 };
 use crate::models::Models;
 use crate::prepare::{prepare, PrepareSummary};
@@ -194,8 +195,9 @@ pub fn dense_validation_pairs(
     let (prepared, _) = prepare(home, &options.data, &photos, models, progress)?;
     let mut out = DensePairs::default();
     for photo in &photos {
-        out.clean.push(protocol_face(&prepared, photo, false, options)?);
-        out.masked.push(protocol_face(&prepared, photo, true, options)?);
+        let face = prepared.face(&photo.to_string_lossy())?;
+        out.masked.push(mask_prepared_face(&prepared, photo, &face, options)?.0);
+        out.clean.push(face);
     }
     for pair in &pairs {
         out.pairs.push((index[pair.a.path.as_path()], index[pair.b.path.as_path()]));
