@@ -21,7 +21,7 @@ pub struct ShippedModel {
 /// in [-1, 1] -> `embedding [batch, 128]` in the teacher's space.
 pub static G2D_BACKBONE: ShippedModel = ShippedModel {
     name: "g2d-student.onnx",
-    sha256: "fd7b9a269be4912d204befdb83d5d7e4d433205ca3076b4070ba6778a4a83207",
+    sha256: "57f86a26696903e3c3cc90659ae5e70f4b0c3ffb448b15b2ec915b698be2afd2",
     bytes: include_bytes!("../../../models/g2d-student.onnx"),
 };
 

@@ -382,8 +382,8 @@ fn inpainting_with_the_critic_trains_and_resumes() {
     }
 }
 
-/// The teacher-initialised student (configs/teacher-init.toml's network) on a short schedule:
-/// it validates at step 0 (the teacher), trains, and a run killed with -9 and resumed logs the
+/// The default teacher-initialised student (training from unit 25) on a short schedule: it
+/// validates at step 0 (the teacher), trains, and a run killed with -9 and resumed logs the
 /// very losses of an uninterrupted one.
 #[test]
 fn the_student_stage_trains_and_resumes_after_kill_9() {

@@ -14,8 +14,8 @@ use crate::cmd::bench::percentile;
 use crate::common::GlobalArgs;
 
 /// Images per second of each stage of the `small` config, every batch 32, after `steps`
-/// steps, then of the reformer stage with the teacher-initialised student
-/// (`configs/teacher-init.toml`'s network); each stage's own peak memory.
+/// steps, then of the reformer stage with the default teacher-initialised student (training
+/// from unit 25, as `configs/ablation/teacher-init-first.toml`); each stage's own peak memory.
 pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyhow::Result<Vec<StageReport>> {
     let mut config = G2dConfig::small();
     config.encoder.schedule.batch_size = 32; // the paper's 16, doubled to compare stages
