@@ -137,6 +137,28 @@ fn a_gallery_moves_between_files_and_models() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("embedding space"), "{}", stderr(&refused));
     assert!(identify(copy_s, "g2d")["similarity"].as_f64().is_some());
+    // Faces of both models share it: the teacher enrols carol into the G2D gallery, and a
+    // service of either model serves it and finds her.
+    let out =
+        maskid(&["enroll", "--gallery", copy_s, "--name", "carol", "--model", "teacher", &photo("impostor_1.jpg")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let carol = stdout_json(&maskid(&["gallery", "show", "carol", "--gallery", copy_s, "--json"]));
+    assert_eq!(carol["face_list"][0]["model_id"], "face_recognition_sface_2021dec_int8bq", "{carol}");
+    let reader = common::server::key(&copy, "read");
+    let probe = std::fs::read(photo("impostor_2.jpg")).unwrap();
+    for model in ["teacher", "g2d"] {
+        let server = common::server::Server::start(&copy, &["--model", model]);
+        let (status, found) = server.json(
+            "POST",
+            "/v1/identify",
+            &reader,
+            "image/jpeg",
+            &std::fs::read(photo("impostor_1.jpg")).unwrap(),
+        );
+        assert_eq!((status, found["match"].as_str()), (200, Some("carol")), "{model}: {found}");
+        let (_, stranger) = server.json("POST", "/v1/identify", &reader, "image/jpeg", &probe);
+        assert_eq!(stranger["match"], serde_json::Value::Null, "{model}: {stranger}");
+    }
 
     // Without kept crops there is nothing to re-embed from.
     let bare = tmp.path().join("bare.db");

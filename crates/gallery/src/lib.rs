@@ -50,8 +50,8 @@ pub enum Error {
     /// An unknown subject, face or key.
     #[error("not found: {0}")]
     NotFound(Missing),
-    /// Embeddings of another model than the gallery's.
-    #[error("model mismatch: the gallery holds embeddings of {} ({}), not of {} ({}); re-embed one of them or use the gallery's model", gallery.id, gallery.sha256, other.id, other.sha256)]
+    /// Embeddings of a model that shares neither the gallery's model nor its embedding space.
+    #[error("model mismatch: the gallery holds embeddings of {} ({}), not of {} ({}) nor of its embedding space; re-embed one of them or use the gallery's model", gallery.id, gallery.sha256, other.id, other.sha256)]
     ModelMismatch {
         /// The gallery's model.
         gallery: ModelRef,

@@ -300,7 +300,7 @@ impl PgGallery {
     /// Checks a face against the gallery's model and length (`None`: the gallery is empty).
     fn check_face(gallery: &Option<(ModelRef, usize)>, model: &ModelRef, len: usize) -> Result<()> {
         match gallery {
-            Some((ours, _)) if ours.sha256 != model.sha256 => {
+            Some((ours, _)) if !ours.shares_space(model) => {
                 Err(Error::ModelMismatch { gallery: ours.clone(), other: model.clone() })
             }
             Some((_, dim)) if *dim != len => Err(Error::Invalid(Invalid::Dimension { expected: *dim, got: len })),

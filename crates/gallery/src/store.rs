@@ -55,6 +55,16 @@ pub struct ModelRef {
     pub sha256: String,
 }
 
+impl ModelRef {
+    /// Whether embeddings of `other` can be compared with this model's: the same file, or two
+    /// models of one embedding space (the G2D student was trained into its teacher's, so a
+    /// gallery takes faces and probes of either).
+    pub fn shares_space(&self, other: &ModelRef) -> bool {
+        let space = maskid_assets::embedding_space(&self.sha256);
+        self.sha256 == other.sha256 || space.is_some() && space == maskid_assets::embedding_space(&other.sha256)
+    }
+}
+
 /// A face to enroll.
 #[derive(Debug, Clone)]
 pub struct NewFace {
@@ -340,7 +350,7 @@ impl SqliteStore {
     /// Adds a face after checking its model against the gallery's (inside a transaction:
     /// [`SqliteStore::atomically`]).
     pub fn insert_face(&self, subject_id: i64, face: &NewFace) -> Result<i64> {
-        if let Some(gallery) = self.model()?.filter(|m| m.sha256 != face.model.sha256) {
+        if let Some(gallery) = self.model()?.filter(|m| !m.shares_space(&face.model)) {
             return Err(Error::ModelMismatch { gallery, other: face.model.clone() });
         }
         let blob = embedding_blob(face.embedding.values());
@@ -498,7 +508,7 @@ impl SqliteStore {
         let (mut added, mut skipped) = (0, 0);
         for f in faces {
             let gallery = model.get_or_insert_with(|| f.model.clone());
-            if gallery.sha256 != f.model.sha256 {
+            if !gallery.shares_space(&f.model) {
                 return Err(Error::ModelMismatch { gallery: gallery.clone(), other: f.model.clone() });
             }
             let name = subject_name(&f.subject)?;

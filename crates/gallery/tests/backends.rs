@@ -134,6 +134,24 @@ fn enrolment_identification_and_removal_keep_the_same_rules(fixture: Fixture) {
     assert_eq!(g.model().unwrap().unwrap().sha256, "m2");
     assert_eq!(g.identify(&Embedding::normalized(vec![0.1, 1.0]), 1, 0.5).unwrap()[0].name, "dan");
 
+    // Models of one embedding space share a gallery: the teacher's faces and those of the G2D
+    // student trained into its space, each kept with its own model, and the mixed gallery's
+    // export imports whole; a model of no shared space is still refused.
+    let shared = fixture.open_sibling("shared");
+    let (teacher, student) = (maskid_assets::SFACE.sha256, maskid_assets::G2D_BACKBONE.sha256);
+    shared.enroll("eve", &none(), &face(vec![1.0, 0.0, 0.0], "t1", teacher)).unwrap();
+    shared.enroll("eve", &none(), &face(vec![0.9, 0.1, 0.0], "s1", student)).unwrap();
+    let foreign = shared.enroll("eve", &none(), &face(vec![0.0, 1.0, 0.0], "o1", "m"));
+    assert!(matches!(foreign, Err(Error::ModelMismatch { .. })), "{foreign:?}");
+    let (_, faces) = shared.exported().unwrap();
+    assert_eq!(faces.iter().map(|f| f.model.sha256.as_str()).collect::<Vec<_>>(), [teacher, student]);
+    let file = fixture._dir.path().join("shared.jsonl");
+    shared.export(&file).unwrap();
+    let copy = fixture.open_sibling("shared_copy");
+    copy.enroll("fay", &none(), &face(vec![0.0, 0.0, 1.0], "s2", student)).unwrap();
+    assert_eq!(copy.import(&file).unwrap(), (2, 0));
+    assert_eq!(copy.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), 1, 0.5).unwrap()[0].name, "eve");
+
     // A second handle (another process on PostgreSQL) sees all of it.
     let again = fixture.open();
     assert_eq!(again.subjects().unwrap().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["bob", "dan"]);

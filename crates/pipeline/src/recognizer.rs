@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use image::RgbImage;
-use maskid_assets::{embedding_space, Assets, G2D_BACKBONE};
+use maskid_assets::{Assets, G2D_BACKBONE};
 use maskid_core::{AlignedFace, Detection, Embedding};
 use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy};
 use maskid_gallery::{Candidate, Enrolment, Gallery, ModelRef, NewFace};
@@ -208,8 +208,7 @@ impl Recognizer {
     pub fn check_gallery(&self, gallery: &Gallery) -> Result<()> {
         let Some(enrolled) = gallery.model()? else { return Ok(()) };
         let ours = self.model();
-        let space = embedding_space(&enrolled.sha256);
-        if enrolled.sha256 == ours.sha256 || space.is_some() && space == embedding_space(&ours.sha256) {
+        if enrolled.shares_space(&ours) {
             Ok(())
         } else {
             Err(Error::OtherSpace { gallery: enrolled, model: ours })

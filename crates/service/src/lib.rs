@@ -96,8 +96,8 @@ pub enum Error {
     /// From the gallery.
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
-    /// The gallery holds another model's embeddings.
-    #[error("the gallery holds embeddings of {} ({}), but the service embeds with {} ({}); start it with the gallery's model", gallery.id, gallery.sha256, service.id, service.sha256)]
+    /// The gallery holds embeddings of a model of another embedding space.
+    #[error("the gallery holds embeddings of {} ({}), but the service embeds with {} ({}), of another embedding space; start it with the gallery's model", gallery.id, gallery.sha256, service.id, service.sha256)]
     ModelMismatch {
         /// The gallery's model.
         gallery: maskid_gallery::ModelRef,
@@ -138,9 +138,10 @@ impl Service {
         .await
         .expect("BUG: opening the gallery panicked");
         if let Some(model) = model? {
-            // The service enrols too: the gallery's own model, not only its embedding space.
+            // Faces it enrols and probes it searches are the service model's: the gallery's
+            // model or another of its embedding space (a teacher gallery served by G2D).
             let service = recognizer.model();
-            if model.sha256 != service.sha256 {
+            if !model.shares_space(&service) {
                 return Err(Error::ModelMismatch { gallery: model, service });
             }
         }

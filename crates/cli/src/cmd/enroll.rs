@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(long, default_value = "require-one", value_parser = FacePolicy::parse_one)]
     face: FacePolicy,
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx); a
-    /// gallery holds one model's embeddings.
+    /// gallery holds the embeddings of one model, or of models of one embedding space
+    /// (teacher and g2d).
     #[arg(long, default_value = "teacher")]
     model: ModelChoice,
     /// Keep each face's aligned crop in the gallery (biometric data; off by default): lets
