@@ -258,6 +258,24 @@ fn training_resumes_after_kill_9_exactly_where_it_stopped() {
     assert_eq!(a.len(), 24);
     assert_eq!(a, b, "per-step losses of the resumed run");
     assert_eq!(va, vb, "validations of the resumed run");
+
+    // A finished run trains on when resumed with more steps (and another name), nothing else
+    // changed: the steps taken stay, the new ones follow.
+    let longer = write_config(
+        tmp.path(),
+        "longer.toml",
+        "name = \"longer\"\n[inpaint.schedule]\nsteps = 30\nbatch_size = 8\ncheckpoint_every = 3\nvalidate_every = 12\n",
+    );
+    let extended =
+        maskid(&train_args(data, &longer, killed.to_str().unwrap(), &["--stage", "inpaint", "--resume", "--json"]));
+    let report = &stdout_json(&extended)[0];
+    assert_eq!(
+        (report["finished"].as_bool(), report["steps_this_session"].as_u64()),
+        (Some(true), Some(6)),
+        "{report}"
+    );
+    let (c, vc) = metrics(&killed, "inpaint");
+    assert_eq!((c.len(), &c[..24], &vc[..va.len()]), (30, &a[..], &va[..]));
 }
 
 #[test]

@@ -246,6 +246,16 @@ pub fn finished_with(run: &Path, stage: Stage, config: &G2dConfig) -> bool {
     StageDir::finished(run, stage).is_ok_and(|(_, state)| state.config_sha256 == config_sha256(config))
 }
 
+/// `config` less its name and `stage`'s step count: two configs of one shape differ only in
+/// what the run is called and how long the stage trains.
+fn run_shape(config: &G2dConfig, stage: Stage) -> Option<toml::Value> {
+    let mut value: toml::Value = toml::from_str(&config.to_toml()).ok()?;
+    let table = value.as_table_mut()?;
+    table.remove("name");
+    table.get_mut(stage.name())?.get_mut("schedule")?.as_table_mut()?.remove("steps");
+    Some(value)
+}
+
 fn config_sha256(config: &G2dConfig) -> String {
     hex::encode(Sha256::digest(config.to_toml().as_bytes()))
 }
@@ -262,12 +272,21 @@ fn drive<L: StageLoop>(
     let dir = StageDir::create(options.run, stage)?;
     let config_sha256 = config_sha256(config);
     let mut state = match (dir.state()?, options.resume) {
-        (Some(saved), true) => {
+        (Some(mut saved), true) => {
             if saved.config_sha256 != config_sha256 {
-                return Err(Error::Checkpoint(format!(
-                    "{}: the checkpoint was trained with another config (see its config.toml); resume with that config or start a new run folder",
-                    dir.path().display()
-                )));
+                let longer = config.schedule(stage).steps > saved.step
+                    && run_shape(&dir.config()?, stage)
+                        .is_some_and(|saved_shape| Some(saved_shape) == run_shape(config, stage));
+                if !longer {
+                    return Err(Error::Checkpoint(format!(
+                        "{}: the checkpoint was trained with another config (see its config.toml); resume with that config (only the name and this stage's steps may change: more steps extend the run) or start a new run folder",
+                        dir.path().display()
+                    )));
+                }
+                // The same run, trained on for more steps: learning rates are constant, so the
+                // steps already taken are those a longer run would have taken.
+                saved.config_sha256.clone_from(&config_sha256);
+                saved.finished = false;
             }
             if saved.data_fingerprint != data.fingerprint() {
                 return Err(Error::Checkpoint(format!(
