@@ -97,7 +97,7 @@ pub enum Error {
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
     /// The gallery holds embeddings of a model of another embedding space.
-    #[error("the gallery holds embeddings of {} ({}), but the service embeds with {} ({}), of another embedding space; start it with the gallery's model", gallery.id, gallery.sha256, service.id, service.sha256)]
+    #[error("the gallery holds embeddings of {} ({}), but the service embeds with {} ({}), of another embedding space; start it with the gallery's model or one of its space", gallery.id, gallery.sha256, service.id, service.sha256)]
     ModelMismatch {
         /// The gallery's model.
         gallery: maskid_gallery::ModelRef,
