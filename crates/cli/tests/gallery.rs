@@ -145,18 +145,13 @@ fn a_gallery_moves_between_files_and_models() {
     let carol = stdout_json(&maskid(&["gallery", "show", "carol", "--gallery", copy_s, "--json"]));
     assert_eq!(carol["face_list"][0]["model_id"], "face_recognition_sface_2021dec_int8bq", "{carol}");
     let reader = common::server::key(&copy, "read");
-    let probe = std::fs::read(photo("impostor_2.jpg")).unwrap();
+    let (carol_photo, stranger_photo) =
+        (std::fs::read(photo("impostor_1.jpg")).unwrap(), std::fs::read(photo("impostor_2.jpg")).unwrap());
     for model in ["teacher", "g2d"] {
         let server = common::server::Server::start(&copy, &["--model", model]);
-        let (status, found) = server.json(
-            "POST",
-            "/v1/identify",
-            &reader,
-            "image/jpeg",
-            &std::fs::read(photo("impostor_1.jpg")).unwrap(),
-        );
+        let (status, found) = server.json("POST", "/v1/identify", &reader, "image/jpeg", &carol_photo);
         assert_eq!((status, found["match"].as_str()), (200, Some("carol")), "{model}: {found}");
-        let (_, stranger) = server.json("POST", "/v1/identify", &reader, "image/jpeg", &probe);
+        let (_, stranger) = server.json("POST", "/v1/identify", &reader, "image/jpeg", &stranger_photo);
         assert_eq!(stranger["match"], serde_json::Value::Null, "{model}: {stranger}");
     }
 
