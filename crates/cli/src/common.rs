@@ -1,5 +1,6 @@
 //! Options every subcommand shares, and the glue that turns them into library objects.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,11 +95,23 @@ impl GlobalArgs {
         })
     }
 
-    /// A progress callback drawing one bar per stage on stderr.
+    /// A progress callback drawing one bar per stage on stderr; when stderr is not a terminal
+    /// (a log file), a line at every tenth of each stage instead, so long work still shows.
     pub fn progress(&self) -> impl Fn(Progress<'_>) + Sync {
         let quiet = self.quiet;
+        let plain = !std::io::stderr().is_terminal();
+        let last_line = std::sync::Mutex::new((String::new(), usize::MAX));
         move |p: Progress<'_>| {
             if quiet {
+                return;
+            }
+            if plain {
+                let tenth = (p.done * 10).checked_div(p.total).unwrap_or(10);
+                let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
+                if last.0 != p.stage || last.1 != tenth {
+                    *last = (p.stage.to_string(), tenth);
+                    eprintln!("maskid: {} {}/{}", p.stage, p.done, p.total);
+                }
                 return;
             }
             let mut slot = CURRENT_BAR.lock().unwrap_or_else(|e| e.into_inner());

@@ -279,14 +279,15 @@ fn align_writes_crops_for_a_folder_tree() {
     std::fs::copy(sample("person_b_1.jpg"), tree.join("one.jpg")).unwrap();
     std::fs::copy(sample("person_b_2.jpg"), tree.join("two.jpg")).unwrap();
     let out_dir = dir.path().join("out");
-    let summary = stdout_json(&maskid(&[
-        "align",
-        dir.path().join("in").to_str().unwrap(),
-        "-o",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ]));
+    // Without --quiet, which the other runs pass. stderr is a pipe here, not a terminal:
+    // progress comes as plain lines, not a bar.
+    let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(["align", dir.path().join("in").to_str().unwrap(), "-o", out_dir.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let summary = stdout_json(&out);
     assert_eq!(summary["written"], 2);
+    assert!(stderr(&out).contains("maskid: align 2/2"), "{}", stderr(&out));
     let crop = image::open(out_dir.join("ardern/one.png")).unwrap().into_rgb8();
     assert_eq!(crop.dimensions(), (112, 112));
     // The eyes land on the template: the eye rows are darker than the cheeks below them.
