@@ -276,6 +276,34 @@ fn training_resumes_after_kill_9_exactly_where_it_stopped() {
     );
     let (c, vc) = metrics(&killed, "inpaint");
     assert_eq!((c.len(), &c[..24], &vc[..va.len()]), (30, &a[..], &va[..]));
+
+    // An annealed tail may be added on resume, but only from the saved step on: a decay that
+    // would have changed steps already taken is refused.
+    let annealed = |decay_from: u64| {
+        let schedule = format!(
+            "name = \"annealed\"\n[inpaint.schedule]\nsteps = 36\nbatch_size = 8\ncheckpoint_every = 3\nvalidate_every = 12\ndecay_from = {decay_from}\n"
+        );
+        let config = write_config(tmp.path(), &format!("anneal-{decay_from}.toml"), &schedule);
+        maskid(&train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint", "--resume", "--json"]))
+    };
+    let too_early = annealed(28);
+    assert_eq!(too_early.status.code(), Some(2));
+    assert!(stderr(&too_early).contains("decay_from not before the saved step"), "{}", stderr(&too_early));
+    let report = &stdout_json(&annealed(30))[0];
+    assert_eq!(report["steps_this_session"].as_u64(), Some(6), "{report}");
+    let (d, _) = metrics(&killed, "inpaint");
+    assert_eq!(&d[..30], &c[..]);
+    let text = std::fs::read_to_string(killed.join("inpaint/metrics.jsonl")).unwrap();
+    let rates: Vec<f64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["kind"] == "train")
+        .map(|l| l["lr"].as_f64().unwrap())
+        .collect();
+    let (constant, tail) = rates.split_at(30);
+    assert!(constant.iter().all(|&lr| lr == constant[0]), "{constant:?}");
+    assert_eq!(tail[0], constant[0], "the decay starts at the base rate");
+    assert!(tail.windows(2).all(|w| w[1] < w[0]) && tail[5] < 0.1 * constant[0], "{tail:?}");
 }
 
 #[test]

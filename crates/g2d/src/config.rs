@@ -70,6 +70,11 @@ pub struct Schedule {
     pub batch_size: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// Keep `lr` up to this step, then follow a half cosine down to zero at `steps`. Unset: `lr`
+    /// throughout. A constant rate leaves the student wandering about its best point; annealing
+    /// lets it settle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decay_from: Option<usize>,
     /// Adam beta 1.
     pub beta1: f32,
     /// Adam beta 2.
@@ -84,12 +89,31 @@ pub struct Schedule {
     pub seed: u64,
 }
 
+impl Schedule {
+    /// The learning rate of the step that starts at `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        match self.decay_from {
+            Some(from) if step >= from => {
+                let progress = (step - from) as f64 / (self.steps - from) as f64;
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            _ => self.lr,
+        }
+    }
+
+    /// Whether every step before `step` ran at the base `lr`.
+    pub fn constant_before(&self, step: usize) -> bool {
+        self.decay_from.is_none_or(|from| from >= step)
+    }
+}
+
 impl Default for Schedule {
     fn default() -> Self {
         Self {
             steps: 1000,
             batch_size: 32,
             lr: 1e-3,
+            decay_from: None,
             beta1: 0.9,
             beta2: 0.999,
             weight_decay: 0.0,
@@ -172,11 +196,20 @@ pub struct RelationWeights {
     pub rkd_angle: f32,
     /// Direct feature approximation through a learned projection to the teacher's dimension.
     pub feature: f32,
+    /// Identity margin on the batch's labels: each view must be closer, by a cosine margin, to
+    /// the other views of its person than to anyone else in the batch. Distillation alone can
+    /// only copy the teacher; this term is the one that can add to it. 0 (unset) turns it off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub identity: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl Default for RelationWeights {
     fn default() -> Self {
-        Self { similarity: 1.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 1.0 }
+        Self { similarity: 1.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 1.0, identity: 0.0 }
     }
 }
 
@@ -388,6 +421,9 @@ impl G2dConfig {
             if !(s.lr > 0.0 && s.lr.is_finite()) {
                 return Err(format!("{} = {}: must be a positive number", key("lr"), s.lr));
             }
+            if let Some(from) = s.decay_from.filter(|&from| from >= s.steps) {
+                return Err(format!("{} = {from}: must be below {} ({})", key("decay_from"), key("steps"), s.steps));
+            }
             for (name, beta) in [("beta1", s.beta1), ("beta2", s.beta2)] {
                 if !(0.0..1.0).contains(&beta) {
                     return Err(format!("{} = {beta}: must be in [0, 1)", key(name)));
@@ -407,6 +443,9 @@ impl G2dConfig {
             return Err(format!("reformer.mirror = {}: must be between 0 and 1", r.mirror));
         }
         let w = &r.relation;
+        if w.identity < 0.0 || !w.identity.is_finite() {
+            return Err(format!("reformer.relation.identity = {}: must be 0 or more", w.identity));
+        }
         if [w.similarity, w.rkd_distance, w.rkd_angle, w.feature].iter().all(|&x| x <= 0.0) {
             return Err(
                 "reformer.relation: at least one of similarity, rkd_distance, rkd_angle, feature must be > 0".into()
@@ -430,6 +469,20 @@ fn positive(key: &str, value: usize) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_learning_rate_anneals_from_decay_from_to_zero() {
+        let constant = Schedule { steps: 10, lr: 1e-3, ..Schedule::default() };
+        assert!((0..10).all(|step| constant.lr_at(step) == 1e-3) && constant.constant_before(10));
+        let annealed = Schedule { decay_from: Some(6), ..constant };
+        assert_eq!((annealed.lr_at(5), annealed.lr_at(6)), (1e-3, 1e-3));
+        assert!((annealed.lr_at(8) - 5e-4).abs() < 1e-12, "half way down at the middle of the decay");
+        assert!(annealed.lr_at(9) < annealed.lr_at(8) && annealed.lr_at(9) > 0.0);
+        assert!(annealed.constant_before(6) && !annealed.constant_before(7));
+        let late = "[reformer.schedule]\nsteps = 100\ndecay_from = 100\n";
+        let err = G2dConfig::from_toml(late, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("reformer.schedule.decay_from = 100: must be below"), "{err}");
+    }
 
     #[test]
     fn presets_round_trip_through_toml() {

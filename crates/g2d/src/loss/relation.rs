@@ -45,15 +45,46 @@ pub fn feature_approximation_loss(projected: Tensor<2>, teacher: Tensor<2>) -> T
     cos.neg().add_scalar(1.0).mean()
 }
 
+/// CosFace's margin and scale (Wang et al., CVPR 2018) for [`identity_margin_loss`].
+const IDENTITY_MARGIN: f32 = 0.2;
+const IDENTITY_SCALE: f32 = 30.0;
+
+/// Identity margin within a batch of P people x K views: for each view, a softmax over its
+/// cosines to the other views of the batch, where the views of the same person, their cosine
+/// lowered by a margin, must win. The mean over views of `-log` of their people's share.
+///
+/// # Shapes
+/// `student`: `[B, D]`, L2-normalised; `identities`: `[B]`.
+pub fn identity_margin_loss(student: Tensor<2>, identities: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = student.dims();
+    let device = student.device();
+    let identities = Tensor::<1, Int>::from_data(identities.into_data(), &device); // onto the graph's device
+    let index = Tensor::<1, Int>::arange(0..b as i64, &device);
+    let diagonal = index.clone().reshape([b, 1]).equal(index.reshape([1, b]));
+    let same = identities.clone().reshape([b, 1]).equal(identities.reshape([1, b]));
+    let positive = same.float() - diagonal.clone().float(); // [B, B], 1 for the other views of one's person
+    let cos = student.clone().matmul(student.transpose());
+    let logits =
+        (cos - positive.clone().mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE).mask_fill(diagonal, -1e4);
+    let log_share = burn::tensor::activation::log_softmax(logits, 1);
+    let positives = positive.clone().sum_dim(1); // [B, 1]
+    let per_view = (log_share * positive).sum_dim(1).neg() / positives.clone().clamp_min(1.0);
+    per_view.sum().div(positives.clamp_max(1.0).sum().clamp_min(1.0))
+}
+
 /// The weighted sum of the terms that `weights` turns on, and each term's value for the logs.
 /// `projected` is needed when the feature term is on.
 pub fn relation_loss(
     student: Tensor<2>,
     projected: Option<Tensor<2>>,
     teacher: Tensor<2>,
+    identities: Tensor<1, Int>,
     weights: &RelationWeights,
 ) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
     let mut terms: Vec<(&'static str, f32, Tensor<1>)> = Vec::new();
+    if weights.identity > 0.0 {
+        terms.push(("identity", weights.identity, identity_margin_loss(student.clone(), identities)));
+    }
     if weights.similarity > 0.0 {
         terms.push(("similarity", weights.similarity, similarity_loss(student.clone(), teacher.clone())));
     }
@@ -142,10 +173,28 @@ mod tests {
         assert!((sim - 2.0 * 0.995f32.powi(2) / 6.0).abs() < 0.01, "{sim}");
         assert!(rkd_distance_loss(student.clone(), teacher.clone()).into_scalar::<f32>() > 0.01);
         assert!(rkd_angle_loss(student.clone(), teacher.clone()).into_scalar::<f32>() > 0.01);
-        let weights = RelationWeights { similarity: 2.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 0.0 };
-        let (total, terms) = relation_loss(student, None, teacher, &weights);
+        let weights =
+            RelationWeights { similarity: 2.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 0.0, identity: 0.0 };
+        let identities = Tensor::<1, Int>::from_ints([0, 1, 2], &Device::flex());
+        let (total, terms) = relation_loss(student, None, teacher, identities, &weights);
         assert_eq!(terms.len(), 1);
         assert!((total.into_scalar::<f32>() - 2.0 * sim).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_identity_margin_wants_each_person_closer_to_themself_than_to_anyone_else() {
+        let device = Device::flex();
+        let people = || Tensor::<1, Int>::from_ints([0, 0, 1, 1], &device);
+        // Each person's two views agree: only the margin costs (slightly).
+        let apart = unit_rows(&[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]);
+        // The same four rows with the views of person 0 and person 1 swapped over.
+        let swapped = unit_rows(&[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]);
+        let good = identity_margin_loss(apart, people()).into_scalar::<f32>();
+        let bad = identity_margin_loss(swapped, people()).into_scalar::<f32>();
+        // Matched views: cos 1 - margin 0.2 against two impostors at cos 0, at scale 30.
+        let expected = -(24.0f32.exp() / (24.0f32.exp() + 2.0)).ln();
+        assert!((good - expected).abs() < 1e-5, "{good} vs {expected}");
+        assert!(bad > 20.0, "{bad}");
     }
 
     #[test]

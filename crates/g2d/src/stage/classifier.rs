@@ -89,7 +89,7 @@ impl StageLoop for Classifier<'_> {
         let logits = self.head.forward(embeddings); // [b, identities]
         let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, targets);
         let grads = GradientsParams::from_grads(loss.backward(), &self.head);
-        self.head = self.optimizer.step(self.schedule.lr, self.head.clone(), grads);
+        self.head = self.optimizer.step(self.schedule.lr_at(step), self.head.clone(), grads);
         let total = f64::from(loss.into_scalar::<f32>());
         Ok(StepLoss { total, terms: vec![("cross_entropy", total)] })
     }

@@ -470,7 +470,7 @@ impl StageLoop for DetectorTuning<'_> {
         let (total, terms) =
             detector_distillation_loss(&student, &teacher, self.config.face_weight, self.config.regression_weight);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.config.schedule.lr, self.student.clone(), grads);
+        self.student = self.optimizer.step(self.config.schedule.lr_at(step), self.student.clone(), grads);
         Ok(StepLoss::read(total, terms))
     }
 

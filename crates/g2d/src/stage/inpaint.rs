@@ -138,7 +138,7 @@ impl StageLoop for Reconstruction<'_> {
             let critic_loss = adversarial_critic_loss(real, fake);
             let grads = GradientsParams::from_grads(critic_loss.backward(), &critic);
             let mut critic_optimizer = critic_optimizer;
-            let critic = critic_optimizer.step(self.schedule.lr, critic, grads);
+            let critic = critic_optimizer.step(self.schedule.lr_at(step), critic, grads);
             terms.push(("critic", critic_loss));
             // Then the generator's terms against the updated critic.
             let (fake_scores, fake_features) = critic.forward(restored);
@@ -160,7 +160,7 @@ impl StageLoop for Reconstruction<'_> {
             self.critic = Some((critic, critic_optimizer));
         }
         let grads = GradientsParams::from_grads(total.backward(), &self.model);
-        self.model = self.optimizer.step(self.schedule.lr, self.model.clone(), grads);
+        self.model = self.optimizer.step(self.schedule.lr_at(step), self.model.clone(), grads);
         Ok(StepLoss::read(total, terms))
     }
 

@@ -252,7 +252,9 @@ fn run_shape(config: &G2dConfig, stage: Stage) -> Option<toml::Value> {
     let mut value: toml::Value = toml::from_str(&config.to_toml()).ok()?;
     let table = value.as_table_mut()?;
     table.remove("name");
-    table.get_mut(stage.name())?.get_mut("schedule")?.as_table_mut()?.remove("steps");
+    let schedule = table.get_mut(stage.name())?.get_mut("schedule")?.as_table_mut()?;
+    schedule.remove("steps");
+    schedule.remove("decay_from");
     Some(value)
 }
 
@@ -274,17 +276,20 @@ fn drive<L: StageLoop>(
     let mut state = match (dir.state()?, options.resume) {
         (Some(mut saved), true) => {
             if saved.config_sha256 != config_sha256 {
-                let longer = config.schedule(stage).steps > saved.step
-                    && run_shape(&dir.config()?, stage)
+                let saved_config = dir.config()?;
+                let longer = schedule.steps > saved.step
+                    && saved_config.schedule(stage).constant_before(saved.step)
+                    && schedule.constant_before(saved.step)
+                    && run_shape(&saved_config, stage)
                         .is_some_and(|saved_shape| Some(saved_shape) == run_shape(config, stage));
                 if !longer {
                     return Err(Error::Checkpoint(format!(
-                        "{}: the checkpoint was trained with another config (see its config.toml); resume with that config (only the name and this stage's steps may change: more steps extend the run) or start a new run folder",
+                        "{}: the checkpoint was trained with another config (see its config.toml); resume with that config (only the name, this stage's steps and a decay_from not before the saved step may change: more steps extend the run) or start a new run folder",
                         dir.path().display()
                     )));
                 }
-                // The same run, trained on for more steps: learning rates are constant, so the
-                // steps already taken are those a longer run would have taken.
+                // The same run, trained on for more steps: the rate was constant up to the saved
+                // step in both configs, so the steps already taken are those this run takes.
                 saved.config_sha256.clone_from(&config_sha256);
                 saved.finished = false;
             }
@@ -338,7 +343,8 @@ fn drive<L: StageLoop>(
         state.step += 1;
         losses.push(loss.total);
         let images_per_s = (losses.len() * schedule.batch_size) as f64 / train_s.max(1e-9);
-        let mut line = serde_json::json!({ "step": state.step, "kind": "train", "loss": loss.total, "images_per_s": images_per_s });
+        let lr = schedule.lr_at(state.step - 1);
+        let mut line = serde_json::json!({ "step": state.step, "kind": "train", "loss": loss.total, "lr": lr, "images_per_s": images_per_s });
         for (name, value) in &loss.terms {
             line[*name] = (*value).into();
         }

@@ -124,9 +124,9 @@ impl StageLoop for Distillation<'_> {
         let teacher = self.shared.to_graph(batch.teacher);
         let student = self.student.reformer.forward(descriptor); // [b, D]
         let projected = self.student.projection.as_ref().map(|p| p.forward(student.clone()));
-        let (total, terms) = relation_loss(student, projected, teacher, &self.shared.config.relation);
+        let (total, terms) = relation_loss(student, projected, teacher, batch.identities, &self.shared.config.relation);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.shared.config.schedule.lr, self.student.clone(), grads);
+        self.student = self.optimizer.step(self.shared.config.schedule.lr_at(step), self.student.clone(), grads);
         self.student.reformer.sync_running_stats();
         Ok(StepLoss::read(total, terms))
     }

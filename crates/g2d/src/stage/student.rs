@@ -178,9 +178,10 @@ impl StageLoop for StudentDistillation<'_> {
         let student = self.student.trained_part(features.map(to_graph), descriptor.map(to_graph)); // [b, 128]
         let teacher = self.shared.to_graph(batch.teacher);
         // The student lives in the teacher's space: the feature term compares it directly.
-        let (total, terms) = relation_loss(student.clone(), Some(student), teacher, &self.shared.config.relation);
+        let (total, terms) =
+            relation_loss(student.clone(), Some(student), teacher, batch.identities, &self.shared.config.relation);
         let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.shared.config.schedule.lr, self.student.clone(), grads);
+        self.student = self.optimizer.step(self.shared.config.schedule.lr_at(step), self.student.clone(), grads);
         Ok(StepLoss::read(total, terms))
     }
 
