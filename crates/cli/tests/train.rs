@@ -234,8 +234,14 @@ fn training_resumes_after_kill_9_exactly_where_it_stopped() {
     );
     let data = lfw.to_str().unwrap();
     let whole = tmp.path().join("whole");
-    let out = maskid(&train_args(data, &config, whole.to_str().unwrap(), &["--stage", "inpaint"]));
+    // Not --quiet, into a pipe: progress comes as plain lines, every twentieth of the stage.
+    let out = Command::new(env!("CARGO_BIN_EXE_maskid"))
+        .args(train_args(data, &config, whole.to_str().unwrap(), &["--stage", "inpaint"]))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("maskid: inpaint step 12/24 | loss "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("maskid: inpaint step 24/24 | loss "), "{}", stderr(&out));
 
     let killed = tmp.path().join("killed");
     let args = train_args(data, &config, killed.to_str().unwrap(), &["--stage", "inpaint", "--quiet"]);

@@ -3,6 +3,7 @@
 //! validated on the lfw-devtest pairs with masked probes.
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -204,10 +205,16 @@ fn train_stages(
             continue;
         }
         let bar = stage_bar(global.quiet, stage, config.schedule(stage).steps);
+        // Into a log file (stderr not a terminal), a line every twentieth of the stage instead.
+        let plain = !global.quiet && !std::io::stderr().is_terminal();
         let report = maskid_g2d::train_stage(config, stage, data, options, &mut |p: &Progress| {
-            bar.set_position(p.step as u64);
             let validation = p.validation.map_or(String::new(), |v| format!(" | val {v:.4}"));
-            bar.set_message(format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s));
+            let message = format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s);
+            if plain && (p.step % p.steps.div_ceil(20) == 0 || p.step == p.steps) {
+                eprintln!("maskid: {} step {}/{} | {message}", p.stage, p.step, p.steps);
+            }
+            bar.set_position(p.step as u64);
+            bar.set_message(message);
         })?;
         bar.finish();
         if !args.json {
