@@ -210,7 +210,7 @@ fn train_stages(
         let report = maskid_g2d::train_stage(config, stage, data, options, &mut |p: &Progress| {
             let validation = p.validation.map_or(String::new(), |v| format!(" | val {v:.4}"));
             let message = format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s);
-            if plain && (p.step % p.steps.div_ceil(20) == 0 || p.step == p.steps) {
+            if plain && (p.step.is_multiple_of(p.steps.div_ceil(20)) || p.step == p.steps) {
                 eprintln!("maskid: {} step {}/{} | {message}", p.stage, p.step, p.steps);
             }
             bar.set_position(p.step as u64);
