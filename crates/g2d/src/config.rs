@@ -233,6 +233,15 @@ pub struct ReformerStageConfig {
     /// mirror image (a two-view ensemble, flip-invariant as mirrored views need), not of the
     /// face alone. Read when the training data are prepared.
     pub teacher_mirror_average: bool,
+    /// Look-alike batches when above 0: each batch is one person and P-1 others drawn from the
+    /// `lookalikes` people nearest them by the teacher (data.rs, `IdentitySampler`). 0 (unset):
+    /// P people at random.
+    #[serde(skip_serializing_if = "is_zero_count")]
+    pub lookalikes: usize,
+}
+
+fn is_zero_count(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for ReformerStageConfig {
@@ -245,6 +254,7 @@ impl Default for ReformerStageConfig {
             occlusion: OcclusionMix::default(),
             mirror: 0.0,
             teacher_mirror_average: false,
+            lookalikes: 0,
         }
     }
 }
@@ -439,6 +449,13 @@ impl G2dConfig {
                 r.schedule.batch_size, r.identities_per_batch, r.images_per_identity
             ));
         }
+        if r.lookalikes > 0 && r.lookalikes + 1 < r.identities_per_batch {
+            return Err(format!(
+                "reformer.lookalikes = {}: a batch's other {} people are drawn from that many look-alikes, so it must be at least {1} (or 0: random people)",
+                r.lookalikes,
+                r.identities_per_batch - 1
+            ));
+        }
         if !(0.0..=1.0).contains(&r.mirror) {
             return Err(format!("reformer.mirror = {}: must be between 0 and 1", r.mirror));
         }
@@ -523,6 +540,8 @@ mod tests {
         assert!(range.contains("model.encoder.descriptor_block = 9"), "{range}");
         let pk = G2dConfig::from_toml("[reformer]\nidentities_per_batch = 5\n", "x.toml").unwrap_err().to_string();
         assert!(pk.contains("reformer.schedule.batch_size"), "{pk}");
+        let pool = G2dConfig::from_toml("[reformer]\nlookalikes = 8\n", "x.toml").unwrap_err().to_string();
+        assert!(pool.contains("reformer.lookalikes = 8") && pool.contains("at least 15"), "{pool}");
         let stage = Stage::parse("reform").unwrap_err().to_string();
         assert!(stage.contains("inpaint, encoder, reformer, classifier"), "{stage}");
         let ty = G2dConfig::from_toml("[inpaint.schedule]\nlr = \"fast\"\n", "x.toml").unwrap_err().to_string();

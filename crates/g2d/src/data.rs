@@ -177,7 +177,15 @@ pub struct IdentitySampler {
     identities: usize,
     images: usize,
     seed: u64,
+    /// With look-alike batches: each identity's mean teacher embedding (unit length), and how
+    /// many nearest people a batch's companions are drawn from.
+    lookalikes: Option<(Vec<Vec<f32>>, usize)>,
 }
+
+/// Mean teacher cosine above which two "people" are taken for one (a person under two names,
+/// or one photo twice, as UTKFace has): never companions in a look-alike batch, where the
+/// identity term would push them apart. SFace's same-person threshold is 0.363.
+const SAME_PERSON_COSINE: f32 = 0.8;
 
 impl IdentitySampler {
     /// Groups `faces` by identity.
@@ -194,21 +202,77 @@ impl IdentitySampler {
                 by_identity.len()
             )));
         }
-        Ok(Self { by_identity, identities, images, seed })
+        Ok(Self { by_identity, identities, images, seed, lookalikes: None })
     }
 
-    /// Batches per epoch (one pass over the identities).
+    /// The sampler with look-alike batches: one person of the shuffle a batch (the anchor),
+    /// with P-1 companions drawn from the `pool` people whose mean teacher embedding of `faces`
+    /// is nearest the anchor's. Random people are told apart by the teacher at once; the
+    /// relations and margins worth learning are among people who look alike.
+    pub fn with_lookalikes(self, faces: &[TrainingFace], pool: usize) -> Result<Self> {
+        if pool + 1 < self.identities {
+            return Err(Error::Data(format!(
+                "look-alike batches of {} people need a pool of at least {}: raise reformer.lookalikes",
+                self.identities,
+                self.identities - 1
+            )));
+        }
+        let means = self
+            .by_identity
+            .iter()
+            .map(|photos| {
+                let mut mean = vec![0f32; faces[photos[0]].teacher.values().len()];
+                for &i in photos {
+                    mean.iter_mut().zip(faces[i].teacher.values()).for_each(|(m, v)| *m += v);
+                }
+                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                mean.iter_mut().for_each(|m| *m /= norm);
+                mean
+            })
+            .collect();
+        Ok(Self { lookalikes: Some((means, pool)), ..self })
+    }
+
+    /// Batches per epoch (one pass over the identities; with look-alikes, one anchor a batch).
     pub fn steps_per_epoch(&self) -> usize {
-        self.by_identity.len() / self.identities
+        match self.lookalikes {
+            Some(_) => self.by_identity.len(),
+            None => self.by_identity.len() / self.identities,
+        }
+    }
+
+    /// The identities of batch `step`.
+    fn people(&self, step: usize) -> Vec<usize> {
+        let epoch = (step / self.steps_per_epoch()) as u64;
+        let k = step % self.steps_per_epoch();
+        let order = permutation(self.by_identity.len(), self.seed ^ epoch.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let Some((means, pool)) = &self.lookalikes else {
+            return order[k * self.identities..(k + 1) * self.identities].to_vec();
+        };
+        let anchor = order[k];
+        // Ranked by cosine to the anchor; one person under two names ranks last.
+        let mut nearest: Vec<(f32, usize)> = means
+            .par_iter()
+            .enumerate()
+            .filter(|&(id, _)| id != anchor)
+            .map(|(id, mean)| {
+                let cosine = mean.iter().zip(&means[anchor]).map(|(a, b)| a * b).sum::<f32>();
+                (if cosine > SAME_PERSON_COSINE { -2.0 } else { cosine }, id)
+            })
+            .collect();
+        let pool = (*pool).min(nearest.len());
+        nearest.select_nth_unstable_by(pool.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
+        nearest.truncate(pool);
+        nearest.sort_by_key(|&(_, id)| id); // the draw below must not depend on the sort's ties
+        let pick = permutation(pool, self.seed ^ epoch ^ (anchor as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+        std::iter::once(anchor).chain(pick[..self.identities - 1].iter().map(|&j| nearest[j].1)).collect()
     }
 
     /// Face indices of batch `step`, identity by identity.
     pub fn batch(&self, step: usize) -> Vec<usize> {
         let epoch = (step / self.steps_per_epoch()) as u64;
-        let k = step % self.steps_per_epoch();
-        let order = permutation(self.by_identity.len(), self.seed ^ epoch.wrapping_mul(0x2545_f491_4f6c_dd1d));
         let mut batch = Vec::with_capacity(self.identities * self.images);
-        for &id in &order[k * self.identities..(k + 1) * self.identities] {
+        for id in self.people(step) {
             let photos = &self.by_identity[id];
             let pick = permutation(photos.len(), self.seed ^ epoch ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             batch.extend((0..self.images).map(|j| photos[pick[j % photos.len()]]));
@@ -282,6 +346,43 @@ mod tests {
             assert_ne!(set[batch[0]].identity, set[batch[2]].identity);
         }
         assert!(IdentitySampler::new(&set, 5, 2, 1).is_err());
+    }
+
+    #[test]
+    fn lookalike_batches_hold_an_anchor_and_its_nearest_people() {
+        // Identity i's teacher embedding: a share at angle i/10 rad in the first plane and the
+        // rest on its own axis, so the nearest people are the nearest numbers (cosine 0.7 and
+        // below); 20 and 21 are one person (cosine 1).
+        let mut set = faces(&(0..22).flat_map(|i| [i, i]).collect::<Vec<_>>());
+        for f in &mut set {
+            let i = f.identity.min(20) as usize;
+            let angle = i as f32 / 10.0;
+            let mut v = vec![0.0; 128];
+            (v[0], v[1], v[2 + i]) = (0.7f32.sqrt() * angle.cos(), 0.7f32.sqrt() * angle.sin(), 0.3f32.sqrt());
+            f.teacher = Embedding::normalized(v);
+        }
+        let sampler = IdentitySampler::new(&set, 3, 2, 9).unwrap().with_lookalikes(&set, 4).unwrap();
+        assert_eq!(sampler.steps_per_epoch(), 22, "one anchor a batch");
+        let mut anchors = Vec::new();
+        for step in 0..22 {
+            let people: Vec<i64> = sampler.batch(step).iter().map(|&i| set[i].identity as i64).collect();
+            assert_eq!(people.len(), 6);
+            let anchor = people[0];
+            anchors.push(anchor);
+            let distance = |other: i64| (other.min(20) - anchor.min(20)).abs();
+            let mut others: Vec<i64> =
+                (0..22).filter(|&o| o != anchor && !(o >= 20 && anchor >= 20)).map(distance).collect();
+            others.sort();
+            for other in people.chunks(2).skip(1).map(|pair| pair[0]) {
+                assert_ne!(other, anchor);
+                assert!(!(anchor >= 20 && other >= 20), "one person under two names: {people:?}");
+                assert!(distance(other) <= others[3], "{other} is among the 4 nearest of {anchor}: {people:?}");
+            }
+        }
+        anchors.sort();
+        assert_eq!(anchors, (0..22).collect::<Vec<_>>(), "each person anchors once an epoch");
+        assert_eq!(sampler.batch(5), sampler.clone().batch(5));
+        assert!(IdentitySampler::new(&set, 3, 2, 9).unwrap().with_lookalikes(&set, 1).is_err());
     }
 
     #[test]

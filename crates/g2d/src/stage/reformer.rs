@@ -56,7 +56,11 @@ impl<'a> DistillationData<'a> {
                 stage.identities_per_batch,
                 stage.images_per_identity,
                 stage.schedule.seed,
-            )?,
+            )
+            .and_then(|s| match stage.lookalikes {
+                0 => Ok(s),
+                pool => s.with_lookalikes(data.faces, pool),
+            })?,
             config: stage.clone(),
             device: base.clone().autodiff(),
             base,
