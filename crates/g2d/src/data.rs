@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use maskid_core::{mirror_rows, AlignedFace, OcclusionMap, TrainingFace, ALIGNED_SIZE_PX};
+use maskid_core::{mirror_rows, AlignedFace, Embedding, OcclusionMap, TrainingFace, ALIGNED_SIZE_PX};
 use maskid_mask::{occlude, OcclusionMix, RealMasks, RgbImageMut, Rng};
 use rayon::prelude::*;
 
@@ -179,7 +179,7 @@ pub struct IdentitySampler {
     seed: u64,
     /// With look-alike batches: each identity's mean teacher embedding (unit length), and how
     /// many nearest people a batch's companions are drawn from.
-    lookalikes: Option<(Vec<Vec<f32>>, usize)>,
+    lookalikes: Option<(Vec<Embedding>, usize)>,
 }
 
 /// Mean teacher cosine above which two "people" are taken for one (a person under two names,
@@ -221,13 +221,11 @@ impl IdentitySampler {
             .by_identity
             .iter()
             .map(|photos| {
-                let mut mean = vec![0f32; faces[photos[0]].teacher.values().len()];
+                let mut sum = vec![0f32; faces[photos[0]].teacher.values().len()];
                 for &i in photos {
-                    mean.iter_mut().zip(faces[i].teacher.values()).for_each(|(m, v)| *m += v);
+                    sum.iter_mut().zip(faces[i].teacher.values()).for_each(|(m, v)| *m += v);
                 }
-                let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                mean.iter_mut().for_each(|m| *m /= norm);
-                mean
+                Embedding::normalized(sum)
             })
             .collect();
         Ok(Self { lookalikes: Some((means, pool)), ..self })
@@ -256,7 +254,7 @@ impl IdentitySampler {
             .enumerate()
             .filter(|&(id, _)| id != anchor)
             .map(|(id, mean)| {
-                let cosine = mean.iter().zip(&means[anchor]).map(|(a, b)| a * b).sum::<f32>();
+                let cosine = mean.cosine(&means[anchor]);
                 (if cosine > SAME_PERSON_COSINE { -2.0 } else { cosine }, id)
             })
             .collect();
@@ -303,7 +301,7 @@ pub fn holdout_split(faces: &[TrainingFace]) -> (Vec<usize>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maskid_core::{Embedding, Landmarks5, ALIGNMENT_TEMPLATE};
+    use maskid_core::{Landmarks5, ALIGNMENT_TEMPLATE};
 
     fn faces(identities: &[u32]) -> Vec<TrainingFace> {
         identities
