@@ -203,8 +203,9 @@ pub struct RelationWeights {
     pub identity: f32,
 }
 
-fn is_zero(x: &f32) -> bool {
-    *x == 0.0
+/// An unset (default) number, left out of a saved config so older configs read back equal.
+fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 impl Default for RelationWeights {
@@ -236,12 +237,8 @@ pub struct ReformerStageConfig {
     /// Look-alike batches when above 0: each batch is one person and P-1 others drawn from the
     /// `lookalikes` people nearest them by the teacher (data.rs, `IdentitySampler`). 0 (unset):
     /// P people at random.
-    #[serde(skip_serializing_if = "is_zero_count")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub lookalikes: usize,
-}
-
-fn is_zero_count(n: &usize) -> bool {
-    *n == 0
 }
 
 impl Default for ReformerStageConfig {
