@@ -31,12 +31,16 @@ fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
 }
 
-/// Stands in for training: moves every weight a little (the adapter's zero output too).
-struct Nudge;
+/// Stands in for training: moves every weight a little (the adapter's zero output too), to
+/// `scale * w + shift`.
+struct Nudge {
+    scale: f32,
+    shift: f32,
+}
 
 impl ModuleMapper for Nudge {
     fn map_float<const D: usize>(&mut self, param: Param<burn::tensor::Tensor<D>>) -> Param<burn::tensor::Tensor<D>> {
-        param.map(|t| t.clone().mul_scalar(1.02).add_scalar(1e-3))
+        param.map(|t| t.clone().mul_scalar(self.scale).add_scalar(self.shift))
     }
 }
 
@@ -97,6 +101,7 @@ fn the_student_starts_as_the_teacher() {
     let embed = |student: &Student| {
         maskid_g2d::stage::embed_faces(student, &faces.iter().collect::<Vec<_>>(), &device).unwrap()
     };
+    let mut other_shape: Option<Student> = None;
     for input in [StudentInput::Pixels, StudentInput::PixelsAndDescriptor] {
         let student_config = StudentConfig {
             input,
@@ -112,7 +117,7 @@ fn the_student_starts_as_the_teacher() {
 
         // Moving a trained student toward its teacher (teacher_share): 1 gives the teacher
         // back (adapter included), 0 leaves it as trained, between lies between.
-        let trained = student.map(&mut Nudge);
+        let trained = student.clone().map(&mut Nudge { scale: 1.02, shift: 1e-3 });
         let as_trained = embed(&trained);
         assert!(max_difference(&as_trained, &expected) > 1e-3, "{input:?}: the nudge changed the student");
         let teacher_net = sface(&device);
@@ -122,6 +127,18 @@ fn the_student_starts_as_the_teacher() {
         assert_eq!(share(0.0), as_trained);
         let half = share(0.5);
         assert!(max_difference(&half, &expected) > 1e-4 && max_difference(&half, &as_trained) > 1e-4);
+
+        // A weight average (export with --run given more than once): of one student, that
+        // student; of the step-0 and the nudged student, the student nudged half as far.
+        let average = |students: Vec<Student>| embed(&Student::average(students).unwrap());
+        assert_eq!(average(vec![trained.clone()]), as_trained);
+        let midway = embed(&student.clone().map(&mut Nudge { scale: 1.01, shift: 5e-4 }));
+        let diff = max_difference(&average(vec![student.clone(), trained.clone()]), &midway);
+        assert!(diff <= 1e-5, "{input:?}: the average of two students is {diff} from their midpoint");
+        if let Some(other) = other_shape.replace(student.clone()) {
+            let err = Student::average(vec![student, other]).expect_err("students of two shapes are refused");
+            assert!(err.to_string().contains("one [model] config"), "{err}");
+        }
     }
     // The paper-like variant replaces the lower layers, so it cannot start as the teacher; it
     // must still build and embed.

@@ -1,6 +1,7 @@
 //! `maskid export --run DIR -o model.onnx [--inpainter unmask.onnx]`: the trained backbone
 //! (encoder up to the descriptor + reformer), and optionally the inpainter (encoder + decoder,
-//! for unmask previews), as ONNX, each checked against burn on 32 real aligned faces.
+//! for unmask previews), as ONNX, each checked against burn on 32 real aligned faces. With
+//! `--run` given more than once, the weight average of teacher-initialised students.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,9 +20,10 @@ const PARITY_TOLERANCE: f32 = 1e-4;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run folder whose reformer stage has finished.
-    #[arg(long)]
-    run: PathBuf,
+    /// Run folder whose reformer stage has finished. Given more than once (runs of one
+    /// student config that differ in seed), exports the average of their students' weights.
+    #[arg(long, required = true)]
+    run: Vec<PathBuf>,
     /// The ONNX file to write.
     #[arg(short, long)]
     output: PathBuf,
@@ -73,19 +75,22 @@ struct InpainterSummary {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let device = maskid_g2d::Device::flex();
+    let run = &args.run[0];
     if args.detector {
-        return export_detector(global, &args, &device);
+        anyhow::ensure!(args.run.len() == 1, "--detector exports one run's detector: give --run once");
+        return export_detector(global, run, &args, &device);
     }
-    let (trained, _) = maskid_g2d::run::StageDir::finished(&args.run, maskid_g2d::Stage::Reformer)?;
+    let (trained, _) = maskid_g2d::run::StageDir::finished(run, maskid_g2d::Stage::Reformer)?;
     if trained.config()?.model.student.is_some() {
         return export_student(global, &args, &device);
     }
     anyhow::ensure!(
-        args.teacher_share.is_none() && !args.last,
-        "--teacher-share and --last export a teacher-initialised student; {} trained a G2D reformer",
-        args.run.display()
+        args.teacher_share.is_none() && !args.last && args.run.len() == 1,
+        "--teacher-share, --last and more than one --run export teacher-initialised students; {} trained a G2D \
+         reformer",
+        run.display()
     );
-    let (backbone, config) = maskid_g2d::load_backbone(&args.run, &device)?;
+    let (backbone, config) = maskid_g2d::load_backbone(run, &device)?;
     let input = "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template";
     let metadata = [
         ("maskid.model", "g2d-backbone".to_string()),
@@ -100,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     check_parity(max, faces.len(), &args.output)?;
     let inpainter = match &args.inpainter {
         Some(path) => {
-            let inpainter = maskid_g2d::load_trained_inpainter(&args.run, &device)?;
+            let inpainter = maskid_g2d::load_trained_inpainter(run, &device)?;
             let metadata = [
                 ("maskid.model", "g2d-inpainter".to_string()),
                 ("maskid.input", input.into()),
@@ -122,7 +127,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.checkpoint {
         let weights = maskid_g2d::export::G2dWeights {
             encoder: backbone.encoder.clone(),
-            decoder: maskid_g2d::load_trained_inpainter(&args.run, &device)?.decoder,
+            decoder: maskid_g2d::load_trained_inpainter(run, &device)?.decoder,
             reformer: backbone.reformer.clone(),
         };
         let metadata = [("maskid.model", "g2d-weights".to_string()), ("maskid.config", config.to_toml())];
@@ -167,25 +172,31 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The teacher-initialised student of a run (configs/teacher-init.toml), checked as the
-/// backbone is.
+/// The teacher-initialised student of a run (configs/teacher-init.toml), or the weight average
+/// of several runs' students, checked as the backbone is.
 fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.inpainter.is_none() && args.checkpoint.is_none(),
         "--inpainter and --checkpoint export the inpainting network of a G2D run; {} trained a student on the \
          encoder of another run: export them from that run",
-        args.run.display()
+        args.run[0].display()
     );
     let teacher = global.assets().get(&maskid_assets::SFACE)?;
-    let (student, config) =
-        maskid_g2d::stage::load_student(&args.run, &teacher, args.teacher_share, args.last, device)?;
-    let metadata = [
+    let runs: Vec<&std::path::Path> = args.run.iter().map(|r| r.as_path()).collect();
+    let (student, configs) =
+        maskid_g2d::stage::load_average_student(&runs, &teacher, args.teacher_share, args.last, device)?;
+    let config = &configs[0];
+    let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+    let mut metadata = vec![
         ("maskid.model", "g2d-student".to_string()),
         ("maskid.input", "faces [batch, 3, 112, 112], RGB scaled to [-1, 1], aligned to the ArcFace template".into()),
         ("maskid.output", "embedding [batch, 128], L2-normalised, in SFace's embedding space".into()),
         ("maskid.embedding_space", "sface-2021dec".into()),
         ("maskid.config", config.to_toml()),
     ];
+    if names.len() > 1 {
+        metadata.push(("maskid.average_of", names.join(", ")));
+    }
     maskid_g2d::export::export_student_onnx(&student, &args.output, &metadata)?;
     let models = global.models(Parallelism::Latency)?;
     let faces = parity_faces(global, &models, args.data.as_ref())?;
@@ -207,11 +218,16 @@ fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device)
 
 /// The tuned detector of a run, checked on the six sample photos at the masked-face pass's
 /// size.
-fn export_detector(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device) -> anyhow::Result<ExitCode> {
+fn export_detector(
+    global: &GlobalArgs,
+    run: &std::path::Path,
+    args: &Args,
+    device: &maskid_g2d::Device,
+) -> anyhow::Result<ExitCode> {
     let assets = global.assets();
     maskid_face::init_runtime(&assets.get(&maskid_assets::ONNXRUNTIME_LIB)?)?;
     let yunet = std::fs::read(assets.get(&maskid_assets::YUNET)?)?;
-    let (detector, config) = maskid_g2d::stage::load_detector(&args.run, &yunet, device)?;
+    let (detector, config) = maskid_g2d::stage::load_detector(run, &yunet, device)?;
     let metadata = [
         ("maskid.model", "yunet-masked".to_string()),
         (

@@ -16,6 +16,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{conv, l2_normalize, Encoder, SFace};
+use crate::{Error, Result};
 
 /// How the masked face reaches the student.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,16 +177,45 @@ impl Student {
         if share == 0.0 {
             return self;
         }
-        let mut weights = TeacherWeights::default();
-        teacher.visit(&mut weights);
-        let mut blend = Blend { teacher: weights.0.into_iter(), share };
+        let mut blend = Mix { own: 1.0 - share, others: vec![(Weights::of(teacher).0.into_iter(), share)] };
         let sface = self.sface.map(&mut blend);
-        assert!(blend.teacher.next().is_none(), "BUG: the student's network has the teacher's shape");
+        assert!(blend.others[0].0.next().is_none(), "BUG: the student's network has the teacher's shape");
+        // The teacher has no adapter: its output, zero in the teacher, is scaled toward zero.
         let adapter = self.adapter.map(|mut a| {
-            a.out = a.out.map(&mut Blend { teacher: Vec::new().into_iter(), share });
+            a.out = a.out.map(&mut Mix { own: 1.0 - share, others: Vec::new() });
             a
         });
         Self { sface, adapter, ..self }
+    }
+
+    /// The uniform average of the students' weights (a model soup, Wortsman et al. 2022):
+    /// students fine-tuned from one teacher by runs that differ in their seeds stay in one
+    /// basin, where the average is usually better than each. They must share one shape (one
+    /// [`StudentConfig`]).
+    pub fn average(mut students: Vec<Student>) -> Result<Self> {
+        if students.is_empty() {
+            return Err(Error::Config("a weight average needs at least one student".into()));
+        }
+        let first = students.remove(0);
+        if students.is_empty() {
+            return Ok(first);
+        }
+        let shape = |w: &Weights| w.0.iter().map(|t| t.dims()[0]).collect::<Vec<_>>();
+        let expected = shape(&Weights::of(&first));
+        let share = 1.0 / (students.len() + 1) as f64;
+        let mut others = Vec::new();
+        for (i, student) in students.iter().enumerate() {
+            let weights = Weights::of(student);
+            if shape(&weights) != expected || (student.entry, student.input) != (first.entry, first.input) {
+                return Err(Error::Config(format!(
+                    "student {} of the weight average has another shape than the first; only students of one \
+                     network (one [model] config) can be averaged",
+                    i + 2
+                )));
+            }
+            others.push((weights.0.into_iter(), share));
+        }
+        Ok(first.map(&mut Mix { own: share, others }))
     }
 
     /// Length of the embedding (the teacher's: 128).
@@ -202,11 +232,19 @@ impl Student {
     }
 }
 
-/// The teacher's parameters, flattened, in the order burn visits them.
+/// A module's parameters, flattened, in the order burn visits them.
 #[derive(Default)]
-struct TeacherWeights(Vec<Tensor<1>>);
+struct Weights(Vec<Tensor<1>>);
 
-impl ModuleVisitor for TeacherWeights {
+impl Weights {
+    fn of<M: Module>(module: &M) -> Self {
+        let mut weights = Self::default();
+        module.visit(&mut weights);
+        weights
+    }
+}
+
+impl ModuleVisitor for Weights {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
         let n = value.shape().num_elements();
@@ -214,23 +252,23 @@ impl ModuleVisitor for TeacherWeights {
     }
 }
 
-/// Moves each parameter toward the teacher's (in the same visiting order) by `share`; with
-/// no teacher weights left, toward zero (the adapter's output, zero in the teacher).
-struct Blend {
-    teacher: std::vec::IntoIter<Tensor<1>>,
-    share: f64,
+/// Replaces each parameter by `own` times itself plus, for each other module, its parameter
+/// at the same place in the visiting order times that module's weight. A module with no
+/// parameters left adds nothing.
+struct Mix {
+    own: f64,
+    others: Vec<(std::vec::IntoIter<Tensor<1>>, f64)>,
 }
 
-impl ModuleMapper for Blend {
+impl ModuleMapper for Mix {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let share = self.share;
-        let teacher = self.teacher.next();
-        param.map(|trained| {
-            let kept = trained.clone().mul_scalar(1.0 - share);
-            match teacher {
-                Some(t) => kept + t.reshape(trained.shape()).mul_scalar(share),
-                None => kept,
-            }
+        let others: Vec<(Tensor<1>, f64)> =
+            self.others.iter_mut().filter_map(|(weights, share)| Some((weights.next()?, *share))).collect();
+        let own = self.own;
+        param.map(|value| {
+            let shape = value.shape();
+            let mixed = value.mul_scalar(own);
+            others.into_iter().fold(mixed, |sum, (other, share)| sum + other.reshape(shape.clone()).mul_scalar(share))
         })
     }
 }

@@ -8,7 +8,7 @@ mod reformer;
 mod student;
 
 pub use detector::{detector_distillation_loss, load_detector, DetectorTuningConfig, LabelledPhoto};
-pub use student::{initial_student, load_student};
+pub use student::{initial_student, load_average_student};
 
 use std::path::Path;
 use std::time::Instant;

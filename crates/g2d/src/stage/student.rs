@@ -86,7 +86,7 @@ fn student_network(
 /// The best student of `run`'s reformer stage (`last`: its last checkpoint instead), moved
 /// toward the teacher by its config's `teacher_share` or by `teacher_share` when given (which
 /// then replaces the config's), and the config.
-pub fn load_student(
+fn load_student(
     run: &Path,
     teacher_onnx: &Path,
     teacher_share: Option<f64>,
@@ -114,6 +114,37 @@ pub fn load_student(
         false => dir.load_best(&state, fresh)?,
     };
     Ok((trained.toward_teacher(&teacher, student.teacher_share), config))
+}
+
+/// The weight average ([`Student::average`]) of the students of `runs` (of one run: its
+/// student), each loaded as [`load_student`] loads it, and their configs in the order of
+/// `runs`. The runs must have
+/// trained one network: their `[model]` sections must be equal (seeds and names may differ).
+pub fn load_average_student(
+    runs: &[&Path],
+    teacher_onnx: &Path,
+    teacher_share: Option<f64>,
+    last: bool,
+    device: &Device,
+) -> Result<(Student, Vec<G2dConfig>)> {
+    let mut students = Vec::new();
+    let mut configs: Vec<G2dConfig> = Vec::new();
+    for run in runs {
+        let (student, config) = load_student(run, teacher_onnx, teacher_share, last, device)?;
+        if let Some(first) = configs.first() {
+            if first.model != config.model {
+                return Err(Error::Config(format!(
+                    "{} and {} trained different networks (their [model] sections differ); a weight average \
+                     needs runs of one network",
+                    runs[0].display(),
+                    run.display()
+                )));
+            }
+        }
+        students.push(student);
+        configs.push(config);
+    }
+    Ok((Student::average(students)?, configs))
 }
 
 fn check_share(share: f64) -> Result<()> {
