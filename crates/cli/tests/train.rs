@@ -494,4 +494,46 @@ fn the_student_stage_trains_and_resumes_after_kill_9() {
         by_step.into_iter().collect()
     };
     assert_eq!(last(&resumed), last(&train), "the resumed run repeats the uninterrupted one");
+
+    // The two runs export as one weight average (`--run` twice), checked against burn like a
+    // single run; a run of another network, or --detector with two runs, is refused.
+    let (whole_s, killed_s) = (whole.to_str().unwrap(), killed.to_str().unwrap());
+    let average = tmp.path().join("average.onnx");
+    let out = maskid(&["export", "--run", whole_s, "--run", killed_s, "-o", average.to_str().unwrap(), "--json"]);
+    let summary = stdout_json(&out);
+    assert_eq!(summary["embedding_dim"], 128, "{summary}");
+    assert!(summary["max_abs_difference"].as_f64().unwrap() <= 1e-4, "{summary}");
+    let other = tmp.path().join("other");
+    copy_dir(&whole, &other);
+    let saved = other.join("reformer/config.toml");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("teacher_share = 0.0"), "{text}");
+    std::fs::write(&saved, text.replace("teacher_share = 0.0", "teacher_share = 0.25")).unwrap();
+    let not_written = tmp.path().join("refused.onnx");
+    let refused = |runs: &[&str], extra: &[&str], needle: &str| {
+        let mut args = vec!["export", "-o", not_written.to_str().unwrap()];
+        for run in runs {
+            args.extend(["--run", run]);
+        }
+        args.extend(extra);
+        let out = maskid(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} should fail: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: expected '{needle}' in: {}", stderr(&out));
+        assert!(!not_written.exists(), "{args:?} wrote a file");
+    };
+    refused(&[whole_s, other.to_str().unwrap()], &[], "trained different networks");
+    refused(&[whole_s, killed_s], &["--detector"], "give --run once");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
