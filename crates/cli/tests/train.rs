@@ -94,6 +94,14 @@ fn kill_after_checkpoint<S: AsRef<std::ffi::OsStr>>(args: &[S], state: &Path, at
     step_of()
 }
 
+/// maskid refuses `args` as a user error (exit 2, no panic) with `needle` in its message.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = maskid(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?} should fail: {}", stderr(&out));
+    assert!(stderr(&out).contains(needle), "{args:?}: expected '{needle}' in: {}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
 fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG"))
 }
@@ -319,12 +327,6 @@ fn training_refuses_bad_configs_data_and_checkpoints_clearly() {
     let data = lfw.to_str().unwrap();
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
-    let fails_with = |args: &[&str], needle: &str| {
-        let out = maskid(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?} should fail: {}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{args:?}: expected '{needle}' in: {}", stderr(&out));
-        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
-    };
     let typo = write_config(tmp.path(), "typo.toml", "[reformer]\nidentites_per_batch = 8\n");
     fails_with(&train_args(data, &typo, run_s, &[]), "identities_per_batch");
     let range = write_config(tmp.path(), "range.toml", "[model.encoder]\ndescriptor_block = 9\n");
@@ -516,9 +518,7 @@ fn the_student_stage_trains_and_resumes_after_kill_9() {
             args.extend(["--run", run]);
         }
         args.extend(extra);
-        let out = maskid(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?} should fail: {}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{args:?}: expected '{needle}' in: {}", stderr(&out));
+        fails_with(&args, needle);
         assert!(!not_written.exists(), "{args:?} wrote a file");
     };
     refused(&[whole_s, other.to_str().unwrap()], &[], "trained different networks");

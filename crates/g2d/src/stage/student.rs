@@ -118,8 +118,8 @@ fn load_student(
 
 /// The weight average ([`Student::average`]) of the students of `runs` (of one run: its
 /// student), each loaded as [`load_student`] loads it, and their configs in the order of
-/// `runs`. The runs must have
-/// trained one network: their `[model]` sections must be equal (seeds and names may differ).
+/// `runs`. The runs must have trained one network: their `[model]` sections must be equal
+/// (seeds and names may differ).
 pub fn load_average_student(
     runs: &[&Path],
     teacher_onnx: &Path,
