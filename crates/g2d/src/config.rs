@@ -201,6 +201,11 @@ pub struct RelationWeights {
     /// only copy the teacher; this term is the one that can add to it. 0 (unset) turns it off.
     #[serde(skip_serializing_if = "is_zero")]
     pub identity: f32,
+    /// Identity margin from masked to clean, the comparison mask-probe makes: each student view
+    /// must be closer, by the same margin, to the teacher's clean embeddings of its person's
+    /// photos (its own included) than to any other person's in the batch. 0 (unset) turns it off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cross_identity: f32,
 }
 
 /// An unset (default) number, left out of a saved config so older configs read back equal.
@@ -210,7 +215,7 @@ fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
 
 impl Default for RelationWeights {
     fn default() -> Self {
-        Self { similarity: 1.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 1.0, identity: 0.0 }
+        Self { similarity: 1.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 1.0, identity: 0.0, cross_identity: 0.0 }
     }
 }
 
@@ -457,8 +462,10 @@ impl G2dConfig {
             return Err(format!("reformer.mirror = {}: must be between 0 and 1", r.mirror));
         }
         let w = &r.relation;
-        if w.identity < 0.0 || !w.identity.is_finite() {
-            return Err(format!("reformer.relation.identity = {}: must be 0 or more", w.identity));
+        for (name, weight) in [("identity", w.identity), ("cross_identity", w.cross_identity)] {
+            if weight < 0.0 || !weight.is_finite() {
+                return Err(format!("reformer.relation.{name} = {weight}: must be 0 or more"));
+            }
         }
         if [w.similarity, w.rkd_distance, w.rkd_angle, w.feature].iter().all(|&x| x <= 0.0) {
             return Err(
@@ -539,6 +546,9 @@ mod tests {
         assert!(pk.contains("reformer.schedule.batch_size"), "{pk}");
         let pool = G2dConfig::from_toml("[reformer]\nlookalikes = 8\n", "x.toml").unwrap_err().to_string();
         assert!(pool.contains("reformer.lookalikes = 8") && pool.contains("at least 15"), "{pool}");
+        let cross =
+            G2dConfig::from_toml("[reformer.relation]\ncross_identity = -1\n", "x.toml").unwrap_err().to_string();
+        assert!(cross.contains("reformer.relation.cross_identity = -1: must be 0 or more"), "{cross}");
         let stage = Stage::parse("reform").unwrap_err().to_string();
         assert!(stage.contains("inpaint, encoder, reformer, classifier"), "{stage}");
         let ty = G2dConfig::from_toml("[inpaint.schedule]\nlr = \"fast\"\n", "x.toml").unwrap_err().to_string();

@@ -56,16 +56,45 @@ const IDENTITY_SCALE: f32 = 30.0;
 /// # Shapes
 /// `student`: `[B, D]`, L2-normalised; `identities`: `[B]`.
 pub fn identity_margin_loss(student: Tensor<2>, identities: Tensor<1, Int>) -> Tensor<1> {
-    let [b, _] = student.dims();
-    let device = student.device();
+    margin_softmax_loss(student.clone(), student, identities, false)
+}
+
+/// The identity margin from each student view (masked) to the teacher's embeddings of the
+/// batch's faces (clean), as mask-probe compares them: the teacher's embeddings of the view's
+/// own photo and of its person's other photos must win, by the margin, over everyone else's.
+/// The teacher's side gets no gradient.
+///
+/// # Shapes
+/// `student`: `[B, D]`, `teacher`: `[B, D]`, L2-normalised; `identities`: `[B]`.
+pub fn cross_identity_loss(student: Tensor<2>, teacher: Tensor<2>, identities: Tensor<1, Int>) -> Tensor<1> {
+    margin_softmax_loss(student, teacher.detach(), identities, true)
+}
+
+/// CosFace over a batch: row i of `anchors` against every row of `targets`, the rows of i's
+/// person (row i itself only when `self_is_positive`; otherwise it is left out) lowered by
+/// the margin. Each anchor's loss is the mean `-log` share of its positives (SupCon's form);
+/// the result is the mean over anchors that have a positive.
+fn margin_softmax_loss(
+    anchors: Tensor<2>,
+    targets: Tensor<2>,
+    identities: Tensor<1, Int>,
+    self_is_positive: bool,
+) -> Tensor<1> {
+    let [b, _] = anchors.dims();
+    let device = anchors.device();
     let identities = Tensor::<1, Int>::from_data(identities.into_data(), &device); // onto the graph's device
     let index = Tensor::<1, Int>::arange(0..b as i64, &device);
     let diagonal = index.clone().reshape([b, 1]).equal(index.reshape([1, b]));
-    let same = identities.clone().reshape([b, 1]).equal(identities.reshape([1, b]));
-    let positive = same.float() - diagonal.clone().float(); // [B, B], 1 for the other views of one's person
-    let cos = student.clone().matmul(student.transpose());
-    let logits =
-        (cos - positive.clone().mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE).mask_fill(diagonal, -1e4);
+    let same = identities.clone().reshape([b, 1]).equal(identities.reshape([1, b])).float();
+    let cos = anchors.matmul(targets.transpose());
+    let (positive, logits) = match self_is_positive {
+        true => (same.clone(), (cos - same.mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE)),
+        false => {
+            let positive = same - diagonal.clone().float(); // 1 for the other views of one's person
+            let logits = (cos - positive.clone().mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE);
+            (positive, logits.mask_fill(diagonal, -1e4))
+        }
+    };
     let log_share = burn::tensor::activation::log_softmax(logits, 1);
     let positives = positive.clone().sum_dim(1); // [B, 1]
     let per_view = (log_share * positive).sum_dim(1).neg() / positives.clone().clamp_min(1.0);
@@ -83,7 +112,11 @@ pub fn relation_loss(
 ) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
     let mut terms: Vec<(&'static str, f32, Tensor<1>)> = Vec::new();
     if weights.identity > 0.0 {
-        terms.push(("identity", weights.identity, identity_margin_loss(student.clone(), identities)));
+        terms.push(("identity", weights.identity, identity_margin_loss(student.clone(), identities.clone())));
+    }
+    if weights.cross_identity > 0.0 {
+        let loss = cross_identity_loss(student.clone(), teacher.clone(), identities);
+        terms.push(("cross_identity", weights.cross_identity, loss));
     }
     if weights.similarity > 0.0 {
         terms.push(("similarity", weights.similarity, similarity_loss(student.clone(), teacher.clone())));
@@ -173,8 +206,7 @@ mod tests {
         assert!((sim - 2.0 * 0.995f32.powi(2) / 6.0).abs() < 0.01, "{sim}");
         assert!(rkd_distance_loss(student.clone(), teacher.clone()).into_scalar::<f32>() > 0.01);
         assert!(rkd_angle_loss(student.clone(), teacher.clone()).into_scalar::<f32>() > 0.01);
-        let weights =
-            RelationWeights { similarity: 2.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 0.0, identity: 0.0 };
+        let weights = RelationWeights { similarity: 2.0, feature: 0.0, ..RelationWeights::default() };
         let identities = Tensor::<1, Int>::from_ints([0, 1, 2], &Device::flex());
         let (total, terms) = relation_loss(student, None, teacher, identities, &weights);
         assert_eq!(terms.len(), 1);
@@ -195,6 +227,29 @@ mod tests {
         let expected = -(24.0f32.exp() / (24.0f32.exp() + 2.0)).ln();
         assert!((good - expected).abs() < 1e-5, "{good} vs {expected}");
         assert!(bad > 20.0, "{bad}");
+    }
+
+    #[test]
+    fn the_cross_identity_margin_wants_each_masked_view_nearest_its_persons_clean_photos() {
+        let device = Device::flex();
+        let people = || Tensor::<1, Int>::from_ints([0, 0, 1, 1], &device);
+        let teacher = unit_rows(&[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]);
+        let near = unit_rows(&[[0.9, 0.1, 0.0], [1.0, 0.0, 0.1], [0.0, 1.0, 0.1], [0.1, 0.9, 0.0]]);
+        let swapped = unit_rows(&[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]);
+        let exact = cross_identity_loss(teacher.clone(), teacher.clone(), people()).into_scalar::<f32>();
+        // Each view's own photo and its person's other photo are both positives: at best each
+        // holds half the share, cos 1 - margin 0.2 (twice) against two impostors at cos 0.
+        let expected = -(24.0f32.exp() / (2.0 * 24.0f32.exp() + 2.0)).ln();
+        assert!((exact - expected).abs() < 1e-5, "{exact} vs {expected}");
+        let near = cross_identity_loss(near, teacher.clone(), people()).into_scalar::<f32>();
+        let bad = cross_identity_loss(swapped, teacher.clone(), people()).into_scalar::<f32>();
+        assert!(near < expected + 0.1 && bad > 10.0, "near {near}, swapped {bad}");
+        // It is the term the weights name, and the only one turned on.
+        let weights =
+            RelationWeights { similarity: 0.0, feature: 0.0, cross_identity: 0.5, ..RelationWeights::default() };
+        let (total, terms) = relation_loss(teacher.clone(), None, teacher, people(), &weights);
+        assert_eq!(terms.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["cross_identity"]);
+        assert!((total.into_scalar::<f32>() - 0.5 * exact).abs() < 1e-5);
     }
 
     #[test]
