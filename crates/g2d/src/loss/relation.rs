@@ -87,13 +87,14 @@ fn margin_softmax_loss(
     let diagonal = index.clone().reshape([b, 1]).equal(index.reshape([1, b]));
     let same = identities.clone().reshape([b, 1]).equal(identities.reshape([1, b])).float();
     let cos = anchors.matmul(targets.transpose());
-    let (positive, logits) = match self_is_positive {
-        true => (same.clone(), (cos - same.mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE)),
-        false => {
-            let positive = same - diagonal.clone().float(); // 1 for the other views of one's person
-            let logits = (cos - positive.clone().mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE);
-            (positive, logits.mask_fill(diagonal, -1e4))
-        }
+    let positive = match self_is_positive {
+        true => same,
+        false => same - diagonal.clone().float(), // 1 for the other views of one's person
+    };
+    let logits = (cos - positive.clone().mul_scalar(IDENTITY_MARGIN)).mul_scalar(IDENTITY_SCALE);
+    let logits = match self_is_positive {
+        true => logits,
+        false => logits.mask_fill(diagonal, -1e4),
     };
     let log_share = burn::tensor::activation::log_softmax(logits, 1);
     let positives = positive.clone().sum_dim(1); // [B, 1]
