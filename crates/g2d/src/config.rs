@@ -206,6 +206,11 @@ pub struct RelationWeights {
     /// photos (its own included) than to any other person's in the batch. 0 (unset) turns it off.
     #[serde(skip_serializing_if = "is_zero")]
     pub cross_identity: f32,
+    /// A margin at the verification threshold, masked to clean: each student view must be
+    /// clearly above the cut with the teacher's clean embeddings of its person's photos and
+    /// clearly below it with everyone else's in the batch. 0 (unset) turns it off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub verification: f32,
 }
 
 /// An unset (default) number, left out of a saved config so older configs read back equal.
@@ -215,7 +220,15 @@ fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
 
 impl Default for RelationWeights {
     fn default() -> Self {
-        Self { similarity: 1.0, rkd_distance: 0.0, rkd_angle: 0.0, feature: 1.0, identity: 0.0, cross_identity: 0.0 }
+        Self {
+            similarity: 1.0,
+            rkd_distance: 0.0,
+            rkd_angle: 0.0,
+            feature: 1.0,
+            identity: 0.0,
+            cross_identity: 0.0,
+            verification: 0.0,
+        }
     }
 }
 
@@ -462,7 +475,9 @@ impl G2dConfig {
             return Err(format!("reformer.mirror = {}: must be between 0 and 1", r.mirror));
         }
         let w = &r.relation;
-        for (name, weight) in [("identity", w.identity), ("cross_identity", w.cross_identity)] {
+        for (name, weight) in
+            [("identity", w.identity), ("cross_identity", w.cross_identity), ("verification", w.verification)]
+        {
             if weight < 0.0 || !weight.is_finite() {
                 return Err(format!("reformer.relation.{name} = {weight}: must be 0 or more"));
             }

@@ -70,6 +70,38 @@ pub fn cross_identity_loss(student: Tensor<2>, teacher: Tensor<2>, identities: T
     margin_softmax_loss(student, teacher.detach(), identities, true)
 }
 
+/// The cut [`verification_margin_loss`] aims at: near the thresholds that ten-fold mask-probe
+/// picks for the teacher and the students (0.31-0.35 in teacher space), with room either side.
+const VERIFY_THRESHOLD: f32 = 0.33;
+const VERIFY_MARGIN: f32 = 0.1;
+
+/// A margin at the verification threshold itself, masked to clean as mask-probe compares:
+/// every student view (masked) must reach cosine `VERIFY_THRESHOLD + VERIFY_MARGIN` with the
+/// teacher's clean embeddings of its person's photos (its own included) and stay below
+/// `VERIFY_THRESHOLD - VERIFY_MARGIN` with everyone else's. Unlike the softmax margins, which
+/// only rank a view's candidates, this asks for one cut that holds across all pairs, as a
+/// verification threshold must; and, being a hinge, it costs nothing once a pair is clear.
+/// The mean shortfall over genuine pairs plus the mean excess over impostor pairs; the
+/// teacher's side gets no gradient.
+///
+/// # Shapes
+/// `student`: `[B, D]`, `teacher`: `[B, D]`, L2-normalised; `identities`: `[B]`.
+pub fn verification_margin_loss(student: Tensor<2>, teacher: Tensor<2>, identities: Tensor<1, Int>) -> Tensor<1> {
+    let [b, _] = student.dims();
+    let same = same_person(identities, b, &student.device()).float();
+    let other = same.clone().neg().add_scalar(1.0);
+    let cos = student.matmul(teacher.detach().transpose());
+    let short = cos.clone().neg().add_scalar(VERIFY_THRESHOLD + VERIFY_MARGIN).clamp_min(0.0) * same.clone();
+    let over = cos.sub_scalar(VERIFY_THRESHOLD - VERIFY_MARGIN).clamp_min(0.0) * other.clone();
+    short.sum() / same.sum().clamp_min(1.0) + over.sum() / other.sum().clamp_min(1.0)
+}
+
+/// `[B, B]`: whether views i and j show the same person, on the graph's device.
+fn same_person(identities: Tensor<1, Int>, b: usize, device: &Device) -> Tensor<2, Bool> {
+    let identities = Tensor::<1, Int>::from_data(identities.into_data(), device);
+    identities.clone().reshape([b, 1]).equal(identities.reshape([1, b]))
+}
+
 /// CosFace over a batch: row i of `anchors` against every row of `targets`, the rows of i's
 /// person (row i itself only when `self_is_positive`; otherwise it is left out) lowered by
 /// the margin. Each anchor's loss is the mean `-log` share of its positives (SupCon's form);
@@ -82,10 +114,9 @@ fn margin_softmax_loss(
 ) -> Tensor<1> {
     let [b, _] = anchors.dims();
     let device = anchors.device();
-    let identities = Tensor::<1, Int>::from_data(identities.into_data(), &device); // onto the graph's device
     let index = Tensor::<1, Int>::arange(0..b as i64, &device);
     let diagonal = index.clone().reshape([b, 1]).equal(index.reshape([1, b]));
-    let same = identities.clone().reshape([b, 1]).equal(identities.reshape([1, b])).float();
+    let same = same_person(identities, b, &device).float();
     let cos = anchors.matmul(targets.transpose());
     let positive = match self_is_positive {
         true => same,
@@ -116,8 +147,12 @@ pub fn relation_loss(
         terms.push(("identity", weights.identity, identity_margin_loss(student.clone(), identities.clone())));
     }
     if weights.cross_identity > 0.0 {
-        let loss = cross_identity_loss(student.clone(), teacher.clone(), identities);
+        let loss = cross_identity_loss(student.clone(), teacher.clone(), identities.clone());
         terms.push(("cross_identity", weights.cross_identity, loss));
+    }
+    if weights.verification > 0.0 {
+        let loss = verification_margin_loss(student.clone(), teacher.clone(), identities);
+        terms.push(("verification", weights.verification, loss));
     }
     if weights.similarity > 0.0 {
         terms.push(("similarity", weights.similarity, similarity_loss(student.clone(), teacher.clone())));
@@ -251,6 +286,38 @@ mod tests {
         let (total, terms) = relation_loss(teacher.clone(), None, teacher, people(), &weights);
         assert_eq!(terms.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["cross_identity"]);
         assert!((total.into_scalar::<f32>() - 0.5 * exact).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_verification_margin_costs_only_pairs_on_the_wrong_side_of_the_cut() {
+        let device = Device::flex();
+        let people = || Tensor::<1, Int>::from_ints([0, 0, 1, 1], &device);
+        // Clean photos: each person's two photos at cos 0.8, the two people at cos 0 or below.
+        let teacher = unit_rows(&[[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0], [-0.6, 0.0, 0.8]]);
+        let exact = verification_margin_loss(teacher.clone(), teacher.clone(), people()).into_scalar::<f32>();
+        assert!(exact.abs() < 1e-6, "every pair clears the cut: {exact}");
+        // View 0 turns half-way to person 1: its four cosines decide the cost, each genuine
+        // shortfall below 0.43 and each impostor excess over 0.23 divided by the 8 pairs of
+        // its kind.
+        let turned = unit_rows(&[[1.0, 0.0, 1.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0], [-0.6, 0.0, 0.8]]);
+        let cost = verification_margin_loss(turned.clone(), teacher.clone(), people()).into_scalar::<f32>();
+        let cos = turned
+            .clone()
+            .slice([0..1, 0..3])
+            .matmul(teacher.clone().transpose())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let expected = (0.43 - cos[0]).max(0.0) / 8.0
+            + (0.43 - cos[1]).max(0.0) / 8.0
+            + (cos[2] - 0.23).max(0.0) / 8.0
+            + (cos[3] - 0.23).max(0.0) / 8.0;
+        assert!((cost - expected).abs() < 1e-5 && cost > 0.05, "{cost} vs {expected}");
+        let weights =
+            RelationWeights { similarity: 0.0, feature: 0.0, verification: 2.0, ..RelationWeights::default() };
+        let (total, terms) = relation_loss(turned, None, teacher, people(), &weights);
+        assert_eq!(terms.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["verification"]);
+        assert!((total.into_scalar::<f32>() - 2.0 * cost).abs() < 1e-5);
     }
 
     #[test]
