@@ -563,12 +563,48 @@ fn teacher_on_lfw_devtest_and_identification() {
     assert!(m["rank1"].as_f64().unwrap() >= 0.98, "{}", m["rank1"]);
     assert!(m["rank5"].as_f64().unwrap() >= m["rank1"].as_f64().unwrap());
     assert!(m["open_set"][0]["dir"].as_f64().unwrap() > 0.9);
+    // Compared with itself probe by probe: every rank-1 answer agrees.
+    let itself = eval(&lfw, dir.path(), Some(&home), &["--protocol", "lfw-devtest-ident", "--compare", "teacher"]);
+    assert_eq!(itself["baseline"]["metrics"], report["metrics"]);
+    let d = &itself["comparison"]["decisions"];
+    assert_eq!(
+        (d["items"].as_u64(), d["model_only_right"].as_u64(), d["baseline_only_right"].as_u64()),
+        (Some(1997), Some(0), Some(0))
+    );
+    assert_eq!(d["mcnemar_p"], 1.0);
 
     // Masked probes: the same pairs, masks drawn from (path, seed 0); they cost accuracy.
     let masked = eval(&lfw, dir.path(), Some(&home), &["--protocol", "lfw-devtest", "--mask", "mask-probe"]);
     assert_eq!(masked["mask"], "mask-probe");
     let accuracy = masked["metrics"]["accuracy_mean"].as_f64().unwrap();
     assert!(accuracy < clean && accuracy > 0.9, "mask-probe {accuracy} vs clean {clean}");
+
+    // G2D against the teacher on the same masked pairs: the teacher's side is the run above,
+    // and the discordant pairs account for the accuracy gap (ten folds of 100 pairs).
+    let compared = eval(
+        &lfw,
+        dir.path(),
+        Some(&home),
+        &["--protocol", "lfw-devtest", "--mask", "mask-probe", "--model", "g2d", "--compare", "teacher"],
+    );
+    assert_eq!(compared["baseline"]["metrics"], masked["metrics"]);
+    let c = &compared["comparison"];
+    let d = &c["decisions"];
+    assert_eq!(d["items"], 1000);
+    let g2d = compared["report"]["metrics"]["accuracy_mean"].as_f64().unwrap();
+    let gap = d["model_only_right"].as_i64().unwrap() - d["baseline_only_right"].as_i64().unwrap();
+    assert_eq!(gap, ((g2d - accuracy) * 1000.0).round() as i64, "{c}");
+    let p = d["mcnemar_p"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0, "{p}");
+    let at_1e2 = &c["tar_at_far"][0];
+    let difference = at_1e2["difference"].as_f64().unwrap();
+    assert!((at_1e2["model"].as_f64().unwrap() - at_1e2["baseline"].as_f64().unwrap() - difference).abs() < 1e-12);
+    let (low, high) = (at_1e2["interval_95"][0].as_f64().unwrap(), at_1e2["interval_95"][1].as_f64().unwrap());
+    assert!(low <= difference && difference <= high && low < high, "{at_1e2}");
+    assert!(c["tar_at_far"][1]["difference"].is_null(), "500 impostors: no TAR@1e-3");
+    let written =
+        dir.path().join("lfw-devtest-mask-probe-random-g2d-student-vs-face_recognition_sface_2021dec_int8bq.json");
+    assert_eq!(&serde_json::from_slice::<Value>(&std::fs::read(written).unwrap()).unwrap(), c);
 }
 
 #[test]

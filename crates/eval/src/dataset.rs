@@ -32,7 +32,7 @@ pub const DENSE_GENUINE_PER_PERSON: usize = 50;
 /// Impostor pairs of `lfw-devtest-dense`.
 pub const DENSE_IMPOSTOR_PAIRS: usize = 100_000;
 
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

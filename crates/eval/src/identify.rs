@@ -34,6 +34,16 @@ pub struct IdentificationMetrics {
     pub open_set: Vec<DirAtFar>,
 }
 
+/// Each probe's rank: 1 + the gallery entries other than its own person's scoring at least as
+/// high (ties count against the probe). Arguments as for [`identification_metrics`].
+pub fn probe_ranks(probe_scores: &[Vec<f32>], truth: &[usize]) -> Vec<usize> {
+    probe_scores
+        .iter()
+        .zip(truth)
+        .map(|(row, &t)| 1 + row.iter().enumerate().filter(|(g, s)| *g != t && **s >= row[t]).count())
+        .collect()
+}
+
 /// `probe_scores[p][g]`: similarity of probe p to gallery entry g; `truth[p]`: the gallery
 /// entry of p's identity. `non_enrolled_scores`: the same rows for people not in the gallery.
 /// Ties count against the probe (its rank is 1 + the entries scoring at least as high).
@@ -44,11 +54,7 @@ pub fn identification_metrics(
 ) -> IdentificationMetrics {
     assert_eq!(probe_scores.len(), truth.len(), "BUG: one truth per probe");
     let gallery = probe_scores.first().or(non_enrolled_scores.first()).map_or(0, Vec::len);
-    let ranks: Vec<usize> = probe_scores
-        .iter()
-        .zip(truth)
-        .map(|(row, &t)| 1 + row.iter().enumerate().filter(|(g, s)| *g != t && **s >= row[t]).count())
-        .collect();
+    let ranks = probe_ranks(probe_scores, truth);
     let n = ranks.len().max(1) as f64;
     let rate_at = |k: usize| ranks.iter().filter(|r| **r <= k).count() as f64 / n;
     let cmc: Vec<f64> = (1..=gallery.min(20)).map(rate_at).collect();

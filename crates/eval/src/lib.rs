@@ -3,14 +3,16 @@
 //! metrics, and reports (JSON, ROC plot).
 #![deny(missing_docs)]
 
+mod compare;
 mod dataset;
 mod identify;
 mod protocol;
 mod report;
 mod verify;
 
+pub use compare::{compare_identification, compare_verification, Comparison, Discordance, TarDifference, RESAMPLES};
 pub use dataset::{folder_dataset, is_image_file, ImageRef, Lfw, Pair};
-pub use identify::{identification_metrics, DirAtFar, IdentificationMetrics};
+pub use identify::{identification_metrics, probe_ranks, DirAtFar, IdentificationMetrics};
 pub use protocol::{IdentSet, MaskSetting, Protocol};
 pub use report::{write_line_png, write_roc_png, Report, ReportMetrics};
 pub use verify::{verification_metrics, TarAtFar, VerificationMetrics};

@@ -51,6 +51,11 @@ impl Protocol {
         }
     }
 
+    /// Whether it is a pair (verification) protocol rather than an identification one.
+    pub fn has_pairs(self) -> bool {
+        !matches!(self, Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent)
+    }
+
     /// Its verification pairs (`None` for the identification protocol); `seed` picks the
     /// dense protocol's pairs (the mask seed, so one seed names the whole run).
     pub fn pairs(self, lfw: &Lfw, seed: u64) -> Result<Option<Vec<Pair>>> {

@@ -109,17 +109,11 @@ pub fn verification_metrics(scores: &[f32], genuine: &[bool], folds: &[usize]) -
     let n_gen = genuine.iter().filter(|g| **g).count();
     let n_imp = items.len() - n_gen;
 
-    let fold_count = folds.iter().max().map_or(0, |m| m + 1);
     let mut fold_accuracies = Vec::new();
     let mut fold_thresholds = Vec::new();
-    for fold in 0..fold_count {
-        let (test, train): (Vec<_>, Vec<_>) = items.iter().zip(folds).partition(|(_, f)| **f == fold);
-        let train: Vec<(f64, bool)> = train.into_iter().map(|(i, _)| *i).collect();
-        let test: Vec<(f64, bool)> = test.into_iter().map(|(i, _)| *i).collect();
-        if test.is_empty() {
-            continue;
-        }
-        let t = best_threshold(&train);
+    for (fold, t) in ten_fold_thresholds(&items, folds).into_iter().enumerate() {
+        let Some(t) = t else { continue };
+        let test: Vec<(f64, bool)> = items.iter().zip(folds).filter(|(_, f)| **f == fold).map(|(i, _)| *i).collect();
         fold_thresholds.push(t);
         fold_accuracies.push(accuracy(&test, t));
     }
@@ -132,18 +126,12 @@ pub fn verification_metrics(scores: &[f32], genuine: &[bool], folds: &[usize]) -
     let eer = equal_error_rate(&roc);
 
     let mut impostor_scores: Vec<f64> = items.iter().filter(|(_, g)| !g).map(|(s, _)| *s).collect();
-    impostor_scores.sort_by(|a, b| b.total_cmp(a));
-    let tar_at_far = [1e-2, 1e-3, 1e-4]
+    let genuine_scores: Vec<f64> = items.iter().filter(|(_, g)| *g).map(|(s, _)| *s).collect();
+    let tar_at_far = FAR_TARGETS
         .into_iter()
-        .map(|far| {
-            if (n_imp as f64) < 1.0 / far || n_gen == 0 {
-                return TarAtFar { far, tar: None, threshold: None };
-            }
-            // Accept only scores above the (k+1)-th highest impostor: at most k false accepts.
-            let allowed = (far * n_imp as f64).floor() as usize;
-            let cut = impostor_scores[allowed];
-            let tar = items.iter().filter(|(s, g)| *g && *s > cut).count() as f64 / n_gen as f64;
-            TarAtFar { far, tar: Some(tar), threshold: Some(cut) }
+        .map(|far| match tar_at(&genuine_scores, &mut impostor_scores, far) {
+            Some((tar, cut)) => TarAtFar { far, tar: Some(tar), threshold: Some(cut) },
+            None => TarAtFar { far, tar: None, threshold: None },
         })
         .collect();
 
@@ -166,6 +154,39 @@ pub fn verification_metrics(scores: &[f32], genuine: &[bool], folds: &[usize]) -
         fnmr,
         roc,
     }
+}
+
+/// The FAR targets at which TAR is reported.
+pub(crate) const FAR_TARGETS: [f64; 3] = [1e-2, 1e-3, 1e-4];
+
+/// TAR at `far` and the cut reaching it: only scores above the (k+1)-th highest impostor are
+/// accepted, so at most k = floor(far * impostors) false accepts. `None` ("not estimable")
+/// with fewer than 1/far impostors or no genuine pair. Reorders `impostors` (a linear-time
+/// selection, not a sort: the bootstrap of `compare` calls it thousands of times).
+pub(crate) fn tar_at(genuine: &[f64], impostors: &mut [f64], far: f64) -> Option<(f64, f64)> {
+    if (impostors.len() as f64) < 1.0 / far || genuine.is_empty() {
+        return None;
+    }
+    let allowed = (far * impostors.len() as f64).floor() as usize;
+    let (_, cut, _) = impostors.select_nth_unstable_by(allowed, |a, b| b.total_cmp(a));
+    let cut = *cut;
+    Some((genuine.iter().filter(|s| **s > cut).count() as f64 / genuine.len() as f64, cut))
+}
+
+/// Each fold's threshold, chosen on the other folds' pairs (`None` for a fold without pairs):
+/// the ten-fold rule of protocols.md.
+pub(crate) fn ten_fold_thresholds(items: &[(f64, bool)], folds: &[usize]) -> Vec<Option<f64>> {
+    let fold_count = folds.iter().max().map_or(0, |m| m + 1);
+    (0..fold_count)
+        .map(|fold| {
+            if !folds.contains(&fold) {
+                return None;
+            }
+            let train: Vec<(f64, bool)> =
+                items.iter().zip(folds).filter(|(_, f)| **f != fold).map(|(i, _)| *i).collect();
+            Some(best_threshold(&train))
+        })
+        .collect()
 }
 
 /// Where FNMR = 1 - TAR meets FAR along the ROC, interpolated linearly between points.

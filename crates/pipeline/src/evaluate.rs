@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNMENT_TEMPLATE};
 use maskid_eval::{
-    identification_metrics, verification_metrics, ImageRef, Lfw, MaskSetting, Protocol, Report, ReportMetrics,
+    identification_metrics, probe_ranks, verification_metrics, ImageRef, Lfw, MaskSetting, Pair, Protocol, Report,
+    ReportMetrics,
 };
 use maskid_face::similarity_transform;
 use maskid_face::{FaceEmbedder, FaceRestorer};
@@ -58,6 +59,22 @@ impl EvalOptions {
     }
 }
 
+/// One protocol run: the report, what `prepare` did, and what comparing two models item by item
+/// needs (each pair's score, or each probe's rank-1 answer).
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The report.
+    pub report: Report,
+    /// What `prepare` did.
+    pub prepared: PrepareSummary,
+    /// The protocol's pairs, in order.
+    pub pairs: Vec<Pair>,
+    /// The cosine of each pair.
+    pub scores: Vec<f32>,
+    /// Whether each probe's own person came first (identification; empty for pairs).
+    pub rank1_hits: Vec<bool>,
+}
+
 /// Evaluates `embedder` on a protocol; also returns what `prepare` did. With
 /// `reference_embedder` (mask-probe only), the unmasked references are embedded by that model
 /// and the masked probes by `embedder`: a gallery enrolled by one model, searched with
@@ -71,7 +88,7 @@ pub fn evaluate(
     restorer: Option<&FaceRestorer>,
     options: &EvalOptions,
     progress: ProgressFn<'_>,
-) -> Result<(Report, PrepareSummary)> {
+) -> Result<Evaluation> {
     if reference_embedder.is_some() && options.mask != MaskSetting::MaskProbe {
         return Err(Error::ReferenceNeedsMaskProbe);
     }
@@ -101,11 +118,12 @@ pub fn evaluate(
     let embeddings = embed_versions(&prepared, &versions, options, clean_embedder, embedder, restorer, progress)?;
     let get = |image: &ImageRef, masked: bool| &embeddings[&(image.path.clone(), masked)];
 
+    let (mut scored_pairs, mut scores, mut rank1_hits) = (Vec::new(), Vec::new(), Vec::new());
     let metrics = if let Some(pairs) = pairs {
-        let scores: Vec<f32> =
-            pairs.iter().map(|p| get(&p.a, reference_masked).cosine(get(&p.b, probe_masked))).collect();
+        scores = pairs.iter().map(|p| get(&p.a, reference_masked).cosine(get(&p.b, probe_masked))).collect();
         let genuine: Vec<bool> = pairs.iter().map(|p| p.genuine).collect();
         let folds: Vec<usize> = pairs.iter().map(|p| p.fold).collect();
+        scored_pairs = pairs;
         ReportMetrics::Verification(verification_metrics(&scores, &genuine, &folds))
     } else {
         let set = ident.expect("BUG: identification protocol has an ident set");
@@ -120,7 +138,9 @@ pub fn evaluate(
                 })
                 .collect()
         };
-        ReportMetrics::Identification(identification_metrics(&rows(&set.probes), &set.truth, &rows(&set.non_enrolled)))
+        let probes = rows(&set.probes);
+        rank1_hits = probe_ranks(&probes, &set.truth).into_iter().map(|rank| rank == 1).collect();
+        ReportMetrics::Identification(identification_metrics(&probes, &set.truth, &rows(&set.non_enrolled)))
     };
     let report = Report {
         protocol: options.protocol.name().into(),
@@ -142,7 +162,7 @@ pub fn evaluate(
         maskid_version: env!("CARGO_PKG_VERSION").into(),
         metrics,
     };
-    Ok((report, summary))
+    Ok(Evaluation { report, prepared: summary, pairs: scored_pairs, scores, rank1_hits })
 }
 
 /// The aligned crop of a prepared photo, masked when asked: the mask is drawn from the

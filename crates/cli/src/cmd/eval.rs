@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use maskid_eval::{write_roc_png, MaskSetting, Protocol, ReportMetrics};
+use maskid_eval::{
+    compare_identification, compare_verification, write_roc_png, Comparison, MaskSetting, Protocol, Report,
+    ReportMetrics,
+};
 use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 use maskid_mask::{Coverage, MaskStyle};
 use maskid_pipeline::{evaluate, EvalOptions, ModelChoice};
@@ -56,9 +59,23 @@ pub struct Args {
     /// two-view teacher of `reformer.teacher_mirror_average`).
     #[arg(long)]
     mirror_average: bool,
-    /// Print the JSON report on stdout.
+    /// Also evaluate this model (teacher, g2d or FILE.onnx) on the same pairs and masks, and
+    /// test the difference: McNemar's exact test on the pairs (or probes) only one model's
+    /// ten-fold decision (or rank-1 answer) gets right, and for pair protocols a paired
+    /// bootstrap interval for each TAR.
+    #[arg(long, conflicts_with_all = ["reference_model", "unmask", "teacher_bgr"])]
+    compare: Option<ModelChoice>,
+    /// Print the JSON report on stdout (with `--compare`: the two reports and the comparison).
     #[arg(long)]
     json: bool,
+}
+
+/// What `--compare --json` prints.
+#[derive(serde::Serialize)]
+struct Compared<'a> {
+    report: &'a Report,
+    baseline: &'a Report,
+    comparison: &'a Comparison,
 }
 
 fn pct(x: f64) -> String {
@@ -106,19 +123,46 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         false => None,
     };
     let assets = global.assets();
-    let (report, _) = evaluate(assets.home(), models, embedder, reference, restorer.as_ref(), &options, &progress)?;
+    let evaluation = evaluate(assets.home(), models, embedder, reference, restorer.as_ref(), &options, &progress)?;
+    let report = &evaluation.report;
+    let compared = match &args.compare {
+        Some(choice) => {
+            let loaded = choice.load(&assets, Parallelism::Throughput)?;
+            let baseline_embedder = loaded.as_ref().unwrap_or(&models.teacher);
+            let baseline = evaluate(assets.home(), models, baseline_embedder, None, None, &options, &progress)?;
+            let comparison = match args.protocol.has_pairs() {
+                true => compare_verification(
+                    &evaluation.pairs,
+                    (&report.model, &evaluation.scores),
+                    (&baseline.report.model, &baseline.scores),
+                ),
+                false => compare_identification(
+                    (&report.model, &evaluation.rank1_hits),
+                    (&baseline.report.model, &baseline.rank1_hits),
+                ),
+            };
+            Some((baseline.report, comparison))
+        }
+        None => None,
+    };
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mask = match report.mask_render_version {
         Some(version) => format!("{} (style {}, masks v{version})", report.mask, report.mask_style),
         None => report.mask.clone(),
     };
-    let style_part = if report.mask == "clean" { String::new() } else { format!("-{}", report.mask_style) };
     let bgr = if args.teacher_bgr { "-bgr" } else { "" };
-    let reference = report.reference_model.as_ref().map_or(String::new(), |m| format!("-ref-{m}"));
-    let stem = format!("{}-{}{style_part}-{}{reference}{bgr}", report.protocol, report.mask, report.model);
+    let stem = format!("{}{bgr}", report_stem(report));
     let json_path = args.out.join(format!("{stem}.json"));
     maskid_assets::write_atomic(&json_path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let mut comparison_path = None;
+    if let Some((baseline, comparison)) = &compared {
+        let baseline_path = args.out.join(format!("{}.json", report_stem(baseline)));
+        maskid_assets::write_atomic(&baseline_path, serde_json::to_string_pretty(baseline)?.as_bytes())?;
+        let path = args.out.join(format!("{stem}-vs-{}.json", baseline.model));
+        maskid_assets::write_atomic(&path, serde_json::to_string_pretty(comparison)?.as_bytes())?;
+        comparison_path = Some(path);
+    }
     let mut roc_path = None;
     if let ReportMetrics::Verification(m) = &report.metrics {
         let path = args.out.join(format!("{stem}-roc.png"));
@@ -126,7 +170,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         roc_path = Some(path);
     }
     if args.json {
-        print_json(&report)?;
+        match &compared {
+            Some((baseline, comparison)) => print_json(&Compared { report, baseline, comparison })?,
+            None => print_json(report)?,
+        }
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -159,9 +206,56 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if let Some((baseline, comparison)) = &compared {
+        print_comparison(comparison, report, baseline);
+    }
     println!("report {}", json_path.display());
     if let Some(p) = roc_path {
         println!("ROC    {}", p.display());
     }
+    if let Some(p) = comparison_path {
+        println!("compared {}", p.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file name of a report, without `.json`.
+fn report_stem(report: &Report) -> String {
+    let style_part = if report.mask == "clean" { String::new() } else { format!("-{}", report.mask_style) };
+    let reference = report.reference_model.as_ref().map_or(String::new(), |m| format!("-ref-{m}"));
+    format!("{}-{}{style_part}-{}{reference}", report.protocol, report.mask, report.model)
+}
+
+fn print_comparison(c: &Comparison, report: &Report, baseline: &Report) {
+    let d = &c.decisions;
+    let (what, model, other) = match (&report.metrics, &baseline.metrics) {
+        (ReportMetrics::Verification(m), ReportMetrics::Verification(b)) => {
+            ("10-fold accuracy", m.accuracy_mean, b.accuracy_mean)
+        }
+        (ReportMetrics::Identification(m), ReportMetrics::Identification(b)) => ("rank-1", m.rank1, b.rank1),
+        _ => unreachable!("BUG: one protocol, two kinds of report"),
+    };
+    println!("compared with {} on the same {} items and masks:", c.baseline, d.items);
+    println!(
+        "{what:<28} {} vs {}: {} right only here, {} only there (McNemar p = {:.3})",
+        pct(model),
+        pct(other),
+        d.model_only_right,
+        d.baseline_only_right,
+        d.mcnemar_p
+    );
+    for t in &c.tar_at_far {
+        let (Some(m), Some(b), Some(d)) = (t.model, t.baseline, t.difference) else { continue };
+        let interval = t.interval_95.map_or("no interval".to_string(), |(low, high)| {
+            format!("95% interval {:+.2} to {:+.2}", 100.0 * low, 100.0 * high)
+        });
+        println!(
+            "{:<28} {} vs {}: {:+.2} points ({interval}; {} resamples)",
+            format!("TAR @ FAR {:e}", t.far),
+            pct(m),
+            pct(b),
+            100.0 * d,
+            c.resamples
+        );
+    }
 }
