@@ -179,7 +179,7 @@ impl Default for EncoderStageConfig {
             schedule: Schedule { steps: 500, batch_size: 16, lr: 1e-5, beta1: 0.5, beta2: 0.9, ..Schedule::default() },
             hole_weight: 6.0,
             valid_weight: 1.0,
-            occlusion: OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 0.0 },
+            occlusion: OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 0.0, hold_out: None },
         }
     }
 }

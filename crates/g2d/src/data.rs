@@ -386,11 +386,14 @@ mod tests {
     #[test]
     fn batches_are_occluded_and_scaled() {
         let set = faces(&[0, 1]);
-        let batch =
-            FaceBatcher::new(&set, OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 0.0 }, None)
-                .unwrap()
-                .batch(&[0, 1], 3, &Device::flex())
-                .unwrap();
+        let batch = FaceBatcher::new(
+            &set,
+            OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 0.0, hold_out: None },
+            None,
+        )
+        .unwrap()
+        .batch(&[0, 1], 3, &Device::flex())
+        .unwrap();
         assert_eq!(batch.masked.dims(), [2, 3, 112, 112]);
         let clean: Vec<f32> = batch.clean.into_data().try_into_vec().unwrap();
         assert!(clean.iter().all(|&v| (v - (128.0 / 127.5 - 1.0)).abs() < 1e-6));
@@ -406,7 +409,7 @@ mod tests {
     #[test]
     fn mirrored_faces_carry_their_occluder_mirrored() {
         let set = faces(&[0, 1]);
-        let mix = OcclusionMix { mask: 0.5, strokes: 0.25, blocks: 0.25, clean: 0.0, real: 0.0 };
+        let mix = OcclusionMix { mask: 0.5, strokes: 0.25, blocks: 0.25, clean: 0.0, real: 0.0, hold_out: None };
         let read = |b: Tensor<4>| -> Vec<f32> { b.into_data().try_into_vec().unwrap() };
         let batch =
             |share| FaceBatcher::new(&set, mix, None).unwrap().mirroring(share).batch(&[0, 1], 7, &Device::flex());
@@ -423,7 +426,7 @@ mod tests {
     #[test]
     fn a_real_share_needs_real_masks_and_pastes_them_under_the_nose() {
         let set = faces(&[0, 1]);
-        let mix = OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 1.0 };
+        let mix = OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 1.0, hold_out: None };
         assert!(FaceBatcher::new(&set, mix, None).is_err(), "refused without real masks");
         let real = RealMasks::new([vec![250u8; PIXELS * 3]]).unwrap();
         let batch = FaceBatcher::new(&set, mix, Some(&real)).unwrap().batch(&[0, 1], 3, &Device::flex()).unwrap();

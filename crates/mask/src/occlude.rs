@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::geometry::capsule;
 use crate::render::{render_flat, render_mask, RgbImageMut};
 use crate::rng::Rng;
-use crate::style::{Coverage, MaskSpec};
+use crate::style::{Coverage, MaskSpec, MaskStyle};
 use crate::transplant::RealMasks;
 use crate::{Error, Result};
 
@@ -27,11 +27,15 @@ pub struct OcclusionMix {
     /// The lower part of a real masked face ([`RealMasks`]), on aligned crops only.
     #[serde(default)]
     pub real: f32,
+    /// A mask style never drawn (the others are drawn in its place), to measure how a model
+    /// trained without it does on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_out: Option<MaskStyle>,
 }
 
 impl Default for OcclusionMix {
     fn default() -> Self {
-        Self { mask: 0.8, strokes: 0.1, blocks: 0.1, clean: 0.0, real: 0.0 }
+        Self { mask: 0.8, strokes: 0.1, blocks: 0.1, clean: 0.0, real: 0.0, hold_out: None }
     }
 }
 
@@ -71,7 +75,7 @@ pub fn occlude(
         return Ok((Occluder::Real, real.transplant(image, &mut rng)?));
     }
     if total <= 0.0 || pick < mix.mask.max(0.0) {
-        let spec = MaskSpec::from_seed(seed, None, Coverage::Random);
+        let spec = mask_spec(seed, mix.hold_out, &mut rng);
         return Ok((Occluder::Mask, render_mask(image, landmarks, &spec)?));
     }
     let colour = |rng: &mut Rng| [rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8];
@@ -100,4 +104,43 @@ pub fn occlude(
         Occluder::Blocks
     };
     Ok((kind, render_flat(image, landmarks, outlines)?))
+}
+
+/// The mask of `seed`, any style but `hold_out`: a draw of the held-out style is replaced by
+/// one of the others (chosen by `rng`), every other draw is kept as it is.
+fn mask_spec(seed: u64, hold_out: Option<MaskStyle>, rng: &mut Rng) -> MaskSpec {
+    let spec = MaskSpec::from_seed(seed, None, Coverage::Random);
+    match hold_out {
+        Some(held_out) if held_out == spec.style => {
+            let others: Vec<MaskStyle> = MaskStyle::ALL.into_iter().filter(|s| *s != held_out).collect();
+            MaskSpec::from_seed(seed, Some(others[rng.below(others.len())]), Coverage::Random)
+        }
+        _ => spec,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_out_style_is_never_drawn_and_the_other_draws_stay() {
+        let mut seen = std::collections::HashSet::new();
+        let mut replaced = 0;
+        for seed in 0..300 {
+            let free = MaskSpec::from_seed(seed, None, Coverage::Random);
+            let spec = mask_spec(seed, Some(MaskStyle::Hand), &mut Rng::new(seed));
+            assert_ne!(spec.style, MaskStyle::Hand, "seed {seed}");
+            match free.style {
+                MaskStyle::Hand => replaced += 1,
+                _ => assert_eq!(spec, free, "seed {seed}: only held-out draws change"),
+            }
+            seen.insert(spec.style);
+        }
+        assert!(replaced > 20, "about a sixth of 300 draws are hands: {replaced}");
+        assert_eq!(seen.len(), 5, "the five other styles all appear: {seen:?}");
+        // Without a held-out style nothing changes.
+        let spec = mask_spec(7, None, &mut Rng::new(0));
+        assert_eq!(spec, MaskSpec::from_seed(7, None, Coverage::Random));
+    }
 }

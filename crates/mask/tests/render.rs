@@ -146,8 +146,8 @@ fn bad_geometry_is_an_error_or_a_clipped_mask_never_a_panic() {
 fn strokes_and_blocks_stay_on_the_lower_face() {
     let template = Landmarks5(ALIGNMENT_TEMPLATE);
     for (mix, seeds) in [
-        (OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0, real: 0.0 }, 0..20),
-        (OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0, real: 0.0 }, 0..20),
+        (OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0, real: 0.0, hold_out: None }, 0..20),
+        (OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0, real: 0.0, hold_out: None }, 0..20),
     ] {
         for seed in seeds {
             let mut rgb = synthetic_face(112);

@@ -179,8 +179,8 @@ fn contact_sheet(
             image::imageops::replace(&mut row, &crop, 0, 0);
             let seed = image_seed(&stem.to_string_lossy(), args.seed);
             let mixes = [
-                OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0, real: 0.0 },
-                OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0, real: 0.0 },
+                OcclusionMix { mask: 0.0, strokes: 1.0, blocks: 0.0, clean: 0.0, real: 0.0, hold_out: None },
+                OcclusionMix { mask: 0.0, strokes: 0.0, blocks: 1.0, clean: 0.0, real: 0.0, hold_out: None },
             ];
             for c in 1..columns {
                 let mut face = crop.clone();
