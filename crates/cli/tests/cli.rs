@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{lfw, maskid, sample, stderr, stdout_json};
+use common::{lfw, maskid, rmfrd, sample, stderr, stdout_json};
 use serde_json::Value;
 
 #[test]
@@ -605,6 +605,104 @@ fn teacher_on_lfw_devtest_and_identification() {
     let written =
         dir.path().join("lfw-devtest-mask-probe-random-g2d-student-vs-face_recognition_sface_2021dec_int8bq.json");
     assert_eq!(&serde_json::from_slice::<Value>(&std::fs::read(written).unwrap()).unwrap(), c);
+}
+
+#[test]
+fn photo_stage_masks_are_detected_and_aligned_like_real_ones() {
+    let Some(lfw) = lfw("photo_stage_masks_are_detected_and_aligned_like_real_ones") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let masked = ["--protocol", "lfw-devtest", "--mask", "mask-probe"];
+    let crop = eval(&lfw, dir.path(), None, &masked);
+    assert!(crop.get("probe_preparation").is_none(), "protocols.md's preparation is not flagged");
+    let photo = eval(&lfw, dir.path(), None, &[&masked[..], &["--mask-stage", "photo"]].concat());
+    let p = &photo["probe_preparation"];
+    assert_eq!(p["mask_stage"], "photo");
+    // Every probe photo (863 of them: a photo can be the probe of several pairs) was masked,
+    // detected and aligned again; LFW's faces are found under the masks.
+    let realigned = p["realigned"].as_u64().unwrap();
+    assert_eq!(realigned, 863, "{p}");
+    assert!(p["fallbacks"].as_u64().unwrap() < 10, "{p}");
+    let shift = &p["shift"];
+    assert_eq!(shift["faces"].as_u64().unwrap() + p["fallbacks"].as_u64().unwrap(), realigned);
+    // The mask moves the nose and mouth points, so the crop moves; the eyes less.
+    let (moved, eyes) = (shift["mean_px"].as_f64().unwrap(), shift["eyes_mean_px"].as_f64().unwrap());
+    assert!(moved > 0.5 && eyes < moved, "{shift}");
+    let accuracy = |r: &Value| r["metrics"]["accuracy_mean"].as_f64().unwrap();
+    assert!(accuracy(&photo) < accuracy(&crop) - 0.01, "photo {} vs crop {}", accuracy(&photo), accuracy(&crop));
+    // The masked-face model's landmarks move the face less than the detector's; the unmasked
+    // photo's own landmarks (an oracle) give back the alignment exactly and most of the loss.
+    let tuned = eval(
+        &lfw,
+        dir.path(),
+        None,
+        &[&masked[..], &["--mask-stage", "photo", "--probe-landmarks", "masked-model"]].concat(),
+    );
+    let p = &tuned["probe_preparation"];
+    assert!(p["masked_model_found"].as_u64().unwrap() > 800, "{p}");
+    assert!(p["shift"]["mean_px"].as_f64().unwrap() < moved, "{p}");
+    let oracle =
+        eval(&lfw, dir.path(), None, &[&masked[..], &["--mask-stage", "photo", "--probe-landmarks", "clean"]].concat());
+    let shift = &oracle["probe_preparation"]["shift"];
+    assert!(shift["mean_px"].as_f64().unwrap() < 1e-3, "{shift}");
+    assert!(accuracy(&oracle) > accuracy(&photo), "oracle {} vs photo {}", accuracy(&oracle), accuracy(&photo));
+    for name in [
+        "lfw-devtest-mask-probe-random-photo-stage-face_recognition_sface_2021dec_int8bq.json",
+        "lfw-devtest-mask-probe-random-photo-stage-landmarks-clean-face_recognition_sface_2021dec_int8bq.json",
+    ] {
+        assert!(dir.path().join(name).is_file(), "{name} written");
+    }
+    // Photo-stage masks need a masked setting.
+    let out = maskid(&["eval", "--protocol", "lfw-devtest", "--mask-stage", "photo", "--data", lfw.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--mask mask-probe or mask-both"), "{}", stderr(&out));
+}
+
+#[test]
+fn real_masks_against_their_clean_pairs_and_an_oracle_occlusion() {
+    let Some(rmfrd) = rmfrd("real_masks_against_their_clean_pairs_and_an_oracle_occlusion") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let accuracy = |r: &Value| r["metrics"]["accuracy_mean"].as_f64().unwrap();
+    let real = eval(&rmfrd, dir.path(), None, &["--protocol", "lfw-view2"]);
+    let clean = eval(&rmfrd, dir.path(), None, &["--protocol", "lfw-view2", "--pairs", "pairs_clean.txt"]);
+    assert_eq!(clean["pairs_file"], "pairs_clean.txt");
+    for report in [&real, &clean] {
+        assert_eq!(
+            (report["metrics"]["genuine"].as_u64(), report["metrics"]["impostor"].as_u64()),
+            (Some(220), Some(220))
+        );
+    }
+    // Real masks cost these people many points (reference-numbers.md: 14).
+    assert!(accuracy(&real) < accuracy(&clean) - 0.05, "real {} clean {}", accuracy(&real), accuracy(&clean));
+    // The clean probes grey from just below the eyes: most of the identity goes with them.
+    let eyes_only = eval(
+        &rmfrd,
+        dir.path(),
+        None,
+        &["--protocol", "lfw-view2", "--pairs", "pairs_clean.txt", "--blank-probe-below", "50"],
+    );
+    assert_eq!(eyes_only["probe_preparation"]["blank_from_row"], 50);
+    assert!(accuracy(&eyes_only) < accuracy(&clean) - 0.05, "{} vs {}", accuracy(&eyes_only), accuracy(&clean));
+    // Eye-anchored alignment realigns every probe photo with a face from its photo (the one
+    // without stays the central crop).
+    let eyes = eval(&rmfrd, dir.path(), None, &["--protocol", "lfw-view2", "--probe-align", "eyes"]);
+    let probes: std::collections::BTreeSet<String> = std::fs::read_to_string(rmfrd.join("pairs.txt"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [name, _, n] | [_, _, name, n] => format!("{name} {n}"),
+            _ => panic!("not a pair: {line}"),
+        })
+        .collect();
+    let realigned = eyes["probe_preparation"]["realigned"].as_u64().unwrap();
+    assert_eq!(realigned + eyes["fallback_crops"].as_u64().unwrap(), probes.len() as u64);
+    assert!(dir
+        .path()
+        .join("lfw-view2-pairs_clean-clean-blank50-face_recognition_sface_2021dec_int8bq.json")
+        .is_file());
+    let out =
+        maskid(&["eval", "--protocol", "lfw-devtest", "--pairs", "pairs_clean.txt", "--data", rmfrd.to_str().unwrap()]);
+    assert!(stderr(&out).contains("goes with --protocol lfw-view2"), "{}", stderr(&out));
 }
 
 #[test]

@@ -184,14 +184,15 @@ impl Affine {
 
 /// Least-squares similarity transform (rotation, uniform scale, translation) taking `src`
 /// onto `dst`: Umeyama's solution without reflection, in its closed 2-D form. Defined for
-/// collinear points; `None` when a point is not finite or all of `src` coincide. Alignment
-/// and mask placement both use it.
-pub fn similarity_transform(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Option<Affine> {
-    if src.iter().chain(dst).flatten().any(|v| !v.is_finite()) {
+/// collinear points; `None` when the two sets differ in length, a point is not finite or all
+/// of `src` coincide. Alignment (five points, or a subset such as the eyes) and mask
+/// placement both use it.
+pub fn similarity_transform(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Option<Affine> {
+    if src.len() != dst.len() || src.iter().chain(dst).flatten().any(|v| !v.is_finite()) {
         return None;
     }
     let n = src.len() as f64;
-    let mean = |p: &[[f32; 2]; 5]| {
+    let mean = |p: &[[f32; 2]]| {
         let s = p.iter().fold([0.0f64; 2], |acc, q| [acc[0] + f64::from(q[0]), acc[1] + f64::from(q[1])]);
         [s[0] / n, s[1] / n]
     };

@@ -88,7 +88,13 @@ impl Lfw {
 
     /// The 6,000 pairs of `pairs.txt` in their official 10 folds (view 2).
     pub fn view2_pairs(&self) -> Result<Vec<Pair>> {
-        let (file, text) = self.read_list("pairs.txt")?;
+        self.view2_pairs_in("pairs.txt")
+    }
+
+    /// The pairs of another list in view 2's format and folds, such as rmfrd-dev's
+    /// `pairs_clean.txt` (`file` relative to the root).
+    pub fn view2_pairs_in(&self, file: &str) -> Result<Vec<Pair>> {
+        let (file, text) = self.read_list(file)?;
         parse_pairs(&file, &text, |_, set| set)
     }
 

@@ -13,8 +13,8 @@ mod verify;
 pub use compare::{compare_identification, compare_verification, Comparison, Discordance, TarDifference, RESAMPLES};
 pub use dataset::{folder_dataset, is_image_file, ImageRef, Lfw, Pair};
 pub use identify::{identification_metrics, probe_ranks, DirAtFar, IdentificationMetrics};
-pub use protocol::{IdentSet, MaskSetting, Protocol};
-pub use report::{write_line_png, write_roc_png, Report, ReportMetrics};
+pub use protocol::{IdentSet, MaskSetting, MaskStage, Protocol};
+pub use report::{write_line_png, write_roc_png, AlignmentShift, ProbePreparation, Report, ReportMetrics};
 pub use verify::{verification_metrics, TarAtFar, VerificationMetrics};
 
 /// Errors of data set reading and reporting.

@@ -124,6 +124,38 @@ impl std::str::FromStr for MaskSetting {
     }
 }
 
+/// Where a synthetic mask is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaskStage {
+    /// On the aligned crop, from the clean face's landmarks (protocols.md): the masked face is
+    /// perfectly aligned and the detector never sees the mask.
+    #[default]
+    Crop,
+    /// On the full photo at its detected landmarks; the masked photo is then detected and
+    /// aligned like any probe, as a real masked face is.
+    Photo,
+}
+
+impl MaskStage {
+    /// The stage's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskStage::Crop => "crop",
+            MaskStage::Photo => "photo",
+        }
+    }
+}
+
+impl std::str::FromStr for MaskStage {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [MaskStage::Crop, MaskStage::Photo]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mask stage `{s}` (allowed: crop, photo)"))
+    }
+}
+
 /// Gallery and probes of an identification protocol (`lfw-devtest-ident`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentSet {

@@ -48,10 +48,82 @@ pub struct Report {
     pub images: usize,
     /// Images where no face was detected and the fixed central crop was used.
     pub fallback_crops: usize,
+    /// The pairs file, when not the protocol's own (`--pairs`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pairs_file: Option<String>,
+    /// How masked images and probes were prepared, where that differs from protocols.md's
+    /// preparation (masks drawn on the aligned crop, five-point alignment of the detection).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub probe_preparation: Option<ProbePreparation>,
     /// maskid version.
     pub maskid_version: String,
     /// The numbers.
     pub metrics: ReportMetrics,
+}
+
+/// How masked images and probes were prepared (`maskid eval --mask-stage`, `--probe-align`,
+/// `--probe-landmarks`, `--blank-probe-below`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbePreparation {
+    /// Where masks were drawn: `crop` or `photo`.
+    pub mask_stage: String,
+    /// Which landmarks aligned the probes (`five-point`, `eyes`, `eyes-nose`).
+    pub alignment: String,
+    /// Where the probes' landmarks came from (`detector`, `masked-model`, `clean`).
+    pub landmarks: String,
+    /// Probe crops grey from this row down (an oracle occlusion), if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blank_from_row: Option<usize>,
+    /// Images prepared again from their photo (detected anew after a photo-stage mask, or
+    /// aligned by other landmarks).
+    pub realigned: usize,
+    /// Of those, images in which no face was found (the central crop stands in).
+    pub fallbacks: usize,
+    /// With masked-model landmarks: the images in which that model found a face (the others
+    /// keep the detector's landmarks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_model_found: Option<usize>,
+    /// Photo-stage masks: how far the alignment of the masked photo moved the face, against
+    /// the five-point alignment of the same photo without its mask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<AlignmentShift>,
+}
+
+/// How far the five landmarks of the unmasked photo land from where its own five-point
+/// alignment puts them, in pixels of the 112x112 crop, when the crop is aligned from the
+/// masked photo instead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlignmentShift {
+    /// Faces measured (masked photos in which a face was found).
+    pub faces: usize,
+    /// Mean over faces of the mean displacement of the five points.
+    pub mean_px: f64,
+    /// Mean over faces of the mean displacement of the two eyes.
+    pub eyes_mean_px: f64,
+    /// 90th percentile over faces of the five-point mean displacement.
+    pub p90_px: f64,
+    /// Faces whose five points moved more than 5 px on average (a tenth of the eye distance
+    /// is 3.5 px).
+    pub over_5px: usize,
+}
+
+impl AlignmentShift {
+    /// The summary of per-face displacements: (mean of five points, mean of the eyes).
+    pub fn of(faces: &[(f64, f64)]) -> Option<Self> {
+        if faces.is_empty() {
+            return None;
+        }
+        let n = faces.len() as f64;
+        let mut five: Vec<f64> = faces.iter().map(|f| f.0).collect();
+        five.sort_by(f64::total_cmp);
+        Some(Self {
+            faces: faces.len(),
+            mean_px: five.iter().sum::<f64>() / n,
+            eyes_mean_px: faces.iter().map(|f| f.1).sum::<f64>() / n,
+            p90_px: five[((0.9 * n).ceil() as usize).clamp(1, faces.len()) - 1],
+            over_5px: five.iter().filter(|&&d| d > 5.0).count(),
+        })
+    }
 }
 
 const FONT: &str = "sans-serif";

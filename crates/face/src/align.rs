@@ -1,4 +1,5 @@
-//! Five-point alignment onto the 112x112 template of protocols.md.
+//! Alignment onto the 112x112 template of protocols.md: five points (the protocols' and the
+//! teacher's), or a subset of them for faces whose lower landmarks are guesses.
 
 use image::RgbImage;
 use maskid_core::{Affine, AlignedFace, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
@@ -7,14 +8,71 @@ use crate::{Error, Result};
 
 /// Least-squares similarity transform taking `src` onto `dst` (see
 /// [`maskid_core::similarity_transform`]), with an error saying why there is none.
-pub fn similarity_transform(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Result<Affine> {
-    maskid_core::similarity_transform(src, dst).ok_or(Error::Landmarks("not finite, or all five points coincide"))
+pub fn similarity_transform(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Result<Affine> {
+    maskid_core::similarity_transform(src, dst).ok_or(Error::Landmarks("not finite, or all points coincide"))
 }
 
-/// Warps the face with `landmarks` onto the 112x112 template (bilinear, black outside).
+/// Which of the five landmarks place a face on the template. Under a mask YuNet still sees
+/// the eyes, but its nose and mouth points are guesses, so the subsets trust the eyes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Alignment {
+    /// All five points, least squares (protocols.md; what the teacher was trained on).
+    #[default]
+    FivePoint,
+    /// The two eyes alone: they fix rotation, scale and position exactly.
+    Eyes,
+    /// The eyes and the nose tip, least squares.
+    EyesNose,
+}
+
+impl Alignment {
+    /// Every alignment.
+    pub const ALL: [Alignment; 3] = [Alignment::FivePoint, Alignment::Eyes, Alignment::EyesNose];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alignment::FivePoint => "five-point",
+            Alignment::Eyes => "eyes",
+            Alignment::EyesNose => "eyes-nose",
+        }
+    }
+
+    /// The landmark indices it fits (in the order of [`ALIGNMENT_TEMPLATE`]).
+    fn points(self) -> &'static [usize] {
+        match self {
+            Alignment::FivePoint => &[0, 1, 2, 3, 4],
+            Alignment::Eyes => &[0, 1],
+            Alignment::EyesNose => &[0, 1, 2],
+        }
+    }
+
+    /// The map from the photo's pixels to the aligned crop's.
+    pub fn to_template(self, landmarks: &Landmarks5) -> Result<Affine> {
+        let pick = |points: &[[f32; 2]; 5]| -> Vec<[f32; 2]> { self.points().iter().map(|&i| points[i]).collect() };
+        similarity_transform(&pick(&landmarks.0), &pick(&ALIGNMENT_TEMPLATE))
+    }
+}
+
+impl std::str::FromStr for Alignment {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown alignment `{s}` (allowed: {})", Self::ALL.map(Alignment::name).join(", ")))
+    }
+}
+
+/// Warps the face with `landmarks` onto the 112x112 template (five points; bilinear, black
+/// outside).
 pub fn align_face(image: &RgbImage, landmarks: &Landmarks5) -> Result<AlignedFace> {
-    let to_template = similarity_transform(&landmarks.0, &ALIGNMENT_TEMPLATE)?;
-    let to_image = to_template.inverse().ok_or(Error::Landmarks("singular transform"))?;
+    align_face_by(image, landmarks, Alignment::FivePoint)
+}
+
+/// [`align_face`] with the chosen landmarks.
+pub fn align_face_by(image: &RgbImage, landmarks: &Landmarks5, alignment: Alignment) -> Result<AlignedFace> {
+    let to_image = alignment.to_template(landmarks)?.inverse().ok_or(Error::Landmarks("singular transform"))?;
     Ok(warp(image, &to_image))
 }
 
@@ -89,6 +147,41 @@ mod tests {
         // Collinear points still define a similarity.
         let line = [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 0.0]];
         assert!(similarity_transform(&line, &ALIGNMENT_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn eye_alignment_puts_the_eyes_on_the_template_whatever_the_mouth() {
+        // A face whose mouth points a mask pushed 9 px down and 4 px aside: five-point
+        // alignment moves the eyes off the template, eye alignment keeps them exact.
+        let mut seen = ALIGNMENT_TEMPLATE.map(|[x, y]| [2.0 * x + 30.0, 2.0 * y + 10.0]);
+        for p in &mut seen[3..] {
+            *p = [p[0] + 4.0, p[1] + 9.0];
+        }
+        let landmarks = Landmarks5(seen);
+        let eye_error = |alignment: Alignment| {
+            let t = alignment.to_template(&landmarks).unwrap();
+            (0..2)
+                .map(|i| {
+                    let q = t.apply([f64::from(seen[i][0]), f64::from(seen[i][1])]);
+                    (q[0] - f64::from(ALIGNMENT_TEMPLATE[i][0])).hypot(q[1] - f64::from(ALIGNMENT_TEMPLATE[i][1]))
+                })
+                .fold(0.0, f64::max)
+        };
+        assert!(eye_error(Alignment::Eyes) < 1e-3);
+        assert!(eye_error(Alignment::FivePoint) > 0.5, "{}", eye_error(Alignment::FivePoint));
+        assert!(eye_error(Alignment::EyesNose) < eye_error(Alignment::FivePoint));
+        // Undisturbed landmarks align the same way whichever points are fitted.
+        let clean = Landmarks5(ALIGNMENT_TEMPLATE.map(|[x, y]| [2.0 * x + 30.0, 2.0 * y + 10.0]));
+        let image = RgbImage::from_fn(300, 300, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]));
+        let five = align_face(&image, &clean).unwrap();
+        for alignment in [Alignment::Eyes, Alignment::EyesNose] {
+            let other = align_face_by(&image, &clean, alignment).unwrap();
+            // Equal up to the rounding of two least-squares fits.
+            let most = other.rgb().iter().zip(five.rgb()).map(|(a, b)| a.abs_diff(*b)).max();
+            assert!(most <= Some(1), "{alignment:?}: {most:?}");
+        }
+        assert_eq!("eyes-nose".parse::<Alignment>(), Ok(Alignment::EyesNose));
+        assert!("nose".parse::<Alignment>().unwrap_err().contains("five-point, eyes, eyes-nose"));
     }
 
     #[test]

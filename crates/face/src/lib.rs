@@ -10,7 +10,7 @@ mod onnx;
 pub mod onnx_graph;
 mod restore;
 
-pub use align::{align_face, central_crop, similarity_transform};
+pub use align::{align_face, align_face_by, central_crop, similarity_transform, Alignment};
 pub use detect::{
     decode_heads, plausible_face, select_faces, yunet_input, Detector, DetectorConfig, FacePolicy,
     MASKED_PASS_BORDER_PX, MASKED_PASS_CANVAS_PX, MASKED_PASS_PHOTO_PX, RESCUE_SCORE_THRESHOLD,

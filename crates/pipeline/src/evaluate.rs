@@ -4,14 +4,17 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNMENT_TEMPLATE};
+use std::sync::Mutex;
+
+use image::RgbImage;
+use maskid_core::{Affine, AlignedFace, Embedding, Landmarks5, OcclusionMap, ALIGNMENT_TEMPLATE};
 use maskid_eval::{
-    identification_metrics, probe_ranks, verification_metrics, ImageRef, Lfw, MaskSetting, Pair, Protocol, Report,
-    ReportMetrics,
+    identification_metrics, probe_ranks, verification_metrics, AlignmentShift, ImageRef, Lfw, MaskSetting, MaskStage,
+    Pair, ProbePreparation, Protocol, Report, ReportMetrics,
 };
-use maskid_face::similarity_transform;
+use maskid_face::{align_face_by, central_crop, select_faces, similarity_transform, Alignment, FacePolicy};
 use maskid_face::{FaceEmbedder, FaceRestorer};
-use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
+use maskid_mask::{image_seed, mask_face, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use rayon::prelude::*;
 
 use crate::embed_cache::EmbeddingCache;
@@ -36,6 +39,53 @@ pub struct EvalOptions {
     pub coverage: Coverage,
     /// Embed each face and its mirror image and take the mean (two passes a face).
     pub mirror_average: bool,
+    /// Where masks are drawn (masked settings only).
+    pub mask_stage: MaskStage,
+    /// Which landmarks align the probes (references: five points, as protocols.md).
+    pub probe_alignment: Alignment,
+    /// Where the probes' landmarks come from.
+    pub probe_landmarks: LandmarkSource,
+    /// Grey the probe crops from this row down (an oracle occlusion of the lower face).
+    pub blank_probe_from: Option<usize>,
+    /// A pairs list in view 2's format to use instead of `pairs.txt` (`lfw-view2` only),
+    /// relative to `data`.
+    pub pairs_file: Option<String>,
+}
+
+/// Where the landmarks that align a probe come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LandmarkSource {
+    /// The detector's (with its rescue passes), on the photo the probe is taken from.
+    #[default]
+    Detector,
+    /// The masked-face model's pass alone, where it finds a face (else the detector's).
+    MaskedModel,
+    /// The photo's landmarks before a photo-stage mask was drawn: the alignment a perfect
+    /// landmark finder would give under the mask (an oracle; the detector's elsewhere).
+    Clean,
+}
+
+impl LandmarkSource {
+    /// Every source.
+    pub const ALL: [LandmarkSource; 3] = [LandmarkSource::Detector, LandmarkSource::MaskedModel, LandmarkSource::Clean];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LandmarkSource::Detector => "detector",
+            LandmarkSource::MaskedModel => "masked-model",
+            LandmarkSource::Clean => "clean",
+        }
+    }
+}
+
+impl std::str::FromStr for LandmarkSource {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+            format!("unknown landmark source `{s}` (allowed: {})", Self::ALL.map(LandmarkSource::name).join(", "))
+        })
+    }
 }
 
 impl EvalOptions {
@@ -49,7 +99,24 @@ impl EvalOptions {
             style: None,
             coverage: Coverage::Random,
             mirror_average: false,
+            mask_stage: MaskStage::Crop,
+            probe_alignment: Alignment::FivePoint,
+            probe_landmarks: LandmarkSource::Detector,
+            blank_probe_from: None,
+            pairs_file: None,
         }
+    }
+
+    /// Whether probes are prepared otherwise than references (beyond their mask).
+    fn probe_options(&self) -> bool {
+        self.probe_alignment != Alignment::FivePoint
+            || self.probe_landmarks != LandmarkSource::Detector
+            || self.blank_probe_from.is_some()
+    }
+
+    /// Whether the preparation differs from protocols.md's at all.
+    fn changes_preparation(&self) -> bool {
+        self.probe_options() || (self.mask_stage == MaskStage::Photo && self.mask != MaskSetting::Clean)
     }
 
     /// G2D's validation setting: the held-out DevTrain pairs (`lfw-devtrain-holdout`), masked
@@ -92,35 +159,48 @@ pub fn evaluate(
     if reference_embedder.is_some() && options.mask != MaskSetting::MaskProbe {
         return Err(Error::ReferenceNeedsMaskProbe);
     }
+    if options.mask_stage == MaskStage::Photo && options.mask == MaskSetting::Clean {
+        return Err(Error::EvalOptions("--mask-stage photo draws masks: choose --mask mask-probe or mask-both"));
+    }
+    if options.blank_probe_from.is_some_and(|row| row >= maskid_core::ALIGNED_SIZE_PX) {
+        return Err(Error::EvalOptions("--blank-probe-below takes a row of the 112-row crop (0 to 111)"));
+    }
     let lfw = Lfw::open(&options.data)?;
-    let pairs = options.protocol.pairs(&lfw, options.seed)?;
+    let pairs = match (&options.pairs_file, options.protocol) {
+        (None, protocol) => protocol.pairs(&lfw, options.seed)?,
+        (Some(file), Protocol::LfwView2) => Some(lfw.view2_pairs_in(file)?),
+        (Some(_), _) => {
+            return Err(Error::EvalOptions("--pairs replaces pairs.txt: it goes with --protocol lfw-view2"))
+        }
+    };
     let ident = options.protocol.ident_set(&lfw, options.seed)?;
-    // Which (photo, masked) versions the protocol compares.
-    let probe_masked = options.mask != MaskSetting::Clean;
-    let reference_masked = options.mask == MaskSetting::MaskBoth;
-    let mut versions: BTreeSet<(PathBuf, bool)> = BTreeSet::new();
+    // How each side of a comparison is shown to the model.
+    let reference_view = View { masked: options.mask == MaskSetting::MaskBoth, probe: false };
+    let probe_view = View { masked: options.mask != MaskSetting::Clean, probe: options.probe_options() };
+    let mut versions: BTreeSet<(PathBuf, View)> = BTreeSet::new();
     if let Some(pairs) = &pairs {
         for p in pairs {
-            versions.insert((p.a.path.clone(), reference_masked));
-            versions.insert((p.b.path.clone(), probe_masked));
+            versions.insert((p.a.path.clone(), reference_view));
+            versions.insert((p.b.path.clone(), probe_view));
         }
     }
     if let Some(set) = &ident {
-        versions.extend(set.gallery.iter().map(|i| (i.path.clone(), reference_masked)));
-        versions.extend(set.probes.iter().chain(&set.non_enrolled).map(|i| (i.path.clone(), probe_masked)));
+        versions.extend(set.gallery.iter().map(|i| (i.path.clone(), reference_view)));
+        versions.extend(set.probes.iter().chain(&set.non_enrolled).map(|i| (i.path.clone(), probe_view)));
     }
-    // Sorted by path, so a photo's two versions are neighbours.
+    // Sorted by path, so a photo's versions are neighbours.
     let mut photos: Vec<PathBuf> = versions.iter().map(|(p, _)| p.clone()).collect();
     photos.dedup();
     let (prepared, summary) = prepare(home, &options.data, &photos, models, progress)?;
-    let versions: Vec<(PathBuf, bool)> = versions.into_iter().collect();
+    let versions: Vec<(PathBuf, View)> = versions.into_iter().collect();
     let clean_embedder = reference_embedder.unwrap_or(embedder);
-    let embeddings = embed_versions(&prepared, &versions, options, clean_embedder, embedder, restorer, progress)?;
-    let get = |image: &ImageRef, masked: bool| &embeddings[&(image.path.clone(), masked)];
+    let shown = ShownFaces { prepared: &prepared, models, options, log: Mutex::default() };
+    let embeddings = embed_versions(&shown, &versions, clean_embedder, embedder, restorer, progress)?;
+    let get = |image: &ImageRef, view: View| &embeddings[&(image.path.clone(), view)];
 
     let (mut scored_pairs, mut scores, mut rank1_hits) = (Vec::new(), Vec::new(), Vec::new());
     let metrics = if let Some(pairs) = pairs {
-        scores = pairs.iter().map(|p| get(&p.a, reference_masked).cosine(get(&p.b, probe_masked))).collect();
+        scores = pairs.iter().map(|p| get(&p.a, reference_view).cosine(get(&p.b, probe_view))).collect();
         let genuine: Vec<bool> = pairs.iter().map(|p| p.genuine).collect();
         let folds: Vec<usize> = pairs.iter().map(|p| p.fold).collect();
         scored_pairs = pairs;
@@ -128,12 +208,12 @@ pub fn evaluate(
     } else {
         let set = ident.expect("BUG: identification protocol has an ident set");
         // Look each embedding up once: the score matrix has probes x gallery entries.
-        let gallery: Vec<&Embedding> = set.gallery.iter().map(|g| get(g, reference_masked)).collect();
+        let gallery: Vec<&Embedding> = set.gallery.iter().map(|g| get(g, reference_view)).collect();
         let rows = |probes: &[ImageRef]| -> Vec<Vec<f32>> {
             probes
                 .iter()
                 .map(|p| {
-                    let probe = get(p, probe_masked);
+                    let probe = get(p, probe_view);
                     gallery.iter().map(|g| probe.cosine(g)).collect()
                 })
                 .collect()
@@ -142,6 +222,8 @@ pub fn evaluate(
         rank1_hits = probe_ranks(&probes, &set.truth).into_iter().map(|rank| rank == 1).collect();
         ReportMetrics::Identification(identification_metrics(&probes, &set.truth, &rows(&set.non_enrolled)))
     };
+    let probe_masked = probe_view.masked;
+    let probe_preparation = options.changes_preparation().then(|| shown.preparation());
     let report = Report {
         protocol: options.protocol.name().into(),
         model: format!(
@@ -159,6 +241,8 @@ pub fn evaluate(
         data: options.data.display().to_string(),
         images: photos.len(),
         fallback_crops: summary.fallbacks,
+        pairs_file: options.pairs_file.clone(),
+        probe_preparation,
         maskid_version: env!("CARGO_PKG_VERSION").into(),
         metrics,
     };
@@ -200,37 +284,195 @@ pub fn crop_landmarks(prepared: &PreparedSet, key: &str) -> Landmarks5 {
 /// Where a face's photo landmarks land in its aligned crop.
 pub fn landmarks_in_crop(landmarks: &Landmarks5) -> Landmarks5 {
     match similarity_transform(&landmarks.0, &ALIGNMENT_TEMPLATE) {
-        Ok(t) => Landmarks5(landmarks.0.map(|p| {
-            let q = t.apply([f64::from(p[0]), f64::from(p[1])]);
-            [q[0] as f32, q[1] as f32]
-        })),
+        Ok(t) => mapped(&t, landmarks),
         Err(_) => Landmarks5(ALIGNMENT_TEMPLATE),
     }
 }
 
-/// Embeds each (photo, masked) version, 32 at a time across the embedder's sessions: the
-/// unmasked ones with `clean_embedder` (through its embedding cache), the masked ones with
-/// `masked_embedder`, after `restorer` when given.
+/// Landmarks moved by a map.
+fn mapped(t: &Affine, landmarks: &Landmarks5) -> Landmarks5 {
+    Landmarks5(landmarks.0.map(|p| {
+        let q = t.apply([f64::from(p[0]), f64::from(p[1])]);
+        [q[0] as f32, q[1] as f32]
+    }))
+}
+
+/// How one image of a protocol is shown to the model: masked or not, and prepared with the
+/// probe options or as protocols.md prepares every image. A photo shown the same way on both
+/// sides of a protocol is embedded once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct View {
+    masked: bool,
+    probe: bool,
+}
+
+impl View {
+    /// The crop `prepare` cached, as it is.
+    const PLAIN: View = View { masked: false, probe: false };
+}
+
+/// Makes the faces of the views other than the plain one, and keeps count of what that took.
+struct ShownFaces<'a> {
+    prepared: &'a PreparedSet,
+    models: &'a Models,
+    options: &'a EvalOptions,
+    log: Mutex<ShownLog>,
+}
+
+#[derive(Default)]
+struct ShownLog {
+    realigned: usize,
+    fallbacks: usize,
+    /// Faces the masked-face model found (`LandmarkSource::MaskedModel`; the others keep the
+    /// detector's landmarks).
+    masked_model_found: usize,
+    /// Per photo-stage masked face: mean displacement of the five points, of the eyes.
+    shifts: Vec<(f64, f64)>,
+}
+
+impl ShownFaces<'_> {
+    /// The face of `path` as `view` shows it.
+    fn face(&self, path: &Path, view: View) -> Result<AlignedFace> {
+        let options = self.options;
+        let (alignment, source) = match view.probe {
+            true => (options.probe_alignment, options.probe_landmarks),
+            false => (Alignment::FivePoint, LandmarkSource::Detector),
+        };
+        let photo_stage = view.masked && options.mask_stage == MaskStage::Photo;
+        let landmarks = self.prepared.record(&path.to_string_lossy()).and_then(|r| r.landmarks);
+        let mut face = match landmarks {
+            Some(clean)
+                if photo_stage || alignment != Alignment::FivePoint || source == LandmarkSource::MaskedModel =>
+            {
+                self.realigned(path, &clean, view.masked, photo_stage, alignment, source)?
+            }
+            // The cached crop (the central crop where `prepare` found no face; it counts those).
+            _ => protocol_face(self.prepared, path, view.masked, options)?,
+        };
+        if let (true, Some(row)) = (view.probe, options.blank_probe_from) {
+            face = blank_below(&face, row);
+        }
+        Ok(face)
+    }
+
+    /// The face aligned anew from its photo: masked on the photo first (`photo_stage`) and
+    /// detected again, or masked on the crop after.
+    fn realigned(
+        &self,
+        path: &Path,
+        clean: &Landmarks5,
+        masked: bool,
+        photo_stage: bool,
+        alignment: Alignment,
+        source: LandmarkSource,
+    ) -> Result<AlignedFace> {
+        let key = path.to_string_lossy();
+        let spec = MaskSpec::from_seed(image_seed(&key, self.options.seed), self.options.style, self.options.coverage);
+        let mut photo = self.models.load_photo(&self.options.data.join(path))?;
+        if photo_stage {
+            let (w, h) = (photo.width() as usize, photo.height() as usize);
+            render_mask(&mut RgbImageMut::new(w, h, photo.as_mut())?, clean, &spec)?;
+        }
+        // `prepare` already detected the unmasked photo.
+        let detected = match photo_stage {
+            true => centre_face(&photo, self.models.detector.detect(&photo)?, self.models),
+            false => Some(*clean),
+        };
+        let landmarks = match source {
+            LandmarkSource::Detector => detected,
+            LandmarkSource::MaskedModel => {
+                centre_face(&photo, self.models.detector.detect_masked(&photo)?, self.models)
+            }
+            LandmarkSource::Clean => Some(*clean),
+        };
+        let mut log = self.log.lock().expect("BUG: log lock poisoned");
+        log.realigned += 1;
+        log.masked_model_found += usize::from(source == LandmarkSource::MaskedModel && landmarks.is_some());
+        let landmarks = landmarks.or(detected);
+        let Some(landmarks) = landmarks else {
+            log.fallbacks += 1;
+            return Ok(central_crop(&photo));
+        };
+        let to_crop = alignment.to_template(&landmarks)?;
+        let clean_in_crop = mapped(&to_crop, clean);
+        if photo_stage {
+            log.shifts.push(displacement(&clean_in_crop, &landmarks_in_crop(clean)));
+        }
+        drop(log);
+        let face = align_face_by(&photo, &landmarks, alignment)?;
+        Ok(match masked && !photo_stage {
+            true => mask_face(&face, &clean_in_crop, &spec)?.0,
+            false => face,
+        })
+    }
+
+    /// What the report says of the preparation.
+    fn preparation(&self) -> ProbePreparation {
+        let log = self.log.lock().expect("BUG: log lock poisoned");
+        let options = self.options;
+        ProbePreparation {
+            mask_stage: options.mask_stage.name().into(),
+            alignment: options.probe_alignment.name().into(),
+            landmarks: options.probe_landmarks.name().into(),
+            blank_from_row: options.blank_probe_from,
+            realigned: log.realigned,
+            fallbacks: log.fallbacks,
+            masked_model_found: (options.probe_landmarks == LandmarkSource::MaskedModel)
+                .then_some(log.masked_model_found),
+            shift: AlignmentShift::of(&log.shifts),
+        }
+    }
+}
+
+/// The landmarks of the face nearest the photo's centre, if any.
+fn centre_face(photo: &RgbImage, found: Vec<maskid_core::Detection>, models: &Models) -> Option<Landmarks5> {
+    let threshold = models.detector.config().score_threshold;
+    let chosen = select_faces(found, FacePolicy::Center, photo.dimensions(), threshold).ok()?;
+    chosen.first().map(|d| d.landmarks)
+}
+
+/// Mean distance of the five points, and of the two eyes, between two placements.
+fn displacement(a: &Landmarks5, b: &Landmarks5) -> (f64, f64) {
+    let d: Vec<f64> = a.0.iter().zip(&b.0).map(|(p, q)| f64::from(p[0] - q[0]).hypot(f64::from(p[1] - q[1]))).collect();
+    (d.iter().sum::<f64>() / 5.0, (d[0] + d[1]) / 2.0)
+}
+
+/// The crop with every row from `row` down mid-grey.
+fn blank_below(face: &AlignedFace, row: usize) -> AlignedFace {
+    let mut rgb = face.rgb().to_vec();
+    rgb[row * maskid_core::ALIGNED_SIZE_PX * 3..].fill(128);
+    AlignedFace::from_rgb(rgb).expect("BUG: same size")
+}
+
+/// Embeds each (photo, view) version, 32 at a time across the embedder's sessions: the plain
+/// ones with `clean_embedder` (through its embedding cache), the others with
+/// `masked_embedder`, the masked ones after `restorer` when given.
 fn embed_versions(
-    prepared: &PreparedSet,
-    versions: &[(PathBuf, bool)],
-    options: &EvalOptions,
+    shown: &ShownFaces<'_>,
+    versions: &[(PathBuf, View)],
     clean_embedder: &FaceEmbedder,
     masked_embedder: &FaceEmbedder,
     restorer: Option<&FaceRestorer>,
     progress: ProgressFn<'_>,
-) -> Result<HashMap<(PathBuf, bool), Embedding>> {
-    let clean: Vec<PathBuf> = versions.iter().filter(|(_, m)| !m).map(|(p, _)| p.clone()).collect();
-    let masked: Vec<PathBuf> = versions.iter().filter(|(_, m)| *m).map(|(p, _)| p.clone()).collect();
-    let clean_embeddings = match options.mirror_average {
-        true => mirror_averaged_embeddings(prepared, &clean, clean_embedder, progress)?,
-        false => clean_embeddings(prepared, &clean, clean_embedder, progress)?,
+) -> Result<HashMap<(PathBuf, View), Embedding>> {
+    let of_view =
+        |view: View| -> Vec<PathBuf> { versions.iter().filter(|(_, v)| *v == view).map(|(p, _)| p.clone()).collect() };
+    let (prepared, mirror_average) = (shown.prepared, shown.options.mirror_average);
+    let plain = of_view(View::PLAIN);
+    let clean_embeddings = match mirror_average {
+        true => mirror_averaged_embeddings(prepared, &plain, clean_embedder, progress)?,
+        false => clean_embeddings(prepared, &plain, clean_embedder, progress)?,
     };
-    let mut out: HashMap<(PathBuf, bool), Embedding> =
-        clean_embeddings.into_iter().map(|(p, e)| ((p, false), e)).collect();
-    let masked_face = |p: &Path| protocol_face(prepared, p, true, options);
-    let embeddings = embed_chunks(&masked, masked_face, masked_embedder, restorer, options.mirror_average, progress)?;
-    out.extend(masked.into_iter().map(|p| (p, true)).zip(embeddings));
+    let mut out: HashMap<(PathBuf, View), Embedding> =
+        clean_embeddings.into_iter().map(|(p, e)| ((p, View::PLAIN), e)).collect();
+    let views: BTreeSet<View> = versions.iter().map(|(_, v)| *v).filter(|v| *v != View::PLAIN).collect();
+    for view in views {
+        let photos = of_view(view);
+        let restorer = restorer.filter(|_| view.masked);
+        let face_of = |p: &Path| shown.face(p, view);
+        let embeddings = embed_chunks(&photos, face_of, masked_embedder, restorer, mirror_average, progress)?;
+        out.extend(photos.into_iter().map(|p| (p, view)).zip(embeddings));
+    }
     Ok(out)
 }
 

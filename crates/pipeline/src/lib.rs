@@ -12,6 +12,7 @@ mod training;
 pub use embed_cache::EmbeddingCache;
 pub use evaluate::{
     clean_embeddings, crop_landmarks, evaluate, landmarks_in_crop, masked_face, protocol_face, EvalOptions, Evaluation,
+    LandmarkSource,
 };
 pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
@@ -91,6 +92,9 @@ pub enum Error {
     /// A reference model asked for with another mask setting than mask-probe.
     #[error("a separate reference model needs the mask-probe setting (references clean, probes masked)")]
     ReferenceNeedsMaskProbe,
+    /// Evaluation options that do not go together.
+    #[error("{0}")]
+    EvalOptions(&'static str),
     /// Photos a protocol needs that could not be read or showed no face.
     #[error("photos that are needed could not be read: {}", first.join("; "))]
     Unreadable {

@@ -1,16 +1,16 @@
 //! `maskid eval`: a protocol of protocols.md, as a table, a JSON report and an ROC plot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_eval::{
-    compare_identification, compare_verification, write_roc_png, Comparison, MaskSetting, Protocol, Report,
+    compare_identification, compare_verification, write_roc_png, Comparison, MaskSetting, MaskStage, Protocol, Report,
     ReportMetrics,
 };
-use maskid_face::{ChannelOrder, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
+use maskid_face::{Alignment, ChannelOrder, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 use maskid_mask::{Coverage, MaskStyle};
-use maskid_pipeline::{evaluate, EvalOptions, ModelChoice};
+use maskid_pipeline::{evaluate, EvalOptions, LandmarkSource, ModelChoice};
 
 use crate::common::{print_json, GlobalArgs};
 
@@ -45,6 +45,28 @@ pub struct Args {
     /// Nose coverage of masks: random, nose, below-nose.
     #[arg(long, default_value = "random")]
     coverage: Coverage,
+    /// Where masks are drawn: crop (protocols.md: on the aligned crop, from the unmasked
+    /// face's landmarks) or photo (on the full photo at its detected landmarks; the masked
+    /// photo is then detected and aligned like any probe, as a real masked face is).
+    #[arg(long, default_value = "crop")]
+    mask_stage: MaskStage,
+    /// Align the probes by these landmarks: five-point, eyes, eyes-nose (references always
+    /// five-point).
+    #[arg(long, default_value = "five-point")]
+    probe_align: Alignment,
+    /// Where the probes' landmarks come from: detector, masked-model (the masked-face
+    /// detector pass alone, where it finds a face), clean (with --mask-stage photo: the
+    /// photo's landmarks before its mask was drawn, an oracle).
+    #[arg(long, default_value = "detector")]
+    probe_landmarks: LandmarkSource,
+    /// Grey every probe crop from this row (of 112) down: an occlusion without a change of
+    /// photo, to measure how much identity the upper face carries.
+    #[arg(long, value_name = "ROW")]
+    blank_probe_below: Option<usize>,
+    /// With lfw-view2: read this pairs list (view 2's format, relative to --data) instead of
+    /// pairs.txt, e.g. rmfrd-dev's pairs_clean.txt.
+    #[arg(long, value_name = "FILE")]
+    pairs: Option<String>,
     /// Folder for the JSON report and the ROC plot.
     #[arg(long, default_value = "maskid-reports")]
     out: PathBuf,
@@ -103,6 +125,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         style,
         coverage: args.coverage,
         mirror_average: args.mirror_average,
+        mask_stage: args.mask_stage,
+        probe_alignment: args.probe_align,
+        probe_landmarks: args.probe_landmarks,
+        blank_probe_from: args.blank_probe_below,
+        pairs_file: args.pairs.clone(),
     };
     let progress = global.progress();
     // The teacher is in `models`; another reference model is loaded beside.
@@ -184,6 +211,25 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         &report.model_sha256[..12]
     );
     println!("images {}  central-crop fallbacks {}", report.images, report.fallback_crops);
+    if let Some(file) = &report.pairs_file {
+        println!("pairs file {file}");
+    }
+    if let Some(p) = &report.probe_preparation {
+        let blank = p.blank_from_row.map_or(String::new(), |row| format!(", grey from row {row}"));
+        println!(
+            "masks drawn on the {}; probes aligned by {} of the {}{blank}; {} prepared anew, {} without a face",
+            p.mask_stage, p.alignment, p.landmarks, p.realigned, p.fallbacks
+        );
+        if let Some(found) = p.masked_model_found {
+            println!("the masked-face model found {found} of them (the others: the detector's landmarks)");
+        }
+        if let Some(s) = &p.shift {
+            println!(
+                "alignment under the mask moved the face {:.2} px (eyes {:.2}, 90th percentile {:.2}, {} of {} over 5 px)",
+                s.mean_px, s.eyes_mean_px, s.p90_px, s.over_5px, s.faces
+            );
+        }
+    }
     match &report.metrics {
         ReportMetrics::Verification(m) => {
             println!("pairs {} genuine / {} impostor", m.genuine, m.impostor);
@@ -223,7 +269,26 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
 fn report_stem(report: &Report) -> String {
     let style_part = if report.mask == "clean" { String::new() } else { format!("-{}", report.mask_style) };
     let reference = report.reference_model.as_ref().map_or(String::new(), |m| format!("-ref-{m}"));
-    format!("{}-{}{style_part}-{}{reference}", report.protocol, report.mask, report.model)
+    let pairs = report.pairs_file.as_ref().map_or(String::new(), |f| {
+        format!("-{}", Path::new(f).file_stem().map_or(f.clone(), |s| s.to_string_lossy().into_owned()))
+    });
+    let preparation = report.probe_preparation.as_ref().map_or(String::new(), |p| {
+        let mut part = String::new();
+        if p.mask_stage != "crop" {
+            part += &format!("-{}-stage", p.mask_stage);
+        }
+        if p.alignment != "five-point" {
+            part += &format!("-align-{}", p.alignment);
+        }
+        if p.landmarks != "detector" {
+            part += &format!("-landmarks-{}", p.landmarks);
+        }
+        if let Some(row) = p.blank_from_row {
+            part += &format!("-blank{row}");
+        }
+        part
+    });
+    format!("{}{pairs}-{}{style_part}{preparation}-{}{reference}", report.protocol, report.mask, report.model)
 }
 
 fn print_comparison(c: &Comparison, report: &Report, baseline: &Report) {

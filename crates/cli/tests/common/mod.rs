@@ -24,14 +24,24 @@ pub fn stderr(out: &Output) -> String {
 /// LFW at `../shared/datasets/lfw` from the project root (or `$MASKID_LFW`). Absent outside
 /// CI: the test says loudly that it was skipped. Absent in CI: the test fails.
 pub fn lfw(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("MASKID_LFW")
+    shared_set(test, "lfw", "MASKID_LFW")
+}
+
+/// rmfrd-dev (real masked faces of 11 people, LFW layout) at `../shared/datasets/rmfrd-dev`
+/// (or `$MASKID_RMFRD`), skipped loudly as [`lfw`] is.
+pub fn rmfrd(test: &str) -> Option<PathBuf> {
+    shared_set(test, "rmfrd-dev", "MASKID_RMFRD")
+}
+
+fn shared_set(test: &str, name: &str, variable: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/lfw"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets").join(name));
     if path.join("images_deepfunneled").is_dir() {
         return Some(path);
     }
-    assert!(std::env::var_os("CI").is_none(), "{test}: LFW missing at {} in CI", path.display());
-    eprintln!("\n*** SKIPPED {test}: LFW not found at {} (set MASKID_LFW) ***\n", path.display());
+    assert!(std::env::var_os("CI").is_none(), "{test}: {name} missing at {} in CI", path.display());
+    eprintln!("\n*** SKIPPED {test}: {name} not found at {} (set {variable}) ***\n", path.display());
     None
 }
 
