@@ -248,6 +248,11 @@ pub struct ReformerStageConfig {
     pub occlusion: OcclusionMix,
     /// Share of the student's faces mirrored left to right (with their occluder).
     pub mirror: f64,
+    /// Share of the student's faces shown in a degraded photo condition (blur, low
+    /// resolution, light, colour cast, noise: `condition::degrade`); the teacher's targets stay
+    /// the clean faces'.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub condition: f64,
     /// The teacher's target for a face is the mean of its embeddings of the face and of its
     /// mirror image (a two-view ensemble, flip-invariant as mirrored views need), not of the
     /// face alone. Read when the training data are prepared.
@@ -268,6 +273,7 @@ impl Default for ReformerStageConfig {
             relation: RelationWeights::default(),
             occlusion: OcclusionMix::default(),
             mirror: 0.0,
+            condition: 0.0,
             teacher_mirror_average: false,
             lookalikes: 0,
         }
@@ -473,6 +479,9 @@ impl G2dConfig {
         }
         if !(0.0..=1.0).contains(&r.mirror) {
             return Err(format!("reformer.mirror = {}: must be between 0 and 1", r.mirror));
+        }
+        if !(0.0..=1.0).contains(&r.condition) {
+            return Err(format!("reformer.condition = {}: must be between 0 and 1", r.condition));
         }
         let w = &r.relation;
         for (name, weight) in

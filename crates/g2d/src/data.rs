@@ -14,6 +14,8 @@ const PIXELS: usize = ALIGNED_SIZE_PX * ALIGNED_SIZE_PX;
 
 /// Keeps the mirroring draw apart from the occluder's draws of the same seed.
 const MIRROR_SALT: u64 = 0x6d69_7272_6f72_6564;
+/// Keeps the photo-condition draws apart from the others.
+const CONDITION_SALT: u64 = 0x636f_6e64_6974_696f;
 
 /// A batch as tensors.
 pub struct FaceBatch {
@@ -36,6 +38,8 @@ pub struct FaceBatcher<'a> {
     real: Option<&'a RealMasks>,
     /// Share of faces mirrored left to right (with their occluder and clean twin).
     mirror: f32,
+    /// Share of occluded faces degraded by `condition::degrade` (their clean twins are not).
+    condition: f32,
 }
 
 impl<'a> FaceBatcher<'a> {
@@ -47,12 +51,17 @@ impl<'a> FaceBatcher<'a> {
                     .into(),
             ));
         }
-        Ok(Self { faces, occlusion, real, mirror: 0.0 })
+        Ok(Self { faces, occlusion, real, mirror: 0.0, condition: 0.0 })
     }
 
     /// The batcher with a `share` of its faces mirrored left to right.
     pub fn mirroring(self, share: f32) -> Self {
         Self { mirror: share, ..self }
+    }
+
+    /// The batcher with a `share` of its occluded faces in a degraded photo condition.
+    pub fn degrading(self, share: f32) -> Self {
+        Self { condition: share, ..self }
     }
 
     /// The faces at `indices`, each covered by an occluder drawn from (`seed`, position in the
@@ -69,6 +78,10 @@ impl<'a> FaceBatcher<'a> {
                 let mask_seed =
                     seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (slot as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
                 let (_, mut map) = occlude(&mut image, &face.landmarks, mask_seed, &self.occlusion, self.real)?;
+                let mut condition = Rng::new(mask_seed ^ CONDITION_SALT);
+                if self.condition > 0.0 && condition.chance(self.condition) {
+                    crate::condition::degrade(&mut rgb, &mut condition);
+                }
                 // Mirrored after occluding, so the occluder is drawn as it would be unmirrored.
                 let mirrored = self.mirror > 0.0 && Rng::new(mask_seed ^ MIRROR_SALT).chance(self.mirror);
                 if !mirrored {
@@ -421,6 +434,21 @@ mod tests {
         assert!(holes.iter().any(|&h| h > 0.5));
         mirror_rows(&mut holes, ALIGNED_SIZE_PX, 1);
         assert_eq!(read(mirrored.holes), holes);
+    }
+
+    #[test]
+    fn degraded_faces_change_only_the_students_view() {
+        let set = faces(&[0, 1]);
+        let mix = OcclusionMix { mask: 1.0, strokes: 0.0, blocks: 0.0, clean: 0.0, real: 0.0, hold_out: None };
+        let read = |b: Tensor<4>| -> Vec<f32> { b.into_data().try_into_vec().unwrap() };
+        let batch =
+            |share| FaceBatcher::new(&set, mix, None).unwrap().degrading(share).batch(&[0, 1], 7, &Device::flex());
+        let (plain, degraded) = (batch(0.0).unwrap(), batch(1.0).unwrap());
+        assert_eq!(read(plain.clean), read(degraded.clean), "the teacher's side stays clean");
+        assert_eq!(read(plain.holes), read(degraded.holes), "the same occluder");
+        let masked = read(degraded.masked);
+        assert_ne!(read(plain.masked), masked);
+        assert_eq!(masked, read(batch(1.0).unwrap().masked), "a pure function of the seed");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! `cuda` and `wgpu` features add GPU devices.
 #![deny(missing_docs)]
 
+pub mod condition;
 pub mod config;
 mod curves;
 pub mod data;

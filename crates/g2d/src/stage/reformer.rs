@@ -50,7 +50,9 @@ impl<'a> DistillationData<'a> {
         let stage = &config.reformer;
         let base = options.device.clone();
         Ok(Self {
-            batcher: FaceBatcher::new(data.faces, stage.occlusion, data.real_masks)?.mirroring(stage.mirror as f32),
+            batcher: FaceBatcher::new(data.faces, stage.occlusion, data.real_masks)?
+                .mirroring(stage.mirror as f32)
+                .degrading(stage.condition as f32),
             sampler: IdentitySampler::new(
                 data.faces,
                 stage.identities_per_batch,
