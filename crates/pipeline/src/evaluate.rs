@@ -271,8 +271,13 @@ pub(crate) fn mask_prepared_face(
     options: &EvalOptions,
 ) -> Result<(AlignedFace, OcclusionMap)> {
     let key = path.to_string_lossy();
-    let spec = MaskSpec::from_seed(image_seed(&key, options.seed), options.style, options.coverage);
-    Ok(mask_face(face, &crop_landmarks(prepared, &key), &spec)?)
+    Ok(mask_face(face, &crop_landmarks(prepared, &key), &mask_spec(&key, options))?)
+}
+
+/// The mask of a photo in a protocol run: a function of (its path, the protocol seed) and the
+/// forced style and coverage, whether drawn on the crop or on the photo.
+fn mask_spec(key: &str, options: &EvalOptions) -> MaskSpec {
+    MaskSpec::from_seed(image_seed(key, options.seed), options.style, options.coverage)
 }
 
 /// The five landmarks of a prepared photo inside its aligned crop (the template for a
@@ -366,29 +371,32 @@ impl ShownFaces<'_> {
         alignment: Alignment,
         source: LandmarkSource,
     ) -> Result<AlignedFace> {
-        let key = path.to_string_lossy();
-        let spec = MaskSpec::from_seed(image_seed(&key, self.options.seed), self.options.style, self.options.coverage);
+        let spec = mask_spec(&path.to_string_lossy(), self.options);
         let mut photo = self.models.load_photo(&self.options.data.join(path))?;
         if photo_stage {
             let (w, h) = (photo.width() as usize, photo.height() as usize);
             render_mask(&mut RgbImageMut::new(w, h, photo.as_mut())?, clean, &spec)?;
         }
-        // `prepare` already detected the unmasked photo.
-        let detected = match photo_stage {
-            true => centre_face(&photo, self.models.detector.detect(&photo)?, self.models),
-            false => Some(*clean),
+        // Run only where asked for: `prepare` already detected the unmasked photo.
+        let detected = || -> Result<Option<Landmarks5>> {
+            Ok(match photo_stage {
+                true => centre_face(&photo, self.models.detector.detect(&photo)?, self.models),
+                false => Some(*clean),
+            })
         };
-        let landmarks = match source {
-            LandmarkSource::Detector => detected,
+        let (landmarks, masked_model_found) = match source {
+            LandmarkSource::Detector => (detected()?, false),
             LandmarkSource::MaskedModel => {
-                centre_face(&photo, self.models.detector.detect_masked(&photo)?, self.models)
+                match centre_face(&photo, self.models.detector.detect_masked(&photo)?, self.models) {
+                    Some(found) => (Some(found), true),
+                    None => (detected()?, false),
+                }
             }
-            LandmarkSource::Clean => Some(*clean),
+            LandmarkSource::Clean => (Some(*clean), false),
         };
         let mut log = self.log.lock().expect("BUG: log lock poisoned");
         log.realigned += 1;
-        log.masked_model_found += usize::from(source == LandmarkSource::MaskedModel && landmarks.is_some());
-        let landmarks = landmarks.or(detected);
+        log.masked_model_found += usize::from(masked_model_found);
         let Some(landmarks) = landmarks else {
             log.fallbacks += 1;
             return Ok(central_crop(&photo));
