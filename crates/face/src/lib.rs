@@ -16,7 +16,10 @@ pub use detect::{
     MASKED_PASS_BORDER_PX, MASKED_PASS_CANVAS_PX, MASKED_PASS_PHOTO_PX, RESCUE_SCORE_THRESHOLD,
 };
 pub use embed::{ChannelOrder, EmbedderConfig, FaceEmbedder};
-pub use image_io::{decode_image, decode_memory, load_image, png_bomb, png_claiming, DEFAULT_MAX_PIXELS};
+pub use image_io::{
+    decode_image, decode_memory, load_image, png_bomb, png_claiming, png_profile_bomb, progressive_jpeg,
+    DEFAULT_MAX_PIXELS,
+};
 pub use maskid_core::Affine;
 pub use onnx::{init_runtime, Parallelism};
 pub use restore::FaceRestorer;

@@ -26,6 +26,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Up to `top` different people most like `probe`, each by their best face.
     fn identify(&self, probe: &Embedding, top: usize, threshold: f32) -> Result<Vec<Candidate>>;
     fn subjects(&self) -> Result<Vec<Subject>>;
+    /// At most `limit` subjects named after `after`, by name (names compared as bytes).
+    fn subjects_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Subject>>;
+    fn subject_count(&self) -> Result<usize>;
     fn subject(&self, name: &str) -> Result<Subject>;
     fn faces(&self, name: &str) -> Result<Vec<FaceInfo>>;
     fn model(&self) -> Result<Option<ModelRef>>;

@@ -234,6 +234,17 @@ impl Gallery {
         self.backend.subjects()
     }
 
+    /// One page of subjects: at most `limit` named after `after` (from the first when
+    /// `None`), by name. Pass the last name of a page to get the next.
+    pub fn subjects_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Subject>> {
+        self.backend.subjects_after(after, limit)
+    }
+
+    /// How many subjects there are (without reading them).
+    pub fn subject_count(&self) -> Result<usize> {
+        self.backend.subject_count()
+    }
+
     /// The subject of that name.
     pub fn subject(&self, name: &str) -> Result<Subject> {
         self.backend.subject(name)

@@ -19,7 +19,7 @@ mod store;
 
 pub use gallery::{BoxError, Check, Enrolment, Gallery, IndexState, Location, Storage};
 pub use index::{ExactIndex, FaceIndex, Hit, IndexKind, AUTO_SKETCH_FACES, DEFAULT_RESCORE};
-pub use names::{escaped_name, subject_name, MAX_NAME_CHARS};
+pub use names::{escaped_name, subject_metadata, subject_name, MAX_METADATA_BYTES, MAX_NAME_CHARS};
 pub use postgres::{PostgresOptions, ScratchDatabase};
 pub use search::{Candidate, SubjectIndex};
 pub use store::{ApiKey, ExportedFace, ExportedSubject, FaceInfo, ModelRef, NewFace, Role, SqliteStore, Subject};
@@ -164,6 +164,12 @@ pub enum Unusable {
         /// What the server said.
         reason: String,
     },
+    /// A row refers to a row that is not there (found when migrating).
+    #[error("a row of {table} refers to a missing row; restore the gallery from a backup or `gallery export` what is readable")]
+    DanglingRow {
+        /// The table of the row.
+        table: String,
+    },
     /// SQLite would not switch it to write-ahead logging.
     #[error("cannot use WAL mode (got {mode})")]
     NoWal {
@@ -245,6 +251,20 @@ pub enum Invalid {
         code_point: u32,
         /// Where, from 1.
         position: usize,
+    },
+    /// A subject name that mixes scripts (Cyrillic "А" in "Аlice"): it can pass for another.
+    #[error("subject name {} mixes the scripts {scripts}: a name mixing look-alike letters can pass for another person's; write it in one script", escaped_name(name))]
+    MixedScripts {
+        /// The name.
+        name: String,
+        /// The scripts it mixes.
+        scripts: String,
+    },
+    /// Subject metadata over [`MAX_METADATA_BYTES`] as JSON.
+    #[error("subject metadata is {bytes} bytes as JSON; at most {MAX_METADATA_BYTES} are kept")]
+    LongMetadata {
+        /// Its size as JSON.
+        bytes: usize,
     },
     /// Not a role.
     #[error("role '{given}': use read, write or admin")]
@@ -377,6 +397,59 @@ mod tests {
         assert_eq!(escaped_name(&old.name), "old\\u{1b}[31m ");
         g.remove_subject("old\u{1b}[31m ").unwrap();
         assert_eq!(g.subjects().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn ids_are_never_reused_also_in_galleries_made_before_autoincrement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        // A gallery as schema 3 left it: plain INTEGER PRIMARY KEYs.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        for sql in &store::MIGRATIONS[..3] {
+            old.execute_batch(sql).unwrap();
+        }
+        old.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO subjects (id, name) VALUES (1, 'ann'), (2, 'bob');
+             INSERT INTO faces (id, subject_id, embedding, model_id, model_sha256, source_sha256, score, crop)
+                 VALUES (7, 1, x'0000803f', 'm', 'm1', 'p1', 0.9, x'01'), (8, 2, x'0000803f', 'm', 'm1', 'p2', 0.8, NULL);",
+        )
+        .unwrap();
+        drop(old);
+        let mut g = SqliteStore::open(&path).unwrap();
+        assert_eq!(g.integrity_check().unwrap(), "ok");
+        assert_eq!(g.subjects().unwrap().iter().map(|s| (s.id, s.faces)).collect::<Vec<_>>(), [(1, 1), (2, 1)]);
+        assert_eq!(g.faces("ann").unwrap()[0].id, 7, "ids kept by the rebuild");
+        // Remove the newest face and subject; new ones get new ids.
+        g.remove_face(8).unwrap();
+        g.remove_subject("bob").unwrap();
+        let cy = g.add_subject("cy", &serde_json::json!({})).unwrap();
+        assert_eq!(cy, 3, "bob's id 2 is not reused");
+        let face = g.enroll(cy, &face(vec![1.0], "p3", "m1")).unwrap();
+        assert_eq!(face, 9, "face 8's id is not reused");
+        // Still cascading: a subject's faces go with it.
+        g.remove_subject("cy").unwrap();
+        assert!(g.embeddings().unwrap().iter().all(|(id, _, _)| *id == 7));
+    }
+
+    #[test]
+    fn subjects_come_in_pages_by_name_and_are_counted_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = SqliteStore::open(&dir.path().join("g.db")).unwrap();
+        for name in ["dee", "ann", "cy", "bob", "Émile"] {
+            g.add_subject(name, &serde_json::json!({})).unwrap();
+        }
+        assert_eq!(g.subject_count().unwrap(), 5);
+        let names = |page: Vec<Subject>| page.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(names(g.subjects_after(None, 2).unwrap()), ["ann", "bob"]);
+        assert_eq!(names(g.subjects_after(Some("bob"), 2).unwrap()), ["cy", "dee"]);
+        assert_eq!(names(g.subjects_after(Some("dee"), 2).unwrap()), ["Émile"]);
+        assert!(g.subjects_after(Some("Émile"), 2).unwrap().is_empty());
+        // Metadata over the limit is refused, not stored.
+        let big = serde_json::json!({ "blob": "x".repeat(MAX_METADATA_BYTES) });
+        assert!(matches!(g.add_subject("eve", &big), Err(Error::Invalid(Invalid::LongMetadata { .. }))));
+        assert_eq!(g.subject_count().unwrap(), 5);
     }
 
     #[test]

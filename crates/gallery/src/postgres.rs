@@ -20,7 +20,7 @@ use tokio_postgres::{Config, NoTls, Row};
 
 use crate::backend::Backend;
 use crate::gallery::redacted;
-use crate::names::subject_name;
+use crate::names::{subject_metadata, subject_name};
 use crate::{
     ApiKey, Candidate, Check, Duplicate, Enrolment, Error, ExportedFace, ExportedSubject, FaceInfo, IndexKind,
     IndexState, Invalid, Missing, ModelRef, NewFace, Result, Role, Storage, Subject, Unusable, AUTO_SKETCH_FACES,
@@ -370,16 +370,20 @@ impl PgGallery {
         })
     }
 
+    /// Subjects matching `condition`, by name, the first `limit` of them.
     async fn subjects_where(
         &self,
         client: &impl GenericClient,
         condition: &str,
+        limit: Option<usize>,
         args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Subject>> {
+        let limit = limit.map_or_else(|| "ALL".to_string(), |l| l.to_string());
         // Names sort by bytes, as in SQLite, whatever the database's collation.
         let sql = format!(
             "SELECT s.id, s.name, s.metadata, s.created, count(f.id) FROM subjects s \
-             LEFT JOIN faces f ON f.subject_id = s.id WHERE {condition} GROUP BY s.id ORDER BY s.name COLLATE \"C\""
+             LEFT JOIN faces f ON f.subject_id = s.id WHERE {condition} GROUP BY s.id ORDER BY s.name COLLATE \"C\" \
+             LIMIT {limit}"
         );
         let rows = client.query(&sql, args).await.map_err(|e| self.error(e))?;
         Ok(rows
@@ -397,7 +401,7 @@ impl PgGallery {
     /// The subject of that name: its stored form, or exactly as given.
     async fn subject_in(&self, client: &impl GenericClient, name: &str) -> Result<Subject> {
         let stored = subject_name(name).unwrap_or_default();
-        self.subjects_where(client, "s.name IN ($1, $2)", &[&stored, &name])
+        self.subjects_where(client, "s.name IN ($1, $2)", None, &[&stored, &name])
             .await?
             .pop()
             .ok_or_else(|| Error::NotFound(Missing::Subject { name: name.to_string() }))
@@ -423,9 +427,10 @@ impl Backend for PgGallery {
 
     fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<Subject> {
         let name = subject_name(name)?;
+        let metadata = subject_metadata(metadata)?;
         self.run(|client| async move {
             let sql = "INSERT INTO subjects (name, metadata) VALUES ($1, $2)";
-            match client.execute(sql, &[&name, &metadata.to_string()]).await {
+            match client.execute(sql, &[&name, &metadata]).await {
                 Ok(_) => self.subject_in(&client, &name).await,
                 Err(e) if Self::unique_violation(&e) => Err(Error::Duplicate(Duplicate::Subject { name })),
                 Err(e) => Err(self.error(e)),
@@ -435,6 +440,7 @@ impl Backend for PgGallery {
 
     fn enroll(&self, name: &str, metadata: &serde_json::Value, face: &NewFace) -> Result<Enrolment> {
         let name = subject_name(name)?;
+        let metadata = subject_metadata(metadata)?;
         let values = face.embedding.values();
         self.run(|mut client| async move {
             let e = |e| self.error(e);
@@ -446,7 +452,7 @@ impl Backend for PgGallery {
             }
             let sql =
                 "INSERT INTO subjects (name, metadata) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id";
-            let created = tx.query_opt(sql, &[&name, &metadata.to_string()]).await.map_err(e)?;
+            let created = tx.query_opt(sql, &[&name, &metadata]).await.map_err(e)?;
             let subject_created = created.is_some();
             let subject_id: i64 = match created {
                 Some(row) => row.get(0),
@@ -557,7 +563,21 @@ impl Backend for PgGallery {
     }
 
     fn subjects(&self) -> Result<Vec<Subject>> {
-        self.run(|client| async move { self.subjects_where(&client, "true", &[]).await })
+        self.run(|client| async move { self.subjects_where(&client, "true", None, &[]).await })
+    }
+
+    fn subjects_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Subject>> {
+        let after = after.unwrap_or("").to_string();
+        self.run(|client| async move {
+            self.subjects_where(&client, "s.name > $1 COLLATE \"C\"", Some(limit), &[&after]).await
+        })
+    }
+
+    fn subject_count(&self) -> Result<usize> {
+        self.run(|client| async move {
+            let row = client.query_one("SELECT count(*) FROM subjects", &[]).await.map_err(|e| self.error(e))?;
+            Ok(row.get::<_, i64>(0) as usize)
+        })
     }
 
     fn subject(&self, name: &str) -> Result<Subject> {
@@ -708,7 +728,7 @@ impl Backend for PgGallery {
                 // Rows first, the index after: building it once is far faster than growing it.
                 self.set_hnsw_index(&tx, None).await?;
             }
-            let metadata: Vec<String> = subjects.iter().map(|s| s.metadata.to_string()).collect();
+            let metadata: Vec<String> = subjects.iter().map(|s| subject_metadata(&s.metadata)).collect::<Result<_>>()?;
             let created: Vec<&str> = subjects.iter().map(|s| s.created.as_str()).collect();
             tx.execute(
                 "INSERT INTO subjects (name, metadata, created) \

@@ -141,6 +141,14 @@ impl Backend for SqliteGallery {
         self.reader()?.subjects()
     }
 
+    fn subjects_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Subject>> {
+        self.reader()?.subjects_after(after, limit)
+    }
+
+    fn subject_count(&self) -> Result<usize> {
+        self.reader()?.subject_count()
+    }
+
     fn subject(&self, name: &str) -> Result<Subject> {
         self.reader()?.subject(name)
     }

@@ -7,11 +7,11 @@ use maskid_core::Embedding;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
-use crate::names::subject_name;
+use crate::names::{subject_metadata, subject_name};
 use crate::{Duplicate, Error, Invalid, Missing, Result, Unusable};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE subjects (
         id INTEGER PRIMARY KEY,
@@ -43,6 +43,37 @@ const MIGRATIONS: &[&str] = &[
 "#,
     r#"
     ALTER TABLE faces ADD COLUMN crop BLOB;
+"#,
+    // AUTOINCREMENT: a removed face's or subject's id is never given to another, so a retried
+    // `DELETE /v1/faces/58` cannot remove someone else's face. SQLite cannot add it to a
+    // table, so both are rebuilt (with foreign keys off, see `migrate`).
+    r#"
+    CREATE TABLE subjects_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    );
+    INSERT INTO subjects_new (id, name, metadata, created) SELECT id, name, metadata, created FROM subjects;
+    CREATE TABLE faces_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+        embedding BLOB NOT NULL,
+        model_id TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        source_sha256 TEXT NOT NULL,
+        score REAL NOT NULL,
+        created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+        crop BLOB,
+        UNIQUE (subject_id, source_sha256, model_sha256)
+    );
+    INSERT INTO faces_new (id, subject_id, embedding, model_id, model_sha256, source_sha256, score, created, crop)
+        SELECT id, subject_id, embedding, model_id, model_sha256, source_sha256, score, created, crop FROM faces;
+    DROP TABLE faces;
+    DROP TABLE subjects;
+    ALTER TABLE subjects_new RENAME TO subjects;
+    ALTER TABLE faces_new RENAME TO faces;
+    CREATE INDEX faces_subject ON faces(subject_id);
 "#,
 ];
 
@@ -234,7 +265,17 @@ impl SqliteStore {
         Ok(self.db.busy_timeout(timeout)?)
     }
 
+    /// Runs the migrations not yet run, in one transaction. Foreign keys are off meanwhile
+    /// (SQLite's procedure for rebuilding a table: dropping the old one would otherwise
+    /// cascade to its faces) and checked before the commit.
     fn migrate(&mut self) -> Result<()> {
+        self.db.pragma_update(None, "foreign_keys", false)?;
+        let migrated = self.run_migrations();
+        self.db.pragma_update(None, "foreign_keys", true)?;
+        migrated
+    }
+
+    fn run_migrations(&mut self) -> Result<()> {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         if version > MIGRATIONS.len() {
@@ -245,18 +286,20 @@ impl SqliteStore {
             tx.execute_batch(sql)?;
         }
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        let broken: Option<String> = tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional()?;
+        if let Some(table) = broken {
+            return Err(Error::Unusable { gallery: String::new(), problem: Unusable::DanglingRow { table } });
+        }
         tx.commit()?;
         Ok(())
     }
 
-    /// Adds a subject under its stored name ([`subject_name`]: NFC, trimmed, nothing hidden);
-    /// a taken name is `Error::Duplicate`.
+    /// Adds a subject under its stored name ([`subject_name`]: NFKC, trimmed, one script,
+    /// nothing hidden) with bounded metadata; a taken name is `Error::Duplicate`.
     pub fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<i64> {
         let name = subject_name(name)?;
-        match self
-            .db
-            .execute("INSERT INTO subjects (name, metadata) VALUES (?1, ?2)", params![name, metadata.to_string()])
-        {
+        let metadata = subject_metadata(metadata)?;
+        match self.db.execute("INSERT INTO subjects (name, metadata) VALUES (?1, ?2)", params![name, metadata]) {
             Ok(_) => Ok(self.db.last_insert_rowid()),
             Err(e) if is_unique_violation(&e) => Err(Error::Duplicate(Duplicate::Subject { name })),
             Err(e) => Err(e.into()),
@@ -281,20 +324,37 @@ impl SqliteStore {
     /// before names were checked).
     pub fn subject(&self, name: &str) -> Result<Subject> {
         let stored = subject_name(name).unwrap_or_default();
-        self.subjects_where("s.name IN (?1, ?2)", params![stored, name])?
+        self.subjects_where("s.name IN (?1, ?2)", None, params![stored, name])?
             .pop()
             .ok_or_else(|| Error::NotFound(Missing::Subject { name: name.to_string() }))
     }
 
     /// Every subject, by name.
     pub fn subjects(&self) -> Result<Vec<Subject>> {
-        self.subjects_where("1", params![])
+        self.subjects_where("1", None, params![])
     }
 
-    fn subjects_where(&self, condition: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Subject>> {
+    /// At most `limit` subjects named after `after` (from the first without it), by name.
+    pub fn subjects_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Subject>> {
+        self.subjects_where("s.name > ?1", Some(limit), params![after.unwrap_or("")])
+    }
+
+    /// How many subjects there are.
+    pub fn subject_count(&self) -> Result<usize> {
+        Ok(self.db.query_row("SELECT COUNT(*) FROM subjects", [], |r| r.get::<_, i64>(0))? as usize)
+    }
+
+    /// Subjects matching `condition`, by name, the first `limit` of them.
+    fn subjects_where(
+        &self,
+        condition: &str,
+        limit: Option<usize>,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Subject>> {
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)); // -1: no limit
         let sql = format!(
             "SELECT s.id, s.name, s.metadata, s.created, COUNT(f.id) FROM subjects s \
-             LEFT JOIN faces f ON f.subject_id = s.id WHERE {condition} GROUP BY s.id ORDER BY s.name"
+             LEFT JOIN faces f ON f.subject_id = s.id WHERE {condition} GROUP BY s.id ORDER BY s.name LIMIT {limit}"
         );
         let mut stmt = self.db.prepare(&sql)?;
         let rows = stmt.query_map(args, |r| {
@@ -497,7 +557,7 @@ impl SqliteStore {
         for s in subjects {
             tx.execute(
                 "INSERT INTO subjects (name, metadata, created) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
-                params![subject_name(&s.name)?, s.metadata.to_string(), s.created],
+                params![subject_name(&s.name)?, subject_metadata(&s.metadata)?, s.created],
             )?;
         }
         let mut model = tx

@@ -139,7 +139,7 @@ fn ms(since: Instant) -> f64 {
 /// The 640x480 test photo: a sample photo cropped to 4:3 and resized, as a JPEG.
 fn test_photo(global: &GlobalArgs) -> anyhow::Result<Vec<u8>> {
     let path = global.assets().get(&maskid_assets::SAMPLE_PHOTOS[2])?;
-    let image = image::open(&path)?.into_rgb8();
+    let image = maskid_face::load_image(&path, maskid_face::DEFAULT_MAX_PIXELS)?;
     let (w, h) = image.dimensions();
     let (cw, ch) = if w * 3 > h * 4 { (h * 4 / 3, h) } else { (w, w * 3 / 4) };
     let cropped = image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();

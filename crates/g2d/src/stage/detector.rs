@@ -231,7 +231,9 @@ fn canvas(image: &RgbImage, crop: Crop, surroundings: bool, flip: bool) -> Vec<f
 
 /// One view of `photo` drawn from `seed`.
 fn draw_view(photo: &LabelledPhoto, config: &DetectorTuningConfig, seed: u64) -> Result<View> {
-    let clean = image::open(&photo.path).map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?.to_rgb8();
+    // maskid's own decoder: its limits hold for training photos too.
+    let clean = maskid_face::load_image(&photo.path, maskid_face::DEFAULT_MAX_PIXELS)
+        .map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?;
     let mut rng = Rng::new(seed);
     let mut covered = clean.clone();
     if rng.chance(config.masked) {
