@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::server::{key, multipart, raw_request, Server};
-use common::{maskid, sample};
+use common::{maskid, noise_jpeg, sample};
 use maskid_face::png_bomb;
 use serde_json::{json, Value};
 
@@ -27,21 +27,6 @@ fn abandon(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8], after:
     let _ = stream.write_all(body);
     std::thread::sleep(after);
     drop(stream);
-}
-
-/// A large photo of noise: slow to decode and detect, so requests are still at work when
-/// their clients hang up.
-fn noise_jpeg(side: u32) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let image = image::RgbImage::from_fn(side, side, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
 }
 
 #[test]

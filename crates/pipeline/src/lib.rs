@@ -58,8 +58,8 @@ pub enum Error {
         /// Why.
         source: maskid_face::Error,
     },
-    /// A decision threshold outside the cosine range.
-    #[error("the threshold must lie in -1..1, got {given}")]
+    /// A decision threshold outside (0, 1].
+    #[error("the threshold must lie in (0, 1], got {given}: at 0 or below, unrelated faces (cosine about 0) would be called the same person")]
     Threshold {
         /// The threshold given.
         given: f32,

@@ -197,7 +197,7 @@ impl Recognizer {
     /// The threshold of a decision: `given` (a cosine similarity in -1..1), else the model's.
     pub fn threshold(&self, given: Option<f32>) -> Result<f32> {
         match given.or(self.choice.threshold()) {
-            Some(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+            Some(t) if t > 0.0 && t <= 1.0 => Ok(t),
             Some(t) => Err(Error::Threshold { given: t }),
             None => Err(Error::NoThreshold { model: self.choice.to_string() }),
         }

@@ -5,13 +5,17 @@
 //! The gallery's SQLite file is the truth; [`maskid_gallery::Gallery`] builds the search index
 //! from it at start and updates it under the same lock as every write, so the two agree.
 //!
-//! Hostile and careless clients: keys are checked from the headers before any body is read;
-//! every slot (in flight, model run, decode memory, connection) is held by a guard that is
-//! dropped when its work really ends, whether the client stayed or not; headers have a
-//! deadline; SQLite and model work never run on the async threads.
+//! Hostile and careless clients: keys are checked from the headers before any body is read,
+//! and a request counts as in flight only once its key is good and its body is in; every
+//! slot (in flight, model run, decode and body memory, connection) is held by a guard that
+//! is dropped when its work really ends, whether the client stayed or not; headers, bodies
+//! (a minimum rate), stalled writes and shutdown have deadlines; connections are capped per
+//! address with a reserve for health probes ([`connection`]); SQLite and model work never
+//! run on the async threads.
 #![deny(missing_docs)]
 
 pub mod auth;
+mod connection;
 mod error;
 mod input;
 mod metrics;
@@ -41,18 +45,42 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest a request may take (longer: 503 `timeout`).
     pub request_timeout: Duration,
-    /// Requests in flight at once (more: 503 `busy` at once); health probes do not count.
+    /// Requests in flight at once (more: 503 `busy` at once), counted from when the key is
+    /// checked and the body is in; health probes and metrics do not count.
     pub max_in_flight: usize,
     /// Model runs (decode + detect + embed) at once; others wait their turn.
     pub max_concurrent: usize,
     /// Longest a client may take to send a request's headers (also an idle keep-alive).
     pub header_timeout: Duration,
-    /// Open connections at once; more wait in the listen queue.
+    /// Open connections at once; more are answered 503 and closed (see `ops_reserve`).
     pub max_connections: usize,
+    /// Open connections from one address at once; more are answered 503 and closed.
+    pub max_connections_per_peer: usize,
+    /// Connections beyond `max_connections` that serve only `/healthz`, `/readyz` and
+    /// `/metrics`, one request each: probes get through a full service.
+    pub ops_reserve: usize,
+    /// Longest a connection's writes may make no progress (a client that does not read its
+    /// answers) before it is closed.
+    pub write_timeout: Duration,
+    /// Slowest a body may arrive, bytes per second on average after [`BODY_GRACE`]; slower:
+    /// 408 and the connection closed.
+    pub min_body_rate: u64,
+    /// Memory all request bodies being read or worked on may hold together, bytes; a body
+    /// that finds no room is refused with 503.
+    pub body_budget_bytes: u64,
     /// Memory all image decodes in progress may hold together, bytes; a photo that alone
     /// needs more is refused (413), others wait for their share.
     pub decode_budget_bytes: u64,
+    /// Longest a stop waits for open connections to finish before closing them.
+    pub shutdown_timeout: Duration,
 }
+
+/// How long a body may take before [`Limits::min_body_rate`] applies.
+pub const BODY_GRACE: Duration = Duration::from_secs(2);
+
+/// Bytes of a connection's requests read ahead of the one being answered (pipelined);
+/// hyper reads no more until it has written the answers.
+pub const PIPELINE_BUFFER_BYTES: usize = 64 << 10;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -63,7 +91,13 @@ impl Default for Limits {
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
+            max_connections_per_peer: 128,
+            ops_reserve: 16,
+            write_timeout: Duration::from_secs(10),
+            min_body_rate: 16 << 10,
+            body_budget_bytes: 512 << 20,
             decode_budget_bytes: 1 << 30,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +122,10 @@ pub struct AppState {
     model_slots: Arc<Semaphore>,
     /// Decode memory, in KiB.
     decode_budget: Arc<Semaphore>,
+    /// Body memory, in KiB.
+    body_budget: Arc<Semaphore>,
+    /// Keys checked lately, and a bound on lookups of unknown ones.
+    keys: auth::KeyCache,
 }
 
 /// Errors starting the service.
@@ -118,6 +156,8 @@ pub enum Error {
 pub struct Service {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    /// The router of reserve connections: probes only.
+    probes: axum::Router,
     limits: Limits,
 }
 
@@ -148,19 +188,21 @@ impl Service {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
-        let budget_kib =
-            usize::try_from(limits.decode_budget_bytes >> 10).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        let kib = |bytes: u64| usize::try_from(bytes >> 10).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
         let state = AppState {
             recognizer,
             gallery,
             options,
             model_slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
-            decode_budget: Arc::new(Semaphore::new(budget_kib)),
+            decode_budget: Arc::new(Semaphore::new(kib(limits.decode_budget_bytes))),
+            body_budget: Arc::new(Semaphore::new(kib(limits.body_budget_bytes))),
+            keys: auth::KeyCache::default(),
             limits: limits.clone(),
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),
         };
-        Ok(Self { listener, router: routes::router(Arc::new(state)), limits })
+        let state = Arc::new(state);
+        Ok(Self { listener, router: routes::router(state.clone(), false), probes: routes::router(state, true), limits })
     }
 
     /// The bound address (useful with port 0).
@@ -168,24 +210,23 @@ impl Service {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight. Each
-    /// connection has `header_timeout` to send each request's headers; at most
-    /// `max_connections` are open at once.
+    /// Serves until `shutdown` resolves, then finishes the requests in flight for at most
+    /// `shutdown_timeout`. Connections are admitted as [`connection`] says; each has
+    /// `header_timeout` to send each request's headers and `write_timeout` for each write.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Service { listener, router, limits } = self;
-        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let Service { listener, router, probes, limits } = self;
+        let admissions =
+            connection::Admissions::new(limits.max_connections, limits.ops_reserve, limits.max_connections_per_peer);
         let graceful = GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+        http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_buf_size(PIPELINE_BUFFER_BYTES);
+        let mut probe_http = http.clone();
+        probe_http.keep_alive(false);
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                () = &mut shutdown => break,
-            };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors or the like: wait rather than spin.
                         eprintln!("maskid: accept failed: {e}");
@@ -195,16 +236,26 @@ impl Service {
                 },
                 () = &mut shutdown => break,
             };
+            let (slot, http, router) = match admissions.admit(peer.ip()) {
+                connection::Admission::Full(slot) => (slot, &http, &router),
+                connection::Admission::ProbesOnly(slot) => (slot, &probe_http, &probes),
+                connection::Admission::Refused(reason) => {
+                    connection::refuse(stream, reason);
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
-            let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
-            let connection = graceful.watch(connection);
+            let io = TokioIo::new(connection::TimedWrites::new(stream, limits.write_timeout));
+            let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(router.clone())));
             tokio::spawn(async move {
                 let _ = connection.await;
-                drop(permit);
+                drop(slot);
             });
         }
         drop(listener);
-        graceful.shutdown().await;
+        if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
+            eprintln!("maskid: connections still open after {:?}; closing them", limits.shutdown_timeout);
+        }
     }
 }
 

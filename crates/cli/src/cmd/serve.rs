@@ -1,5 +1,6 @@
 //! `maskid serve --gallery FILE --bind 127.0.0.1:8080`: the HTTP service (see
-//! crates/service). Stops on SIGTERM or Ctrl-C after answering the requests in flight.
+//! crates/service). Stops on SIGTERM or Ctrl-C after answering the requests in flight, for at
+//! most `--shutdown-timeout-s`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,9 +40,28 @@ pub struct Args {
     /// a kept-alive connection).
     #[arg(long, default_value_t = 10)]
     header_timeout_s: u64,
-    /// Open connections at once; more wait in the listen queue.
+    /// Open connections at once; more are answered 503 and closed.
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
+    /// Open connections from one address at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = 128)]
+    max_connections_per_peer: usize,
+    /// Connections beyond --max-connections kept for /healthz, /readyz and /metrics.
+    #[arg(long, default_value_t = 16)]
+    ops_reserve: usize,
+    /// Seconds a connection's answer may wait for its client to read before it is closed.
+    #[arg(long, default_value_t = 10)]
+    write_timeout_s: u64,
+    /// Slowest a request body may arrive, KiB a second on average (after 2 s); slower: 408.
+    #[arg(long, default_value_t = 16)]
+    min_body_kib_s: u64,
+    /// Memory all request bodies being read or worked on may hold together, MiB; past it
+    /// uploads are refused with 503.
+    #[arg(long, default_value_t = 512)]
+    body_memory_mb: u64,
+    /// Seconds a stop waits for open connections before closing them.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout_s: u64,
     /// Memory all image decodes in progress may hold together, MiB; a photo that alone needs
     /// more is refused with 413.
     #[arg(long, default_value_t = 1024)]
@@ -91,7 +111,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         max_concurrent: args.max_concurrent.unwrap_or(defaults.max_concurrent),
         header_timeout: Duration::from_secs(args.header_timeout_s),
         max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
+        ops_reserve: args.ops_reserve,
+        write_timeout: Duration::from_secs(args.write_timeout_s),
+        min_body_rate: args.min_body_kib_s << 10,
+        body_budget_bytes: args.body_memory_mb << 20,
         decode_budget_bytes: args.decode_memory_mb << 20,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_s),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -99,8 +125,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         // Tests and scripts read the port from this line.
         eprintln!("maskid: listening on http://{} (gallery {})", service.local_addr()?, args.gallery);
         service.run(maskid_service::shutdown_signal()).await;
-        eprintln!("maskid: stopped");
         anyhow::Ok(())
     })?;
+    // Model work still running for a request whose client is gone ends within its decode;
+    // a stop does not wait longer than that.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    eprintln!("maskid: stopped");
     Ok(ExitCode::SUCCESS)
 }

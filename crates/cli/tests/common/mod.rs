@@ -51,3 +51,18 @@ pub fn sample(name: &str) -> PathBuf {
     let row = rows.as_array().unwrap().iter().find(|r| r["file"] == name).expect("sample listed");
     PathBuf::from(row["path"].as_str().unwrap())
 }
+
+/// A large photo of noise: slow to decode and detect, so requests are still at work when
+/// their clients hang up.
+pub fn noise_jpeg(side: u32) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let image = image::RgbImage::from_fn(side, side, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}

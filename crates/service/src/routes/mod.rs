@@ -14,18 +14,20 @@ pub use openapi::openapi;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use maskid_face::FacePolicy;
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::{presented_secret, secret_sha256, Role};
 use crate::error::ApiError;
@@ -42,20 +44,46 @@ pub struct Endpoint {
     pub summary: &'static str,
     /// The image fields of its body, if it takes images.
     pub images: &'static [&'static str],
+    /// A probe (health, readiness, metrics): never counted in flight, answered on the
+    /// connections kept in reserve.
+    pub probe: bool,
 }
 
 /// Every endpoint of the service.
 pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { method: "get", path: "/healthz", role: None, summary: "The process is up.", images: &[] },
-    Endpoint { method: "get", path: "/readyz", role: None, summary: "Models and gallery are loaded.", images: &[] },
-    Endpoint { method: "get", path: "/metrics", role: Some(Role::Read), summary: "Prometheus metrics.", images: &[] },
-    Endpoint { method: "get", path: "/openapi.json", role: Some(Role::Read), summary: "This document.", images: &[] },
+    Endpoint { method: "get", path: "/healthz", role: None, summary: "The process is up.", images: &[], probe: true },
+    Endpoint {
+        method: "get",
+        path: "/readyz",
+        role: None,
+        summary: "Models and gallery are loaded.",
+        images: &[],
+        probe: true,
+    },
+    Endpoint {
+        method: "get",
+        path: "/metrics",
+        role: Some(Role::Read),
+        summary: "Prometheus metrics.",
+        images: &[],
+        probe: true,
+    },
+    Endpoint {
+        method: "get",
+        path: "/openapi.json",
+        role: Some(Role::Read),
+        summary: "This document.",
+        images: &[],
+        probe: false,
+    },
     Endpoint {
         method: "get",
         path: "/v1/subjects",
         role: Some(Role::Read),
-        summary: "Every enrolled person.",
+        summary:
+            "Enrolled people by name, a page at a time (?limit=100&after=NAME; `next` names the next page's start).",
         images: &[],
+        probe: false,
     },
     Endpoint {
         method: "post",
@@ -63,6 +91,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Write),
         summary: "Create a person: JSON {name, metadata}.",
         images: &[],
+        probe: false,
     },
     Endpoint {
         method: "get",
@@ -70,6 +99,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Read),
         summary: "A person and their faces.",
         images: &[],
+        probe: false,
     },
     Endpoint {
         method: "delete",
@@ -77,6 +107,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Write),
         summary: "Remove a person and their faces.",
         images: &[],
+        probe: false,
     },
     Endpoint {
         method: "post",
@@ -84,6 +115,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Write),
         summary: "Enrol a photo of a person (created if new); exactly one face unless ?face= says otherwise.",
         images: &["image"],
+        probe: false,
     },
     Endpoint {
         method: "delete",
@@ -91,6 +123,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Write),
         summary: "Remove one enrolled face.",
         images: &[],
+        probe: false,
     },
     Endpoint {
         method: "post",
@@ -98,6 +131,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Read),
         summary: "The enrolled people most like the photo's face (?top=3&threshold=&face=largest).",
         images: &["image"],
+        probe: false,
     },
     Endpoint {
         method: "post",
@@ -105,6 +139,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Read),
         summary: "Whether photos a and b show the same person (?threshold=&face=largest).",
         images: &["a", "b"],
+        probe: false,
     },
     Endpoint {
         method: "get",
@@ -112,20 +147,30 @@ pub const ENDPOINTS: &[Endpoint] = &[
         role: Some(Role::Admin),
         summary: "The API keys (names and roles).",
         images: &[],
+        probe: false,
     },
 ];
 
-/// The router over `state`.
-pub fn router(state: Shared) -> Router {
+/// The router over `state`; `probes_only`: the probes alone, every other request answered
+/// 503 (the router of the connections kept in reserve).
+pub fn router(state: Shared, probes_only: bool) -> Router {
     let mut router = Router::new();
-    for e in ENDPOINTS {
+    for e in ENDPOINTS.iter().filter(|e| e.probe || !probes_only) {
         router = router.route(e.path, handler(e));
     }
+    let fallback = move || async move {
+        if probes_only {
+            ApiError::unavailable(
+                "busy",
+                "every connection is in use; this one answers only /healthz, /readyz and /metrics",
+            )
+        } else {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /openapi.json)")
+        }
+    };
     router
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), gate))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint (see /openapi.json)")
-        })
+        .fallback(fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
         })
@@ -152,83 +197,142 @@ fn handler(e: &Endpoint) -> MethodRouter<Shared> {
     }
 }
 
-/// A request in flight: counted while it lives and recorded in the metrics when it goes,
-/// whether answered or dropped because its client hung up (recorded as status 499).
-struct InFlight {
+/// A request's line in the metrics, written when it goes: with its answer's status, or 499
+/// when it was dropped first (its client hung up, also in the middle of its body).
+struct Recorded {
     state: Shared,
     method: String,
     route: String,
     start: Instant,
-    counted: bool,
     status: Option<u16>,
 }
 
-impl InFlight {
-    /// Enters a request; `counted`: it counts against `max_in_flight`. Returns the guard and
-    /// whether the limit is exceeded.
-    fn enter(state: &Shared, method: &str, route: &str, counted: bool) -> (Self, bool) {
-        let before = if counted { state.in_flight.fetch_add(1, Ordering::SeqCst) } else { 0 };
-        let guard = Self {
-            state: state.clone(),
-            method: method.to_string(),
-            route: route.to_string(),
-            start: Instant::now(),
-            counted,
-            status: None,
-        };
-        (guard, counted && before >= state.limits.max_in_flight)
-    }
-}
-
-impl Drop for InFlight {
+impl Drop for Recorded {
     fn drop(&mut self) {
-        if self.counted {
-            self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        }
         let status = self.status.unwrap_or(499);
         self.state.metrics.record(&self.method, &self.route, status, self.start.elapsed());
     }
 }
 
-/// Every matched request passes here: counted, refused past the in-flight limit (health
-/// probes excepted), its key checked from the headers and its announced length from
-/// `Content-Length` before any body is read, then run under the request timeout.
+/// A request counted in flight while it lives.
+struct InFlight(Shared);
+
+impl InFlight {
+    /// Counts a request in, or refuses it past `max_in_flight`.
+    fn enter(state: &Shared) -> Result<Self, ApiError> {
+        let guard = Self(state.clone());
+        if state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.limits.max_in_flight {
+            return Err(ApiError::unavailable("busy", "too many requests in flight; retry"));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The role a request needs and whether it is a probe. HEAD is GET without the body, so it
+/// needs GET's key. (Methods a path lacks are answered 405 by the router before the gate.)
+fn endpoint_of(route: &str, method: &Method) -> (Option<Role>, bool) {
+    let method = if method == Method::HEAD { "get" } else { method.as_str() };
+    match ENDPOINTS.iter().find(|e| e.path == route && method.eq_ignore_ascii_case(e.method)) {
+        Some(e) => (e.role, e.probe),
+        // Not reached through the router; closed all the same.
+        None => (Some(Role::Admin), false),
+    }
+}
+
+/// Every matched request passes here, in this order: its protocol checked (transfer coding,
+/// charset), its key checked from the headers (remembered keys first) and its announced
+/// length from `Content-Length`, its body read at a minimum rate into the body budget, and
+/// only then counted in flight (probes never) and run, all under the request timeout.
 async fn gate(State(state): State<Shared>, matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let endpoint =
-        ENDPOINTS.iter().find(|e| e.path == route && request.method().as_str().eq_ignore_ascii_case(e.method));
-    let role = endpoint.and_then(|e| e.role);
-    let (mut guard, over_limit) = InFlight::enter(&state, request.method().as_str(), &route, role.is_some());
-    let response = if over_limit {
-        ApiError::unavailable("busy", "too many requests in flight; retry").into_response()
-    } else {
-        let admitted = async {
-            if let Some(role) = role {
-                authorize(&state, request.headers(), role).await?;
-            }
-            check_length(&state, request.headers())?;
-            Ok::<_, ApiError>(next.run(request).await)
-        };
-        match tokio::time::timeout(state.limits.request_timeout, admitted).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => e.into_response(),
-            Err(_) => ApiError::unavailable(
-                "timeout",
-                format!("the request took longer than {:?}", state.limits.request_timeout),
-            )
-            .into_response(),
+    let (role, probe) = endpoint_of(&route, request.method());
+    let mut recorded = Recorded {
+        state: state.clone(),
+        method: request.method().to_string(),
+        route,
+        start: Instant::now(),
+        status: None,
+    };
+    let admitted = async {
+        check_protocol(request.headers())?;
+        if let Some(role) = role {
+            authorize(&state, request.headers(), role).await?;
+        }
+        check_length(&state, request.headers())?;
+        let (request, _body_memory) = read_body(&state, request).await?;
+        let _in_flight = if probe { None } else { Some(InFlight::enter(&state)?) };
+        Ok::<_, ApiError>(next.run(request).await)
+    };
+    let response = match tokio::time::timeout(state.limits.request_timeout, admitted).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => {
+            ApiError::unavailable("timeout", format!("the request took longer than {:?}", state.limits.request_timeout))
+                .into_response()
         }
     };
-    guard.status = Some(response.status().as_u16());
+    recorded.status = Some(response.status().as_u16());
     response
 }
 
-/// Checks the request's key against `role`, on a worker thread and the reading connection.
+/// Refuses what would be misread: a transfer coding other than chunked (its body would be
+/// passed on still coded), a content coding, a charset other than UTF-8.
+fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name| headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("?").to_string()).collect::<Vec<_>>();
+    let codings = text(header::TRANSFER_ENCODING).join(",");
+    if !codings.is_empty() && !codings.split(',').all(|c| c.trim().eq_ignore_ascii_case("chunked")) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported_transfer_coding",
+            format!("transfer coding '{codings}': send the body as it is or chunked"),
+        ));
+    }
+    let content_codings = text(header::CONTENT_ENCODING).join(",");
+    if content_codings.split(',').any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content coding '{content_codings}': send the body uncompressed"),
+        ));
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    for parameter in content_type.split(';').skip(1) {
+        if let Some((name, value)) = parameter.split_once('=') {
+            let value = value.trim().trim_matches('"');
+            let utf8 = value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8");
+            if name.trim().eq_ignore_ascii_case("charset") && !utf8 {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("charset '{value}': send UTF-8"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the request's key against `role`: a key remembered from a recent request at once,
+/// others in the gallery, [`crate::auth::KEY_LOOKUPS`] at a time.
 async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
     let hash = secret_sha256(presented_secret(headers)?);
-    let key = blocking(state, move |s| Ok(s.gallery.key_by_hash(&hash)?)).await?;
-    let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))?;
-    let has = key.role;
+    let has = match state.keys.role(&hash) {
+        Some(has) => has,
+        None => {
+            let _turn = state.keys.lookups.acquire().await.map_err(|_| ApiError::internal("key lookups closed"))?;
+            let looked_up = hash.clone();
+            let key = blocking(state, move |s| Ok(s.gallery.key_by_hash(&looked_up)?)).await?;
+            let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))?;
+            state.keys.remember(hash, key.role);
+            key.role
+        }
+    };
     if has < role {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -237,6 +341,98 @@ async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// The request with its body read: at least [`Limits::min_body_rate`] bytes a second after
+/// [`crate::BODY_GRACE`] (slower: 408), held in the body budget (no room: 503) for as long
+/// as the request lives. A client that hangs up mid-body is recorded as 499.
+async fn read_body(state: &Shared, request: Request) -> Result<(Request, Option<OwnedSemaphorePermit>), ApiError> {
+    let (parts, body) = request.into_parts();
+    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let announced = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if !chunked && announced.unwrap_or(0) == 0 {
+        return Ok((Request::from_parts(parts, body), None));
+    }
+    let limits = &state.limits;
+    let no_room = || ApiError::unavailable("busy", "too many uploads at once; retry");
+    let kib = |bytes: u64| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    // Announced: its room at once. Chunked: room as it comes.
+    let mut held = kib(announced.unwrap_or(0));
+    let mut memory = match held {
+        0 => None,
+        n => Some(state.body_budget.clone().try_acquire_many_owned(n).map_err(|_| no_room())?),
+    };
+    let start = Instant::now();
+    let mut data = bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limits.max_body_bytes as u64) as usize);
+    let mut frames = body.into_data_stream();
+    loop {
+        let on_pace_until =
+            crate::BODY_GRACE + Duration::from_secs_f64(data.len() as f64 / limits.min_body_rate.max(1) as f64);
+        let wait = on_pace_until.saturating_sub(start.elapsed());
+        let frame = match tokio::time::timeout(wait, frames.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(e))) if client_gone(&e) => {
+                return Err(ApiError::new(
+                    StatusCode::from_u16(499).expect("a valid code"),
+                    "client_gone",
+                    "the client hung up",
+                ))
+            }
+            Ok(Some(Err(e))) => return Err(body_error(e)),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_too_slow",
+                    format!(
+                        "{} bytes of body in {:.1} s: send at least {} bytes a second",
+                        data.len(),
+                        start.elapsed().as_secs_f64(),
+                        limits.min_body_rate
+                    ),
+                ))
+            }
+        };
+        if data.len() + frame.len() > limits.max_body_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is over {} bytes, the most this service takes", limits.max_body_bytes),
+            ));
+        }
+        data.extend_from_slice(&frame);
+        let need = kib(data.len() as u64);
+        if need > held {
+            let more = state.body_budget.clone().try_acquire_many_owned(need - held).map_err(|_| no_room())?;
+            match memory.as_mut() {
+                Some(permit) => permit.merge(more),
+                None => memory = Some(more),
+            }
+            held = need;
+        }
+    }
+    Ok((Request::from_parts(parts, axum::body::Body::from(data.freeze())), memory))
+}
+
+/// Whether a body error is the connection ending before the body did (hyper reports an end
+/// of stream inside a body as an I/O error under its body error).
+fn client_gone(e: &axum::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe);
+        }
+        if error.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message() || h.is_closed()) {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+fn body_error(e: axum::Error) -> ApiError {
+    ApiError::bad_request(format!("cannot read the body: {e}"))
 }
 
 /// Refuses a body announced larger than the limit, before reading it.

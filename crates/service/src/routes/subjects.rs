@@ -30,9 +30,40 @@ struct EnrolAnswer {
     detection_score: f32,
 }
 
-pub(super) async fn list_subjects(State(state): State<Shared>) -> ApiResult {
-    let subjects = blocking(&state, |s| Ok(s.gallery.subjects()?)).await?;
-    Ok(Json(json!({ "subjects": subjects })).into_response())
+/// Subjects a listing gives unless `limit` says; and the most it gives.
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PageQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SubjectPage {
+    subjects: Vec<maskid_gallery::Subject>,
+    /// Pass as `after` for the next page; `None`: this was the last.
+    next: Option<String>,
+}
+
+pub(super) async fn list_subjects(
+    State(state): State<Shared>,
+    params: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult {
+    let PageQuery { limit, after } = query(params)?;
+    let limit = limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit {limit}: give 1 to {MAX_PAGE}")));
+    }
+    // One more than asked says whether there is a next page.
+    let mut subjects = blocking(&state, move |s| Ok(s.gallery.subjects_after(after.as_deref(), limit + 1)?)).await?;
+    let next = (subjects.len() > limit).then(|| {
+        subjects.truncate(limit);
+        subjects[limit - 1].name.clone()
+    });
+    Ok(Json(SubjectPage { subjects, next }).into_response())
 }
 
 #[derive(Deserialize)]
