@@ -71,21 +71,10 @@ fn a_colour_profile_bomb_takes_no_memory() {
     // 4 GiB of colour profile in a 64x64 PNG of about 4 MB.
     let bomb = png_profile_bomb(64, 64, 4 << 30);
     assert!(bomb.len() < 5 << 20, "{} bytes", bomb.len());
-    let auth = format!("Bearer {read}");
     for extra in [&[][..], &["--decode-memory-mb", "300"][..]] {
         let server = Server::start(&gallery, extra);
         let baseline = server.peak_rss_mib();
-        let senders: Vec<_> = (0..2)
-            .map(|_| {
-                let (addr, bomb, auth) = (server.addr.clone(), bomb.clone(), auth.clone());
-                std::thread::spawn(move || {
-                    let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/png")];
-                    raw_request(&addr, "POST", "/v1/identify", &headers, &bomb)
-                })
-            })
-            .collect();
-        for sender in senders {
-            let (status, body) = sender.join().unwrap();
+        for (status, body) in server.post_at_once(2, Duration::ZERO, "/v1/identify", &read, "image/png", &bomb) {
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             // A grey square: decoded, profile skipped, no face in it.
             assert_eq!((status, body["error"]["code"].as_str()), (422, Some("no_face")), "{body}");

@@ -208,17 +208,8 @@ fn small_files_cannot_take_huge_memory() {
     // keep their slot and memory until they end, so only one runs at a time.
     let server = Server::start(&gallery, &["--max-concurrent", "1", "--timeout-s", "1"]);
     let baseline = server.peak_rss_mib();
-    let senders: Vec<_> = (0..4)
-        .map(|i| {
-            let (addr, bomb, auth) = (server.addr.clone(), bomb.clone(), auth.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100 * i));
-                let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/png")];
-                raw_request(&addr, "POST", "/v1/identify", &headers, &bomb).0
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let answers = server.post_at_once(4, Duration::from_millis(100), "/v1/identify", &read, "image/png", &bomb);
+    let statuses: Vec<u16> = answers.into_iter().map(|(status, _)| status).collect();
     assert!(statuses.iter().all(|s| [422, 503].contains(s)), "{statuses:?}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.metric(&read, "maskid_http_requests_in_flight").unwrap() > 1.0 {

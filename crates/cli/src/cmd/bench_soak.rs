@@ -1,11 +1,16 @@
 //! `maskid bench --soak --data LFW`: `maskid serve` (a child process, as shipped) under
 //! minutes of mixed load at a fixed rate, with hostile and careless clients among the
-//! callers: 10% hang up mid-request, 5% send their headers or body slowly, 5% send
-//! decompression bombs (a 600 KB PNG of 8944x8944 16-bit pixels, or the header of a
-//! 20,000 x 20,000 one). The rest identify (60%), enrol (20%) and verify (20%) real lfw
-//! photos. It reports every status by kind, `/healthz` latency sampled every 100 ms
-//! throughout, the server's memory, file descriptors and threads against their baseline,
-//! and whether every acknowledged enrolment is in the gallery afterwards.
+//! callers (28%, see [`Kind::of`]): hang-ups before the answer and in the middle of a body,
+//! slow headers, slow and trickling bodies, decompression bombs (a PNG of 8944x8944 16-bit
+//! pixels, the header of a 20,000 x 20,000 one, a colour profile inflating to 4 GiB, a
+//! 4000x4000 progressive JPEG), HEAD without a key, pipeliners that never read, crowds of
+//! idle sockets from one address, bursts of bad keys, megabytes of metadata, metrics
+//! scrapes and a transfer coding the service does not decode. Attackers that hold
+//! connections come from 127.0.0.2, as another address would. The rest identify (42%), enrol
+//! (15%) and verify (15%) real lfw photos. It reports every status by kind, `/healthz`
+//! latency sampled every 100 ms throughout, the server's memory, file descriptors and threads
+//! against their baseline, and whether every acknowledged enrolment is in the gallery
+//! afterwards.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,11 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use maskid_face::{png_bomb, png_claiming};
+use maskid_face::{png_bomb, png_claiming, png_profile_bomb, progressive_jpeg};
 use maskid_gallery::Gallery;
 use maskid_pipeline::Progress;
 use maskid_service::auth::{new_secret, secret_sha256};
 use serde::Serialize;
+
+mod attacks;
 
 use crate::cmd::bench::percentile;
 use crate::cmd::bench_service::open_loop;
@@ -36,7 +43,8 @@ pub struct Soak {
     /// Requests by kind, then by status and error code ("0": no answer: the client hung up
     /// or was cut off).
     pub statuses: BTreeMap<String, BTreeMap<String, usize>>,
-    /// Answers 500-599 other than 503: must be none.
+    /// Answers 500-599 other than 503 and 501 (the refused transfer coding), and
+    /// connections the server never closed on a client that does not read: must be none.
     pub server_errors: usize,
     pub healthz_checks: usize,
     pub healthz_p99_ms: f64,
@@ -62,20 +70,42 @@ enum Kind {
     SlowBody,
     Bomb,
     HugeHeader,
+    ProfileBomb,
+    ProgressiveJpeg,
+    HeadWithoutKey,
+    NeverReads,
+    IdleCrowd,
+    BadKeys,
+    TrickleBody,
+    HangUpMidBody,
+    BigMetadata,
+    Metrics,
+    GzipChunked,
 }
 
 impl Kind {
-    /// The kind of request `i`, by a seeded hash: 10% hang up, 5% slow, 5% bombs.
+    /// The kind of request `i`, by a seeded hash: 72% real work, 28% hostile or careless.
     fn of(i: usize) -> Kind {
         let r = (splitmix(i as u64) % 1000) as usize;
         match r {
-            0..100 => Kind::HangUp,
-            100..125 => Kind::SlowHeaders,
-            125..150 => Kind::SlowBody,
-            150..175 => Kind::Bomb,
-            175..200 => Kind::HugeHeader,
-            200..680 => Kind::Identify,
-            680..840 => Kind::Enrol,
+            0..80 => Kind::HangUp,
+            80..100 => Kind::SlowHeaders,
+            100..120 => Kind::SlowBody,
+            120..135 => Kind::Bomb,
+            135..150 => Kind::HugeHeader,
+            150..165 => Kind::ProfileBomb,
+            165..175 => Kind::ProgressiveJpeg,
+            175..185 => Kind::HeadWithoutKey,
+            185..195 => Kind::NeverReads,
+            195..205 => Kind::IdleCrowd,
+            205..225 => Kind::BadKeys,
+            225..235 => Kind::TrickleBody,
+            235..245 => Kind::HangUpMidBody,
+            245..255 => Kind::BigMetadata,
+            255..270 => Kind::Metrics,
+            270..280 => Kind::GzipChunked,
+            280..700 => Kind::Identify,
+            700..850 => Kind::Enrol,
             _ => Kind::Verify,
         }
     }
@@ -108,6 +138,8 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
     let photos = Photos::read(lfw)?;
     let bomb = png_bomb(8944, 8944);
     let huge_header = png_claiming(20_000, 20_000);
+    let profile_bomb = Arc::new(png_profile_bomb(64, 64, 4 << 30));
+    let progressive = Arc::new(progressive_jpeg(4000, 4000));
     let dir = tempfile::tempdir()?;
     let gallery = dir.path().join("soak.db");
     let key = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
@@ -154,6 +186,7 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
     let clients = {
         let (statuses, acknowledged, answered) = (statuses.clone(), acknowledged.clone(), answered.clone());
         let (target, photos, bomb, huge_header) = (target.clone(), photos.clone(), bomb.clone(), huge_header.clone());
+        let (profile_bomb, progressive) = (profile_bomb.clone(), progressive.clone());
         open_loop(96, requests, rate, start, move |i, _| {
             let kind = Kind::of(i);
             let answer = match kind {
@@ -179,6 +212,21 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
                 Kind::SlowBody => slow_body(&target, photos.probe(i)),
                 Kind::Bomb => exchange(&target, "POST", "/v1/identify", "image/png", &bomb),
                 Kind::HugeHeader => exchange(&target, "POST", "/v1/identify", "image/png", &huge_header),
+                Kind::ProfileBomb => exchange(&target, "POST", "/v1/identify", "image/png", &profile_bomb),
+                Kind::ProgressiveJpeg => exchange(&target, "POST", "/v1/identify", "image/jpeg", &progressive),
+                Kind::HeadWithoutKey => attacks::head_without_key(&target),
+                Kind::NeverReads => attacks::never_reads(&target),
+                Kind::IdleCrowd => attacks::idle_crowd(&target),
+                Kind::BadKeys => attacks::bad_keys(&target),
+                Kind::TrickleBody => attacks::trickle_body(&target),
+                Kind::HangUpMidBody => attacks::hang_up_mid_body(&target),
+                Kind::BigMetadata => {
+                    let body =
+                        serde_json::json!({ "name": format!("big{i}"), "metadata": { "blob": "x".repeat(1 << 20) } });
+                    exchange(&target, "POST", "/v1/subjects", "application/json", body.to_string().as_bytes())
+                }
+                Kind::Metrics => exchange(&target, "GET", "/metrics", "text/plain", b""),
+                Kind::GzipChunked => attacks::gzip_chunked(&target),
             };
             let outcome = answer.map_or_else(|_| "0".to_string(), |(status, body)| outcome(status, &body));
             let mut statuses = statuses.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,7 +263,10 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
     let server_errors = statuses
         .values()
         .flat_map(|s| s.iter())
-        .filter(|(outcome, _)| outcome.starts_with('5') && !outcome.starts_with("503"))
+        .filter(|(outcome, _)| {
+            outcome.starts_with('5') && !outcome.starts_with("503") && !outcome.starts_with("501")
+                || **outcome == attacks::NEVER_CLOSED.to_string()
+        })
         .map(|(_, n)| n)
         .sum();
     let mut healthz = watched.healthz_ms;

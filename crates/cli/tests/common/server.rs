@@ -134,6 +134,31 @@ impl Server {
         proc_status_kib(self.child.id(), "VmHWM:") >> 10
     }
 
+    /// `n` POSTs of `body` to `path` with `key` as `content_type`, each on its own connection,
+    /// the i-th sent after i x `stagger`; their statuses and bodies, in order.
+    pub fn post_at_once(
+        &self,
+        n: u64,
+        stagger: Duration,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Vec<(u16, Vec<u8>)> {
+        let senders: Vec<_> = (0..n)
+            .map(|i| {
+                let (addr, path, auth) = (self.addr.clone(), path.to_string(), format!("Bearer {key}"));
+                let (content_type, body) = (content_type.to_string(), body.to_vec());
+                std::thread::spawn(move || {
+                    std::thread::sleep(stagger * i as u32);
+                    let headers = [("Authorization", auth.as_str()), ("Content-Type", content_type.as_str())];
+                    raw_request(&addr, "POST", &path, &headers, &body)
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    }
+
     /// One line of `/metrics` by its prefix (series name and labels); its value.
     pub fn metric(&self, key: &str, series: &str) -> Option<f64> {
         let (_, text) = self.request("GET", "/metrics", &[("X-API-Key", key)], b"");
