@@ -52,6 +52,20 @@ fn two_replicas_on_one_database_see_each_others_changes_at_once() {
     // The same photo twice, through either replica: refused by the database.
     let (status, body) = enrol(&b, &write, "anna", "person_a_1.jpg");
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("duplicate")), "{body}");
+    // A removed face's id is not given again; the retried delete finds nothing.
+    let (status, extra) = enrol(&a, &write, "anna", "person_a_2.jpg");
+    assert_eq!(status, 201, "{extra}");
+    let id = extra["face_id"].as_i64().unwrap();
+    assert_eq!(a.json("DELETE", &format!("/v1/faces/{id}"), &write, "application/json", b"").0, 204);
+    let (_, cy) = enrol(&b, &write, "cy", "person_a_2.jpg");
+    assert!(cy["face_id"].as_i64().unwrap() > id, "{cy}");
+    assert_eq!(b.json("DELETE", &format!("/v1/faces/{id}"), &write, "application/json", b"").0, 404);
+    assert_eq!(a.json("DELETE", "/v1/subjects/cy", &write, "application/json", b"").0, 204);
+    // Listings come by page, in the same byte order as SQLite's.
+    let (_, page) = a.json("GET", "/v1/subjects?limit=1", &read, "application/json", b"");
+    assert_eq!((page["subjects"][0]["name"].as_str(), page["next"].as_str()), (Some("anna"), Some("anna")), "{page}");
+    let (_, page) = a.json("GET", "/v1/subjects?limit=1&after=anna", &read, "application/json", b"");
+    assert_eq!((page["subjects"][0]["name"].as_str(), page["next"].as_str()), (Some("bert"), None), "{page}");
     // Removed through one, gone from the other's answers.
     let (status, _) = b.json("DELETE", "/v1/subjects/anna", &write, "application/json", b"");
     assert_eq!(status, 204);
