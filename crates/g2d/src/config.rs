@@ -1,6 +1,8 @@
 //! The training configuration: one TOML file holds the network and every stage's
-//! hyper-parameters and seeds. Missing keys take the `small` preset's values; unknown keys and
-//! out-of-range values are errors that name the key.
+//! hyper-parameters and seeds. A file is read over the `small` preset: every key it does not
+//! name keeps the preset's value, also inside a table it names in part (`[encoder.schedule]`
+//! with only `steps` keeps the encoder's own learning rate, betas and batch). Unknown keys
+//! and out-of-range values are errors that name the key.
 
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +96,8 @@ impl Schedule {
     pub fn lr_at(&self, step: usize) -> f64 {
         match self.decay_from {
             Some(from) if step >= from => {
-                let progress = (step - from) as f64 / (self.steps - from) as f64;
+                // `validate` keeps `from` below `steps`; a schedule built in code may not.
+                let progress = (step - from) as f64 / self.steps.saturating_sub(from).max(1) as f64;
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             _ => self.lr,
@@ -382,10 +385,15 @@ impl G2dConfig {
         }
     }
 
-    /// Parses TOML; the error names the key and the allowed values.
+    /// Parses TOML over the `small` preset, table by table; the error names the key and the
+    /// allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
-        config.validate().map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        let error = |e: &dyn std::fmt::Display| Error::Config(format!("{origin}: {e}"));
+        let file: toml::Table = toml::from_str(text).map_err(|e| error(&e))?;
+        let mut merged = toml::Table::try_from(Self::small()).expect("BUG: the preset serialises");
+        merge_tables(&mut merged, file);
+        let config: Self = toml::Value::Table(merged).try_into().map_err(|e| error(&e))?;
+        config.validate().map_err(|e| error(&e))?;
         Ok(config)
     }
 
@@ -441,7 +449,7 @@ impl G2dConfig {
         if let Some(student) = &self.model.student {
             positive("model.student.adapter_width", student.adapter_width)?;
         }
-        for stage in Stage::ALL {
+        for stage in Stage::ALL.into_iter().chain([Stage::Detector]) {
             let s = self.schedule(stage);
             let key = |k: &str| format!("{}.schedule.{k}", stage.name());
             positive(&key("steps"), s.steps)?;
@@ -504,6 +512,18 @@ impl G2dConfig {
     }
 }
 
+/// `over`'s keys into `base`: tables merge key by key, anything else replaces.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => merge_tables(inner, value),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 fn positive(key: &str, value: usize) -> std::result::Result<(), String> {
     if value == 0 {
         return Err(format!("{key} = 0: must be at least 1"));
@@ -514,6 +534,61 @@ fn positive(key: &str, value: usize) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_config_in_the_repository_loads_and_validates() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut loaded = 0;
+        for dir in [root.clone(), root.join("ablation")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "toml") {
+                    let config = G2dConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                    // Written back and read again, it is the same run.
+                    assert_eq!(G2dConfig::from_toml(&config.to_toml(), "again").unwrap(), config, "{}", path.display());
+                    loaded += 1;
+                }
+            }
+        }
+        assert!(loaded >= 25, "{loaded} configs found under {}", root.display());
+    }
+
+    #[test]
+    fn a_partial_table_keeps_every_key_it_does_not_name() {
+        let small = G2dConfig::small();
+        for stage in Stage::ALL.into_iter().chain([Stage::Detector]) {
+            let text = format!("[{}.schedule]\nsteps = 7\n", stage.name());
+            let config = G2dConfig::from_toml(&text, "partial.toml").unwrap();
+            let want = Schedule { steps: 7, ..small.schedule(stage).clone() };
+            assert_eq!(config.schedule(stage), &want, "{}", stage.name());
+        }
+        // The stage defaults the issue named, spelled out.
+        let config = G2dConfig::from_toml("[encoder.schedule]\nsteps = 6\n", "x").unwrap();
+        let encoder = &config.encoder.schedule;
+        assert_eq!((encoder.lr, encoder.beta1, encoder.beta2, encoder.batch_size), (1e-5, 0.5, 0.9, 16));
+        let config = G2dConfig::from_toml("[reformer.schedule]\nsteps = 6\n", "x").unwrap();
+        assert_eq!(config.reformer.schedule.weight_decay, 5e-4);
+        let config = G2dConfig::from_toml("[classifier.schedule]\nsteps = 6\n", "x").unwrap();
+        assert_eq!(config.classifier.schedule.lr, 1e-2);
+        // Nested tables too: the encoder's masks-only occlusion survives a partial table.
+        let config = G2dConfig::from_toml("[encoder.occlusion]\nmask = 0.5\n", "x").unwrap();
+        assert_eq!((config.encoder.occlusion.mask, config.encoder.occlusion.strokes), (0.5, 0.0));
+        // Unknown keys are still refused by name.
+        let err = G2dConfig::from_toml("[encoder.schedule]\nsteps = 6\nlearning_rate = 1\n", "x").unwrap_err();
+        assert!(err.to_string().contains("unknown field `learning_rate`"), "{err}");
+    }
+
+    #[test]
+    fn the_detector_schedule_is_validated_like_the_others() {
+        for (text, key) in [
+            ("[detector.schedule]\ncheckpoint_every = 0\n", "detector.schedule.checkpoint_every"),
+            ("[detector.schedule]\nsteps = 10\ndecay_from = 10\n", "detector.schedule.decay_from"),
+            ("[detector.schedule]\nlr = -1.0\n", "detector.schedule.lr"),
+        ] {
+            let err = G2dConfig::from_toml(text, "x").unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn the_learning_rate_anneals_from_decay_from_to_zero() {
