@@ -116,7 +116,7 @@ impl FaceEmbedder {
             let tensor = TensorRef::from_array_view((shape, &input[..]))?;
             let outputs = session.run(ort::inputs![tensor])?;
             let (out_shape, data) = outputs[0].try_extract_tensor::<f32>()?;
-            if out_shape.len() != 2 || out_shape[0] as usize != faces.len() {
+            if out_shape.len() != 2 || out_shape[0] as usize != faces.len() || out_shape[1] < 1 {
                 return Err(Error::Runtime(format!("embedding output has shape {out_shape:?}")));
             }
             Ok((out_shape[1] as usize, data.to_vec()))

