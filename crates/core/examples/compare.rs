@@ -7,10 +7,10 @@
 
 use maskid_core::{similarity_transform, BBox, Embedding, ALIGNMENT_TEMPLATE};
 
-fn main() {
+fn main() -> Result<(), maskid_core::LengthMismatch> {
     let a = Embedding::normalized(vec![3.0, 4.0, 0.0]);
     let b = Embedding::normalized(vec![4.0, 3.0, 0.0]);
-    println!("unit length: {:?}; cosine of a and b: {:.3}", a.values(), a.cosine(&b));
+    println!("unit length: {:?}; cosine of a and b: {:.3}", a.values(), a.cosine(&b)?);
 
     let detected = BBox { x: 10.0, y: 10.0, width: 100.0, height: 120.0 };
     let truth = BBox { x: 20.0, y: 15.0, width: 100.0, height: 120.0 };
@@ -21,4 +21,5 @@ fn main() {
     let to_template = similarity_transform(&seen, &ALIGNMENT_TEMPLATE).expect("five distinct points");
     let nose = to_template.apply([f64::from(seen[2][0]), f64::from(seen[2][1])]);
     println!("nose tip {:?} -> {:.2?} (template {:?})", seen[2], nose, ALIGNMENT_TEMPLATE[2]);
+    Ok(())
 }

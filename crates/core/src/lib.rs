@@ -153,10 +153,24 @@ impl Embedding {
     }
 
     /// Cosine similarity; both sides are unit vectors, so this is the dot product, kept
-    /// within -1..1 (rounding can take a face compared with itself to 1.0000001).
-    pub fn cosine(&self, other: &Embedding) -> f32 {
-        self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>().clamp(-1.0, 1.0)
+    /// within -1..1 (rounding can take a face compared with itself to 1.0000001). Embeddings
+    /// of different lengths come from different models and have no similarity.
+    pub fn cosine(&self, other: &Embedding) -> Result<f32, LengthMismatch> {
+        if self.0.len() != other.0.len() {
+            return Err(LengthMismatch { left: self.0.len(), right: other.0.len() });
+        }
+        Ok(self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>().clamp(-1.0, 1.0))
     }
+}
+
+/// Two embeddings of different lengths compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("embeddings of {left} and {right} values cannot be compared: they come from different models")]
+pub struct LengthMismatch {
+    /// Values of the first.
+    pub left: usize,
+    /// Values of the second.
+    pub right: usize,
 }
 
 /// A 2x3 affine map: `[x', y'] = [[a, b, c], [d, e, f]] * [x, y, 1]`.
@@ -310,9 +324,11 @@ mod tests {
     fn embeddings_are_unit_length_and_cosine_is_symmetric() {
         let a = Embedding::normalized(vec![3.0, 4.0]);
         let b = Embedding::normalized(vec![4.0, 3.0]);
-        assert!((a.cosine(&a) - 1.0).abs() < 1e-6);
-        assert!((a.cosine(&b) - 24.0 / 25.0).abs() < 1e-6);
+        assert!((a.cosine(&a).unwrap() - 1.0).abs() < 1e-6);
+        assert!((a.cosine(&b).unwrap() - 24.0 / 25.0).abs() < 1e-6);
         assert_eq!(a.cosine(&b), b.cosine(&a));
+        let short = Embedding::normalized(vec![1.0, 0.0]);
+        assert_eq!(a.cosine(&short), Err(LengthMismatch { left: a.values().len(), right: 2 }));
         assert_eq!(Embedding::normalized(vec![0.0, 0.0]).values(), &[0.0, 0.0]);
     }
 

@@ -267,7 +267,7 @@ impl IdentitySampler {
             .enumerate()
             .filter(|&(id, _)| id != anchor)
             .map(|(id, mean)| {
-                let cosine = mean.cosine(&means[anchor]);
+                let cosine = mean.cosine(&means[anchor]).expect("BUG: one teacher makes every mean");
                 (if cosine > SAME_PERSON_COSINE { -2.0 } else { cosine }, id)
             })
             .collect();

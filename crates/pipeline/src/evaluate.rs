@@ -200,7 +200,10 @@ pub fn evaluate(
 
     let (mut scored_pairs, mut scores, mut rank1_hits) = (Vec::new(), Vec::new(), Vec::new());
     let metrics = if let Some(pairs) = pairs {
-        scores = pairs.iter().map(|p| get(&p.a, reference_view).cosine(get(&p.b, probe_view))).collect();
+        scores = pairs
+            .iter()
+            .map(|p| get(&p.a, reference_view).cosine(get(&p.b, probe_view)))
+            .collect::<std::result::Result<_, _>>()?;
         let genuine: Vec<bool> = pairs.iter().map(|p| p.genuine).collect();
         let folds: Vec<usize> = pairs.iter().map(|p| p.fold).collect();
         scored_pairs = pairs;
@@ -209,18 +212,18 @@ pub fn evaluate(
         let set = ident.expect("BUG: identification protocol has an ident set");
         // Look each embedding up once: the score matrix has probes x gallery entries.
         let gallery: Vec<&Embedding> = set.gallery.iter().map(|g| get(g, reference_view)).collect();
-        let rows = |probes: &[ImageRef]| -> Vec<Vec<f32>> {
+        let rows = |probes: &[ImageRef]| -> Result<Vec<Vec<f32>>> {
             probes
                 .iter()
                 .map(|p| {
                     let probe = get(p, probe_view);
-                    gallery.iter().map(|g| probe.cosine(g)).collect()
+                    gallery.iter().map(|g| Ok(probe.cosine(g)?)).collect()
                 })
                 .collect()
         };
-        let probes = rows(&set.probes);
+        let probes = rows(&set.probes)?;
         rank1_hits = probe_ranks(&probes, &set.truth).into_iter().map(|rank| rank == 1).collect();
-        ReportMetrics::Identification(identification_metrics(&probes, &set.truth, &rows(&set.non_enrolled)))
+        ReportMetrics::Identification(identification_metrics(&probes, &set.truth, &rows(&set.non_enrolled)?))
     };
     let probe_masked = probe_view.masked;
     let probe_preparation = options.changes_preparation().then(|| shown.preparation());

@@ -38,6 +38,9 @@ pub type ProgressFn<'a> = &'a (dyn Fn(Progress<'_>) + Sync);
 /// Errors of the pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Embeddings of two models of different lengths compared.
+    #[error(transparent)]
+    LengthMismatch(#[from] maskid_core::LengthMismatch),
     /// From the assets.
     #[error(transparent)]
     Assets(#[from] maskid_assets::Error),

@@ -265,7 +265,7 @@ impl Recognizer {
     /// Whether two embeddings are of the same person, at `threshold` or the model's.
     pub fn compare(&self, a: &Embedding, b: &Embedding, threshold: Option<f32>) -> Result<Verification> {
         let threshold = self.threshold(threshold)?;
-        let similarity = a.cosine(b);
+        let similarity = a.cosine(b)?;
         Ok(Verification { same_person: similarity >= threshold, similarity, threshold })
     }
 

@@ -236,7 +236,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let threshold = model.threshold().expect("BUG: shipped models have thresholds");
         let embeddings = embedder.embed(&crops)?;
         let similarity: Vec<Vec<f32>> =
-            embeddings.iter().map(|a| embeddings.iter().map(|b| a.cosine(b)).collect()).collect();
+            embeddings.iter().map(|a| embeddings.iter().map(|b| a.cosine(b)).collect()).collect::<Result<_, _>>()?;
         let summary = Setting::ALL.iter().map(|&s| summarise(&report, &similarity, threshold, s)).collect();
         report.models.push(ModelScores {
             name: name.into(),
