@@ -304,3 +304,36 @@ pub fn run_batch(
     let failures: Vec<Failure> = outcomes.into_iter().flatten().collect();
     BatchSummary { photos: photos.len(), written: written.into_inner(), failed: failures.len(), failures }
 }
+
+/// The values of a word argument, so `--help` lists them and the parser refuses a typo
+/// before anything runs. The domain types keep their own names (`Stage::name`,
+/// `Role::name`, `MaskStyle::name`); these lists are built from them.
+pub mod choices {
+    use clap::builder::PossibleValuesParser;
+
+    /// `--stage`: all, or one stage.
+    pub fn stage() -> PossibleValuesParser {
+        let stages = maskid_g2d::Stage::ALL.into_iter().chain([maskid_g2d::Stage::Detector]).map(|s| s.name());
+        PossibleValuesParser::new(std::iter::once("all").chain(stages))
+    }
+
+    /// `--preset`.
+    pub fn preset() -> PossibleValuesParser {
+        PossibleValuesParser::new(maskid_g2d::G2dConfig::PRESETS)
+    }
+
+    /// `--device`: those of a build without a GPU feature are refused with a clear error later.
+    pub fn device() -> PossibleValuesParser {
+        PossibleValuesParser::new(["cpu", "cuda", "wgpu"])
+    }
+
+    /// `--role`.
+    pub fn role() -> PossibleValuesParser {
+        PossibleValuesParser::new(maskid_gallery::Role::ALL.map(|r| r.name()))
+    }
+
+    /// `--style`: a mask style, or random.
+    pub fn style() -> PossibleValuesParser {
+        PossibleValuesParser::new(maskid_mask::MaskStyle::ALL.map(|m| m.name()).into_iter().chain(["random"]))
+    }
+}

@@ -376,6 +376,9 @@ impl G2dConfig {
         config
     }
 
+    /// The names of the presets.
+    pub const PRESETS: [&'static str; 2] = ["small", "paper"];
+
     /// A named preset: `small` or `paper`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {

@@ -12,7 +12,7 @@ use maskid_face::{Alignment, ChannelOrder, EmbedderConfig, FaceEmbedder, FaceRes
 use maskid_mask::{Coverage, MaskStyle};
 use maskid_pipeline::{evaluate, EvalOptions, LandmarkSource, ModelChoice};
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{choices, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Mask style of masked images: surgical, n95, cloth, gaiter, respirator, hand, random.
-    #[arg(long, default_value = "random")]
+    #[arg(long, default_value = "random", value_parser = choices::style())]
     style: String,
     /// Nose coverage of masks: random, nose, below-nose.
     #[arg(long, default_value = "random")]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use maskid_gallery::Gallery;
 use maskid_service::auth::{new_secret, secret_sha256, Role};
 
-use crate::common::{print_json, GalleryFile};
+use crate::common::{choices, print_json, GalleryFile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,7 +21,7 @@ enum Action {
     /// Create a key and print its secret (shown only now).
     Create {
         /// read (search), write (enrol, delete) or admin (also list keys).
-        #[arg(long)]
+        #[arg(long, value_parser = choices::role())]
         role: String,
         /// A name for the key (default: role and a number).
         #[arg(long)]

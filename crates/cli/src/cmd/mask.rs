@@ -11,7 +11,7 @@ use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
 use crate::cmd::align::collect;
-use crate::common::{counted, run_batch, GlobalArgs};
+use crate::common::{choices, counted, run_batch, GlobalArgs};
 use crate::label::{draw_text, text_width, LINE_PX};
 
 #[derive(clap::Args)]
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(short, long, required_unless_present = "contact_sheet")]
     output: Option<PathBuf>,
     /// surgical, n95, cloth, gaiter, respirator, hand, or random.
-    #[arg(long, default_value = "random")]
+    #[arg(long, default_value = "random", value_parser = choices::style())]
     style: String,
     /// Seed; each face's mask is a function of (its path, this seed).
     #[arg(long, default_value_t = 0)]

@@ -19,7 +19,7 @@ use maskid_mask::RealMasks;
 use maskid_pipeline::{EvalOptions, TeacherTargets};
 use rayon::prelude::*;
 
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{choices, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,11 +37,11 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Built-in config when no --config: small (CPU) or paper (GPU).
-    #[arg(long, default_value = "small")]
+    #[arg(long, default_value = "small", value_parser = choices::preset())]
     preset: String,
     /// all (the four G2D stages), inpaint, encoder, reformer, classifier, or detector (YuNet
     /// tuned on masked faces; not part of all).
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", value_parser = choices::stage())]
     stage: String,
     /// Run folder (default: $MASKID_HOME/runs/<config name>).
     #[arg(long)]
@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long)]
     from: Option<PathBuf>,
     /// cpu, or cuda / wgpu in a build with that feature.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = choices::device())]
     device: String,
     /// Train on the first N people only (short runs).
     #[arg(long)]
