@@ -185,9 +185,7 @@ impl Service {
                 return Err(Error::ModelMismatch { gallery: model, service });
             }
         }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let listener = listen(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
         let kib = |bytes: u64| usize::try_from(bytes >> 10).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
         let state = AppState {
             recognizer,
@@ -257,6 +255,22 @@ impl Service {
             eprintln!("maskid: connections still open after {:?}; closing them", limits.shutdown_timeout);
         }
     }
+}
+
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`): tokio's
+/// 1024 overflowed under bursts of connections in the soak, and a dropped SYN costs its
+/// client a second (the first retransmission), health probes included.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on the first address `addr` resolves to.
+async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let resolved = tokio::net::lookup_host(addr).await?.next();
+    let at =
+        resolved.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolves to nothing"))?;
+    let socket = if at.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(at)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

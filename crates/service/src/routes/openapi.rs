@@ -21,6 +21,10 @@ pub fn openapi() -> Value {
         if !e.images.is_empty() {
             codes.extend(["415", "422"]);
         }
+        if e.method == "post" {
+            // A body too slow, in a transfer coding not served.
+            codes.extend(["408", "501"]);
+        }
         if e.method == "post" && e.path.starts_with("/v1/subjects") {
             codes.push("409");
         }
