@@ -250,8 +250,9 @@ fn thousands_of_malformed_requests_change_nothing_and_crash_nothing() {
 }
 
 #[test]
+#[ignore = "data tier: needs ../shared/datasets (scripts/test includes it when the data is there)"]
 fn kill_9_during_enrolments_keeps_every_acknowledged_face() {
-    let Some(lfw) = lfw("kill_9_during_enrolments_keeps_every_acknowledged_face") else { return };
+    let lfw = lfw("kill_9_during_enrolments_keeps_every_acknowledged_face");
     let tmp = tempfile::tempdir().unwrap();
     acknowledged_faces_survive_kill_9(&lfw, tmp.path().join("people.db").to_str().unwrap());
 }
