@@ -316,8 +316,8 @@ impl Recognizer {
         if max_megapixels.is_nan() || max_megapixels <= 0.0 {
             return Err(PyValueError::new_err("max_megapixels must be positive"));
         }
-        if threshold.is_some_and(|t| !(-1.0..=1.0).contains(&t)) {
-            return Err(PyValueError::new_err("threshold must lie in -1..1"));
+        if threshold.is_some_and(|t| !(t > 0.0 && t <= 1.0)) {
+            return Err(PyValueError::new_err("threshold must lie in (0, 1]"));
         }
         let choice = match model.parse::<ModelChoice>().expect("infallible") {
             ModelChoice::File { path, .. } => ModelChoice::File { path, threshold },

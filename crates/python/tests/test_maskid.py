@@ -228,6 +228,10 @@ def test_bad_inputs_raise_clear_exceptions(samples, rec, tmp_path):
         maskid.mask(image)
     with pytest.raises(ValueError, match="score_threshold"):
         maskid.Recognizer(score_threshold=1.5)
+    # At 0 or below, strangers (cosine about 0) would be called the same person.
+    for threshold in (-1.0, 0.0):
+        with pytest.raises(ValueError, match=r"\(0, 1\]"):
+            maskid.Recognizer(threshold=threshold)
     with pytest.raises(FileNotFoundError):
         maskid.Gallery(tmp_path / "typo.db", rec, create=False)
     assert not (tmp_path / "typo.db").exists()
