@@ -327,8 +327,8 @@ mod tests {
         assert!((a.cosine(&a).unwrap() - 1.0).abs() < 1e-6);
         assert!((a.cosine(&b).unwrap() - 24.0 / 25.0).abs() < 1e-6);
         assert_eq!(a.cosine(&b), b.cosine(&a));
-        let short = Embedding::normalized(vec![1.0, 0.0]);
-        assert_eq!(a.cosine(&short), Err(LengthMismatch { left: a.values().len(), right: 2 }));
+        let longer = Embedding::normalized(vec![1.0, 0.0, 0.0]);
+        assert_eq!(a.cosine(&longer), Err(LengthMismatch { left: 2, right: 3 }));
         assert_eq!(Embedding::normalized(vec![0.0, 0.0]).values(), &[0.0, 0.0]);
     }
 
