@@ -396,7 +396,7 @@ pub fn select_faces(
     threshold: f32,
 ) -> Result<Vec<Detection>> {
     if faces.is_empty() {
-        return Err(Error::NoFace { path: "<memory>".into(), threshold });
+        return Err(Error::NoFace { path: None, threshold });
     }
     let centre = [width as f32 / 2.0, height as f32 / 2.0];
     let distance = |d: &Detection| {
@@ -406,7 +406,7 @@ pub fn select_faces(
     Ok(match policy {
         FacePolicy::All => faces,
         FacePolicy::RequireOne if faces.len() > 1 => {
-            return Err(Error::SeveralFaces { path: "<memory>".into(), count: faces.len() })
+            return Err(Error::SeveralFaces { path: None, count: faces.len() })
         }
         FacePolicy::RequireOne => faces,
         FacePolicy::Largest => {

@@ -23,7 +23,7 @@ pub fn load_image(path: &std::path::Path, max_pixels: u64) -> Result<RgbImage> {
 /// [`decode_memory`] says, at most 8 bytes per allowed pixel.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     let (decoder, plan) = open_decoder(bytes, max_pixels)?;
-    let bad = |e: String| Error::BadImage { path: "<memory>".into(), reason: e };
+    let bad = |e: String| Error::BadImage { path: None, reason: e };
     // A failed allocation aborts the process; ask first, whatever the pixel limit allows.
     Vec::<u8>::new()
         .try_reserve_exact(usize::try_from(plan.peak_bytes).unwrap_or(usize::MAX))
@@ -60,7 +60,7 @@ const PNG_CHUNK_BYTES: usize = 2 << 20;
 /// The photo's decoder (`None`: a PNG, decoded by [`decode_png`]) and its plan, from the
 /// header alone.
 fn open_decoder(bytes: &[u8], max_pixels: u64) -> Result<(Option<impl ImageDecoder + '_>, DecodePlan)> {
-    let bad = |reason: String| Error::BadImage { path: "<memory>".into(), reason };
+    let bad = |reason: String| Error::BadImage { path: None, reason };
     if bytes.is_empty() {
         return Err(bad("empty file".into()));
     }
@@ -96,7 +96,7 @@ fn check_size(width: u32, height: u32, max_pixels: u64) -> Result<u64> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
         return Err(Error::TooLarge {
-            path: "<memory>".into(),
+            path: None,
             width,
             height,
             megapixels: pixels as f64 / 1e6,
@@ -104,7 +104,7 @@ fn check_size(width: u32, height: u32, max_pixels: u64) -> Result<u64> {
         });
     }
     if pixels == 0 {
-        return Err(Error::BadImage { path: "<memory>".into(), reason: "zero-sized image".into() });
+        return Err(Error::BadImage { path: None, reason: "zero-sized image".into() });
     }
     Ok(pixels)
 }
@@ -124,7 +124,7 @@ fn finish_plan(
     let limit = max_pixels.saturating_mul(8);
     if peak_bytes > limit {
         return Err(Error::BadImage {
-            path: "<memory>".into(),
+            path: None,
             reason: format!(
                 "{width}x{height} {kind} needs {} MB to decode, over the limit of {} MB",
                 peak_bytes.div_ceil(1 << 20),
@@ -178,7 +178,7 @@ fn png_error(e: png::DecodingError) -> Error {
         }
         e => e.to_string(),
     };
-    Error::BadImage { path: "<memory>".into(), reason }
+    Error::BadImage { path: None, reason }
 }
 
 /// A PNG decoded to 8-bit RGB (16-bit samples stripped, palettes expanded, alpha dropped).

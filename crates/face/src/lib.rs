@@ -36,18 +36,18 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The bytes are not an image maskid can decode.
-    #[error("{path}: not a readable image ({reason})")]
+    #[error("{}not a readable image ({reason})", at(path))]
     BadImage {
-        /// The file (or `<memory>`).
-        path: String,
+        /// The file (`None`: bytes in memory, e.g. a request body).
+        path: Option<String>,
         /// What the decoder said.
         reason: String,
     },
     /// The image has more pixels than allowed.
-    #[error("{path}: image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP")]
+    #[error("{}image is {width}x{height} ({megapixels:.1} MP), above the limit of {limit_mp:.1} MP", at(path))]
     TooLarge {
-        /// The file.
-        path: String,
+        /// The file (`None`: bytes in memory).
+        path: Option<String>,
         /// Width.
         width: u32,
         /// Height.
@@ -58,18 +58,18 @@ pub enum Error {
         limit_mp: f64,
     },
     /// No face was found.
-    #[error("{path}: no face found (score threshold {threshold})")]
+    #[error("{}no face found (score threshold {threshold})", at(path))]
     NoFace {
-        /// The file.
-        path: String,
+        /// The file (`None`: an image in memory).
+        path: Option<String>,
         /// The detector's score threshold.
         threshold: f32,
     },
     /// Several faces where exactly one was required.
-    #[error("{path}: {count} faces found where exactly one is needed")]
+    #[error("{}{count} faces found where exactly one is needed", at(path))]
     SeveralFaces {
-        /// The file.
-        path: String,
+        /// The file (`None`: an image in memory).
+        path: Option<String>,
         /// How many faces.
         count: usize,
     },
@@ -90,18 +90,24 @@ pub enum Error {
 }
 
 impl Error {
-    /// The same error, naming `path` where it named `<memory>`.
+    /// The same error, naming the file `path` where it named none.
     pub fn with_path(self, path: &str) -> Self {
+        let path = Some(path.to_string());
         match self {
-            Error::BadImage { reason, .. } => Error::BadImage { path: path.into(), reason },
+            Error::BadImage { reason, .. } => Error::BadImage { path, reason },
             Error::TooLarge { width, height, megapixels, limit_mp, .. } => {
-                Error::TooLarge { path: path.into(), width, height, megapixels, limit_mp }
+                Error::TooLarge { path, width, height, megapixels, limit_mp }
             }
-            Error::NoFace { threshold, .. } => Error::NoFace { path: path.into(), threshold },
-            Error::SeveralFaces { count, .. } => Error::SeveralFaces { path: path.into(), count },
+            Error::NoFace { threshold, .. } => Error::NoFace { path, threshold },
+            Error::SeveralFaces { count, .. } => Error::SeveralFaces { path, count },
             other => other,
         }
     }
+}
+
+/// "PATH: " before a message about a file; nothing for an image in memory.
+fn at(path: &Option<String>) -> String {
+    path.as_ref().map_or_else(String::new, |p| format!("{p}: "))
 }
 
 impl From<ort::Error> for Error {

@@ -48,10 +48,6 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
     let message = e.to_string();
     Python::attach(|py| {
         let (err, fields) = match e {
-            P::Face(F::NoFace { path, threshold }) if path == IN_MEMORY => (
-                NoFaceError::new_err(format!("no face found in the image (detector score threshold {threshold})")),
-                vec![("path", Ok(py.None().into_bound(py))), ("threshold", shortest(threshold).into_bound_py_any(py))],
-            ),
             P::Face(F::NoFace { path, threshold }) => (
                 NoFaceError::new_err(message),
                 vec![("path", path.into_bound_py_any(py)), ("threshold", shortest(threshold).into_bound_py_any(py))],
@@ -102,9 +98,6 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
         err
     })
 }
-
-/// The path face errors carry for photos decoded from memory.
-const IN_MEMORY: &str = "<memory>";
 
 /// An f32 as the f64 of its shortest decimal form: 0.336, not 0.335999995470047.
 fn shortest(x: f32) -> f64 {
