@@ -48,18 +48,39 @@ pub struct Discordance {
     pub mcnemar_p: f64,
 }
 
+/// Two lists that must go item for item do not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {left} against {right}; both must cover the same items")]
+pub struct ItemMismatch {
+    /// What was compared.
+    pub what: &'static str,
+    /// Items on the model's side.
+    pub left: usize,
+    /// Items on the other side.
+    pub right: usize,
+}
+
+/// `Ok` when `left` and `right` items go one for one.
+fn same_items(what: &'static str, left: usize, right: usize) -> Result<(), ItemMismatch> {
+    if left == right {
+        Ok(())
+    } else {
+        Err(ItemMismatch { what, left, right })
+    }
+}
+
 impl Discordance {
     /// From each item's right/wrong under the model and under the baseline.
-    pub fn of(model_right: &[bool], baseline_right: &[bool]) -> Self {
-        assert_eq!(model_right.len(), baseline_right.len(), "BUG: the two models decided different items");
+    pub fn of(model_right: &[bool], baseline_right: &[bool]) -> Result<Self, ItemMismatch> {
+        same_items("decisions of the model and the baseline", model_right.len(), baseline_right.len())?;
         let model_only_right = model_right.iter().zip(baseline_right).filter(|(m, b)| **m && !**b).count();
         let baseline_only_right = model_right.iter().zip(baseline_right).filter(|(m, b)| !**m && **b).count();
-        Self {
+        Ok(Self {
             items: model_right.len(),
             model_only_right,
             baseline_only_right,
             mcnemar_p: mcnemar_exact(model_only_right, baseline_only_right),
-        }
+        })
     }
 }
 
@@ -83,10 +104,10 @@ pub fn compare_verification(
     pairs: &[Pair],
     (model, model_scores): (&str, &[f32]),
     (baseline, baseline_scores): (&str, &[f32]),
-) -> Comparison {
-    assert_eq!(pairs.len(), model_scores.len(), "BUG: one model score per pair");
-    assert_eq!(pairs.len(), baseline_scores.len(), "BUG: one baseline score per pair");
-    let decisions = Discordance::of(&ten_fold_right(pairs, model_scores), &ten_fold_right(pairs, baseline_scores));
+) -> Result<Comparison, ItemMismatch> {
+    same_items("pairs and the model's scores", pairs.len(), model_scores.len())?;
+    same_items("pairs and the baseline's scores", pairs.len(), baseline_scores.len())?;
+    let decisions = Discordance::of(&ten_fold_right(pairs, model_scores), &ten_fold_right(pairs, baseline_scores))?;
     let bootstrap = Bootstrap::new(pairs);
     let resampled = bootstrap.differences(model_scores, baseline_scores);
     let all_genuine: Vec<usize> = bootstrap.genuine_by_person.concat();
@@ -103,7 +124,13 @@ pub fn compare_verification(
             TarDifference { far, model: m, baseline: b, difference, interval_95: percentile_interval(differences) }
         })
         .collect();
-    Comparison { model: model.to_owned(), baseline: baseline.to_owned(), decisions, tar_at_far, resamples: RESAMPLES }
+    Ok(Comparison {
+        model: model.to_owned(),
+        baseline: baseline.to_owned(),
+        decisions,
+        tar_at_far,
+        resamples: RESAMPLES,
+    })
 }
 
 /// Compares two models' rank-1 answers to the same probes (`true`: the probe's own person
@@ -111,14 +138,14 @@ pub fn compare_verification(
 pub fn compare_identification(
     (model, model_hits): (&str, &[bool]),
     (baseline, baseline_hits): (&str, &[bool]),
-) -> Comparison {
-    Comparison {
+) -> Result<Comparison, ItemMismatch> {
+    Ok(Comparison {
         model: model.to_owned(),
         baseline: baseline.to_owned(),
-        decisions: Discordance::of(model_hits, baseline_hits),
+        decisions: Discordance::of(model_hits, baseline_hits)?,
         tar_at_far: Vec::new(),
         resamples: 0,
-    }
+    })
 }
 
 /// Whether each pair's ten-fold decision (its fold's threshold, chosen on the other folds) is
@@ -251,7 +278,7 @@ mod tests {
     #[test]
     fn a_model_compared_with_itself_differs_by_nothing() {
         let (pairs, scores) = protocol();
-        let c = compare_verification(&pairs, ("a", &scores), ("b", &scores));
+        let c = compare_verification(&pairs, ("a", &scores), ("b", &scores)).unwrap();
         let d = &c.decisions;
         assert_eq!((d.items, d.model_only_right, d.baseline_only_right, d.mcnemar_p), (2200, 0, 0, 1.0));
         let at_1e2 = &c.tar_at_far[0];
@@ -268,7 +295,7 @@ mod tests {
         let (pairs, baseline) = protocol();
         // Every genuine score raised by 0.15: more genuine pairs clear the same impostors.
         let model: Vec<f32> = baseline.iter().zip(&pairs).map(|(s, p)| if p.genuine { s + 0.15 } else { *s }).collect();
-        let c = compare_verification(&pairs, ("better", &model), ("base", &baseline));
+        let c = compare_verification(&pairs, ("better", &model), ("base", &baseline)).unwrap();
         let d = &c.decisions;
         assert!(d.model_only_right > d.baseline_only_right + 10, "{c:?}");
         assert!(d.mcnemar_p < 0.01, "{}", d.mcnemar_p);
@@ -282,7 +309,7 @@ mod tests {
             "{at:?}"
         );
         // Swapping the roles swaps the signs.
-        let back = compare_verification(&pairs, ("base", &baseline), ("better", &model));
+        let back = compare_verification(&pairs, ("base", &baseline), ("better", &model)).unwrap();
         assert_eq!(back.tar_at_far[0].difference, at.difference.map(|d| -d));
         assert_eq!(
             (back.decisions.model_only_right, back.decisions.baseline_only_right),
@@ -294,9 +321,12 @@ mod tests {
     fn identification_compares_rank_1_answers_probe_by_probe() {
         let model = [true, true, true, false, true];
         let baseline = [true, false, false, false, true];
-        let c = compare_identification(("a", &model), ("b", &baseline));
+        let c = compare_identification(("a", &model), ("b", &baseline)).unwrap();
         let d = &c.decisions;
         assert_eq!((d.items, d.model_only_right, d.baseline_only_right), (5, 2, 0));
+        let short = compare_identification(("a", &model), ("b", &baseline[..4])).unwrap_err();
+        assert_eq!((short.left, short.right), (5, 4));
+        assert!(short.to_string().contains("5 against 4"), "{short}");
         assert!((d.mcnemar_p - 0.5).abs() < 1e-12, "2 to 0: 2 * 0.5^2");
         assert!(c.tar_at_far.is_empty());
     }

@@ -10,7 +10,9 @@ mod protocol;
 mod report;
 mod verify;
 
-pub use compare::{compare_identification, compare_verification, Comparison, Discordance, TarDifference, RESAMPLES};
+pub use compare::{
+    compare_identification, compare_verification, Comparison, Discordance, ItemMismatch, TarDifference, RESAMPLES,
+};
 pub use dataset::{folder_dataset, is_image_file, ImageRef, Lfw, Pair};
 pub use identify::{identification_metrics, probe_ranks, DirAtFar, IdentificationMetrics};
 pub use protocol::{IdentSet, MaskSetting, MaskStage, Protocol};

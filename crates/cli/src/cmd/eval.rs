@@ -162,11 +162,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     &evaluation.pairs,
                     (&report.model, &evaluation.scores),
                     (&baseline.report.model, &baseline.scores),
-                ),
+                )?,
                 false => compare_identification(
                     (&report.model, &evaluation.rank1_hits),
                     (&baseline.report.model, &baseline.rank1_hits),
-                ),
+                )?,
             };
             Some((baseline.report, comparison))
         }
