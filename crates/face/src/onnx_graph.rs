@@ -458,6 +458,29 @@ pub struct GraphNode {
     pub tensors: std::collections::HashMap<String, ConstTensor>,
 }
 
+impl GraphNode {
+    /// The name of input `i`; a model file with fewer inputs is an error, not a panic.
+    pub fn input(&self, i: usize) -> std::result::Result<&str, String> {
+        self.inputs.get(i).map(String::as_str).ok_or_else(|| format!("{} without input {i}", self.op_type))
+    }
+
+    /// The name of the first output.
+    pub fn output(&self) -> std::result::Result<&str, String> {
+        self.outputs.first().map(String::as_str).ok_or_else(|| format!("{} without an output", self.op_type))
+    }
+
+    /// The first value of integer attribute `name`, `default` where it is absent; an empty
+    /// list is an error.
+    pub fn int(&self, name: &str, default: i64) -> std::result::Result<i64, String> {
+        match self.ints.get(name) {
+            None => Ok(default),
+            Some(values) => {
+                values.first().copied().ok_or_else(|| format!("{} attribute {name} is empty", self.op_type))
+            }
+        }
+    }
+}
+
 /// The nodes (in file order, which ONNX requires to be topological) and the initializers of a
 /// model's graph: enough to rebuild a network from its file.
 #[derive(Debug, Clone, Default)]
@@ -576,6 +599,23 @@ fn read_tensor(tensor: &[u8]) -> Result<ConstTensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_missing_inputs_outputs_or_attribute_values_is_an_error() {
+        let node = GraphNode {
+            op_type: "Conv".into(),
+            inputs: vec!["x".into()],
+            outputs: Vec::new(),
+            ints: std::collections::HashMap::from([("strides".to_string(), Vec::new())]),
+            floats: Default::default(),
+            tensors: Default::default(),
+        };
+        assert_eq!(node.input(0), Ok("x"));
+        assert_eq!(node.input(1), Err("Conv without input 1".to_string()));
+        assert_eq!(node.output(), Err("Conv without an output".to_string()));
+        assert_eq!(node.int("group", 1), Ok(1), "absent: the default");
+        assert_eq!(node.int("strides", 1), Err("Conv attribute strides is empty".to_string()));
+    }
 
     fn value_info(name: &str, dims: &[u64]) -> Vec<u8> {
         let mut shape = Vec::new();

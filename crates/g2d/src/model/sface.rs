@@ -120,7 +120,7 @@ pub(crate) fn fold_weights(model: &[u8]) -> std::result::Result<FoldedGraph, Str
         match node.op_type.as_str() {
             "DequantizeLinear" | "Reshape" | "Constant" if node.inputs.iter().all(|i| consts.contains_key(i)) => {
                 let value = fold_constant(&node, &consts)?;
-                consts.insert(node.outputs[0].clone(), value);
+                consts.insert(node.output()?.to_string(), value);
             }
             _ => data_nodes.push(node),
         }
@@ -130,7 +130,10 @@ pub(crate) fn fold_weights(model: &[u8]) -> std::result::Result<FoldedGraph, Str
 
 /// Evaluates a weight-side node.
 fn fold_constant(node: &GraphNode, consts: &HashMap<String, ConstTensor>) -> std::result::Result<ConstTensor, String> {
-    let input = |i: usize| consts.get(&node.inputs[i]).ok_or_else(|| format!("{} has no input {i}", node.op_type));
+    let input = |i: usize| {
+        let name = node.input(i)?;
+        consts.get(name).ok_or_else(|| format!("{} input '{name}' is not a constant", node.op_type))
+    };
     match node.op_type.as_str() {
         "Constant" => node.tensors.get("value").cloned().ok_or_else(|| "a Constant without a tensor value".into()),
         "Reshape" => {
@@ -154,9 +157,9 @@ fn dequantize(
     zero: Option<&ConstTensor>,
 ) -> std::result::Result<ConstTensor, String> {
     let rank = x.dims.len();
-    let axis = node.ints.get("axis").map_or(1, |a| a[0]);
+    let axis = node.int("axis", 1)?;
     let axis = if axis < 0 { axis + rank as i64 } else { axis } as usize;
-    let block = node.ints.get("block_size").map_or(0, |b| b[0] as usize);
+    let block = usize::try_from(node.int("block_size", 0)?).map_err(|_| "a negative block_size")?;
     let per_tensor = scale.values.len() == 1;
     if !per_tensor && axis >= rank {
         return Err(format!("DequantizeLinear axis {axis} of a rank-{rank} tensor"));
@@ -271,7 +274,7 @@ impl<'a> Builder<'a> {
         }
         self.next("Flatten")?;
         let gemm = self.next("Gemm")?;
-        if gemm.ints.get("transB").map(|v| v[0]) != Some(1) {
+        if gemm.int("transB", 0)? != 1 {
             return Err("Gemm without transB = 1".into());
         }
         let (weight, bias) = (self.constant(gemm, 1)?, self.constant(gemm, 2)?);
@@ -279,7 +282,8 @@ impl<'a> Builder<'a> {
         if self.at != self.nodes.len() {
             return Err(format!("{} unexpected nodes after the last batch norm", self.nodes.len() - self.at));
         }
-        let (out, inputs) = (weight.dims[0], weight.dims[1]);
+        let [out, inputs] = <[usize; 2]>::try_from(weight.dims.as_slice())
+            .map_err(|_| format!("an FC weight of shape {:?}", weight.dims))?;
         let channels = pre.a.len();
         if units.last().map(ConvUnit::channels) != Some(channels) || !inputs.is_multiple_of(channels) {
             return Err("the FC does not match the last feature map".into());
@@ -343,14 +347,18 @@ pub(crate) fn onnx_conv(
     b: Vec<f32>,
     device: &Device,
 ) -> std::result::Result<Conv2d, String> {
-    let attr = |name: &str, default: i64| node.ints.get(name).map_or(vec![default], Clone::clone);
-    let groups = attr("group", 1)[0] as usize;
-    let stride = attr("strides", 1)[0] as usize;
-    let pads = attr("pads", 0);
-    let pad = pads[0] as usize;
-    if pads.iter().any(|&p| p as usize != pad) || attr("dilations", 1).iter().any(|&d| d != 1) {
-        return Err("a Conv with uneven padding or dilation".into());
+    let positive = |name: &str| match node.int(name, 1)? {
+        v if v >= 1 => Ok(v as usize),
+        v => Err(format!("a Conv with {name} {v}")),
+    };
+    let (groups, stride) = (positive("group")?, positive("strides")?);
+    let pads = node.ints.get("pads").cloned().unwrap_or_default();
+    let pad = pads.first().copied().unwrap_or(0);
+    let dilations = node.ints.get("dilations").cloned().unwrap_or_default();
+    if pad < 0 || pads.iter().any(|&p| p != pad) || dilations.iter().any(|&d| d != 1) {
+        return Err("a Conv with uneven or negative padding, or dilation".into());
     }
+    let pad = pad as usize;
     let [out, per_group, kh, kw] =
         <[usize; 4]>::try_from(dims).map_err(|_| format!("a Conv weight of shape {dims:?}"))?;
     if b.len() != out {

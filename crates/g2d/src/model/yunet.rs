@@ -138,11 +138,11 @@ fn build(
     let mut heads: HashMap<&str, usize> = HashMap::new();
     for node in nodes {
         let input = |i: usize| -> std::result::Result<usize, String> {
-            let name = node.inputs.get(i).ok_or_else(|| format!("{} without input {i}", node.op_type))?;
-            value_of.get(name.as_str()).copied().ok_or_else(|| format!("{} reads unknown value '{name}'", node.op_type))
+            let name = node.input(i)?;
+            value_of.get(name).copied().ok_or_else(|| format!("{} reads unknown value '{name}'", node.op_type))
         };
         let constant = |i: usize| -> std::result::Result<&ConstTensor, String> {
-            let name = node.inputs.get(i).ok_or_else(|| format!("{} without input {i}", node.op_type))?;
+            let name = node.input(i)?;
             consts.get(name).ok_or_else(|| format!("{} input '{name}' is not a constant", node.op_type))
         };
         let ints = |name: &str| node.ints.get(name).cloned().unwrap_or_default();
@@ -168,8 +168,9 @@ fn build(
             // The tail: the heads' maps only change layout (and sigmoid) on their way out.
             "Transpose" | "Reshape" | "Sigmoid" => {
                 let source = input(0)?;
-                value_of.insert(&node.outputs[0], source);
-                if let Some(name) = HEAD_OUTPUTS.iter().find(|n| **n == node.outputs[0]) {
+                let output = node.output()?;
+                value_of.insert(output, source);
+                if let Some(name) = HEAD_OUTPUTS.iter().find(|n| **n == output) {
                     heads.insert(name, source);
                 }
                 None
@@ -178,7 +179,7 @@ fn build(
         };
         if let Some(op) = op {
             steps.push(op);
-            value_of.insert(&node.outputs[0], steps.len());
+            value_of.insert(node.output()?, steps.len());
         }
     }
     let heads = HEAD_OUTPUTS
