@@ -121,10 +121,12 @@ fn clients_that_never_read_are_cut_off_and_probes_are_answered_meanwhile() {
     // Full: refused at once, not left in the listen queue.
     let (status, took) = timed_get(&server.addr, "/healthz", &[]);
     assert!(status == 503 || status == 200, "{status}");
-    assert!(took < Duration::from_secs(1), "answered in {took:?}");
+    // Bounds on "answered, not left hanging" (before: no answer at all), loose enough for a
+    // loaded machine; the latencies themselves are measured by `bench --soak`.
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
     // Within the write timeout (and a margin) every stalled connection is closed.
     for s in &mut stalled {
-        assert!(closed_by_server(s, Duration::from_secs(8)), "a non-reading client kept its connection");
+        assert!(closed_by_server(s, Duration::from_secs(15)), "a non-reading client kept its connection");
     }
     let (status, took) = timed_get(&server.addr, "/healthz", &[]);
     assert_eq!(status, 200);
@@ -135,7 +137,7 @@ fn clients_that_never_read_are_cut_off_and_probes_are_answered_meanwhile() {
     for _ in 0..10 {
         let (status, took) = timed_get(&server.addr, "/healthz", &[]);
         assert_eq!(status, 200, "probe on the reserve");
-        assert!(took < Duration::from_millis(500), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 }
 
@@ -184,7 +186,8 @@ fn one_address_cannot_take_every_connection() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let refused = attacker.join().unwrap();
-    assert!(worst < Duration::from_millis(500), "/healthz took up to {worst:?}");
+    // Before: up to 10 s, the header timeout of the sockets ahead of it in the listen queue.
+    assert!(worst < Duration::from_secs(3), "/healthz took up to {worst:?}");
     assert!(refused > 0, "connections over the address's cap are answered 503");
     eprintln!("40 sockets from one address: {refused} refused with 503; /healthz at worst {worst:?}");
 }
@@ -293,13 +296,13 @@ fn slow_bodies_are_cut_off_and_hold_no_slot() {
     for _ in 0..10 {
         let (status, took) = timed_get(&server.addr, "/v1/subjects", &[("Authorization", &auth)]);
         assert_eq!(status, 200, "a request while 16 slow uploads are open");
-        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     for s in slow {
         let (status, took) = s.join().unwrap();
         assert_eq!(status, 408, "a byte a second is too slow");
-        assert!(took < Duration::from_secs(6), "cut after {took:?}");
+        assert!(took < Duration::from_secs(12), "cut after {took:?}");
     }
 }
 
