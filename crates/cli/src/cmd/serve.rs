@@ -44,16 +44,16 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
     /// Open connections from one address at once; more are answered 503 and closed.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections_per_peer: usize,
     /// Connections beyond --max-connections kept for /healthz, /readyz and /metrics.
     #[arg(long, default_value_t = 16)]
     ops_reserve: usize,
     /// Seconds a connection's answer may wait for its client to read before it is closed.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     write_timeout_s: u64,
     /// Slowest a request body may arrive, KiB a second on average (after 2 s); slower: 408.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     min_body_kib_s: u64,
     /// Memory all request bodies being read or worked on may hold together, MiB; past it
     /// uploads are refused with 503.
