@@ -6,13 +6,11 @@
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
-use super::{
-    adam, load_backbone, restore_trained, step_seed, trained_parts, StageLoop, StepLoss, TrainData, TrainOptions,
-};
+use super::{load_backbone, step_seed, StageLoop, StepLoss, TrainData, TrainOptions, Trained};
 use crate::config::{G2dConfig, Schedule};
 use crate::data::{holdout_split, FaceBatcher, ShuffledSampler};
 use crate::model::{Backbone, Classifier as Head};
@@ -24,8 +22,7 @@ const HOLDOUT_SEED: u64 = 0x5eed;
 
 pub(crate) struct Classifier<'a> {
     backbone: Backbone,
-    head: Head,
-    optimizer: ModuleOptimizer,
+    head: Trained<Head>,
     batcher: FaceBatcher<'a>,
     sampler: ShuffledSampler,
     holdout: Vec<usize>,
@@ -55,8 +52,7 @@ impl<'a> Classifier<'a> {
         let (train, holdout) = holdout_split(data.faces);
         Ok(Self {
             backbone,
-            head: Head::new(config.model.reformer.embedding_dim, identities, &device),
-            optimizer: adam(&stage.schedule),
+            head: Trained::new(Head::new(config.model.reformer.embedding_dim, identities, &device), &stage.schedule),
             batcher: FaceBatcher::new(data.faces, stage.occlusion, data.real_masks)?,
             sampler: ShuffledSampler::new(train, stage.schedule.batch_size, stage.schedule.seed)?,
             holdout,
@@ -73,12 +69,11 @@ impl StageLoop for Classifier<'_> {
     }
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        trained_parts(&self.head, &self.optimizer)
+        self.head.parts()
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        (self.head, self.optimizer) = restore_trained(self.head.clone(), self.optimizer.clone(), dir, state)?;
-        Ok(())
+        self.head.restore(dir, state)
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
@@ -86,10 +81,10 @@ impl StageLoop for Classifier<'_> {
         let batch = self.batcher.batch(&self.sampler.batch(step), seed, &self.base)?;
         let embeddings = Tensor::<2>::from_data(self.backbone.forward(batch.masked).into_data(), &self.device);
         let targets = Tensor::<1, Int>::from_data(batch.identities.into_data(), &self.device);
-        let logits = self.head.forward(embeddings); // [b, identities]
+        let logits = self.head.model.forward(embeddings); // [b, identities]
         let loss = CrossEntropyLossConfig::new().init(&self.device).forward(logits, targets);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.head);
-        self.head = self.optimizer.step(self.schedule.lr_at(step), self.head.clone(), grads);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.head.model);
+        self.head.step(self.schedule.lr_at(step), grads);
         let total = f64::from(loss.into_scalar::<f32>());
         Ok(StepLoss { total, terms: vec![("cross_entropy", total)] })
     }
@@ -98,7 +93,7 @@ impl StageLoop for Classifier<'_> {
         if self.holdout.is_empty() {
             return Ok((f64::NAN, serde_json::json!({ "held_out": 0 })));
         }
-        let head = self.head.valid();
+        let head = self.head.model.valid();
         let mut correct = 0usize;
         for chunk in self.holdout.chunks(64) {
             let batch = self.batcher.batch(chunk, HOLDOUT_SEED, &self.base)?;
@@ -111,6 +106,6 @@ impl StageLoop for Classifier<'_> {
     }
 
     fn best(&self) -> Result<Bytes> {
-        module_bytes(&self.head)
+        module_bytes(&self.head.model)
     }
 }

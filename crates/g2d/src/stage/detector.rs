@@ -16,7 +16,7 @@
 
 use std::path::PathBuf;
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::{Bytes, TensorData};
 use image::RgbImage;
@@ -26,7 +26,7 @@ use maskid_mask::{render_mask, Coverage, MaskSpec, RgbImageMut, Rng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{adam, restore_trained, step_seed, trained_parts, StageLoop, StepLoss};
+use super::{step_seed, StageLoop, StepLoss, Trained};
 use crate::config::Schedule;
 use crate::model::{file_layout, YuNet, HEAD_OUTPUTS};
 use crate::run::{module_bytes, RunState, StageDir};
@@ -352,8 +352,7 @@ type TrainingView = (Vec<f32>, TeacherMaps);
 pub(crate) struct DetectorTuning<'a> {
     /// YuNet as shipped, on ONNX Runtime.
     teacher: &'a Detector,
-    student: YuNet,
-    optimizer: ModuleOptimizer,
+    student: Trained<YuNet>,
     config: DetectorTuningConfig,
     train: &'a [LabelledPhoto],
     /// Validation views (student canvas) with the teacher's face on the clean view, or none
@@ -380,8 +379,7 @@ impl<'a> DetectorTuning<'a> {
         student.freeze_before(config.tune_from_conv);
         let mut tuning = Self {
             teacher,
-            student,
-            optimizer: adam(&config.schedule),
+            student: Trained::new(student, &config.schedule),
             config: config.clone(),
             train,
             validation: Vec::new(),
@@ -458,26 +456,25 @@ impl StageLoop for DetectorTuning<'_> {
     const VALIDATE_AT_START: bool = true;
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        trained_parts(&self.student, &self.optimizer)
+        self.student.parts()
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        (self.student, self.optimizer) = restore_trained(self.student.clone(), self.optimizer.clone(), dir, state)?;
-        Ok(())
+        self.student.restore(dir, state)
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
         let (images, teacher) = self.batch(step)?;
-        let student = self.student.forward(images);
+        let student = self.student.model.forward(images);
         let (total, terms) =
             detector_distillation_loss(&student, &teacher, self.config.face_weight, self.config.regression_weight);
-        let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.config.schedule.lr_at(step), self.student.clone(), grads);
+        let grads = GradientsParams::from_grads(total.backward(), &self.student.model);
+        self.student.step(self.config.schedule.lr_at(step), grads);
         Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
-        let student = self.student.valid();
+        let student = self.student.model.valid();
         let (mut faces, mut placed, mut faceless, mut false_faces) = (0usize, 0usize, 0usize, 0usize);
         for chunk in self.validation.chunks(32) {
             let maps = student.forward(canvases(&chunk.iter().map(|(v, _)| v).collect::<Vec<_>>(), &self.base));
@@ -513,6 +510,6 @@ impl StageLoop for DetectorTuning<'_> {
     }
 
     fn best(&self) -> Result<Bytes> {
-        module_bytes(&self.student.valid())
+        module_bytes(&self.student.model.valid())
     }
 }

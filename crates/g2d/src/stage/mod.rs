@@ -158,20 +158,37 @@ impl StepLoss {
     }
 }
 
-/// The checkpoint parts of a stage that trains one module with one optimiser.
-pub(crate) fn trained_parts<M: Module>(model: &M, optimizer: &ModuleOptimizer) -> Result<Vec<(&'static str, Bytes)>> {
-    Ok(vec![("model", module_bytes(model)?), ("optimizer", optimizer_bytes(optimizer)?)])
+/// A module trained by one optimiser: what the reformer, student, classifier and detector
+/// stages checkpoint, restore and step.
+pub(crate) struct Trained<M: Module> {
+    /// The module being trained.
+    pub(crate) model: M,
+    optimizer: ModuleOptimizer,
 }
 
-/// The module and optimiser of [`trained_parts`], restored from a checkpoint.
-pub(crate) fn restore_trained<M: Module>(
-    model: M,
-    optimizer: ModuleOptimizer,
-    dir: &StageDir,
-    state: &RunState,
-) -> Result<(M, ModuleOptimizer)> {
-    let model = load_module(model, dir.load_part(state, "model")?, &dir.path().display().to_string())?;
-    Ok((model, restore_optimizer(optimizer, dir, state, "optimizer")?))
+impl<M: Module> Trained<M> {
+    /// `model` under Adam with `schedule`'s betas and weight decay.
+    pub(crate) fn new(model: M, schedule: &Schedule) -> Self {
+        Self { model, optimizer: adam(schedule) }
+    }
+
+    /// The checkpoint parts: the module and the optimiser's state.
+    pub(crate) fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
+        Ok(vec![("model", module_bytes(&self.model)?), ("optimizer", optimizer_bytes(&self.optimizer)?)])
+    }
+
+    /// Both, from a checkpoint of [`Trained::parts`].
+    pub(crate) fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
+        self.model =
+            load_module(self.model.clone(), dir.load_part(state, "model")?, &dir.path().display().to_string())?;
+        self.optimizer = restore_optimizer(self.optimizer.clone(), dir, state, "optimizer")?;
+        Ok(())
+    }
+
+    /// One optimiser step at learning rate `lr`.
+    pub(crate) fn step(&mut self, lr: f64, grads: burn::optim::GradientsParams) {
+        self.model = self.optimizer.step(lr, self.model.clone(), grads);
+    }
 }
 
 /// What differs between stages; [`drive`] does the rest.

@@ -8,14 +8,14 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use maskid_core::{DensePairs, VerificationPairs};
 
 use super::{
-    adam, load_inpainter, new_backbone, restore_trained, step_seed, trained_parts, verification_accuracy, StageLoop,
-    StepLoss, TrainData, TrainOptions,
+    load_inpainter, new_backbone, step_seed, verification_accuracy, StageLoop, StepLoss, TrainData, TrainOptions,
+    Trained,
 };
 use crate::config::{G2dConfig, ReformerStageConfig, Stage};
 use crate::data::{FaceBatch, FaceBatcher, IdentitySampler};
@@ -85,8 +85,7 @@ impl<'a> DistillationData<'a> {
 
 pub(crate) struct Distillation<'a> {
     encoder: Encoder,
-    student: Student,
-    optimizer: ModuleOptimizer,
+    student: Trained<Student>,
     shared: DistillationData<'a>,
 }
 
@@ -101,11 +100,11 @@ impl<'a> Distillation<'a> {
             projection: (config.reformer.relation.feature > 0.0)
                 .then(|| LinearConfig::new(config.model.reformer.embedding_dim, teacher_dim).init(&shared.device)),
         };
-        Ok(Self { encoder, student, optimizer: adam(&config.reformer.schedule), shared })
+        Ok(Self { encoder, student: Trained::new(student, &config.reformer.schedule), shared })
     }
 
     fn backbone(&self) -> Backbone {
-        Backbone { encoder: self.encoder.clone(), reformer: self.student.reformer.valid() }
+        Backbone { encoder: self.encoder.clone(), reformer: self.student.model.reformer.valid() }
     }
 }
 
@@ -115,12 +114,11 @@ impl StageLoop for Distillation<'_> {
     }
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        trained_parts(&self.student, &self.optimizer)
+        self.student.parts()
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        (self.student, self.optimizer) = restore_trained(self.student.clone(), self.optimizer.clone(), dir, state)?;
-        Ok(())
+        self.student.restore(dir, state)
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
@@ -128,12 +126,12 @@ impl StageLoop for Distillation<'_> {
         // The frozen encoder runs without a graph; only the reformer's part is differentiated.
         let descriptor = self.shared.to_graph(self.encoder.forward(batch.masked));
         let teacher = self.shared.to_graph(batch.teacher);
-        let student = self.student.reformer.forward(descriptor); // [b, D]
-        let projected = self.student.projection.as_ref().map(|p| p.forward(student.clone()));
+        let student = self.student.model.reformer.forward(descriptor); // [b, D]
+        let projected = self.student.model.projection.as_ref().map(|p| p.forward(student.clone()));
         let (total, terms) = relation_loss(student, projected, teacher, batch.identities, &self.shared.config.relation);
-        let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.shared.config.schedule.lr_at(step), self.student.clone(), grads);
-        self.student.reformer.sync_running_stats();
+        let grads = GradientsParams::from_grads(total.backward(), &self.student.model);
+        self.student.step(self.shared.config.schedule.lr_at(step), grads);
+        self.student.model.reformer.sync_running_stats();
         Ok(StepLoss::read(total, terms))
     }
 

@@ -14,14 +14,14 @@
 
 use std::path::Path;
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Bytes;
 
 use super::reformer::DistillationData;
 use super::{
-    adam, dense_verification, load_inpainter, restore_trained, trained_parts, verification_accuracy, StageLoop,
-    StepLoss, TrainData, TrainOptions, DENSE_METRIC,
+    dense_verification, load_inpainter, verification_accuracy, StageLoop, StepLoss, TrainData, TrainOptions, Trained,
+    DENSE_METRIC,
 };
 use crate::config::{G2dConfig, Stage};
 use crate::loss::relation_loss;
@@ -30,8 +30,7 @@ use crate::run::{load_module, module_bytes, RunState, StageDir};
 use crate::{Error, Result};
 
 pub(crate) struct StudentDistillation<'a> {
-    student: Student,
-    optimizer: ModuleOptimizer,
+    student: Trained<Student>,
     shared: DistillationData<'a>,
     /// The teacher's network and its share in the validated student.
     teacher: SFace,
@@ -173,8 +172,7 @@ impl<'a> StudentDistillation<'a> {
             model.sface.fc = model.sface.fc.no_grad();
         }
         Ok(Self {
-            student: model,
-            optimizer: adam(&config.reformer.schedule),
+            student: Trained::new(model, &config.reformer.schedule),
             shared,
             teacher,
             teacher_share: student.teacher_share,
@@ -193,32 +191,31 @@ impl StageLoop for StudentDistillation<'_> {
     const VALIDATE_AT_START: bool = true;
 
     fn parts(&self) -> Result<Vec<(&'static str, Bytes)>> {
-        trained_parts(&self.student, &self.optimizer)
+        self.student.parts()
     }
 
     fn restore(&mut self, dir: &StageDir, state: &RunState) -> Result<()> {
-        (self.student, self.optimizer) = restore_trained(self.student.clone(), self.optimizer.clone(), dir, state)?;
-        Ok(())
+        self.student.restore(dir, state)
     }
 
     fn step(&mut self, step: usize) -> Result<StepLoss> {
         let batch = self.shared.batch(step)?;
         // The frozen part runs without a graph; its outputs enter the differentiated part.
-        let (features, descriptor) = self.student.valid().frozen_part(batch.masked);
+        let (features, descriptor) = self.student.model.valid().frozen_part(batch.masked);
         let to_graph = |t| self.shared.to_graph(t);
-        let student = self.student.trained_part(features.map(to_graph), descriptor.map(to_graph)); // [b, 128]
+        let student = self.student.model.trained_part(features.map(to_graph), descriptor.map(to_graph)); // [b, 128]
         let teacher = self.shared.to_graph(batch.teacher);
         // The student lives in the teacher's space: the feature term compares it directly.
         let (total, terms) =
             relation_loss(student.clone(), Some(student), teacher, batch.identities, &self.shared.config.relation);
-        let grads = GradientsParams::from_grads(total.backward(), &self.student);
-        self.student = self.optimizer.step(self.shared.config.schedule.lr_at(step), self.student.clone(), grads);
+        let grads = GradientsParams::from_grads(total.backward(), &self.student.model);
+        self.student.step(self.shared.config.schedule.lr_at(step), grads);
         Ok(StepLoss::read(total, terms))
     }
 
     fn validate(&mut self) -> Result<(f64, serde_json::Value)> {
         // The student as it will be exported: moved toward the teacher by its share.
-        let student = self.student.valid().toward_teacher(&self.teacher, self.teacher_share);
+        let student = self.student.model.valid().toward_teacher(&self.teacher, self.teacher_share);
         match self.shared.dense_validation {
             Some(dense) => dense_verification(&student, dense, &self.shared.base),
             None => verification_accuracy(&student, self.shared.validation, &self.shared.base),
@@ -226,6 +223,6 @@ impl StageLoop for StudentDistillation<'_> {
     }
 
     fn best(&self) -> Result<Bytes> {
-        module_bytes(&self.student.valid())
+        module_bytes(&self.student.model.valid())
     }
 }
