@@ -416,9 +416,14 @@ fn request(target: &Target, method: &str, path: &str, content_type: &str, body: 
 pub fn read_answer(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
+    Ok(parse_answer(&answer))
+}
+
+/// The status (0: none) and body of the bytes of an HTTP/1.1 answer.
+fn parse_answer(answer: &[u8]) -> (u16, Vec<u8>) {
     let status = answer.get(9..12).and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()).unwrap_or(0);
     let body = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(Vec::new(), |p| answer[p + 4..].to_vec());
-    Ok((status, body))
+    (status, body)
 }
 
 /// Sends an identify request and hangs up after `after`, unanswered (status 0).

@@ -264,8 +264,8 @@ async fn gate(State(state): State<Shared>, matched: Option<MatchedPath>, request
         if let Some(role) = role {
             authorize(&state, request.headers(), role).await?;
         }
-        check_length(&state, request.headers())?;
-        let (request, _body_memory) = read_body(&state, request).await?;
+        let announced = check_length(&state, request.headers())?;
+        let (request, _body_memory) = read_body(&state, request, announced).await?;
         let _in_flight = if probe { None } else { Some(InFlight::enter(&state)?) };
         Ok::<_, ApiError>(next.run(request).await)
     };
@@ -343,19 +343,22 @@ async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<()
     Ok(())
 }
 
-/// The request with its body read: at least [`Limits::min_body_rate`] bytes a second after
-/// [`crate::BODY_GRACE`] (slower: 408), held in the body budget (no room: 503) for as long
-/// as the request lives. A client that hangs up mid-body is recorded as 499.
-async fn read_body(state: &Shared, request: Request) -> Result<(Request, Option<OwnedSemaphorePermit>), ApiError> {
+/// The request with its body (of `announced` bytes, from [`check_length`]) read: at least
+/// [`Limits::min_body_rate`] bytes a second after [`crate::BODY_GRACE`] (slower: 408), held
+/// in the body budget (no room: 503) for as long as the request lives. A client that hangs
+/// up mid-body is recorded as 499.
+async fn read_body(
+    state: &Shared,
+    request: Request,
+    announced: Option<u64>,
+) -> Result<(Request, Option<OwnedSemaphorePermit>), ApiError> {
     let (parts, body) = request.into_parts();
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let announced = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     if !chunked && announced.unwrap_or(0) == 0 {
         return Ok((Request::from_parts(parts, body), None));
     }
     let limits = &state.limits;
     let no_room = || ApiError::unavailable("busy", "too many uploads at once; retry");
-    let kib = |bytes: u64| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
     // Announced: its room at once. Chunked: room as it comes.
     let mut held = kib(announced.unwrap_or(0));
     let mut memory = match held {
@@ -414,6 +417,11 @@ async fn read_body(state: &Shared, request: Request) -> Result<(Request, Option<
     Ok((Request::from_parts(parts, axum::body::Body::from(data.freeze())), memory))
 }
 
+/// Permits of a memory budget (body, decode) for `bytes`: one per KiB, rounded up.
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
 /// Whether a body error is the connection ending before the body did (hyper reports an end
 /// of stream inside a body as an I/O error under its body error).
 fn client_gone(e: &axum::Error) -> bool {
@@ -435,9 +443,9 @@ fn body_error(e: axum::Error) -> ApiError {
     ApiError::bad_request(format!("cannot read the body: {e}"))
 }
 
-/// Refuses a body announced larger than the limit, before reading it.
-fn check_length(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(axum::http::header::CONTENT_LENGTH) else { return Ok(()) };
+/// The length a body announces, refused when larger than the limit, before it is read.
+fn check_length(state: &AppState, headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_LENGTH) else { return Ok(None) };
     let length: u64 = value
         .to_str()
         .ok()
@@ -450,7 +458,7 @@ fn check_length(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             format!("the body is {length} bytes; this service takes at most {}", state.limits.max_body_bytes),
         ));
     }
-    Ok(())
+    Ok(Some(length))
 }
 
 /// Runs blocking work (SQLite, ONNX Runtime) off the async threads.
@@ -488,9 +496,8 @@ async fn model_work<T: Send + 'static>(
             format!("decoding needs {} MB, more than this service's budget of {} MB", need_bytes >> 20, budget >> 20),
         ));
     }
-    let need_kib = u32::try_from(need_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
     let closed = |_| ApiError::unavailable("shutting_down", "the service is stopping");
-    let memory = state.decode_budget.clone().acquire_many_owned(need_kib).await.map_err(closed)?;
+    let memory = state.decode_budget.clone().acquire_many_owned(kib(need_bytes)).await.map_err(closed)?;
     let slot = state.model_slots.clone().acquire_owned().await.map_err(closed)?;
     let bytes = images.into_iter().map(|(_, b)| b).collect();
     blocking(state, move |s| {

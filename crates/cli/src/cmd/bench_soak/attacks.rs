@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::{connect, read_answer, Target};
+use super::{connect, parse_answer, read_answer, Target};
 
 /// The status [`never_reads`] gives when the server never closed the connection.
 pub const NEVER_CLOSED: u16 = 999;
@@ -66,9 +66,9 @@ pub fn idle_crowd(target: &Target) -> std::io::Result<(u16, Vec<u8>)> {
         socket.set_nonblocking(true)?;
         let mut answer = vec![0u8; 512];
         if let Ok(n @ 1..) = socket.read(&mut answer) {
-            if answer.starts_with(b"HTTP/1.1 503") {
-                let body = answer[..n].windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
-                refused = Some(answer[body..n].to_vec());
+            let (status, body) = parse_answer(&answer[..n]);
+            if status == 503 {
+                refused = Some(body);
             }
         }
     }
@@ -118,9 +118,7 @@ pub fn trickle_body(target: &Target) -> std::io::Result<(u16, Vec<u8>)> {
     }
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let _ = stream.read_to_end(&mut answer);
-    let status = answer.get(9..12).and_then(|s| std::str::from_utf8(s).ok()?.parse().ok()).unwrap_or(0);
-    let body = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(Vec::new(), |p| answer[p + 4..].to_vec());
-    Ok((status, body))
+    Ok(parse_answer(&answer))
 }
 
 /// 1,000 bytes of an announced 1,250,549, then gone (0; the server records 499).
