@@ -6,7 +6,7 @@
 #![deny(missing_docs)]
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 mod shipped;
 
-pub use shipped::{embedding_space, ShippedModel, G2D_BACKBONE, G2D_INPAINTER, MASKED_DETECTOR, SHIPPED_MODELS};
+pub use shipped::{ShippedModel, G2D_BACKBONE, G2D_INPAINTER, MASKED_DETECTOR, SHIPPED_MODELS};
 
 /// Errors of asset lookup and fetching.
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +201,10 @@ pub static YUNET: AssetFile = AssetFile {
     sha256: "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
 };
 
+/// The embedding space of [`SFACE`]'s embeddings. Its file carries no metadata, so maskid
+/// names the space; the G2D students maskid exports name it in theirs.
+pub const SFACE_EMBEDDING_SPACE: &str = "sface-2021dec";
+
 /// SFace recogniser (the G2D teacher), int8 block-quantised, 128-d output.
 pub static SFACE: AssetFile = AssetFile {
     name: "face_recognition_sface_2021dec_int8bq.onnx",
@@ -271,16 +275,9 @@ fn check_hash(path: &Path, expected: &'static str) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// Writes `bytes` to `path` atomically ([`maskid_core::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp =
-        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+    maskid_core::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// Where assets are looked up and cached.

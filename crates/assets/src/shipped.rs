@@ -43,24 +43,6 @@ pub static MASKED_DETECTOR: ShippedModel = ShippedModel {
 /// Every model file compiled into maskid.
 pub static SHIPPED_MODELS: [&ShippedModel; 3] = [&G2D_BACKBONE, &G2D_INPAINTER, &MASKED_DETECTOR];
 
-/// Students maskid shipped before [`G2D_BACKBONE`] (2026-12-01, 2026-12-02 and the 2026-12-03
-/// average at teacher share 0.5, models/README.md): galleries enrolled with them hold
-/// embeddings of the teacher's space.
-const EARLIER_STUDENTS: [&str; 3] = [
-    "fd7b9a269be4912d204befdb83d5d7e4d433205ca3076b4070ba6778a4a83207",
-    "57f86a26696903e3c3cc90659ae5e70f4b0c3ffb448b15b2ec915b698be2afd2",
-    "5e727e8fe117d03e967c7ff89eef5235f02ee6c4b613f9cdd075381b4fadebee",
-];
-
-/// The embedding space of a model file, by its SHA-256: the teacher and the G2D students
-/// maskid ships (trained to put their embeddings where the teacher's are) share SFace's.
-/// Probes of one model can be searched among faces enrolled by another model of the same
-/// space, so a gallery outlives an upgrade of the shipped student.
-pub fn embedding_space(model_sha256: &str) -> Option<&'static str> {
-    let mut sface = [crate::SFACE.sha256, G2D_BACKBONE.sha256].into_iter().chain(EARLIER_STUDENTS);
-    sface.any(|sha| sha == model_sha256).then_some("sface-2021dec")
-}
-
 impl ShippedModel {
     /// The verified copy under `home/models/`, if one was written; never writes.
     pub fn cached(&self, home: &Path) -> Option<PathBuf> {
@@ -106,14 +88,5 @@ mod tests {
             std::fs::write(&path, b"damaged").unwrap();
             assert_eq!(sha256_file(&model.file(home.path()).unwrap()).unwrap(), model.sha256);
         }
-    }
-
-    #[test]
-    fn the_teacher_and_every_shipped_student_share_one_embedding_space() {
-        for sha in [crate::SFACE.sha256, G2D_BACKBONE.sha256].into_iter().chain(EARLIER_STUDENTS) {
-            assert_eq!(embedding_space(sha), Some("sface-2021dec"), "{sha}");
-        }
-        // The from-scratch G2D model of 2026-11-28 embedded in a space of its own.
-        assert_eq!(embedding_space("8332f938b4bc8c2d7cf5f422cf1ee733d1a1ade692b0659661727c4dd58f0378"), None);
     }
 }

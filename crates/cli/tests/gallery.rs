@@ -137,6 +137,19 @@ fn a_gallery_moves_between_files_and_models() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("embedding space"), "{}", stderr(&refused));
     assert!(identify(copy_s, "g2d")["similarity"].as_f64().is_some());
+    // A student the user exported (another file, whose metadata names the teacher's space)
+    // searches the teacher's gallery too: the space is read from the file, not from a list
+    // of hashes maskid knows.
+    let own = tmp.path().join("my-student.onnx");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-student.onnx");
+    let mut bytes = std::fs::read(shipped).unwrap();
+    let field = |number: u8, payload: &[u8]| [&[(number << 3) | 2, payload.len() as u8][..], payload].concat();
+    bytes.extend(field(14, &[field(1, b"maskid.note"), field(2, b"exported by its user")].concat()));
+    std::fs::write(&own, bytes).unwrap();
+    let (own, probe) = (own.to_str().unwrap(), photo("person_b_2.jpg"));
+    let out = maskid(&["identify", "--gallery", db_s, "--model", own, "--threshold", "0.3", &probe, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)[0]["candidates"][0]["name"], "bob");
     // Faces of both models share it: the teacher enrols carol into the G2D gallery, and a
     // service of either model serves it and finds her.
     let out =

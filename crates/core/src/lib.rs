@@ -1,8 +1,36 @@
 //! Types shared by every maskid crate: face boxes, the five landmarks, aligned faces and
-//! embeddings. No I/O and no models live here.
+//! embeddings, and [`write_atomic`], the way every crate writes a file. No models live here.
 #![deny(missing_docs)]
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder (created if
+/// missing), synced, then renamed over `path`. A reader sees the old file or the new one,
+/// never part of one; a failed write leaves no temporary file behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Threads of one process writing the same file must not share a temporary file.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp{}.{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
 
 /// Side of an aligned face crop, in pixels.
 pub const ALIGNED_SIZE_PX: usize = 112;
@@ -310,6 +338,21 @@ pub struct DensePairs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_whole_and_a_failed_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/out.json");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        // A folder where the file should go: the rename fails, the temporary file goes.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_atomic(&blocked, b"x").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "only sub/ and blocked/: {left:?}");
+    }
 
     #[test]
     fn iou_of_half_overlapping_boxes() {

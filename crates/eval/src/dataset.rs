@@ -111,7 +111,7 @@ impl Lfw {
         parse_pairs(&file, &text, |index, _| index % 10)
     }
 
-    /// `lfw-devtest-dense` (README): among the people of `peopleDevTest.txt`, every genuine
+    /// `lfw-devtest-dense` (docs/protocols.md): among the people of `peopleDevTest.txt`, every genuine
     /// pair of two photos of one person (at most 50 per person, a seeded choice for people with
     /// more), then 100,000 seeded impostor pairs of photos of two different people; fold =
     /// pair index modulo 10. The same seed gives the same pairs.

@@ -9,8 +9,8 @@ use maskid_core::{BBox, Detection, Landmarks5};
 use ort::value::TensorRef;
 
 use crate::onnx::{Parallelism, SessionPool};
-use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
+use maskid_onnx::SymbolicDims;
 
 /// Longest side of the input; larger photos shrink to it.
 const INPUT_PX: u32 = 640;

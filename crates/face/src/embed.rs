@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use maskid_core::{AlignedFace, Embedding, ALIGNED_SIZE_PX};
+use maskid_onnx::ModelInfo;
 use ort::value::TensorRef;
-use sha2::{Digest, Sha256};
 
 use crate::onnx::{Parallelism, SessionPool};
-use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
+use maskid_onnx::SymbolicDims;
 
 /// Channel order a model expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,7 @@ pub(crate) const MAX_BATCH: usize = 32;
 pub struct FaceEmbedder {
     pool: SessionPool,
     config: EmbedderConfig,
-    model_id: String,
-    model_sha256: String,
+    info: ModelInfo,
 }
 
 impl FaceEmbedder {
@@ -81,23 +80,25 @@ impl FaceEmbedder {
     pub fn new(model: &Path, config: EmbedderConfig, parallelism: Parallelism) -> Result<Self> {
         let shown = model.display().to_string();
         let bytes = std::fs::read(model).map_err(|source| Error::Read { path: shown.clone(), source })?;
-        let model_sha256 = hex::encode(Sha256::digest(&bytes));
+        let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let info = ModelInfo::from_bytes(&stem, &bytes)
+            .map_err(|e| Error::Model { path: shown.clone(), reason: e.to_string() })?;
         let pool = SessionPool::load(model, SymbolicDims::BATCH, parallelism)?;
         if pool.input_names().len() != 1 {
             return Err(Error::Model { path: shown, reason: "expected exactly one data input".into() });
         }
-        let model_id = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Self { pool, config, model_id, model_sha256 })
+        Ok(Self { pool, config, info })
     }
 
-    /// The model's name (file stem).
-    pub fn model_id(&self) -> &str {
-        &self.model_id
+    /// Names the embedding space of a model whose file names none (SFace's predates maskid).
+    pub fn in_space(mut self, space: &str) -> Self {
+        self.info.embedding_space.get_or_insert_with(|| space.to_owned());
+        self
     }
 
-    /// SHA-256 of the model file.
-    pub fn model_sha256(&self) -> &str {
-        &self.model_sha256
+    /// What the model file says about itself: name, SHA-256, metadata, embedding space.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
     }
 
     /// Embeds faces in batches of up to 32; one L2-normalised embedding per face.

@@ -7,7 +7,6 @@ mod detect;
 mod embed;
 mod image_io;
 mod onnx;
-pub mod onnx_graph;
 mod restore;
 
 pub use align::{align_face, align_face_by, central_crop, similarity_transform, Alignment};

@@ -7,8 +7,8 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
-use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
+use maskid_onnx::SymbolicDims;
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
 
@@ -52,14 +52,14 @@ pub(crate) struct SessionPool {
 }
 
 impl SessionPool {
-    /// Reads, rewrites (see [`crate::onnx_graph`]) and loads a model.
+    /// Reads, rewrites (see [`maskid_onnx::prepare_model`]) and loads a model.
     pub fn load(model: &Path, symbolic: SymbolicDims, parallelism: Parallelism) -> Result<Self> {
         let shown = model.display().to_string();
         let environment = ENVIRONMENT
             .get()
             .ok_or_else(|| Error::Runtime("ONNX Runtime is not loaded (call init_runtime first)".into()))?;
         let bytes = std::fs::read(model).map_err(|source| Error::Read { path: shown.clone(), source })?;
-        let patched = crate::onnx_graph::prepare_model(&bytes, symbolic)
+        let patched = maskid_onnx::prepare_model(&bytes, symbolic)
             .map_err(|e| Error::Model { path: shown.clone(), reason: e.to_string() })?;
         let mut sessions = Vec::new();
         let count = match parallelism {

@@ -8,8 +8,8 @@ use ort::value::TensorRef;
 
 use crate::embed::{EmbedderConfig, MAX_BATCH};
 use crate::onnx::{Parallelism, SessionPool};
-use crate::onnx_graph::SymbolicDims;
 use crate::{Error, Result};
+use maskid_onnx::SymbolicDims;
 
 /// An ONNX inpainter: `faces [batch, 3, 112, 112]` -> `restored`, same shape, RGB in [-1, 1].
 pub struct FaceRestorer {

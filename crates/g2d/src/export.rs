@@ -14,20 +14,17 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, Linear, PRelu, PaddingConfig2d};
 use burn::prelude::*;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
-use maskid_face::onnx_graph::{replace_conv_weights, ConvWeights};
 use maskid_face::{Detector, DetectorConfig, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
+use maskid_onnx::{replace_conv_weights, Attribute, ConvWeights, GraphWriter, Shape};
 
 use crate::data::faces_tensor;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
 use crate::model::{
-    Backbone, Decoder, Encoder, FaceNetwork, Inpainter, Reformer, ResBlock, Student, StudentInput, YuNet,
+    embed_faces, Backbone, Decoder, Encoder, FaceNetwork, Inpainter, Reformer, ResBlock, Student, StudentInput, YuNet,
 };
-use crate::stage::embed_faces;
-use crate::{Error, Result};
 
-/// ONNX opset of the exported graph.
-const OPSET: i64 = 17;
+use crate::{Error, Result};
 
 /// Writes `backbone` to `path` (atomically); `metadata` goes into the model's properties.
 pub fn export_onnx(backbone: &Backbone, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
@@ -54,11 +51,11 @@ pub fn export_onnx(backbone: &Backbone, path: &Path, metadata: &[(&str, String)]
         x = graph.op("Relu", &[&sum], vec![]);
     }
     x = graph.op("GlobalAveragePool", &[&x], vec![]);
-    x = graph.op("Flatten", &[&x], vec![attr_int("axis", 1)]);
+    x = graph.op("Flatten", &[&x], vec![Attribute::int("axis", 1)]);
     x = graph.gemm(&x, &reformer.fc)?;
     let embedding_dim = reformer.fc.weight.dims()[1];
-    graph.output_node("LpNormalization", &[&x], "embedding", vec![attr_int("axis", 1), attr_int("p", 2)]);
-    let bytes = graph.model("maskid_g2d_backbone", &[Some(embedding_dim)], "embedding", metadata);
+    graph.node("LpNormalization", &[&x], "embedding", vec![Attribute::int("axis", 1), Attribute::int("p", 2)]);
+    let bytes = graph.model("maskid_g2d_backbone", ("embedding", &[None, Some(embedding_dim)]), metadata);
     write(path, &bytes)
 }
 
@@ -95,11 +92,11 @@ pub fn export_student_onnx(student: &Student, path: &Path, metadata: &[(&str, St
         x = graph.conv(&x, &unit.conv)?;
         x = graph.prelu(&x, &unit.prelu)?;
     }
-    x = graph.op("Flatten", &[&x], vec![attr_int("axis", 1)]);
+    x = graph.op("Flatten", &[&x], vec![Attribute::int("axis", 1)]);
     x = graph.gemm(&x, &student.sface.fc)?;
     let embedding_dim = student.sface.fc.weight.dims()[1];
-    graph.output_node("LpNormalization", &[&x], "embedding", vec![attr_int("axis", 1), attr_int("p", 2)]);
-    let bytes = graph.model("maskid_g2d_student", &[Some(embedding_dim)], "embedding", metadata);
+    graph.node("LpNormalization", &[&x], "embedding", vec![Attribute::int("axis", 1), Attribute::int("p", 2)]);
+    let bytes = graph.model("maskid_g2d_student", ("embedding", &[None, Some(embedding_dim)]), metadata);
     write(path, &bytes)
 }
 
@@ -116,9 +113,9 @@ pub fn export_inpainter_onnx(inpainter: &Inpainter, path: &Path, metadata: &[(&s
         x = graph.op("Relu", &[&x], vec![]);
     }
     x = graph.conv(&x, &decoder.out)?;
-    graph.output_node("Tanh", &[&x], "restored", vec![]);
+    graph.node("Tanh", &[&x], "restored", vec![]);
     let size = Some(ALIGNED_SIZE_PX);
-    let bytes = graph.model("maskid_g2d_inpainter", &[Some(3), size, size], "restored", metadata);
+    let bytes = graph.model("maskid_g2d_inpainter", ("restored", &[None, Some(3), size, size]), metadata);
     write(path, &bytes)
 }
 
@@ -266,56 +263,28 @@ fn floats(tensor: Tensor<1>) -> Result<Vec<f32>> {
     tensor.into_data().try_into_vec::<f32>().map_err(|e| Error::Export(format!("reading weights: {e:?}")))
 }
 
-/// Nodes and initialisers, with generated value names.
+/// A graph of burn modules being written: [`GraphWriter`] with a method per module kind.
 #[derive(Default)]
-struct Graph {
-    nodes: Vec<Vec<u8>>,
-    initializers: Vec<Vec<u8>>,
-    count: usize,
+struct Graph(GraphWriter);
+
+impl std::ops::Deref for Graph {
+    type Target = GraphWriter;
+    fn deref(&self) -> &GraphWriter {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Graph {
+    fn deref_mut(&mut self) -> &mut GraphWriter {
+        &mut self.0
+    }
 }
 
 impl Graph {
-    fn name(&mut self, prefix: &str) -> String {
-        self.count += 1;
-        format!("{prefix}_{}", self.count)
-    }
-
-    fn weight(&mut self, prefix: &str, dims: &[usize], values: Vec<f32>) -> String {
-        let name = self.name(prefix);
-        let mut t = Vec::new();
-        for &d in dims {
-            int_field(&mut t, 1, d as i64);
-        }
-        int_field(&mut t, 2, 1); // FLOAT
-        bytes_field(&mut t, 8, name.as_bytes());
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes_field(&mut t, 9, &raw);
-        self.initializers.push(t);
-        name
-    }
-
-    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<Vec<u8>>) {
-        let mut n = Vec::new();
-        for i in inputs {
-            bytes_field(&mut n, 1, i.as_bytes());
-        }
-        bytes_field(&mut n, 2, output.as_bytes());
-        bytes_field(&mut n, 3, output.as_bytes());
-        bytes_field(&mut n, 4, op.as_bytes());
-        for a in attributes {
-            bytes_field(&mut n, 5, &a);
-        }
-        self.nodes.push(n);
-    }
-
-    fn op(&mut self, op: &str, inputs: &[&str], attributes: Vec<Vec<u8>>) -> String {
-        let output = self.name(&op.to_lowercase());
-        self.node(op, inputs, &output, attributes);
-        output
-    }
-
-    fn output_node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<Vec<u8>>) {
-        self.node(op, inputs, output, attributes);
+    /// The model's bytes: input `faces [batch, 3, 112, 112]`, one output.
+    fn model(self, name: &str, output: (&str, Shape), metadata: &[(&str, String)]) -> Vec<u8> {
+        let size = Some(ALIGNED_SIZE_PX);
+        self.0.model(name, ("faces", &[None, Some(3), size, size]), output, metadata)
     }
 
     /// The inputs of a (transposed) convolution: `x`, the kernel and the bias if any.
@@ -327,11 +296,11 @@ impl Graph {
         bias: Option<Tensor<1>>,
     ) -> Result<Vec<String>> {
         let dims = kernel.dims();
-        let w = self.weight(&format!("{prefix}_w"), &dims, floats(kernel.reshape([dims.iter().product::<usize>()]))?);
+        let w = self.weight(&format!("{prefix}_w"), &dims, &floats(kernel.reshape([dims.iter().product::<usize>()]))?);
         let mut inputs = vec![x.to_string(), w];
         if let Some(b) = bias {
             let len = b.dims()[0];
-            inputs.push(self.weight(&format!("{prefix}_b"), &[len], floats(b)?));
+            inputs.push(self.weight(&format!("{prefix}_b"), &[len], &floats(b)?));
         }
         Ok(inputs)
     }
@@ -344,11 +313,11 @@ impl Graph {
             _ => return Err(Error::Export("only explicit or no padding can be exported".into())),
         };
         let attributes = vec![
-            attr_ints("kernel_shape", &conv.kernel_size),
-            attr_ints("strides", &conv.stride),
-            attr_ints("dilations", &conv.dilation),
-            attr_ints("pads", &pads),
-            attr_int("group", conv.groups as i64),
+            Attribute::ints("kernel_shape", &conv.kernel_size),
+            Attribute::ints("strides", &conv.stride),
+            Attribute::ints("dilations", &conv.dilation),
+            Attribute::ints("pads", &pads),
+            Attribute::int("group", conv.groups as i64),
         ];
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         Ok(self.op("Conv", &refs, attributes))
@@ -380,12 +349,12 @@ impl Graph {
         let inputs = self.kernel_inputs(x, "deconv", conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))?;
         let [ph, pw] = conv.padding;
         let attributes = vec![
-            attr_ints("kernel_shape", &conv.kernel_size),
-            attr_ints("strides", &conv.stride),
-            attr_ints("dilations", &conv.dilation),
-            attr_ints("pads", &[ph, pw, ph, pw]),
-            attr_ints("output_padding", &conv.padding_out),
-            attr_int("group", conv.groups as i64),
+            Attribute::ints("kernel_shape", &conv.kernel_size),
+            Attribute::ints("strides", &conv.stride),
+            Attribute::ints("dilations", &conv.dilation),
+            Attribute::ints("pads", &[ph, pw, ph, pw]),
+            Attribute::ints("output_padding", &conv.padding_out),
+            Attribute::int("group", conv.groups as i64),
         ];
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         Ok(self.op("ConvTranspose", &refs, attributes))
@@ -394,136 +363,32 @@ impl Graph {
     fn prelu(&mut self, x: &str, prelu: &PRelu) -> Result<String> {
         let n = prelu.alpha.dims()[0];
         // [C, 1, 1] broadcasts over [batch, C, H, W] as burn's per-channel slope does.
-        let slope = self.weight("prelu_slope", &[n, 1, 1], floats(prelu.alpha.val())?);
+        let slope = self.weight("prelu_slope", &[n, 1, 1], &floats(prelu.alpha.val())?);
         Ok(self.op("PRelu", &[x, &slope], vec![]))
     }
 
     fn batch_norm(&mut self, x: &str, bn: &BatchNorm) -> Result<String> {
         let n = bn.gamma.dims()[0];
-        let scale = self.weight("bn_scale", &[n], floats(bn.gamma.val())?);
-        let bias = self.weight("bn_bias", &[n], floats(bn.beta.val())?);
-        let mean = self.weight("bn_mean", &[n], floats(bn.running_mean.value())?);
-        let var = self.weight("bn_var", &[n], floats(bn.running_var.value())?);
+        let scale = self.weight("bn_scale", &[n], &floats(bn.gamma.val())?);
+        let bias = self.weight("bn_bias", &[n], &floats(bn.beta.val())?);
+        let mean = self.weight("bn_mean", &[n], &floats(bn.running_mean.value())?);
+        let var = self.weight("bn_var", &[n], &floats(bn.running_var.value())?);
         Ok(self.op(
             "BatchNormalization",
             &[x, &scale, &bias, &mean, &var],
-            vec![attr_float("epsilon", bn.epsilon as f32)],
+            vec![Attribute::float("epsilon", bn.epsilon as f32)],
         ))
     }
 
     fn gemm(&mut self, x: &str, linear: &Linear) -> Result<String> {
         let weight = linear.weight.val(); // [in, out], as Gemm's B without transposition
         let dims = weight.dims();
-        let w = self.weight("fc_w", &dims, floats(weight.reshape([dims[0] * dims[1]]))?);
+        let w = self.weight("fc_w", &dims, &floats(weight.reshape([dims[0] * dims[1]]))?);
         let mut inputs = vec![x.to_string(), w];
         if let Some(bias) = &linear.bias {
-            inputs.push(self.weight("fc_b", &[dims[1]], floats(bias.val())?));
+            inputs.push(self.weight("fc_b", &[dims[1]], &floats(bias.val())?));
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         Ok(self.op("Gemm", &refs, vec![]))
     }
-
-    /// The model: input `faces [batch, 3, 112, 112]`, one output of `[batch, output_dims...]`.
-    fn model(self, name: &str, output_dims: &[Option<usize>], output: &str, metadata: &[(&str, String)]) -> Vec<u8> {
-        let mut graph = Vec::new();
-        for n in &self.nodes {
-            bytes_field(&mut graph, 1, n);
-        }
-        bytes_field(&mut graph, 2, name.as_bytes());
-        for t in &self.initializers {
-            bytes_field(&mut graph, 5, t);
-        }
-        let size = Some(ALIGNED_SIZE_PX);
-        bytes_field(&mut graph, 11, &value_info("faces", &[None, Some(3), size, size]));
-        let dims: Vec<Option<usize>> = std::iter::once(None).chain(output_dims.iter().copied()).collect();
-        bytes_field(&mut graph, 12, &value_info(output, &dims));
-        let mut model = Vec::new();
-        int_field(&mut model, 1, 8); // IR version 8
-        bytes_field(&mut model, 2, b"maskid");
-        bytes_field(&mut model, 3, env!("CARGO_PKG_VERSION").as_bytes());
-        bytes_field(&mut model, 7, &graph);
-        let mut opset = Vec::new();
-        bytes_field(&mut opset, 1, b"");
-        int_field(&mut opset, 2, OPSET);
-        bytes_field(&mut model, 8, &opset);
-        for (key, value) in metadata {
-            let mut entry = Vec::new();
-            bytes_field(&mut entry, 1, key.as_bytes());
-            bytes_field(&mut entry, 2, value.as_bytes());
-            bytes_field(&mut model, 14, &entry);
-        }
-        model
-    }
-}
-
-/// A float tensor's name, type and shape; `None` is the symbolic batch dimension.
-fn value_info(name: &str, dims: &[Option<usize>]) -> Vec<u8> {
-    let mut shape = Vec::new();
-    for d in dims {
-        let mut dim = Vec::new();
-        match d {
-            Some(v) => int_field(&mut dim, 1, *v as i64),
-            None => bytes_field(&mut dim, 2, b"batch"),
-        }
-        bytes_field(&mut shape, 1, &dim);
-    }
-    let mut tensor = Vec::new();
-    int_field(&mut tensor, 1, 1); // FLOAT
-    bytes_field(&mut tensor, 2, &shape);
-    let mut ty = Vec::new();
-    bytes_field(&mut ty, 1, &tensor);
-    let mut info = Vec::new();
-    bytes_field(&mut info, 1, name.as_bytes());
-    bytes_field(&mut info, 2, &ty);
-    info
-}
-
-fn attr_int(name: &str, value: i64) -> Vec<u8> {
-    let mut a = Vec::new();
-    bytes_field(&mut a, 1, name.as_bytes());
-    int_field(&mut a, 3, value);
-    int_field(&mut a, 20, 2); // INT
-    a
-}
-
-fn attr_float(name: &str, value: f32) -> Vec<u8> {
-    let mut a = Vec::new();
-    bytes_field(&mut a, 1, name.as_bytes());
-    key(&mut a, 2, 5);
-    a.extend_from_slice(&value.to_le_bytes());
-    int_field(&mut a, 20, 1); // FLOAT
-    a
-}
-
-fn attr_ints(name: &str, values: &[usize]) -> Vec<u8> {
-    let mut a = Vec::new();
-    bytes_field(&mut a, 1, name.as_bytes());
-    for &v in values {
-        int_field(&mut a, 8, v as i64);
-    }
-    int_field(&mut a, 20, 7); // INTS
-    a
-}
-
-fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn key(buf: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(buf, (u64::from(field) << 3) | u64::from(wire));
-}
-
-fn int_field(buf: &mut Vec<u8>, field: u32, value: i64) {
-    key(buf, field, 0);
-    varint(buf, value as u64);
-}
-
-fn bytes_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    key(buf, field, 2);
-    varint(buf, bytes.len() as u64);
-    buf.extend_from_slice(bytes);
 }

@@ -11,7 +11,7 @@ use maskid_gallery::{Gallery, ModelRef, NewFace};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let gallery = Gallery::open(dir.path().join("people.db"))?;
-    let model = ModelRef { id: "example.onnx".into(), sha256: "0".repeat(64) };
+    let model = ModelRef::new("example.onnx", "0".repeat(64), None);
     for (name, values) in [("ann", [1.0, 0.1, 0.0]), ("bob", [0.0, 1.0, 0.2]), ("cyd", [0.1, 0.0, 1.0])] {
         let face = NewFace {
             embedding: Embedding::normalized(values.to_vec()),
@@ -24,11 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("enrolled {name} as face {}", enrolled.face_id);
     }
     let probe = Embedding::normalized(vec![0.9, 0.3, 0.0]);
-    for c in gallery.identify(&probe, 2, 0.8)? {
+    for c in gallery.identify(&probe, &model, 2, 0.8)? {
         println!("  {:<4} similarity {:.3}{}", c.name, c.similarity, if c.matched { "  match" } else { "" });
     }
     gallery.remove_subject("ann")?;
-    let best = &gallery.identify(&probe, 1, 0.8)?[0];
+    let best = &gallery.identify(&probe, &model, 1, 0.8)?[0];
     println!("without ann: best {} ({:.3}, matched: {})", best.name, best.similarity, best.matched);
     Ok(())
 }

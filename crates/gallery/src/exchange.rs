@@ -42,6 +42,7 @@ pub(crate) fn write(
                 "embedding_base64": b64().encode(embedding),
                 "model_id": f.model.id,
                 "model_sha256": f.model.sha256,
+                "embedding_space": f.model.space,
                 "source_sha256": f.source_sha256,
                 "score": f.score,
                 "created": f.created,
@@ -50,10 +51,7 @@ pub(crate) fn write(
             .to_string(),
         );
     }
-    maskid_assets::write_atomic(output, (lines.join("\n") + "\n").as_bytes()).map_err(|e| match e {
-        maskid_assets::Error::Io { path, source } => Error::Io { path, source },
-        other => Error::Io { path: output.to_path_buf(), source: std::io::Error::other(other) },
-    })
+    maskid_core::write_atomic(output, (lines.join("\n") + "\n").as_bytes()).map_err(io(output))
 }
 
 /// Reads and checks a whole export: its subjects and faces, nothing written yet.
@@ -91,7 +89,12 @@ pub(crate) fn read(input: &Path) -> Result<(Vec<ExportedSubject>, Vec<ExportedFa
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect(),
-                    model: ModelRef { id: text("model_id")?, sha256: text("model_sha256")? },
+                    model: match v["embedding_space"].as_str() {
+                        Some(space) => {
+                            ModelRef { id: text("model_id")?, sha256: text("model_sha256")?, space: space.into() }
+                        }
+                        None => ModelRef::recorded_without_space(text("model_id")?, text("model_sha256")?),
+                    },
                     source_sha256: text("source_sha256")?,
                     score: v["score"].as_f64().ok_or_else(|| bad(n, "no 'score'".into()))?,
                     crop,

@@ -11,6 +11,7 @@ use maskid_core::{AlignedFace, Embedding};
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::pg_url::{parse_url, redacted};
 use crate::postgres::{PgGallery, PostgresOptions};
 use crate::sqlite::SqliteGallery;
 use crate::{
@@ -33,7 +34,7 @@ impl FromStr for Location {
 
     fn from_str(s: &str) -> Result<Self> {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            crate::postgres::parse_url(s)?;
+            parse_url(s)?;
             Ok(Location::Postgres(s.to_string()))
         } else if s.contains("://") {
             let scheme = s.split("://").next().unwrap_or_default().to_string();
@@ -86,19 +87,6 @@ impl fmt::Display for Location {
 impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Location({self})")
-    }
-}
-
-/// A URL with its password replaced by `***`.
-pub(crate) fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
     }
 }
 
@@ -223,10 +211,20 @@ impl Gallery {
         self.backend.remove_face(id)
     }
 
-    /// Up to `top` different people most like `probe`, most similar first, each by their
-    /// best face, marked matched from `threshold` (cosine similarity) on.
-    pub fn identify(&self, probe: &Embedding, top: usize, threshold: f32) -> Result<Vec<Candidate>> {
+    /// Up to `top` different people most like `probe`, an embedding made by `model`, most
+    /// similar first, each by their best face, marked matched from `threshold` (cosine
+    /// similarity) on. A model of another embedding space is refused ([`Gallery::check_model`]).
+    pub fn identify(&self, probe: &Embedding, model: &ModelRef, top: usize, threshold: f32) -> Result<Vec<Candidate>> {
+        self.check_model(model)?;
         self.backend.identify(probe, top, threshold)
+    }
+
+    /// Refuses `model` unless its embeddings can be compared with the gallery's: a model of
+    /// the gallery's embedding space (the G2D student and its teacher share one), or any
+    /// model while the gallery has no face. Enrolment and import check the same inside their
+    /// transactions.
+    pub fn check_model(&self, model: &ModelRef) -> Result<()> {
+        ModelRef::admit(self.model()?.as_ref(), model)
     }
 
     /// Every subject, by name.

@@ -11,6 +11,7 @@ mod exchange;
 mod gallery;
 mod index;
 mod names;
+mod pg_url;
 mod postgres;
 mod search;
 mod sketch;
@@ -50,8 +51,8 @@ pub enum Error {
     /// An unknown subject, face or key.
     #[error("not found: {0}")]
     NotFound(Missing),
-    /// Embeddings of a model that shares neither the gallery's model nor its embedding space.
-    #[error("model mismatch: the gallery holds embeddings of {} ({}), not of {} ({}) nor of its embedding space; re-embed one of them or use the gallery's model", gallery.id, gallery.sha256, other.id, other.sha256)]
+    /// Embeddings of a model of another embedding space than the gallery's.
+    #[error("model mismatch: the gallery holds embeddings of {} (sha256 {}, embedding space {}), not comparable with those of {} (sha256 {}, embedding space {}); use the gallery's model or one of its space, or re-embed the gallery (`maskid gallery reembed`)", gallery.id, gallery.sha256, gallery.space, other.id, other.sha256, other.space)]
     ModelMismatch {
         /// The gallery's model.
         gallery: ModelRef,
@@ -332,7 +333,7 @@ mod tests {
     use maskid_core::Embedding;
 
     fn model(sha: &str) -> ModelRef {
-        ModelRef { id: "test.onnx".into(), sha256: sha.into() }
+        ModelRef::new("test.onnx", sha, None)
     }
 
     fn face(values: Vec<f32>, source: &str, sha: &str) -> NewFace {
@@ -431,6 +432,31 @@ mod tests {
         // Still cascading: a subject's faces go with it.
         g.remove_subject("cy").unwrap();
         assert!(g.embeddings().unwrap().iter().all(|(id, _, _)| *id == 7));
+    }
+
+    #[test]
+    fn galleries_made_before_spaces_were_recorded_get_them_from_the_files_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        for sql in &store::MIGRATIONS[..4] {
+            old.execute_batch(sql).unwrap();
+        }
+        let sface = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee";
+        old.execute_batch(&format!(
+            "PRAGMA user_version = 4;
+             INSERT INTO subjects (id, name) VALUES (1, 'ann'), (2, 'bob');
+             INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score)
+                 VALUES (1, x'0000803f', 'sface', '{sface}', 'p1', 0.9), (2, x'0000803f', 'own', 'm1', 'p2', 0.8);"
+        ))
+        .unwrap();
+        drop(old);
+        let g = SqliteStore::open(&path).unwrap();
+        let spaces: Vec<String> = g.export_faces().unwrap().into_iter().map(|f| f.model.space).collect();
+        assert_eq!(spaces, ["sface-2021dec", "sha256:m1"]);
+        // Exports of that time carry no space either: the same rule.
+        assert_eq!(ModelRef::recorded_without_space("s".into(), sface.into()).space, "sface-2021dec");
+        assert_eq!(ModelRef::recorded_without_space("o".into(), "m1".into()), ModelRef::new("o", "m1", None));
     }
 
     #[test]

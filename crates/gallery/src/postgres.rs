@@ -16,18 +16,20 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use maskid_core::Embedding;
 use pgvector::Vector;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Config, NoTls, Row};
+use tokio_postgres::{NoTls, Row};
 
 use crate::backend::Backend;
-use crate::gallery::redacted;
 use crate::names::{subject_metadata, subject_name};
+use crate::pg_url::{parse_url, redacted};
+use crate::store::sface_space_files;
 use crate::{
     ApiKey, Candidate, Check, Duplicate, Enrolment, Error, ExportedFace, ExportedSubject, FaceInfo, IndexKind,
     IndexState, Invalid, Missing, ModelRef, NewFace, Result, Role, Storage, Subject, Unusable, AUTO_SKETCH_FACES,
 };
 
 /// Schema versions, applied in order; `maskid_schema` records which ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE subjects (
         id bigserial PRIMARY KEY,
         name text NOT NULL UNIQUE,
@@ -54,7 +56,16 @@ const MIGRATIONS: &[&str] = &[r#"
         sha256 text NOT NULL UNIQUE,
         created text NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
     );
-"#];
+"#,
+    // 2: each face records its model's embedding space (as SQLite's migration 5 does).
+    concat!(
+        "ALTER TABLE faces ADD COLUMN embedding_space text;",
+        "UPDATE faces SET embedding_space = CASE WHEN model_sha256 IN (",
+        sface_space_files!(),
+        ") THEN 'sface-2021dec' ELSE 'sha256:' || model_sha256 END;",
+        "ALTER TABLE faces ALTER COLUMN embedding_space SET NOT NULL;"
+    ),
+];
 
 /// Advisory locks (transaction-scoped) that serialise what must not run twice at once
 /// across processes: migrations, and fixing the gallery's model with its first face.
@@ -90,11 +101,6 @@ impl Default for PostgresOptions {
             ef_search: 100,
         }
     }
-}
-
-/// Parses a `postgres://` URL, saying what is wrong without showing the password.
-pub(crate) fn parse_url(url: &str) -> Result<Config> {
-    url.parse::<Config>().map_err(|e| Error::Invalid(Invalid::Url { url: redacted(url), reason: e.to_string() }))
 }
 
 pub(crate) struct PgGallery {
@@ -194,9 +200,11 @@ impl PgGallery {
     fn error(&self, e: tokio_postgres::Error) -> Error {
         let gallery = self.gallery.clone();
         let Some(db) = e.as_db_error() else {
-            // No server answer: the connection failed, broke or timed out (else a bug here).
+            // No server answer: the connection failed, broke or timed out (connect timeouts come
+            // as I/O errors of kind TimedOut; tokio-postgres's own timeout kind is raised only by
+            // the blocking `postgres` crate), else a bug here.
             let io = std::error::Error::source(&e).is_some_and(|c| c.is::<std::io::Error>());
-            if e.is_closed() || io || e.to_string().contains("timeout") {
+            if e.is_closed() || io {
                 return Error::Unavailable { gallery, reason: describe(&e) };
             }
             return Error::Postgres { gallery, source: e };
@@ -288,8 +296,8 @@ impl PgGallery {
     /// both get in.
     async fn model_in(&self, tx: &impl GenericClient) -> Result<Option<(ModelRef, usize)>> {
         let e = |e| self.error(e);
-        let sql = "SELECT model_id, model_sha256, vector_dims(embedding) FROM faces LIMIT 1";
-        let read = |row: Row| (ModelRef { id: row.get(0), sha256: row.get(1) }, row.get::<_, i32>(2) as usize);
+        let sql = "SELECT vector_dims(embedding), model_id, model_sha256, embedding_space FROM faces LIMIT 1";
+        let read = |row: Row| (model_ref(&row), row.get::<_, i32>(0) as usize);
         if let Some(row) = tx.query_opt(sql, &[]).await.map_err(e)? {
             return Ok(Some(read(row)));
         }
@@ -299,10 +307,8 @@ impl PgGallery {
 
     /// Checks a face against the gallery's model and length (`None`: the gallery is empty).
     fn check_face(gallery: &Option<(ModelRef, usize)>, model: &ModelRef, len: usize) -> Result<()> {
+        ModelRef::admit(gallery.as_ref().map(|(ours, _)| ours), model)?;
         match gallery {
-            Some((ours, _)) if !ours.shares_space(model) => {
-                Err(Error::ModelMismatch { gallery: ours.clone(), other: model.clone() })
-            }
             Some((_, dim)) if *dim != len => Err(Error::Invalid(Invalid::Dimension { expected: *dim, got: len })),
             _ => Ok(()),
         }
@@ -460,13 +466,14 @@ impl Backend for PgGallery {
             };
             let inserted = tx
                 .query_one(
-                    "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, \
+                     score, crop) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                     &[
                         &subject_id,
                         &Vector::from(values.to_vec()),
                         &face.model.id,
                         &face.model.sha256,
+                        &face.model.space,
                         &face.source_sha256,
                         &f64::from(face.score),
                         &face.crop,
@@ -604,8 +611,9 @@ impl Backend for PgGallery {
 
     fn model(&self) -> Result<Option<ModelRef>> {
         self.run(|client| async move {
-            let row = client.query_opt("SELECT model_id, model_sha256 FROM faces LIMIT 1", &[]).await;
-            Ok(row.map_err(|e| self.error(e))?.map(|r| ModelRef { id: r.get(0), sha256: r.get(1) }))
+            let sql = "SELECT model_id, model_sha256, embedding_space FROM faces LIMIT 1";
+            let row = client.query_opt(sql, &[]).await;
+            Ok(row.map_err(|e| self.error(e))?.map(|r| model_ref(&r)))
         })
     }
 
@@ -614,7 +622,7 @@ impl Backend for PgGallery {
             let row = client
                 .query_one(
                     "SELECT (SELECT count(*) FROM subjects), (SELECT count(*) FROM faces), \
-                     (SELECT count(DISTINCT model_sha256) FROM faces), \
+                     (SELECT count(DISTINCT embedding_space) FROM faces), \
                      (SELECT count(DISTINCT vector_dims(embedding)) FROM faces)",
                     &[],
                 )
@@ -624,7 +632,7 @@ impl Backend for PgGallery {
                 (row.get(0), row.get(1), row.get(2), row.get(3));
             let mut problems = Vec::new();
             if models > 1 {
-                problems.push(format!("faces of {models} models"));
+                problems.push(format!("faces of {models} embedding spaces"));
             }
             if lengths > 1 {
                 problems.push(format!("embeddings of {lengths} lengths"));
@@ -690,8 +698,8 @@ impl Backend for PgGallery {
                 .collect();
             let faces = tx
                 .query(
-                    "SELECT s.name, f.embedding, f.model_id, f.model_sha256, f.source_sha256, f.score, f.crop, f.created \
-                     FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
+                    "SELECT s.name, f.embedding, f.source_sha256, f.score, f.crop, f.created, f.model_id, \
+                     f.model_sha256, f.embedding_space FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
                     &[],
                 )
                 .await
@@ -700,11 +708,11 @@ impl Backend for PgGallery {
                 .map(|r| ExportedFace {
                     subject: r.get(0),
                     embedding: r.get::<_, Vector>(1).to_vec(),
-                    model: ModelRef { id: r.get(2), sha256: r.get(3) },
-                    source_sha256: r.get(4),
-                    score: r.get(5),
-                    crop: r.get(6),
-                    created: r.get(7),
+                    source_sha256: r.get(2),
+                    score: r.get(3),
+                    crop: r.get(4),
+                    created: r.get(5),
+                    model: model_ref(&r),
                 })
                 .collect();
             tx.commit().await.map_err(e)?;
@@ -743,7 +751,7 @@ impl Backend for PgGallery {
             // then inserted in file order, skipping those already there.
             tx.batch_execute(
                 "CREATE TEMP TABLE import_faces (ord bigint, subject text, embedding vector, model_id text, \
-                 model_sha256 text, source_sha256 text, score double precision, crop bytea, created text) ON COMMIT DROP",
+                 model_sha256 text, embedding_space text, source_sha256 text, score double precision, crop bytea, created text) ON COMMIT DROP",
             )
             .await
             .map_err(e)?;
@@ -753,6 +761,7 @@ impl Backend for PgGallery {
                 Type::INT8,
                 Type::TEXT,
                 vector_type,
+                Type::TEXT,
                 Type::TEXT,
                 Type::TEXT,
                 Type::TEXT,
@@ -773,6 +782,7 @@ impl Backend for PgGallery {
                         &embedding,
                         &f.model.id,
                         &f.model.sha256,
+                        &f.model.space,
                         &f.source_sha256,
                         &f.score,
                         &f.crop,
@@ -794,8 +804,9 @@ impl Backend for PgGallery {
             }
             let added = tx
                 .execute(
-                    "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop, created) \
-                     SELECT s.id, i.embedding, i.model_id, i.model_sha256, i.source_sha256, i.score, i.crop, i.created \
+                    "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, \
+                     score, crop, created) SELECT s.id, i.embedding, i.model_id, i.model_sha256, i.embedding_space, \
+                     i.source_sha256, i.score, i.crop, i.created \
                      FROM import_faces i JOIN subjects s ON s.name = i.subject ORDER BY i.ord ON CONFLICT DO NOTHING",
                     &[],
                 )
@@ -852,12 +863,14 @@ impl Backend for PgGallery {
             // The old length's index would refuse the new vectors: drop it, rebuild after.
             self.set_hnsw_index(&tx, None).await?;
             let update = tx
-                .prepare("UPDATE faces SET embedding = $1, model_id = $2, model_sha256 = $3 WHERE id = $4")
+                .prepare(
+                    "UPDATE faces SET embedding = $1, model_id = $2, model_sha256 = $3, embedding_space = $4 WHERE id = $5",
+                )
                 .await
                 .map_err(e)?;
             for (id, embedding) in embeddings {
                 let vector = Vector::from(embedding.values().to_vec());
-                tx.execute(&update, &[&vector, &model.id, &model.sha256, id]).await.map_err(e)?;
+                tx.execute(&update, &[&vector, &model.id, &model.sha256, &model.space, id]).await.map_err(e)?;
             }
             if let Some((_, embedding)) = embeddings.first() {
                 self.set_hnsw_index(&tx, Some(embedding.values().len())).await?;
@@ -865,6 +878,12 @@ impl Backend for PgGallery {
             tx.commit().await.map_err(e)
         })
     }
+}
+
+/// The model of a row whose last three columns are model_id, model_sha256, embedding_space.
+fn model_ref(row: &Row) -> ModelRef {
+    let n = row.len();
+    ModelRef { id: row.get(n - 3), sha256: row.get(n - 2), space: row.get(n - 1) }
 }
 
 /// A database made for a benchmark or a test on a server maskid may create databases on

@@ -10,6 +10,21 @@ use serde::Serialize;
 use crate::names::{subject_metadata, subject_name};
 use crate::{Duplicate, Error, Invalid, Missing, Result, Unusable};
 
+/// The files whose faces galleries recorded before they recorded embedding spaces, and whose
+/// space is SFace's: the teacher and the four G2D students maskid shipped from 2026-12-01 to
+/// 2026-12-04 (each says so in its metadata; the teacher's file has none). Faces of any other
+/// file recorded then get a space of their own, `sha256:<file hash>`.
+macro_rules! sface_space_files {
+    () => {
+        "'fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee', \
+         'fd7b9a269be4912d204befdb83d5d7e4d433205ca3076b4070ba6778a4a83207', \
+         '57f86a26696903e3c3cc90659ae5e70f4b0c3ffb448b15b2ec915b698be2afd2', \
+         '5e727e8fe117d03e967c7ff89eef5235f02ee6c4b613f9cdd075381b4fadebee', \
+         'a8b8a4275ee88d60ad46f5703b4f08a3b6c4cd3b2d5c7ab07a114375d2bd7653'"
+    };
+}
+pub(crate) use sface_space_files;
+
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
@@ -75,6 +90,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE faces_new RENAME TO faces;
     CREATE INDEX faces_subject ON faces(subject_id);
 "#,
+    // 5: each face records its model's embedding space (read from the model file since).
+    concat!(
+        "ALTER TABLE faces ADD COLUMN embedding_space TEXT NOT NULL DEFAULT '';",
+        "UPDATE faces SET embedding_space = CASE WHEN model_sha256 IN (",
+        sface_space_files!(),
+        ") THEN 'sface-2021dec' ELSE 'sha256:' || model_sha256 END;"
+    ),
 ];
 
 /// The model that made a gallery's embeddings.
@@ -84,16 +106,45 @@ pub struct ModelRef {
     pub id: String,
     /// SHA-256 of the model file.
     pub sha256: String,
+    /// The embedding space, as the model file names it (`maskid.embedding_space`), else
+    /// `sha256:<file hash>`: a space of its own.
+    pub space: String,
 }
 
 impl ModelRef {
-    /// Whether embeddings of `other` can be compared with this model's: the same file, or two
-    /// models of one embedding space (the G2D student was trained into its teacher's, so a
-    /// gallery takes faces and probes of either).
-    pub fn shares_space(&self, other: &ModelRef) -> bool {
-        let space = maskid_assets::embedding_space(&self.sha256);
-        self.sha256 == other.sha256 || space.is_some() && space == maskid_assets::embedding_space(&other.sha256)
+    /// A model of the space its file names, or of a space of its own.
+    pub fn new(id: impl Into<String>, sha256: impl Into<String>, space: Option<String>) -> Self {
+        let sha256 = sha256.into();
+        let space = space.unwrap_or_else(|| format!("sha256:{sha256}"));
+        Self { id: id.into(), sha256, space }
     }
+
+    /// A model as galleries and exports recorded it before they recorded spaces.
+    pub(crate) fn recorded_without_space(id: String, sha256: String) -> Self {
+        let sface = sface_space_files!().contains(&format!("'{sha256}'"));
+        Self::new(id, sha256, sface.then(|| "sface-2021dec".to_string()))
+    }
+
+    /// The one rule of a gallery: its embeddings are compared only with embeddings of its
+    /// own space (the G2D student was trained into its teacher's, so a gallery takes faces and
+    /// probes of either). `gallery` is `None` while the gallery has no face.
+    pub(crate) fn admit(gallery: Option<&ModelRef>, offered: &ModelRef) -> Result<()> {
+        match gallery {
+            Some(gallery) if gallery.space != offered.space => {
+                Err(Error::ModelMismatch { gallery: gallery.clone(), other: offered.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The model of a gallery's faces, read in `db` (a connection or a transaction).
+fn model_in(db: &Connection) -> Result<Option<ModelRef>> {
+    Ok(db
+        .query_row("SELECT model_id, model_sha256, embedding_space FROM faces LIMIT 1", [], |r| {
+            Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)?, space: r.get(2)? })
+        })
+        .optional()?)
 }
 
 /// A face to enroll.
@@ -379,12 +430,7 @@ impl SqliteStore {
 
     /// The model of the gallery's embeddings (`None` while it has no face).
     pub fn model(&self) -> Result<Option<ModelRef>> {
-        Ok(self
-            .db
-            .query_row("SELECT model_id, model_sha256 FROM faces LIMIT 1", [], |r| {
-                Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)? })
-            })
-            .optional()?)
+        model_in(&self.db)
     }
 
     /// Runs `work` in one transaction that takes the write lock at once: all or nothing.
@@ -410,18 +456,17 @@ impl SqliteStore {
     /// Adds a face after checking its model against the gallery's (inside a transaction:
     /// [`SqliteStore::atomically`]).
     pub fn insert_face(&self, subject_id: i64, face: &NewFace) -> Result<i64> {
-        if let Some(gallery) = self.model()?.filter(|m| !m.shares_space(&face.model)) {
-            return Err(Error::ModelMismatch { gallery, other: face.model.clone() });
-        }
+        ModelRef::admit(self.model()?.as_ref(), &face.model)?;
         let blob = embedding_blob(face.embedding.values());
         let inserted = self.db.execute(
-            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, score, crop) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 subject_id,
                 blob,
                 face.model.id,
                 face.model.sha256,
+                face.model.space,
                 face.source_sha256,
                 f64::from(face.score),
                 face.crop
@@ -521,8 +566,8 @@ impl SqliteStore {
         }
         for (id, embedding) in embeddings {
             tx.execute(
-                "UPDATE faces SET embedding = ?1, model_id = ?2, model_sha256 = ?3 WHERE id = ?4",
-                params![embedding_blob(embedding.values()), model.id, model.sha256, id],
+                "UPDATE faces SET embedding = ?1, model_id = ?2, model_sha256 = ?3, embedding_space = ?4 WHERE id = ?5",
+                params![embedding_blob(embedding.values()), model.id, model.sha256, model.space, id],
             )?;
         }
         tx.commit()?;
@@ -532,18 +577,19 @@ impl SqliteStore {
     /// Every face with all it holds, for export: (subject name, face, embedding, crop).
     pub fn export_faces(&self) -> Result<Vec<ExportedFace>> {
         let mut stmt = self.db.prepare(
-            "SELECT s.name, f.embedding, f.model_id, f.model_sha256, f.source_sha256, f.score, f.crop, f.created \
+            "SELECT s.name, f.embedding, f.model_id, f.model_sha256, f.embedding_space, f.source_sha256, f.score, \
+             f.crop, f.created \
              FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(ExportedFace {
                 subject: r.get(0)?,
                 embedding: embedding_values(&r.get::<_, Vec<u8>>(1)?),
-                model: ModelRef { id: r.get(2)?, sha256: r.get(3)? },
-                source_sha256: r.get(4)?,
-                score: r.get(5)?,
-                crop: r.get(6)?,
-                created: r.get(7)?,
+                model: ModelRef { id: r.get(2)?, sha256: r.get(3)?, space: r.get(4)? },
+                source_sha256: r.get(5)?,
+                score: r.get(6)?,
+                crop: r.get(7)?,
+                created: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -560,30 +606,24 @@ impl SqliteStore {
                 params![subject_name(&s.name)?, subject_metadata(&s.metadata)?, s.created],
             )?;
         }
-        let mut model = tx
-            .query_row("SELECT model_id, model_sha256 FROM faces LIMIT 1", [], |r| {
-                Ok(ModelRef { id: r.get(0)?, sha256: r.get(1)? })
-            })
-            .optional()?;
+        let mut model = model_in(&tx)?;
         let (mut added, mut skipped) = (0, 0);
         for f in faces {
-            let gallery = model.get_or_insert_with(|| f.model.clone());
-            if !gallery.shares_space(&f.model) {
-                return Err(Error::ModelMismatch { gallery: gallery.clone(), other: f.model.clone() });
-            }
+            ModelRef::admit(Some(model.get_or_insert_with(|| f.model.clone())), &f.model)?;
             let name = subject_name(&f.subject)?;
             let subject: i64 = tx
                 .query_row("SELECT id FROM subjects WHERE name = ?1", params![name], |r| r.get(0))
                 .optional()?
                 .ok_or(Error::NotFound(Missing::Subject { name }))?;
             let inserted = tx.execute(
-                "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, source_sha256, score, crop, created) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, score, \
+                 crop, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
                 params![
                     subject,
                     embedding_blob(&f.embedding),
                     f.model.id,
                     f.model.sha256,
+                    f.model.space,
                     f.source_sha256,
                     f.score,
                     f.crop,

@@ -69,7 +69,7 @@ on_both_backends!(
 );
 
 fn model(sha: &str) -> ModelRef {
-    ModelRef { id: "test.onnx".into(), sha256: sha.into() }
+    ModelRef::new("test.onnx", sha, None)
 }
 
 fn face(values: Vec<f32>, source: &str, sha: &str) -> NewFace {
@@ -89,7 +89,7 @@ fn none() -> serde_json::Value {
 fn enrolment_identification_and_removal_keep_the_same_rules(fixture: Fixture) {
     let g = fixture.open();
     assert_eq!(g.model().unwrap(), None);
-    assert!(g.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), 3, 0.5).unwrap().is_empty());
+    assert!(g.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), &model("m"), 3, 0.5).unwrap().is_empty());
     let first = g.enroll("ann", &serde_json::json!({ "team": "a" }), &face(vec![1.0, 0.0, 0.0], "p1", "m")).unwrap();
     assert!(first.subject_created);
     assert_eq!((first.subject.name.as_str(), first.subject.faces), ("ann", 1));
@@ -112,45 +112,51 @@ fn enrolment_identification_and_removal_keep_the_same_rules(fixture: Fixture) {
     assert!(matches!(g.enroll(" ", &none(), &face(vec![1.0, 0.0, 0.0], "p9", "m")), Err(Error::Invalid(_))));
 
     // Identification: each person by their best face, most similar first.
-    let found = g.identify(&Embedding::normalized(vec![1.0, 0.05, 0.0]), 3, 0.5).unwrap();
+    let found = g.identify(&Embedding::normalized(vec![1.0, 0.05, 0.0]), &model("m"), 3, 0.5).unwrap();
     assert_eq!(found.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["ann", "bob"]);
     assert!(found[0].matched && !found[1].matched);
     assert!((found[0].similarity - 0.99875).abs() < 1e-3, "{}", found[0].similarity);
-    assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.0]), 1, 0.5).unwrap()[0].name, "bob");
-    let wrong = g.identify(&Embedding::normalized(vec![1.0, 0.0]), 3, 0.5);
+    assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.0]), &model("m"), 1, 0.5).unwrap()[0].name, "bob");
+    // Probes of another embedding space are refused, not answered with meaningless scores.
+    let foreign = g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.0]), &model("m2"), 1, 0.5);
+    assert!(matches!(foreign, Err(Error::ModelMismatch { .. })), "{foreign:?}");
+    let wrong = g.identify(&Embedding::normalized(vec![1.0, 0.0]), &model("m"), 3, 0.5);
     assert!(matches!(wrong, Err(Error::Invalid(Invalid::Dimension { expected: 3, got: 2 }))), "{wrong:?}");
 
     // Removal reaches search at once.
     g.remove_face(bob.face_id).unwrap();
     assert!(matches!(g.remove_face(bob.face_id), Err(Error::NotFound(_))));
-    assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.0]), 3, 0.0).unwrap().len(), 1);
+    assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.0]), &model("m"), 3, 0.0).unwrap().len(), 1);
     assert_eq!(g.faces("ann").unwrap().iter().map(|f| f.source_sha256.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
     g.remove_subject("ann").unwrap();
     assert!(matches!(g.remove_subject("ann"), Err(Error::NotFound(_))));
-    assert!(g.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), 3, 0.0).unwrap().is_empty());
+    assert!(g.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), &model("m"), 3, 0.0).unwrap().is_empty());
     assert_eq!(g.check().unwrap(), Check { integrity: "ok".into(), subjects: 1, faces: 0 });
     // With no face left, the gallery takes another model (and length).
     g.enroll("dan", &none(), &face(vec![0.0, 1.0], "p5", "m2")).unwrap();
     assert_eq!(g.model().unwrap().unwrap().sha256, "m2");
-    assert_eq!(g.identify(&Embedding::normalized(vec![0.1, 1.0]), 1, 0.5).unwrap()[0].name, "dan");
+    assert_eq!(g.identify(&Embedding::normalized(vec![0.1, 1.0]), &model("m2"), 1, 0.5).unwrap()[0].name, "dan");
 
     // Models of one embedding space share a gallery: the teacher's faces and those of the G2D
     // student trained into its space, each kept with its own model, and the mixed gallery's
     // export imports whole; a model of no shared space is still refused.
     let shared = fixture.open_sibling("shared");
-    let (teacher, student) = (maskid_assets::SFACE.sha256, maskid_assets::G2D_BACKBONE.sha256);
-    shared.enroll("eve", &none(), &face(vec![1.0, 0.0, 0.0], "t1", teacher)).unwrap();
-    shared.enroll("eve", &none(), &face(vec![0.9, 0.1, 0.0], "s1", student)).unwrap();
+    let teacher = ModelRef::new("sface.onnx", "t", Some("sface-2021dec".into()));
+    let student = ModelRef::new("g2d-student.onnx", "s", Some("sface-2021dec".into()));
+    let of =
+        |values: Vec<f32>, source: &str, model: &ModelRef| NewFace { model: model.clone(), ..face(values, source, "") };
+    shared.enroll("eve", &none(), &of(vec![1.0, 0.0, 0.0], "t1", &teacher)).unwrap();
+    shared.enroll("eve", &none(), &of(vec![0.9, 0.1, 0.0], "s1", &student)).unwrap();
     let foreign = shared.enroll("eve", &none(), &face(vec![0.0, 1.0, 0.0], "o1", "m"));
     assert!(matches!(foreign, Err(Error::ModelMismatch { .. })), "{foreign:?}");
     let (_, faces) = shared.exported().unwrap();
-    assert_eq!(faces.iter().map(|f| f.model.sha256.as_str()).collect::<Vec<_>>(), [teacher, student]);
+    assert_eq!(faces.iter().map(|f| f.model.clone()).collect::<Vec<_>>(), [teacher.clone(), student.clone()]);
     let file = fixture._dir.path().join("shared.jsonl");
     shared.export(&file).unwrap();
     let copy = fixture.open_sibling("shared_copy");
-    copy.enroll("fay", &none(), &face(vec![0.0, 0.0, 1.0], "s2", student)).unwrap();
+    copy.enroll("fay", &none(), &of(vec![0.0, 0.0, 1.0], "s2", &student)).unwrap();
     assert_eq!(copy.import(&file).unwrap(), (2, 0));
-    assert_eq!(copy.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), 1, 0.5).unwrap()[0].name, "eve");
+    assert_eq!(copy.identify(&Embedding::normalized(vec![1.0, 0.0, 0.0]), &teacher, 1, 0.5).unwrap()[0].name, "eve");
 
     // A second handle (another process on PostgreSQL) sees all of it.
     let again = fixture.open();
@@ -210,7 +216,10 @@ fn exports_move_between_backends_bit_exact(fixture: Fixture) {
     assert_eq!(back.exported().unwrap(), g.exported().unwrap());
     let (_, faces): (_, Vec<ExportedFace>) = back.exported().unwrap();
     assert_eq!(faces[0].embedding, Embedding::normalized(vec![1.0, 0.0, 0.25]).values().to_vec());
-    assert_eq!(copy.identify(&Embedding::normalized(vec![0.1, 0.7, -0.3]), 1, 0.5).unwrap()[0].name, "bob");
+    assert_eq!(
+        copy.identify(&Embedding::normalized(vec![0.1, 0.7, -0.3]), &model("m"), 1, 0.5).unwrap()[0].name,
+        "bob"
+    );
 
     // An import of another model, or a broken file, changes nothing.
     let foreign = fixture.open_sibling("foreign");
@@ -236,9 +245,9 @@ fn reembedding_is_all_or_nothing(fixture: Fixture) {
         f.crop = Some(vec![fill; 112 * 112 * 3]);
         g.enroll(name, &none(), &f).unwrap();
     }
-    assert_eq!(g.identify(&Embedding::normalized(vec![1.0, 0.1]), 1, 0.5).unwrap()[0].name, "ann");
+    assert_eq!(g.identify(&Embedding::normalized(vec![1.0, 0.1]), &model("m"), 1, 0.5).unwrap()[0].name, "ann");
     // To a model with longer embeddings that swaps the two people.
-    let other = ModelRef { id: "other.onnx".into(), sha256: "m2".into() };
+    let other = ModelRef::new("other.onnx", "m2", None);
     let swapped = g.reembed(&other, |faces| {
         Ok(faces
             .iter()
@@ -246,10 +255,13 @@ fn reembedding_is_all_or_nothing(fixture: Fixture) {
             .collect())
     });
     assert_eq!(swapped.unwrap(), 2);
-    assert_eq!(g.model().unwrap(), Some(other));
-    assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.1]), 1, 0.5).unwrap()[0].name, "ann");
+    assert_eq!(g.model().unwrap(), Some(other.clone()));
+    assert_eq!(g.identify(&Embedding::normalized(vec![0.0, 1.0, 0.1]), &other, 1, 0.5).unwrap()[0].name, "ann");
     let approximate = fixture.open().with_index(IndexKind::Sketch);
-    assert_eq!(approximate.identify(&Embedding::normalized(vec![0.0, 1.0, 0.1]), 1, 0.5).unwrap()[0].name, "ann");
+    assert_eq!(
+        approximate.identify(&Embedding::normalized(vec![0.0, 1.0, 0.1]), &other, 1, 0.5).unwrap()[0].name,
+        "ann"
+    );
     let failed = g.reembed(&model("m3"), |_| Err("the model broke".into())).unwrap_err();
     assert!(failed.to_string().contains("the model broke"), "{failed}");
     assert_eq!(g.model().unwrap().unwrap().sha256, "m2", "a failed re-embed changes nothing");
@@ -298,8 +310,8 @@ fn exact_and_approximate_search_agree(fixture: Fixture) {
     for (i, v) in vectors.iter().enumerate().step_by(97) {
         let noisy: Vec<f32> = v.iter().map(|x| x + 0.09 * next()).collect();
         let probe = Embedding::normalized(noisy);
-        let a = exact.identify(&probe, 5, 0.3).unwrap();
-        let b = approximate.identify(&probe, 5, 0.3).unwrap();
+        let a = exact.identify(&probe, &model("m"), 5, 0.3).unwrap();
+        let b = approximate.identify(&probe, &model("m"), 5, 0.3).unwrap();
         assert_eq!(a[0].name, format!("p{:04}", i % 1000));
         assert_eq!(b[0].name, a[0].name);
         assert!((a[0].similarity - b[0].similarity).abs() < 1e-5);
@@ -347,7 +359,7 @@ fn postgres_many_processes_open_a_new_database_at_once_and_share_it() {
     for (i, g) in handles.iter().enumerate() {
         let mut v = vec![0.0f32; 8];
         v[7 - i] = 1.0;
-        assert_eq!(g.identify(&Embedding::normalized(v), 1, 0.5).unwrap()[0].name, format!("p{}", 7 - i));
+        assert_eq!(g.identify(&Embedding::normalized(v), &model("m"), 1, 0.5).unwrap()[0].name, format!("p{}", 7 - i));
     }
     // Two first faces of different models at once: exactly one model gets in.
     let location = fixture.sibling("models");
@@ -414,13 +426,13 @@ fn postgres_calls_fail_as_unavailable_while_the_server_is_down_and_recover_after
     let server = fixture.server.as_ref().unwrap().server();
     server.kill().unwrap();
     let probe = Embedding::normalized(vec![1.0, 0.1]);
-    let err = g.identify(&probe, 1, 0.5).unwrap_err();
+    let err = g.identify(&probe, &model("m"), 1, 0.5).unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
     server.resume().unwrap();
     // The pool replaces its dead connections by itself: no reopening.
     let started = std::time::Instant::now();
     let found = loop {
-        match g.identify(&probe, 1, 0.5) {
+        match g.identify(&probe, &model("m"), 1, 0.5) {
             Ok(found) => break found,
             Err(Error::Unavailable { .. }) if started.elapsed().as_secs() < 10 => {}
             Err(e) => panic!("{e}"),

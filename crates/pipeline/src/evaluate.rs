@@ -232,11 +232,11 @@ pub fn evaluate(
         model: format!(
             "{}{}{}",
             if restorer.is_some() { "unmask+" } else { "" },
-            embedder.model_id(),
+            embedder.info().id,
             if options.mirror_average { "+mirror" } else { "" }
         ),
-        model_sha256: embedder.model_sha256().into(),
-        reference_model: reference_embedder.map(|e| e.model_id().to_owned()),
+        model_sha256: embedder.info().sha256.clone(),
+        reference_model: reference_embedder.map(|e| e.info().id.clone()),
         mask: options.mask.name().into(),
         mask_style: if probe_masked { options.style.map_or("random", MaskStyle::name) } else { "none" }.into(),
         mask_render_version: probe_masked.then_some(maskid_mask::RENDER_VERSION),
@@ -535,7 +535,7 @@ fn cached_embeddings(
     if !unusable.is_empty() {
         return Err(Error::Unreadable { first: unusable });
     }
-    let mut cache = EmbeddingCache::open(prepared.dir(), embedder.model_sha256())?;
+    let mut cache = EmbeddingCache::open(prepared.dir(), &embedder.info().sha256)?;
     // A mirrored crop is cached under its photo's key with a suffix no path ends in.
     let key = |p: &Path| match mirrored {
         true => format!("{}#mirrored", p.to_string_lossy()),

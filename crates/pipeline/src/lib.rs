@@ -73,14 +73,6 @@ pub enum Error {
         /// The model as chosen.
         model: String,
     },
-    /// A gallery enrolled with a model whose embeddings this one's cannot be compared with.
-    #[error("the gallery holds embeddings of {} ({}), not of model {} ({}) nor of its embedding space; use the gallery's model", gallery.id, gallery.sha256, model.id, model.sha256)]
-    OtherSpace {
-        /// The gallery's model.
-        gallery: maskid_gallery::ModelRef,
-        /// The recognizer's model.
-        model: maskid_gallery::ModelRef,
-    },
     /// From mask drawing.
     #[error(transparent)]
     Mask(#[from] maskid_mask::Error),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use image::RgbImage;
-use maskid_assets::{Assets, MASKED_DETECTOR, ONNXRUNTIME_LIB, SFACE, YUNET};
+use maskid_assets::{Assets, MASKED_DETECTOR, ONNXRUNTIME_LIB, SFACE, SFACE_EMBEDDING_SPACE, YUNET};
 use maskid_core::{AlignedFace, Detection, Embedding};
 use maskid_face::{
     align_face, init_runtime, load_image, select_faces, Detector, DetectorConfig, EmbedderConfig, FaceEmbedder,
@@ -64,7 +64,8 @@ impl Models {
             let masked = MASKED_DETECTOR.file(assets.home())?;
             detector = detector.with_masked_model(&masked, config.parallelism)?;
         }
-        let teacher = FaceEmbedder::new(&assets.get(&SFACE)?, EmbedderConfig::sface(), config.parallelism)?;
+        let teacher = FaceEmbedder::new(&assets.get(&SFACE)?, EmbedderConfig::sface(), config.parallelism)?
+            .in_space(SFACE_EMBEDDING_SPACE);
         Ok(Self { detector, teacher, config })
     }
 

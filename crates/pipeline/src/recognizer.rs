@@ -190,8 +190,8 @@ impl Recognizer {
 
     /// The file that makes the embeddings, as galleries record it.
     pub fn model(&self) -> ModelRef {
-        let e = self.embedder();
-        ModelRef { id: e.model_id().to_string(), sha256: e.model_sha256().to_string() }
+        let info = self.embedder().info();
+        ModelRef::new(&info.id, &info.sha256, info.embedding_space.clone())
     }
 
     /// The threshold of a decision: `given` (a cosine similarity in -1..1), else the model's.
@@ -200,18 +200,6 @@ impl Recognizer {
             Some(t) if t > 0.0 && t <= 1.0 => Ok(t),
             Some(t) => Err(Error::Threshold { given: t }),
             None => Err(Error::NoThreshold { model: self.choice.to_string() }),
-        }
-    }
-
-    /// Refuses a gallery whose faces cannot be compared with this model's: another model
-    /// unless both share an embedding space (the G2D student and its teacher do).
-    pub fn check_gallery(&self, gallery: &Gallery) -> Result<()> {
-        let Some(enrolled) = gallery.model()? else { return Ok(()) };
-        let ours = self.model();
-        if enrolled.shares_space(&ours) {
-            Ok(())
-        } else {
-            Err(Error::OtherSpace { gallery: enrolled, model: ours })
         }
     }
 
@@ -316,7 +304,7 @@ impl Recognizer {
     ) -> Result<Identification> {
         let threshold = self.threshold(threshold)?;
         let face = self.face(photo, policy)?;
-        let candidates = gallery.identify(&face.embedding, top, threshold)?;
+        let candidates = gallery.identify(&face.embedding, &self.model(), top, threshold)?;
         Ok(Identification { face, threshold, candidates })
     }
 

@@ -81,9 +81,7 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
             }
             P::Gallery(G::Duplicate(_)) => (DuplicateError::new_err(message), vec![]),
             P::Gallery(G::NotFound(_)) => (NotFoundError::new_err(message), vec![]),
-            P::Gallery(G::ModelMismatch { .. }) | P::OtherSpace { .. } => {
-                (ModelMismatchError::new_err(message), vec![])
-            }
+            P::Gallery(G::ModelMismatch { .. }) => (ModelMismatchError::new_err(message), vec![]),
             P::Gallery(G::Invalid(_)) | P::Threshold { .. } | P::NoThreshold { .. } => {
                 (PyValueError::new_err(message), vec![])
             }
@@ -524,12 +522,7 @@ impl Gallery {
         let recognizer = self.recognizer()?.get();
         let photo = recognizer.photo(py, image)?;
         let (rec, threshold) = (&recognizer.inner, threshold.or(recognizer.threshold));
-        let found = py
-            .detach(|| {
-                rec.check_gallery(&self.inner)?;
-                rec.identify(&self.inner, &photo, policy, top, threshold)
-            })
-            .map_err(py_error)?;
+        let found = py.detach(|| rec.identify(&self.inner, &photo, policy, top, threshold)).map_err(py_error)?;
         Ok(found
             .candidates
             .into_iter()

@@ -134,14 +134,6 @@ pub enum Error {
     /// From the gallery.
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
-    /// The gallery holds embeddings of a model of another embedding space.
-    #[error("the gallery holds embeddings of {} ({}), but the service embeds with {} ({}), of another embedding space; start it with the gallery's model or one of its space", gallery.id, gallery.sha256, service.id, service.sha256)]
-    ModelMismatch {
-        /// The gallery's model.
-        gallery: maskid_gallery::ModelRef,
-        /// The service's model.
-        service: maskid_gallery::ModelRef,
-    },
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -171,20 +163,16 @@ impl Service {
         limits: Limits,
     ) -> Result<Self, Error> {
         // Gallery calls block (a PostgreSQL gallery drives its own runtime): off this one.
-        let (gallery, model) = tokio::task::spawn_blocking(move || {
-            let model = gallery.model().and_then(|m| gallery.index_state().map(|_| m));
-            (gallery, model)
+        // Faces it enrols and probes it searches are the service model's: refuse to start on
+        // a gallery of another embedding space rather than refuse every request.
+        let service = recognizer.model();
+        let (gallery, checked) = tokio::task::spawn_blocking(move || {
+            let checked = gallery.check_model(&service).and_then(|()| gallery.index_state());
+            (gallery, checked)
         })
         .await
         .expect("BUG: opening the gallery panicked");
-        if let Some(model) = model? {
-            // Faces it enrols and probes it searches are the service model's: the gallery's
-            // model or another of its embedding space (a teacher gallery served by G2D).
-            let service = recognizer.model();
-            if !model.shares_space(&service) {
-                return Err(Error::ModelMismatch { gallery: model, service });
-            }
-        }
+        checked?;
         let listener = listen(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
         let kib = |bytes: u64| usize::try_from(bytes >> 10).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
         let state = AppState {

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::cmd::prepare::dataset_photos;
 use crate::cmd::{bench_detect, bench_g2d, bench_search, bench_service, bench_soak};
-use crate::common::{print_json, GlobalArgs};
+use crate::common::{percentile, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -125,11 +125,6 @@ struct BenchReport {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     percentile(v, 0.5)
-}
-
-/// The value at quantile `q` (0..1) of `sorted` (ascending), by nearest rank rounded down.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 fn ms(since: Instant) -> f64 {

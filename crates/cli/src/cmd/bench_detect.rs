@@ -11,8 +11,8 @@ use maskid_pipeline::{Models, Progress};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cmd::align::collect;
-use crate::cmd::bench::percentile;
+use crate::common::collect;
+use crate::common::percentile;
 use crate::common::GlobalArgs;
 
 /// Detection over one folder, with and without the rescue pass.

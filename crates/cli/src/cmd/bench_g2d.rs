@@ -10,7 +10,7 @@ use maskid_g2d::{G2dConfig, Stage, StageReport, TrainData, TrainOptions};
 use maskid_pipeline::{EvalOptions, TeacherTargets};
 use serde::Serialize;
 
-use crate::cmd::bench::percentile;
+use crate::common::percentile;
 use crate::common::GlobalArgs;
 
 /// Images per second of each stage of the `small` config, every batch 32, after `steps`
@@ -98,7 +98,7 @@ pub fn backbone_speed(
             let device = maskid_g2d::Device::flex();
             let (backbone, _) = maskid_g2d::load_backbone(run, &device)?;
             let embed = |faces: &[AlignedFace]| {
-                maskid_g2d::stage::embed_faces(&backbone, &faces.iter().collect::<Vec<_>>(), &device).map(drop)
+                maskid_g2d::model::embed_faces(&backbone, &faces.iter().collect::<Vec<_>>(), &device).map(drop)
             };
             Some(time(iterations.min(20), || embed(one), || embed(&batch))?)
         }

@@ -26,7 +26,7 @@ use maskid_gallery::{
 };
 use serde::Serialize;
 
-use crate::cmd::bench::percentile;
+use crate::common::percentile;
 
 /// Cosine between a probe and the enrolled vector it was made from.
 const PROBE_COSINE: f32 = 0.4;
@@ -283,13 +283,14 @@ fn postgres_speed(
         eprintln!("maskid: search over {n} vectors: timing {name}");
         let start = Instant::now();
         let gallery = Gallery::open_with(scratch.location(), &options)?.with_index(kind);
-        gallery.identify(&Embedding::from_unit(randoms[..dim].to_vec()), 10, 0.0)?;
+        let model = bench_model();
+        gallery.identify(&Embedding::from_unit(randoms[..dim].to_vec()), &model, 10, 0.0)?;
         let restart_s = start.elapsed().as_secs_f64();
         let timed = |queries: &[f32], limit: usize| -> anyhow::Result<(Vec<f64>, Vec<i64>)> {
             let (mut ms, mut best) = (Vec::new(), Vec::new());
             for q in queries.chunks_exact(dim).take(limit) {
                 let t = Instant::now();
-                let found = gallery.identify(&Embedding::from_unit(q.to_vec()), 10, 0.0)?;
+                let found = gallery.identify(&Embedding::from_unit(q.to_vec()), &model, 10, 0.0)?;
                 ms.push(t.elapsed().as_secs_f64() * 1e3);
                 best.push(found.first().and_then(|c| c.name[1..].parse().ok()).unwrap_or(-1));
             }
@@ -351,7 +352,7 @@ fn write_gallery(path: &std::path::Path, vectors: &[f32], dim: usize) -> anyhow:
 
 /// The model the benchmark's random vectors are enrolled as.
 fn bench_model() -> ModelRef {
-    ModelRef { id: "bench-random".into(), sha256: "0".repeat(64) }
+    ModelRef::new("bench-random", "0".repeat(64), None)
 }
 
 /// A random unit vector as a face to enrol.

@@ -25,7 +25,7 @@ use maskid_service::auth::{new_secret, secret_sha256};
 use maskid_service::{Limits, Options, Service};
 use serde::Serialize;
 
-use crate::cmd::bench::percentile;
+use crate::common::percentile;
 use crate::common::GlobalArgs;
 
 /// What a load run measured.

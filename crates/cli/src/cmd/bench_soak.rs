@@ -30,8 +30,8 @@ use serde::Serialize;
 
 mod attacks;
 
-use crate::cmd::bench::percentile;
 use crate::cmd::bench_service::open_loop;
+use crate::common::percentile;
 use crate::common::GlobalArgs;
 
 /// What a soak run measured.

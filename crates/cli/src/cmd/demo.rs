@@ -14,9 +14,8 @@ use maskid_core::{AlignedFace, OcclusionMap};
 use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use maskid_pipeline::{landmarks_in_crop, ModelChoice};
-use serde::Serialize;
 
-use crate::cmd::demo_report;
+use crate::cmd::demo_report::{self, DemoReport, Face, ModelScores, Photo, Setting, SettingSummary};
 use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
@@ -38,106 +37,6 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// One photo of the demo.
-#[derive(Serialize)]
-pub struct Photo {
-    pub label: String,
-    pub identity: String,
-}
-
-/// One version of a photo's face: clean, or with a mask of one style.
-#[derive(Serialize)]
-pub struct Face {
-    pub photo: usize,
-    /// `clean` or a mask style.
-    pub version: String,
-    #[serde(skip)]
-    pub crop: AlignedFace,
-    /// What the mask covers (masked versions).
-    #[serde(skip)]
-    pub covered: Option<OcclusionMap>,
-    /// G2D's unmask preview of a masked version: the decoder's pixels where the mask was.
-    #[serde(skip)]
-    pub restored: Option<AlignedFace>,
-}
-
-/// Which versions a pair compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Setting {
-    Unmasked,
-    OneMasked,
-    BothMasked,
-}
-
-impl Setting {
-    pub const ALL: [Setting; 3] = [Setting::Unmasked, Setting::OneMasked, Setting::BothMasked];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Setting::Unmasked => "unmasked",
-            Setting::OneMasked => "one masked",
-            Setting::BothMasked => "both masked",
-        }
-    }
-}
-
-/// A model's scores and decisions.
-#[derive(Serialize)]
-pub struct ModelScores {
-    pub name: String,
-    pub model_sha256: String,
-    pub threshold: f32,
-    /// Where the threshold comes from.
-    pub threshold_source: String,
-    /// Cosine similarity of every pair of faces (rows and columns as `faces`).
-    pub similarity: Vec<Vec<f32>>,
-    pub summary: Vec<SettingSummary>,
-}
-
-/// Decisions of one model in one setting, over pairs of faces from different photos.
-#[derive(Serialize)]
-pub struct SettingSummary {
-    pub setting: Setting,
-    pub genuine: usize,
-    pub genuine_accepted: usize,
-    pub genuine_mean: f32,
-    pub impostor: usize,
-    pub impostor_rejected: usize,
-    pub impostor_mean: f32,
-}
-
-#[derive(Serialize)]
-pub struct DemoReport {
-    pub photos: Vec<Photo>,
-    pub faces: Vec<Face>,
-    pub models: Vec<ModelScores>,
-    pub report: String,
-    pub seconds: f64,
-}
-
-impl DemoReport {
-    /// Pairs of faces from different photos: (i, j, setting, same person).
-    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize, Setting, bool)> + '_ {
-        let n = self.faces.len();
-        (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j))).filter_map(move |(i, j)| {
-            let (a, b) = (&self.faces[i], &self.faces[j]);
-            if a.photo == b.photo {
-                return None;
-            }
-            let masked = usize::from(a.version != "clean") + usize::from(b.version != "clean");
-            let setting = [Setting::Unmasked, Setting::OneMasked, Setting::BothMasked][masked];
-            Some((i, j, setting, self.photos[a.photo].identity == self.photos[b.photo].identity))
-        })
-    }
-
-    /// A face's short label: photo label and version.
-    pub fn face_label(&self, i: usize) -> String {
-        let f = &self.faces[i];
-        format!("{} {}", self.photos[f.photo].label, f.version)
-    }
 }
 
 /// (label, identity, path) of the photos to show.
@@ -240,7 +139,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let summary = Setting::ALL.iter().map(|&s| summarise(&report, &similarity, threshold, s)).collect();
         report.models.push(ModelScores {
             name: name.into(),
-            model_sha256: embedder.model_sha256().into(),
+            model_sha256: embedder.info().sha256.clone(),
             threshold,
             threshold_source: source.into(),
             similarity,

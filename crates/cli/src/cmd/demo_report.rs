@@ -1,5 +1,6 @@
-//! The demo's HTML report: one self-contained page (images inline as PNG data URIs, each face
-//! defined once as a CSS class), readable without a server or network.
+//! The demo's report: what `maskid demo` found (the JSON it prints) and its HTML page, one
+//! self-contained page (images inline as PNG data URIs, each face defined once as a CSS
+//! class), readable without a server or network.
 
 use std::fmt::Write;
 
@@ -7,7 +8,108 @@ use base64::Engine;
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
 use maskid_mask::MaskStyle;
 
-use crate::cmd::demo::{DemoReport, ModelScores, Setting};
+use maskid_core::OcclusionMap;
+use serde::Serialize;
+
+/// One photo of the demo.
+#[derive(Serialize)]
+pub struct Photo {
+    pub label: String,
+    pub identity: String,
+}
+
+/// One version of a photo's face: clean, or with a mask of one style.
+#[derive(Serialize)]
+pub struct Face {
+    pub photo: usize,
+    /// `clean` or a mask style.
+    pub version: String,
+    #[serde(skip)]
+    pub crop: AlignedFace,
+    /// What the mask covers (masked versions).
+    #[serde(skip)]
+    pub covered: Option<OcclusionMap>,
+    /// G2D's unmask preview of a masked version: the decoder's pixels where the mask was.
+    #[serde(skip)]
+    pub restored: Option<AlignedFace>,
+}
+
+/// Which versions a pair compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setting {
+    Unmasked,
+    OneMasked,
+    BothMasked,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 3] = [Setting::Unmasked, Setting::OneMasked, Setting::BothMasked];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Unmasked => "unmasked",
+            Setting::OneMasked => "one masked",
+            Setting::BothMasked => "both masked",
+        }
+    }
+}
+
+/// A model's scores and decisions.
+#[derive(Serialize)]
+pub struct ModelScores {
+    pub name: String,
+    pub model_sha256: String,
+    pub threshold: f32,
+    /// Where the threshold comes from.
+    pub threshold_source: String,
+    /// Cosine similarity of every pair of faces (rows and columns as `faces`).
+    pub similarity: Vec<Vec<f32>>,
+    pub summary: Vec<SettingSummary>,
+}
+
+/// Decisions of one model in one setting, over pairs of faces from different photos.
+#[derive(Serialize)]
+pub struct SettingSummary {
+    pub setting: Setting,
+    pub genuine: usize,
+    pub genuine_accepted: usize,
+    pub genuine_mean: f32,
+    pub impostor: usize,
+    pub impostor_rejected: usize,
+    pub impostor_mean: f32,
+}
+
+#[derive(Serialize)]
+pub struct DemoReport {
+    pub photos: Vec<Photo>,
+    pub faces: Vec<Face>,
+    pub models: Vec<ModelScores>,
+    pub report: String,
+    pub seconds: f64,
+}
+
+impl DemoReport {
+    /// Pairs of faces from different photos: (i, j, setting, same person).
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, usize, Setting, bool)> + '_ {
+        let n = self.faces.len();
+        (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j))).filter_map(move |(i, j)| {
+            let (a, b) = (&self.faces[i], &self.faces[j]);
+            if a.photo == b.photo {
+                return None;
+            }
+            let masked = usize::from(a.version != "clean") + usize::from(b.version != "clean");
+            let setting = [Setting::Unmasked, Setting::OneMasked, Setting::BothMasked][masked];
+            Some((i, j, setting, self.photos[a.photo].identity == self.photos[b.photo].identity))
+        })
+    }
+
+    /// A face's short label: photo label and version.
+    pub fn face_label(&self, i: usize) -> String {
+        let f = &self.faces[i];
+        format!("{} {}", self.photos[f.photo].label, f.version)
+    }
+}
 
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }

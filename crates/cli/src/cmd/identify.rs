@@ -14,7 +14,7 @@ use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn
 #[derive(clap::Args)]
 pub struct Args {
     /// The gallery: an SQLite file or a PostgreSQL database,
-    /// postgres://USER:PASSWORD@HOST:PORT/DB (README, "Galleries on PostgreSQL").
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (docs/postgres.md).
     #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
     gallery: Location,
     /// Photos to identify (folders: every photo under them).
@@ -26,7 +26,7 @@ pub struct Args {
     /// How many people to list per photo.
     #[arg(long, default_value_t = 3)]
     top: usize,
-    /// Cosine similarity needed for a match (default: the model's, see README).
+    /// Cosine similarity needed for a match (default: the model's, see docs/cli.md).
     #[arg(long)]
     threshold: Option<f32>,
     /// The model the gallery was enrolled with: teacher, g2d or FILE.onnx.
@@ -54,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let gallery = Gallery::open_existing(&args.gallery)?.with_index(args.index);
     let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
     let threshold = recognizer.threshold(args.threshold)?;
-    recognizer.check_gallery(&gallery)?;
+    gallery.check_model(&recognizer.model())?;
     let mut results = Vec::new();
     for photo in &photo_paths(&args.photos)? {
         let outcome = recognizer

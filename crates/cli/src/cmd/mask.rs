@@ -10,7 +10,7 @@ use maskid_core::{Landmarks5, OcclusionMap, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE}
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
-use crate::cmd::align::collect;
+use crate::common::collect;
 use crate::common::{choices, counted, run_batch, GlobalArgs};
 use crate::label::{draw_text, text_width, LINE_PX};
 

@@ -15,7 +15,7 @@ use crate::common::GlobalArgs;
 #[derive(clap::Args)]
 pub struct Args {
     /// The gallery: an SQLite file (created if missing) or a PostgreSQL database,
-    /// postgres://USER:PASSWORD@HOST:PORT/DB (README, "Galleries on PostgreSQL").
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (docs/postgres.md).
     #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
     gallery: Location,
     /// Address to listen on (port 0: any free port, printed at start).

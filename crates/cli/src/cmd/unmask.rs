@@ -14,7 +14,7 @@ use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use maskid_pipeline::landmarks_in_crop;
 
-use crate::cmd::align::collect;
+use crate::common::collect;
 use crate::common::{run_batch, GlobalArgs};
 
 #[derive(clap::Args)]

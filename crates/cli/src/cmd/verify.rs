@@ -17,7 +17,7 @@ pub struct Args {
     a: PathBuf,
     /// Second photo.
     b: PathBuf,
-    /// Cosine similarity needed for "same person" (default: the model's, see README).
+    /// Cosine similarity needed for "same person" (default: the model's, see docs/cli.md).
     #[arg(long)]
     threshold: Option<f32>,
     /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx).

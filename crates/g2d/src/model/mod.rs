@@ -23,6 +23,10 @@ pub use yunet::{file_layout, YuNet, HEAD_OUTPUTS};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
+use maskid_core::AlignedFace;
+
+use crate::data::faces_tensor;
+use crate::{Error, Result};
 
 /// The exported network: encoder up to the descriptor, then the reformer.
 #[derive(Module, Debug)]
@@ -81,4 +85,20 @@ pub(crate) fn conv(
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
+}
+
+/// Embeds faces with a network in batches of 64, on a device without autodiff.
+pub fn embed_faces(network: &impl FaceNetwork, faces: &[&AlignedFace], device: &Device) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(faces.len());
+    for chunk in faces.chunks(64) {
+        let rgb: Vec<&[u8]> = chunk.iter().map(|f| f.rgb()).collect();
+        let embeddings = network.embed(faces_tensor(&rgb, device));
+        let [n, d] = embeddings.dims();
+        let values = embeddings
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Data(format!("reading embeddings: {e:?}")))?;
+        out.extend((0..n).map(|i| values[i * d..(i + 1) * d].to_vec()));
+    }
+    Ok(out)
 }

@@ -22,7 +22,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PRelu, PReluConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use maskid_face::onnx_graph::{read_graph, ConstTensor, GraphNode};
+use maskid_onnx::{read_graph, ConstTensor, GraphNode};
 
 use crate::{Error, Result};
 

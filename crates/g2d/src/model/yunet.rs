@@ -17,7 +17,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::TensorData;
-use maskid_face::onnx_graph::ConstTensor;
+use maskid_onnx::ConstTensor;
 
 use super::sface::{fold_weights, onnx_conv};
 use crate::{Error, Result};
@@ -128,7 +128,7 @@ fn upsample2(x: Tensor<4>) -> Tensor<4> {
 
 fn build(
     consts: &HashMap<String, ConstTensor>,
-    nodes: &[maskid_face::onnx_graph::GraphNode],
+    nodes: &[maskid_onnx::GraphNode],
     device: &Device,
 ) -> std::result::Result<YuNet, String> {
     let mut value_of: HashMap<&str, usize> = HashMap::new();
@@ -191,7 +191,7 @@ fn build(
 }
 
 fn conv(
-    node: &maskid_face::onnx_graph::GraphNode,
+    node: &maskid_onnx::GraphNode,
     weight: &ConstTensor,
     bias: Option<&ConstTensor>,
     device: &Device,

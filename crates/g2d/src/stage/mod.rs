@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{G2dConfig, Schedule, Stage};
 use crate::data::faces_tensor;
-use crate::model::{Backbone, EncoderConfig, FaceNetwork, Inpainter};
+use crate::model::{embed_faces, Backbone, EncoderConfig, FaceNetwork, Inpainter};
 use maskid_mask::RealMasks;
 
 use crate::run::{load_module, module_bytes, MetricsLog, RunState, StageDir};
@@ -540,22 +540,6 @@ pub(crate) fn check_same_network<T: PartialEq + std::fmt::Debug>(
         )));
     }
     Ok(())
-}
-
-/// Embeds faces with a network in batches of 64, on a device without autodiff.
-pub fn embed_faces(network: &impl FaceNetwork, faces: &[&AlignedFace], device: &Device) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(faces.len());
-    for chunk in faces.chunks(64) {
-        let rgb: Vec<&[u8]> = chunk.iter().map(|f| f.rgb()).collect();
-        let embeddings = network.embed(faces_tensor(&rgb, device));
-        let [n, d] = embeddings.dims();
-        let values = embeddings
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Data(format!("reading embeddings: {e:?}")))?;
-        out.extend((0..n).map(|i| values[i * d..(i + 1) * d].to_vec()));
-    }
-    Ok(out)
 }
 
 /// Validation on verification pairs: mean 10-fold accuracy, and for the log the AUC, the
