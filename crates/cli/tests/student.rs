@@ -101,7 +101,7 @@ fn the_student_starts_as_the_teacher() {
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-small.safetensors");
     let run = tempfile::tempdir().unwrap();
     let embed = |student: &Student| {
-        maskid_g2d::stage::embed_faces(student, &faces.iter().collect::<Vec<_>>(), &device).unwrap()
+        maskid_g2d::model::embed_faces(student, &faces.iter().collect::<Vec<_>>(), &device).unwrap()
     };
     let mut other_shape: Option<Student> = None;
     for input in [StudentInput::Pixels, StudentInput::PixelsAndDescriptor] {
