@@ -311,9 +311,9 @@ pub fn run_batch(
 pub mod choices {
     use clap::builder::PossibleValuesParser;
 
-    /// `--stage`: all, or one stage.
+    /// `--stage`: all, one G2D stage, or the detector.
     pub fn stage() -> PossibleValuesParser {
-        let stages = maskid_g2d::Stage::ALL.into_iter().chain([maskid_g2d::Stage::Detector]).map(|s| s.name());
+        let stages = maskid_g2d::Stage::ALL.into_iter().map(|s| s.name()).chain([maskid_g2d::detector::STAGE]);
         PossibleValuesParser::new(std::iter::once("all").chain(stages))
     }
 

@@ -46,8 +46,8 @@ fn the_detector_stage_stops_resumes_and_exports_a_yunet_that_onnx_runtime_runs()
     let config = dir.path().join("detector.toml");
     std::fs::write(
         &config,
-        "name = \"detector-test\"\n[detector]\nvalidation_views = 8\n\
-         [detector.schedule]\nsteps = 2\nbatch_size = 4\ncheckpoint_every = 1\nvalidate_every = 1\n",
+        "name = \"detector-test\"\nvalidation_views = 8\n\
+         [schedule]\nsteps = 2\nbatch_size = 4\ncheckpoint_every = 1\nvalidate_every = 1\n",
     )
     .unwrap();
     let run = dir.path().join("run");

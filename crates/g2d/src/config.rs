@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DiscriminatorConfig, EncoderConfig, ReformerConfig, StudentConfig};
+use crate::run::RunConfig;
 use crate::{Error, Result};
 
 pub use maskid_mask::OcclusionMix;
@@ -23,12 +24,10 @@ pub enum Stage {
     Reformer,
     /// 3: the classifier learns identities, backbone frozen.
     Classifier,
-    /// Apart from G2D: YuNet tuned to find masked faces (stage/detector.rs).
-    Detector,
 }
 
 impl Stage {
-    /// The G2D stages in training order (`--stage all`; the detector is trained on its own).
+    /// The stages in training order (`--stage all`).
     pub const ALL: [Stage; 4] = [Stage::Inpaint, Stage::Encoder, Stage::Reformer, Stage::Classifier];
 
     /// The name used in configs, folders and the CLI.
@@ -38,23 +37,20 @@ impl Stage {
             Stage::Encoder => "encoder",
             Stage::Reformer => "reformer",
             Stage::Classifier => "classifier",
-            Stage::Detector => "detector",
         }
     }
 
     /// Parses a stage name.
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().chain([Stage::Detector]).find(|s| s.name() == name).ok_or_else(|| {
-            Error::Config(format!(
-                "unknown stage '{name}': expected one of inpaint, encoder, reformer, classifier, detector"
-            ))
+        Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+            Error::Config(format!("unknown stage '{name}': expected one of inpaint, encoder, reformer, classifier"))
         })
     }
 
     /// The stage whose checkpoint this one starts from.
     pub fn previous(self) -> Option<Stage> {
         match self {
-            Stage::Inpaint | Stage::Detector => None,
+            Stage::Inpaint => None,
             Stage::Encoder => Some(Stage::Inpaint),
             Stage::Reformer => Some(Stage::Encoder),
             Stage::Classifier => Some(Stage::Reformer),
@@ -107,6 +103,31 @@ impl Schedule {
     /// Whether every step before `step` ran at the base `lr`.
     pub fn constant_before(&self, step: usize) -> bool {
         self.decay_from.is_none_or(|from| from >= step)
+    }
+
+    /// Checks the ranges of every key; errors name the key as `{table}.{key}`.
+    pub fn validate(&self, table: &str) -> std::result::Result<(), String> {
+        let key = |k: &str| format!("{table}.{k}");
+        positive(&key("steps"), self.steps)?;
+        if self.batch_size < 2 {
+            return Err(format!("{} = {}: must be at least 2", key("batch_size"), self.batch_size));
+        }
+        positive(&key("checkpoint_every"), self.checkpoint_every)?;
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("{} = {}: must be a positive number", key("lr"), self.lr));
+        }
+        if let Some(from) = self.decay_from.filter(|&from| from >= self.steps) {
+            return Err(format!("{} = {from}: must be below {} ({})", key("decay_from"), key("steps"), self.steps));
+        }
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(format!("{} = {beta}: must be in [0, 1)", key(name)));
+            }
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(format!("{} = {}: must be 0 or more", key("weight_decay"), self.weight_decay));
+        }
+        Ok(())
     }
 }
 
@@ -333,8 +354,6 @@ pub struct G2dConfig {
     pub reformer: ReformerStageConfig,
     /// Stage 3.
     pub classifier: ClassifierStageConfig,
-    /// The masked-face detector (not part of G2D).
-    pub detector: crate::stage::DetectorTuningConfig,
 }
 
 impl Default for G2dConfig {
@@ -354,7 +373,6 @@ impl G2dConfig {
             encoder: EncoderStageConfig::default(),
             reformer: ReformerStageConfig::default(),
             classifier: ClassifierStageConfig::default(),
-            detector: crate::stage::DetectorTuningConfig::default(),
         }
     }
 
@@ -391,20 +409,13 @@ impl G2dConfig {
     /// Parses TOML over the `small` preset, table by table; the error names the key and the
     /// allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let error = |e: &dyn std::fmt::Display| Error::Config(format!("{origin}: {e}"));
-        let file: toml::Table = toml::from_str(text).map_err(|e| error(&e))?;
-        let mut merged = toml::Table::try_from(Self::small()).expect("BUG: the preset serialises");
-        merge_tables(&mut merged, file);
-        let config: Self = toml::Value::Table(merged).try_into().map_err(|e| error(&e))?;
-        config.validate().map_err(|e| error(&e))?;
-        Ok(config)
+        let file: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        over_defaults(Self::small(), file, origin, Self::validate)
     }
 
     /// Reads and checks a TOML file.
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Self::from_toml(&read_config(path)?, &path.display().to_string())
     }
 
     /// The TOML text of this configuration.
@@ -419,7 +430,6 @@ impl G2dConfig {
             Stage::Encoder => &self.encoder.schedule,
             Stage::Reformer => &self.reformer.schedule,
             Stage::Classifier => &self.classifier.schedule,
-            Stage::Detector => &self.detector.schedule,
         }
     }
 
@@ -452,25 +462,8 @@ impl G2dConfig {
         if let Some(student) = &self.model.student {
             positive("model.student.adapter_width", student.adapter_width)?;
         }
-        for stage in Stage::ALL.into_iter().chain([Stage::Detector]) {
-            let s = self.schedule(stage);
-            let key = |k: &str| format!("{}.schedule.{k}", stage.name());
-            positive(&key("steps"), s.steps)?;
-            if s.batch_size < 2 {
-                return Err(format!("{} = {}: must be at least 2", key("batch_size"), s.batch_size));
-            }
-            positive(&key("checkpoint_every"), s.checkpoint_every)?;
-            if !(s.lr > 0.0 && s.lr.is_finite()) {
-                return Err(format!("{} = {}: must be a positive number", key("lr"), s.lr));
-            }
-            if let Some(from) = s.decay_from.filter(|&from| from >= s.steps) {
-                return Err(format!("{} = {from}: must be below {} ({})", key("decay_from"), key("steps"), s.steps));
-            }
-            for (name, beta) in [("beta1", s.beta1), ("beta2", s.beta2)] {
-                if !(0.0..1.0).contains(&beta) {
-                    return Err(format!("{} = {beta}: must be in [0, 1)", key(name)));
-                }
-            }
+        for stage in Stage::ALL {
+            self.schedule(stage).validate(&format!("{}.schedule", stage.name()))?;
         }
         let r = &self.reformer;
         positive("reformer.identities_per_batch", r.identities_per_batch)?;
@@ -515,6 +508,46 @@ impl G2dConfig {
     }
 }
 
+impl RunConfig for G2dConfig {
+    fn to_toml(&self) -> String {
+        G2dConfig::to_toml(self)
+    }
+
+    fn load(path: &std::path::Path) -> Result<Self> {
+        G2dConfig::load(path)
+    }
+
+    fn stage_schedule(&self, stage: &str) -> &Schedule {
+        let stage = Stage::parse(stage).expect("BUG: G2D stage folders are named by Stage::name");
+        self.schedule(stage)
+    }
+
+    fn schedule_table<'a>(toml: &'a mut toml::Table, stage: &str) -> Option<&'a mut toml::Table> {
+        toml.get_mut(stage)?.get_mut("schedule")?.as_table_mut()
+    }
+}
+
+/// A config file's text.
+pub(crate) fn read_config(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// `file` read over `defaults` (every key it does not name keeps the default, also inside
+/// the tables it names), then checked by `validate`; errors start with `origin`.
+pub(crate) fn over_defaults<C: Serialize + serde::de::DeserializeOwned>(
+    defaults: C,
+    file: toml::Table,
+    origin: &str,
+    validate: impl FnOnce(&C) -> std::result::Result<(), String>,
+) -> Result<C> {
+    let error = |e: &dyn std::fmt::Display| Error::Config(format!("{origin}: {e}"));
+    let mut merged = toml::Table::try_from(defaults).expect("BUG: the defaults serialise");
+    merge_tables(&mut merged, file);
+    let config: C = toml::Value::Table(merged).try_into().map_err(|e| error(&e))?;
+    validate(&config).map_err(|e| error(&e))?;
+    Ok(config)
+}
+
 /// `over`'s keys into `base`: tables merge key by key, anything else replaces.
 fn merge_tables(base: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
@@ -545,7 +578,8 @@ mod tests {
         for dir in [root.clone(), root.join("ablation")] {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
-                if path.extension().is_some_and(|x| x == "toml") {
+                // The detector's config is its own (detector.rs tests it).
+                if path.extension().is_some_and(|x| x == "toml") && !path.ends_with("detector.toml") {
                     let config = G2dConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
                     // Written back and read again, it is the same run.
                     assert_eq!(G2dConfig::from_toml(&config.to_toml(), "again").unwrap(), config, "{}", path.display());
@@ -559,7 +593,7 @@ mod tests {
     #[test]
     fn a_partial_table_keeps_every_key_it_does_not_name() {
         let small = G2dConfig::small();
-        for stage in Stage::ALL.into_iter().chain([Stage::Detector]) {
+        for stage in Stage::ALL {
             let text = format!("[{}.schedule]\nsteps = 7\n", stage.name());
             let config = G2dConfig::from_toml(&text, "partial.toml").unwrap();
             let want = Schedule { steps: 7, ..small.schedule(stage).clone() };
@@ -579,18 +613,6 @@ mod tests {
         // Unknown keys are still refused by name.
         let err = G2dConfig::from_toml("[encoder.schedule]\nsteps = 6\nlearning_rate = 1\n", "x").unwrap_err();
         assert!(err.to_string().contains("unknown field `learning_rate`"), "{err}");
-    }
-
-    #[test]
-    fn the_detector_schedule_is_validated_like_the_others() {
-        for (text, key) in [
-            ("[detector.schedule]\ncheckpoint_every = 0\n", "detector.schedule.checkpoint_every"),
-            ("[detector.schedule]\nsteps = 10\ndecay_from = 10\n", "detector.schedule.decay_from"),
-            ("[detector.schedule]\nlr = -1.0\n", "detector.schedule.lr"),
-        ] {
-            let err = G2dConfig::from_toml(text, "x").unwrap_err().to_string();
-            assert!(err.contains(key), "{text}: {err}");
-        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(crate) fn write_curves(dir: &StageDir, records: &[serde_json::Value], metric
             (x, window.iter().map(|p| p.1).sum::<f64>() / window.len() as f64)
         })
         .collect();
-    let stage = dir.stage().name();
+    let stage = dir.stage();
     let plot = |file: &str, title: &str, y: &str, points: &[(f64, f64)]| {
         if points.is_empty() {
             return Ok(());

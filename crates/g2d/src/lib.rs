@@ -6,6 +6,7 @@
 //! * [`data`]: samplers and batches with synthetic occluders.
 //! * [`stage`]: the four stages and the loop that drives them; [`run`]: checkpoints.
 //! * [`export`]: the backbone as ONNX, and a parity check against ONNX Runtime.
+//! * [`detector`]: apart from G2D, YuNet tuned to find masked faces, on the same loop.
 //!
 //! This is the only crate that uses burn. CPU training runs on burn's `flex` backend; the
 //! `cuda` and `wgpu` features add GPU devices.
@@ -15,6 +16,7 @@ pub mod condition;
 pub mod config;
 mod curves;
 pub mod data;
+pub mod detector;
 pub mod export;
 pub mod loss;
 pub mod model;
@@ -23,9 +25,9 @@ pub mod stage;
 
 pub use burn::tensor::Device;
 pub use config::{G2dConfig, Stage};
+pub use detector::{DetectorData, DetectorTuningConfig};
 pub use stage::{
-    finished_with, load_backbone, load_trained_inpainter, train_stage, DetectorData, Progress, StageReport, TrainData,
-    TrainOptions,
+    finished_with, load_backbone, load_trained_inpainter, train_stage, Progress, StageReport, TrainData, TrainOptions,
 };
 
 /// Errors of training, loading and export.

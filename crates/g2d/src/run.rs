@@ -1,7 +1,7 @@
 //! A stage's run folder: the config, atomic checkpoints, resume, `metrics.jsonl` and curves.
 //!
 //! ```text
-//! RUN/<stage>/config.toml      the whole G2dConfig the stage ran with
+//! RUN/<stage>/config.toml      the whole config the stage ran with (G2D's or the detector's)
 //!            state.json        step, best validation, SHA-256 of each checkpoint part
 //!            <part>-<step>.bpk checkpoint parts (model, optimizer, ...) of that step
 //!            best-<step>.bpk   the stage's result: the model at its best validation
@@ -22,8 +22,21 @@ use maskid_assets::write_atomic;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{G2dConfig, Stage};
+use crate::config::Schedule;
 use crate::{Error, Result};
+
+/// A config that stages run with: saved beside their checkpoints and compared on resume.
+/// G2D's four stages share [`crate::G2dConfig`]; the detector has its own.
+pub trait RunConfig: Sized {
+    /// Every key, as TOML (what `config.toml` holds).
+    fn to_toml(&self) -> String;
+    /// Reads and checks a config file.
+    fn load(path: &Path) -> Result<Self>;
+    /// The schedule of the stage named `stage`.
+    fn stage_schedule(&self, stage: &str) -> &Schedule;
+    /// The table of this config's TOML that holds `stage`'s `schedule`.
+    fn schedule_table<'a>(toml: &'a mut toml::Table, stage: &str) -> Option<&'a mut toml::Table>;
+}
 
 /// What `state.json` records.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,35 +65,35 @@ pub struct RunState {
 #[derive(Debug, Clone)]
 pub struct StageDir {
     dir: PathBuf,
-    stage: Stage,
+    stage: &'static str,
 }
 
 impl StageDir {
     /// `run/<stage>`, created.
-    pub fn create(run: &Path, stage: Stage) -> Result<Self> {
-        let dir = run.join(stage.name());
+    pub fn create(run: &Path, stage: &'static str) -> Result<Self> {
+        let dir = run.join(stage);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         Ok(Self { dir, stage })
     }
 
     /// `run/<stage>` if it holds a finished stage.
-    pub fn finished(run: &Path, stage: Stage) -> Result<(Self, RunState)> {
-        let dir = Self { dir: run.join(stage.name()), stage };
+    pub fn finished(run: &Path, stage: &'static str) -> Result<(Self, RunState)> {
+        let dir = Self { dir: run.join(stage), stage };
         let state = dir.state()?.ok_or_else(|| {
             Error::Checkpoint(format!(
                 "{}: stage {} has not been trained in this run (train it first: --stage {})",
                 dir.dir.display(),
-                stage.name(),
-                stage.name()
+                stage,
+                stage
             ))
         })?;
         if !state.finished {
             return Err(Error::Checkpoint(format!(
                 "{}: stage {} stopped at step {} before its end: finish it with --stage {} --resume",
                 dir.dir.display(),
-                stage.name(),
+                stage,
                 state.step,
-                stage.name()
+                stage
             )));
         }
         Ok((dir, state))
@@ -89,19 +102,19 @@ impl StageDir {
     /// Puts the finished stage of another run folder into `run` (hard links where the file
     /// system allows, else copies): later stages of `run` then start from it. Refuses to
     /// replace a stage `run` already has.
-    pub fn reuse(from: &Path, run: &Path, stage: Stage) -> Result<()> {
+    pub fn reuse(from: &Path, run: &Path, stage: &'static str) -> Result<()> {
         let (source, _) = Self::finished(from, stage)?;
-        let target = run.join(stage.name());
+        let target = run.join(stage);
         if target.exists() {
             return Err(Error::Checkpoint(format!(
                 "{}: already holds stage {}; use another run folder to start from {}",
                 target.display(),
-                stage.name(),
+                stage,
                 from.display()
             )));
         }
         // Copied into a temporary folder first, renamed last: a kill leaves no half stage.
-        let partial = run.join(format!(".{}.partial", stage.name()));
+        let partial = run.join(format!(".{stage}.partial"));
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial).map_err(io_error(&partial))?;
         for entry in std::fs::read_dir(&source.dir).map_err(io_error(&source.dir))? {
@@ -122,8 +135,8 @@ impl StageDir {
         &self.dir
     }
 
-    /// The stage.
-    pub fn stage(&self) -> Stage {
+    /// The stage's name.
+    pub fn stage(&self) -> &'static str {
         self.stage
     }
 
@@ -140,12 +153,12 @@ impl StageDir {
     }
 
     /// The config saved with the stage.
-    pub fn config(&self) -> Result<G2dConfig> {
-        G2dConfig::load(&self.dir.join("config.toml"))
+    pub fn config<C: RunConfig>(&self) -> Result<C> {
+        C::load(&self.dir.join("config.toml"))
     }
 
     /// Writes the config beside the checkpoints (before training starts).
-    pub fn save_config(&self, config: &G2dConfig) -> Result<()> {
+    pub fn save_config(&self, config: &impl RunConfig) -> Result<()> {
         write(&self.dir.join("config.toml"), config.to_toml().as_bytes())
     }
 
@@ -308,7 +321,7 @@ mod tests {
     #[test]
     fn checkpoints_replace_each_other_and_corruption_is_caught() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = StageDir::create(tmp.path(), Stage::Inpaint).unwrap();
+        let dir = StageDir::create(tmp.path(), "inpaint").unwrap();
         assert!(dir.state().unwrap().is_none());
         let mut state = RunState { step: 10, ..Default::default() };
         state.best_step = 10;
@@ -330,7 +343,7 @@ mod tests {
     #[test]
     fn metrics_after_the_checkpoint_are_dropped_on_resume() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = StageDir::create(tmp.path(), Stage::Reformer).unwrap();
+        let dir = StageDir::create(tmp.path(), "reformer").unwrap();
         let mut log = dir.metrics(0).unwrap();
         for step in [1, 2, 3, 4] {
             log.log(&serde_json::json!({ "step": step, "loss": 1.0 })).unwrap();

@@ -25,7 +25,6 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
             Stage::Encoder => &mut config.encoder.schedule,
             Stage::Reformer => &mut config.reformer.schedule,
             Stage::Classifier => &mut config.classifier.schedule,
-            Stage::Detector => &mut config.detector.schedule,
         };
         schedule.steps = steps;
         schedule.checkpoint_every = steps;
@@ -48,7 +47,6 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
         dense_validation: None,
         teacher_onnx: Some(&teacher_onnx),
         real_masks: None,
-        detector: None,
     };
     let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };
     let mut reports = Stage::ALL
@@ -57,7 +55,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
         .collect::<Result<Vec<_>, _>>()?;
     let student_run = tempfile::tempdir()?;
     for stage in [Stage::Inpaint, Stage::Encoder] {
-        maskid_g2d::run::StageDir::reuse(run.path(), student_run.path(), stage)?;
+        maskid_g2d::run::StageDir::reuse(run.path(), student_run.path(), stage.name())?;
     }
     config.model.student = Some(Default::default());
     let options = TrainOptions { run: student_run.path(), ..options };

@@ -80,8 +80,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(args.run.len() == 1, "--detector exports one run's detector: give --run once");
         return export_detector(global, run, &args, &device);
     }
-    let (trained, _) = maskid_g2d::run::StageDir::finished(run, maskid_g2d::Stage::Reformer)?;
-    if trained.config()?.model.student.is_some() {
+    let (trained, _) = maskid_g2d::run::StageDir::finished(run, maskid_g2d::Stage::Reformer.name())?;
+    if trained.config::<maskid_g2d::G2dConfig>()?.model.student.is_some() {
         return export_student(global, &args, &device);
     }
     anyhow::ensure!(
@@ -227,7 +227,7 @@ fn export_detector(
     let assets = global.assets();
     maskid_face::init_runtime(&assets.get(&maskid_assets::ONNXRUNTIME_LIB)?)?;
     let yunet = std::fs::read(assets.get(&maskid_assets::YUNET)?)?;
-    let (detector, config) = maskid_g2d::stage::load_detector(run, &yunet, device)?;
+    let (detector, config) = maskid_g2d::detector::load_detector(run, &yunet, device)?;
     let metadata = [
         ("maskid.model", "yunet-masked".to_string()),
         (

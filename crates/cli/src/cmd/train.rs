@@ -1,6 +1,7 @@
 //! `maskid train --data LFW [--config FILE] [--stage S] [--run DIR] [--resume]`: the G2D
-//! stages (inpaint, encoder, reformer, classifier), on the people of `peopleDevTrain.txt`,
-//! validated on the lfw-devtest pairs with masked probes.
+//! stages (inpaint, encoder, reformer, classifier) on the people of `peopleDevTrain.txt`,
+//! validated on held-out DevTrain people; or, with `--stage detector`, YuNet tuned on masked
+//! faces (its own config).
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -10,11 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use maskid_core::VerificationPairs;
-use maskid_face::FacePolicy;
 use maskid_face::Parallelism;
-use maskid_g2d::stage::LabelledPhoto;
-use maskid_g2d::{DetectorData, G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions};
+use maskid_g2d::detector::{detector_finished_with, labelled_photos, tune_detector};
+use maskid_g2d::{
+    DetectorData, DetectorTuningConfig, G2dConfig, Progress, Stage, StageReport, TrainData, TrainOptions,
+};
 use maskid_mask::RealMasks;
 use maskid_pipeline::{EvalOptions, TeacherTargets};
 use rayon::prelude::*;
@@ -33,7 +34,8 @@ pub struct Args {
     /// counts as its own identity.
     #[arg(long)]
     distill_data: Option<PathBuf>,
-    /// TOML config (keys as in configs/small.toml); default: the --preset.
+    /// TOML config (keys as in configs/small.toml; for --stage detector, as in
+    /// configs/detector.toml); default: the --preset (the detector's own defaults).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Built-in config when no --config: small (CPU) or paper (GPU).
@@ -80,6 +82,9 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    if args.stage == "detector" {
+        return train_detector(global, &args);
+    }
     let config = match &args.config {
         Some(path) => G2dConfig::load(path)?,
         None => G2dConfig::preset(&args.preset)?,
@@ -97,7 +102,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let first = stages[0];
         for stage in Stage::ALL.into_iter().take_while(|s| *s != first) {
             if !run.join(stage.name()).exists() {
-                maskid_g2d::run::StageDir::reuse(from, &run, stage)?;
+                maskid_g2d::run::StageDir::reuse(from, &run, stage.name())?;
                 if !global.quiet {
                     eprintln!("maskid: stage {} taken from {}", stage.name(), from.display());
                 }
@@ -108,10 +113,6 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let progress = global.progress();
     if !global.quiet {
         eprintln!("maskid: training data {} -> run folder {}", data_root.display(), run.display());
-    }
-    if stages == [Stage::Detector] {
-        let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
-        return train_detector(global, &args, &config, &models, &data_root, &options);
     }
     // Model selection on DevTrain people held out of training, never on lfw-devtest.
     let validation_options = EvalOptions::validation(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
@@ -181,7 +182,6 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         dense_validation: dense_validation.as_ref(),
         teacher_onnx: Some(&teacher_onnx),
         real_masks: real_masks.as_ref(),
-        detector: None,
     };
     let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };
     train_stages(global, &args, &config, &stages, &data, &options)
@@ -198,29 +198,16 @@ fn train_stages(
 ) -> anyhow::Result<ExitCode> {
     let mut reports: Vec<StageReport> = Vec::new();
     for &stage in stages {
-        if args.resume && maskid_g2d::finished_with(options.run, stage, config) {
+        if args.resume && maskid_g2d::finished_with(options.run, stage.name(), config) {
             if !global.quiet {
                 eprintln!("maskid: stage {} already finished in {}", stage.name(), options.run.display());
             }
             continue;
         }
-        let bar = stage_bar(global.quiet, stage, config.schedule(stage).steps);
-        // Into a log file (stderr not a terminal), a line every twentieth of the stage instead.
-        let plain = !global.quiet && !std::io::stderr().is_terminal();
-        let report = maskid_g2d::train_stage(config, stage, data, options, &mut |p: &Progress| {
-            let validation = p.validation.map_or(String::new(), |v| format!(" | val {v:.4}"));
-            let message = format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s);
-            if plain && (p.step.is_multiple_of(p.steps.div_ceil(20)) || p.step == p.steps) {
-                eprintln!("maskid: {} step {}/{} | {message}", p.stage, p.step, p.steps);
-            }
-            bar.set_position(p.step as u64);
-            bar.set_message(message);
-        })?;
-        bar.finish();
-        if !args.json {
-            print_report(&report);
-        }
-        reports.push(report);
+        let steps = config.schedule(stage).steps;
+        reports.push(with_progress(global, args, stage.name(), steps, |progress| {
+            maskid_g2d::train_stage(config, stage, data, options, progress)
+        })?);
     }
     if args.json {
         print_json(&reports)?;
@@ -228,76 +215,83 @@ fn train_stages(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--stage detector`: YuNet tuned on masked views of DevTrain photos (held-out people
-/// validate), the teacher's face on each clean photo found first (and kept in the run folder).
-fn train_detector(
+/// Runs one stage with a progress bar (or, into a log file, a line every twentieth of the
+/// stage) and prints its report unless `--json`.
+fn with_progress(
     global: &GlobalArgs,
     args: &Args,
-    config: &G2dConfig,
-    models: &maskid_pipeline::Models,
-    data_root: &std::path::Path,
-    options: &TrainOptions<'_>,
-) -> anyhow::Result<ExitCode> {
-    let lfw = maskid_eval::Lfw::open(data_root).context("--stage detector trains on LFW (--data)")?;
-    let held_out: BTreeSet<String> = lfw
-        .devtrain_holdout_people(EvalOptions::validation(data_root.to_path_buf()).seed)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let labels = options.run.join("detector-photos.json");
-    let photos: Vec<(bool, LabelledPhoto)> = match std::fs::read(&labels) {
-        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("{}: unreadable", labels.display()))?,
-        Err(_) => {
-            let mut people = lfw.people("peopleDevTrain.txt")?;
-            people.truncate(args.max_people.unwrap_or(usize::MAX));
-            let held_out = &held_out;
-            let refs: Vec<(bool, PathBuf)> = people
-                .iter()
-                .flat_map(|(name, n)| {
-                    (1..=*n).map(move |i| (held_out.contains(name), maskid_eval::Lfw::image(name, i)))
-                })
-                .map(|(held, r)| (held, lfw.root().join(r.path)))
-                .collect();
-            if !global.quiet {
-                eprintln!("maskid: finding the teacher's face in {} DevTrain photos", refs.len());
-            }
-            let found: Vec<(bool, LabelledPhoto)> = refs
-                .par_iter()
-                .filter_map(|(held, path)| {
-                    let image = models.load_photo(path).ok()?;
-                    let faces = models.detector.detect(&image).ok()?;
-                    let face = maskid_face::select_faces(faces, FacePolicy::Largest, image.dimensions(), 0.8).ok()?;
-                    Some((*held, LabelledPhoto { path: path.clone(), face: *face.first()? }))
-                })
-                .filter(|(_, p)| p.face.score >= 0.8)
-                .collect();
-            std::fs::create_dir_all(options.run)?;
-            maskid_assets::write_atomic(&labels, &serde_json::to_vec(&found)?)?;
-            found
+    stage: &'static str,
+    steps: usize,
+    train: impl FnOnce(&mut dyn FnMut(&Progress)) -> maskid_g2d::Result<StageReport>,
+) -> anyhow::Result<StageReport> {
+    let bar = stage_bar(global.quiet, stage, steps);
+    let plain = !global.quiet && !std::io::stderr().is_terminal();
+    let report = train(&mut |p: &Progress| {
+        let validation = p.validation.map_or(String::new(), |v| format!(" | val {v:.4}"));
+        let message = format!("loss {:.4} | {:.1} img/s{validation}", p.loss, p.images_per_s);
+        if plain && (p.step.is_multiple_of(p.steps.div_ceil(20)) || p.step == p.steps) {
+            eprintln!("maskid: {} step {}/{} | {message}", p.stage, p.step, p.steps);
         }
+        bar.set_position(p.step as u64);
+        bar.set_message(message);
+    })?;
+    bar.finish();
+    if !args.json {
+        print_report(&report);
+    }
+    Ok(report)
+}
+
+/// `--stage detector`: YuNet tuned on masked views of DevTrain photos (held-out people
+/// validate), the teacher's face on each clean photo found first (and kept in the run folder).
+fn train_detector(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => DetectorTuningConfig::load(path)?,
+        None => DetectorTuningConfig::default(),
     };
-    let (validation, train): (Vec<_>, Vec<_>) = photos.into_iter().partition(|(held, _)| *held);
-    let train: Vec<LabelledPhoto> = train.into_iter().map(|(_, p)| p).collect();
-    let validation: Vec<LabelledPhoto> = validation.into_iter().map(|(_, p)| p).collect();
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let data_root = args.data.clone().context("--data is required")?;
+    let run = args.run.clone().unwrap_or_else(|| global.assets().home().join("runs").join(&config.name));
+    let options = TrainOptions {
+        run: &run,
+        device: maskid_g2d::device(&args.device)?,
+        resume: args.resume,
+        stop_after: args.stop_after,
+    };
+    if args.resume && detector_finished_with(&run, &config) {
+        if !global.quiet {
+            eprintln!("maskid: the detector is already finished in {}", run.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&data_root)
+        .and_then(|lfw| lfw.devtrain_holdout_people(EvalOptions::validation(data_root.clone()).seed))
+        .context("--stage detector trains on LFW (--data)")?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let models = global.models(Parallelism::Throughput)?;
+    if !global.quiet {
+        eprintln!("maskid: finding the teacher's face in the DevTrain photos of {}", data_root.display());
+    }
+    let (train, validation) =
+        labelled_photos(&data_root, &held_out, args.max_people, &models.detector, models.config.max_pixels, &run)?;
     if !global.quiet {
         eprintln!("maskid: {} training photos, {} of held-out people", train.len(), validation.len());
     }
     let yunet = global.assets().get(&maskid_assets::YUNET)?;
-    let empty = VerificationPairs::default();
-    let data = TrainData {
-        faces: &[],
-        validation: &empty,
-        dense_validation: None,
-        teacher_onnx: None,
-        real_masks: None,
-        detector: Some(DetectorData {
-            train: &train,
-            validation: &validation,
-            yunet_onnx: &yunet,
-            teacher: &models.detector,
-        }),
-    };
-    train_stages(global, args, config, &[Stage::Detector], &data, options)
+    let data = DetectorData { train: &train, validation: &validation, yunet_onnx: &yunet, teacher: &models.detector };
+    let steps = config.schedule.steps;
+    let stage = maskid_g2d::detector::STAGE;
+    let report =
+        with_progress(global, args, stage, steps, |progress| tune_detector(&config, &data, &options, progress))?;
+    if args.json {
+        print_json(&[report])?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The largest face of every photo under `dir`, aligned, as real masks to transplant.
@@ -317,7 +311,7 @@ fn real_masks(models: &maskid_pipeline::Models, dir: &std::path::Path, quiet: bo
     Ok(masks)
 }
 
-fn stage_bar(quiet: bool, stage: Stage, steps: usize) -> ProgressBar {
+fn stage_bar(quiet: bool, stage: &str, steps: usize) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -327,7 +321,7 @@ fn stage_bar(quiet: bool, stage: Stage, steps: usize) -> ProgressBar {
             .expect("BUG: valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(stage.name());
+    bar.set_prefix(stage.to_string());
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
 }

@@ -1,7 +1,7 @@
 //! YuNet, the face detector (Wu et al., "YuNet: A tiny millisecond-level face detector",
 //! 2023; OpenCV Zoo's `face_detection_yunet_2023mar`), as a burn network built from the ONNX
 //! file that `maskid models fetch` brings, so that it can be fine-tuned on masked faces
-//! (stage/detector.rs) and written back (export.rs).
+//! (detector.rs) and written back (export.rs).
 //!
 //! Nothing is copied by hand: the network is the file's own graph, replayed. Its 53
 //! convolutions (int8 block-quantised weights dequantised to f32 at load) become burn

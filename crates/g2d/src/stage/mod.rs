@@ -2,12 +2,10 @@
 //! drives each of them: resume, batches, checkpoints, validation, metrics, progress.
 
 mod classifier;
-mod detector;
 mod inpaint;
 mod reformer;
 mod student;
 
-pub use detector::{detector_distillation_loss, load_detector, DetectorTuningConfig, LabelledPhoto};
 pub use student::{initial_student, load_average_student};
 
 use std::path::Path;
@@ -26,7 +24,7 @@ use crate::data::faces_tensor;
 use crate::model::{embed_faces, Backbone, EncoderConfig, FaceNetwork, Inpainter};
 use maskid_mask::RealMasks;
 
-use crate::run::{load_module, module_bytes, MetricsLog, RunState, StageDir};
+use crate::run::{load_module, module_bytes, MetricsLog, RunConfig, RunState, StageDir};
 use crate::{Error, Result};
 
 /// What a training run works on.
@@ -42,21 +40,6 @@ pub struct TrainData<'a> {
     pub teacher_onnx: Option<&'a Path>,
     /// Real masked faces for an occlusion mix with a `real` share.
     pub real_masks: Option<&'a RealMasks>,
-    /// Photos for the detector stage.
-    pub detector: Option<DetectorData<'a>>,
-}
-
-/// What the detector stage works on.
-#[derive(Clone, Copy)]
-pub struct DetectorData<'a> {
-    /// Photos of training people, with the teacher's face on each.
-    pub train: &'a [LabelledPhoto],
-    /// Photos of held-out people, for validation.
-    pub validation: &'a [LabelledPhoto],
-    /// YuNet's ONNX file: the student's starting point.
-    pub yunet_onnx: &'a Path,
-    /// YuNet as shipped, on ONNX Runtime: the teacher.
-    pub teacher: &'a maskid_face::Detector,
 }
 
 impl TrainData<'_> {
@@ -75,10 +58,6 @@ impl TrainData<'_> {
         }
         for crop in self.real_masks.map_or(&[][..], RealMasks::crops) {
             hash.update(&crop[crop.len() / 2..][..64]);
-        }
-        for photo in self.detector.iter().flat_map(|d| d.train.iter().chain(d.validation)) {
-            hash.update(photo.path.to_string_lossy().as_bytes());
-            hash.update(photo.face.score.to_le_bytes());
         }
         hex::encode(&hash.finalize()[..8])
     }
@@ -218,84 +197,72 @@ pub fn train_stage(
     options: &TrainOptions<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<StageReport> {
-    if data.faces.is_empty() && stage != Stage::Detector {
+    if data.faces.is_empty() {
         return Err(Error::Data("the training set is empty".into()));
     }
-    reset_peak_memory();
     match stage {
-        Stage::Detector => {
-            let photos = data.detector.ok_or_else(|| Error::Data("the detector stage needs photos".into()))?;
-            let yunet = std::fs::read(photos.yunet_onnx)
-                .map_err(|source| Error::Io { path: photos.yunet_onnx.display().to_string(), source })?;
-            let mut stage_loop = detector::DetectorTuning::new(
-                &yunet,
-                photos.teacher,
-                &config.detector,
-                photos.train,
-                photos.validation,
-                &options.device,
-            )?;
-            drive(&mut stage_loop, config, stage, data, options, progress)
-        }
         Stage::Inpaint | Stage::Encoder => {
             let mut stage_loop = inpaint::Reconstruction::new(config, stage, data, options)?;
-            drive(&mut stage_loop, config, stage, data, options, progress)
+            drive(&mut stage_loop, config, stage.name(), &data.fingerprint(), options, progress)
         }
         Stage::Reformer => match &config.model.student {
             Some(student) => {
                 let mut stage_loop = student::StudentDistillation::new(config, student, data, options)?;
-                drive(&mut stage_loop, config, stage, data, options, progress)
+                drive(&mut stage_loop, config, stage.name(), &data.fingerprint(), options, progress)
             }
             None => {
                 let mut stage_loop = reformer::Distillation::new(config, data, options)?;
-                drive(&mut stage_loop, config, stage, data, options, progress)
+                drive(&mut stage_loop, config, stage.name(), &data.fingerprint(), options, progress)
             }
         },
         Stage::Classifier => {
             let mut stage_loop = classifier::Classifier::new(config, data, options)?;
-            drive(&mut stage_loop, config, stage, data, options, progress)
+            drive(&mut stage_loop, config, stage.name(), &data.fingerprint(), options, progress)
         }
     }
 }
 
-/// Whether `run` holds this stage finished with this very config (so `--resume` skips it).
-pub fn finished_with(run: &Path, stage: Stage, config: &G2dConfig) -> bool {
+/// Whether `run` holds the stage named `stage` finished with this very config (so `--resume`
+/// skips it).
+pub fn finished_with(run: &Path, stage: &'static str, config: &impl RunConfig) -> bool {
     StageDir::finished(run, stage).is_ok_and(|(_, state)| state.config_sha256 == config_sha256(config))
 }
 
 /// `config` less its name and `stage`'s step count: two configs of one shape differ only in
 /// what the run is called and how long the stage trains.
-fn run_shape(config: &G2dConfig, stage: Stage) -> Option<toml::Value> {
-    let mut value: toml::Value = toml::from_str(&config.to_toml()).ok()?;
-    let table = value.as_table_mut()?;
+fn run_shape<C: RunConfig>(config: &C, stage: &str) -> Option<toml::Table> {
+    let mut table: toml::Table = toml::from_str(&config.to_toml()).ok()?;
     table.remove("name");
-    let schedule = table.get_mut(stage.name())?.get_mut("schedule")?.as_table_mut()?;
+    let schedule = C::schedule_table(&mut table, stage)?;
     schedule.remove("steps");
     schedule.remove("decay_from");
-    Some(value)
+    Some(table)
 }
 
-fn config_sha256(config: &G2dConfig) -> String {
+fn config_sha256(config: &impl RunConfig) -> String {
     hex::encode(Sha256::digest(config.to_toml().as_bytes()))
 }
 
-fn drive<L: StageLoop>(
+/// Trains the stage named `stage` with `stage_loop` (of G2D or the detector), from its last
+/// checkpoint when resuming; `data_fingerprint` ties the checkpoints to the data.
+pub(crate) fn drive<L: StageLoop, C: RunConfig>(
     stage_loop: &mut L,
-    config: &G2dConfig,
-    stage: Stage,
-    data: &TrainData<'_>,
+    config: &C,
+    stage: &'static str,
+    data_fingerprint: &str,
     options: &TrainOptions<'_>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<StageReport> {
-    let schedule = config.schedule(stage);
+    reset_peak_memory();
+    let schedule = config.stage_schedule(stage);
     let dir = StageDir::create(options.run, stage)?;
     let config_sha256 = config_sha256(config);
     let mut state = match (dir.state()?, options.resume) {
         (Some(mut saved), true) => {
             if saved.config_sha256 != config_sha256 {
-                let saved_config = dir.config()?;
+                let saved_config = dir.config::<C>()?;
                 let longer = schedule.steps > saved.step
-                    && saved_config.schedule(stage).constant_before(saved.step)
+                    && saved_config.stage_schedule(stage).constant_before(saved.step)
                     && schedule.constant_before(saved.step)
                     && run_shape(&saved_config, stage)
                         .is_some_and(|saved_shape| Some(saved_shape) == run_shape(config, stage));
@@ -310,7 +277,7 @@ fn drive<L: StageLoop>(
                 saved.config_sha256.clone_from(&config_sha256);
                 saved.finished = false;
             }
-            if saved.data_fingerprint != data.fingerprint() {
+            if saved.data_fingerprint != data_fingerprint {
                 return Err(Error::Checkpoint(format!(
                     "{}: the checkpoint was trained on other data; resume with the same data or start a new run folder",
                     dir.path().display()
@@ -326,7 +293,7 @@ fn drive<L: StageLoop>(
                 saved.step
             )));
         }
-        _ => RunState { config_sha256, data_fingerprint: data.fingerprint(), ..RunState::default() },
+        _ => RunState { config_sha256, data_fingerprint: data_fingerprint.to_string(), ..RunState::default() },
     };
     dir.save_config(config)?;
     let mut metrics = dir.metrics(state.step)?;
@@ -350,10 +317,10 @@ fn drive<L: StageLoop>(
         if !loss.total.is_finite() {
             return Err(Error::Diverged(format!(
                 "stage {} step {}: the loss is {} (lower {}.schedule.lr?)",
-                stage.name(),
+                stage,
                 state.step + 1,
                 loss.total,
-                stage.name()
+                stage
             )));
         }
         train_s += t.elapsed().as_secs_f64();
@@ -387,7 +354,7 @@ fn drive<L: StageLoop>(
             state.elapsed_s -= session.elapsed().as_secs_f64();
         }
         progress(&Progress {
-            stage: stage.name(),
+            stage: stage,
             step: state.step,
             steps: schedule.steps,
             loss: loss.total,
@@ -401,7 +368,7 @@ fn drive<L: StageLoop>(
     let tenth = (losses.len() / 10).max(1);
     let mean = |xs: &[f64]| if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 };
     Ok(StageReport {
-        stage: stage.name(),
+        stage: stage,
         dir: dir.path().display().to_string(),
         steps: state.step,
         steps_this_session: state.step - start_step,
@@ -488,7 +455,7 @@ pub(crate) fn load_inpainter(
     match previous {
         None => Ok(fresh),
         Some(stage) => {
-            let (dir, state) = StageDir::finished(run, stage)?;
+            let (dir, state) = StageDir::finished(run, stage.name())?;
             if stage != Stage::Inpaint {
                 check_same_network(&dir, config, |c| c.model.encoder.clone())?;
                 return dir.load_best(&state, fresh);
@@ -497,7 +464,7 @@ pub(crate) fn load_inpainter(
             // descriptor depth; after stage 1 the depth is fixed (only the encoder was tuned).
             let unsplit = |c: &G2dConfig| EncoderConfig { descriptor_block: 0, ..c.model.encoder.clone() };
             check_same_network(&dir, config, unsplit)?;
-            let saved = dir.config()?.model.encoder.init(device);
+            let saved = dir.config::<G2dConfig>()?.model.encoder.init(device);
             Ok(dir.load_best(&state, saved)?.split_at(config.model.encoder.descriptor_block))
         }
     }
@@ -505,15 +472,16 @@ pub(crate) fn load_inpainter(
 
 /// The backbone trained by the reformer stage of `run`.
 pub fn load_backbone(run: &Path, device: &Device) -> Result<(Backbone, G2dConfig)> {
-    let (dir, state) = StageDir::finished(run, Stage::Reformer)?;
-    let config = dir.config()?;
+    let (dir, state) = StageDir::finished(run, Stage::Reformer.name())?;
+    let config = dir.config::<G2dConfig>()?;
     Ok((dir.load_best(&state, new_backbone(&config, device))?, config))
 }
 
 /// The inpainting network (encoder + decoder) of `run`: after stage 1 if it ran, else stage 0.
 pub fn load_trained_inpainter(run: &Path, device: &Device) -> Result<Inpainter> {
-    let (dir, state) = StageDir::finished(run, Stage::Encoder).or_else(|_| StageDir::finished(run, Stage::Inpaint))?;
-    dir.load_best(&state, dir.config()?.model.encoder.init(device))
+    let (dir, state) =
+        StageDir::finished(run, Stage::Encoder.name()).or_else(|_| StageDir::finished(run, Stage::Inpaint.name()))?;
+    dir.load_best(&state, dir.config::<G2dConfig>()?.model.encoder.init(device))
 }
 
 /// A fresh backbone of `config`'s shape.
@@ -530,7 +498,7 @@ pub(crate) fn check_same_network<T: PartialEq + std::fmt::Debug>(
     config: &G2dConfig,
     part: impl Fn(&G2dConfig) -> T,
 ) -> Result<()> {
-    let theirs = previous.config()?;
+    let theirs = previous.config::<G2dConfig>()?;
     if part(&theirs) != part(config) {
         return Err(Error::Checkpoint(format!(
             "{}: trained with {:?} but this config has {:?}; use the same [model] section for every stage of a run",

@@ -92,8 +92,8 @@ fn load_student(
     last: bool,
     device: &Device,
 ) -> Result<(Student, G2dConfig)> {
-    let (dir, state) = StageDir::finished(run, Stage::Reformer)?;
-    let mut config = dir.config()?;
+    let (dir, state) = StageDir::finished(run, Stage::Reformer.name())?;
+    let mut config = dir.config::<G2dConfig>()?;
     let student = config.model.student.as_mut().ok_or_else(|| {
         Error::Checkpoint(format!(
             "{}: the reformer stage trained no teacher-initialised student",

@@ -1,4 +1,5 @@
-//! Fine-tuning YuNet to find faces behind masks, sunglasses and tight crops (issue 15), by
+//! Fine-tuning YuNet to find faces behind masks, sunglasses and tight crops (issue 15), apart
+//! from G2D (its own config, run folder `RUN/detector/` and entry point [`tune_detector`]), by
 //! distillation from YuNet itself: the teacher sees the clean photo with its surroundings,
 //! the student the same pixels masked (maskid's renderer), sometimes behind sunglasses, cut
 //! to a tight crop and set on the grey border of the detector's rescue pass. Both views share
@@ -14,7 +15,7 @@
 //! face scores at least the default threshold and lies where the teacher's does, less the
 //! share of face-less views where it finds a face.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -26,10 +27,14 @@ use maskid_mask::{render_mask, Coverage, MaskSpec, RgbImageMut, Rng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{step_seed, StageLoop, StepLoss, Trained};
-use crate::config::Schedule;
+use sha2::{Digest, Sha256};
+
+use crate::config::{over_defaults, read_config, Schedule};
 use crate::model::{file_layout, YuNet, HEAD_OUTPUTS};
-use crate::run::{module_bytes, RunState, StageDir};
+use crate::run::{module_bytes, RunConfig, RunState, StageDir};
+use crate::stage::{
+    drive, finished_with, step_seed, Progress, StageLoop, StageReport, StepLoss, TrainOptions, Trained,
+};
 use crate::{Error, Result};
 
 /// The masked-face pass's geometry (maskid-face), which the tuned detector learns on.
@@ -39,10 +44,16 @@ const BORDER_PX: usize = MASKED_PASS_BORDER_PX as usize;
 /// Default score threshold of the detector, which validation counts faces at.
 const SCORE: f32 = 0.6;
 
-/// How the detector is tuned.
+/// The folder of a run that holds the detector: `RUN/detector/`.
+pub const STAGE: &str = "detector";
+
+/// How the detector is tuned: its own config file (`configs/detector.toml`), read over these
+/// defaults key by key like G2D's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorTuningConfig {
+    /// A name for reports and the default run folder.
+    pub name: String,
     /// Steps and optimiser.
     pub schedule: Schedule,
     /// Share of views with a mask drawn (all styles and coverages of the synthesiser).
@@ -71,6 +82,7 @@ pub struct DetectorTuningConfig {
 impl Default for DetectorTuningConfig {
     fn default() -> Self {
         Self {
+            name: "detector".into(),
             schedule: Schedule {
                 steps: 1500,
                 batch_size: 16,
@@ -91,10 +103,122 @@ impl Default for DetectorTuningConfig {
     }
 }
 
-/// The tuned detector of `run`'s finished detector stage (YuNet's file `yunet_onnx` gives
-/// its shape).
-pub fn load_detector(run: &std::path::Path, yunet_onnx: &[u8], device: &Device) -> Result<(YuNet, crate::G2dConfig)> {
-    let (dir, state) = StageDir::finished(run, crate::Stage::Detector)?;
+impl DetectorTuningConfig {
+    /// Parses TOML over the defaults; the error names the key. Files of maskid before the
+    /// detector had a config of its own (a G2D config with `[detector]` and
+    /// `[detector.schedule]`, as runs of that time saved) are read too.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let mut file: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        if let Some(toml::Value::Table(mut tuning)) = file.remove("detector") {
+            if let Some(name) = file.remove("name") {
+                tuning.insert("name".into(), name);
+            }
+            file = tuning;
+        }
+        over_defaults(Self::default(), file, origin, Self::validate)
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::from_toml(&read_config(path)?, &path.display().to_string())
+    }
+
+    /// The TOML text of this configuration.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("BUG: the config serialises")
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.schedule.validate("schedule")?;
+        for (key, share) in [
+            ("masked", self.masked),
+            ("sunglasses", self.sunglasses),
+            ("faceless", self.faceless),
+            ("tight", self.tight),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!("{key} = {share}: must be between 0 and 1"));
+            }
+        }
+        for (key, weight) in [("regression_weight", self.regression_weight), ("face_weight", self.face_weight)] {
+            if !(weight >= 0.0 && weight.is_finite()) {
+                return Err(format!("{key} = {weight}: must be 0 or more"));
+            }
+        }
+        if self.validation_views == 0 {
+            return Err("validation_views = 0: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig for DetectorTuningConfig {
+    fn to_toml(&self) -> String {
+        DetectorTuningConfig::to_toml(self)
+    }
+
+    fn load(path: &Path) -> Result<Self> {
+        DetectorTuningConfig::load(path)
+    }
+
+    fn stage_schedule(&self, _stage: &str) -> &Schedule {
+        &self.schedule
+    }
+
+    fn schedule_table<'a>(toml: &'a mut toml::Table, _stage: &str) -> Option<&'a mut toml::Table> {
+        toml.get_mut("schedule")?.as_table_mut()
+    }
+}
+
+/// What the detector is tuned on.
+#[derive(Clone, Copy)]
+pub struct DetectorData<'a> {
+    /// Photos of training people, with the teacher's face on each.
+    pub train: &'a [LabelledPhoto],
+    /// Photos of held-out people, for validation.
+    pub validation: &'a [LabelledPhoto],
+    /// YuNet's ONNX file: the student's starting point.
+    pub yunet_onnx: &'a Path,
+    /// YuNet as shipped, on ONNX Runtime: the teacher.
+    pub teacher: &'a Detector,
+}
+
+impl DetectorData<'_> {
+    /// A fingerprint of the photos and the teacher's faces, so a resumed run refuses others.
+    fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for photo in self.train.iter().chain(self.validation) {
+            hash.update(photo.path.to_string_lossy().as_bytes());
+            hash.update(photo.face.score.to_le_bytes());
+        }
+        hex::encode(&hash.finalize()[..8])
+    }
+}
+
+/// Tunes YuNet into `options.run`'s `detector/` folder (resuming when asked), reporting after
+/// every step.
+pub fn tune_detector(
+    config: &DetectorTuningConfig,
+    data: &DetectorData<'_>,
+    options: &TrainOptions<'_>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<StageReport> {
+    let yunet = std::fs::read(data.yunet_onnx)
+        .map_err(|source| Error::Io { path: data.yunet_onnx.display().to_string(), source })?;
+    let mut tuning = DetectorTuning::new(&yunet, data.teacher, config, data.train, data.validation, &options.device)?;
+    drive(&mut tuning, config, STAGE, &data.fingerprint(), options, progress)
+}
+
+/// Whether `run` holds the detector finished with this very config.
+pub fn detector_finished_with(run: &Path, config: &DetectorTuningConfig) -> bool {
+    finished_with(run, STAGE, config)
+}
+
+/// The tuned detector of `run`'s finished detector folder (YuNet's file `yunet_onnx` gives
+/// its shape), and the config it was tuned with.
+pub fn load_detector(run: &Path, yunet_onnx: &[u8], device: &Device) -> Result<(YuNet, DetectorTuningConfig)> {
+    let (dir, state) = StageDir::finished(run, STAGE)?;
     let fresh = YuNet::from_onnx(yunet_onnx, device)?;
     Ok((dir.load_best(&state, fresh)?, dir.config()?))
 }
@@ -106,6 +230,57 @@ pub struct LabelledPhoto {
     pub path: PathBuf,
     /// The teacher's detection of its main face.
     pub face: Detection,
+}
+
+/// Score the teacher's face must reach on a clean photo for the photo to be used.
+const LABEL_SCORE: f32 = 0.8;
+
+/// The DevTrain photos of LFW at `lfw_root` (the first `max_people` people), each with the
+/// teacher's face on the clean photo, split into training photos and those of the held-out
+/// people `held_out` (validation). Photos where the teacher finds no clear face are left out.
+/// The labels are kept in `run/detector-photos.json` and read from there on resume.
+pub fn labelled_photos(
+    lfw_root: &Path,
+    held_out: &std::collections::BTreeSet<String>,
+    max_people: Option<usize>,
+    teacher: &Detector,
+    max_pixels: u64,
+    run: &Path,
+) -> Result<(Vec<LabelledPhoto>, Vec<LabelledPhoto>)> {
+    let labels = run.join("detector-photos.json");
+    let photos: Vec<(bool, LabelledPhoto)> = match std::fs::read(&labels) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Data(format!("{}: unreadable ({e}); delete it to label again", labels.display())))?,
+        Err(_) => {
+            let lfw = maskid_eval::Lfw::open(lfw_root).map_err(|e| Error::Data(e.to_string()))?;
+            let mut people = lfw.people("peopleDevTrain.txt").map_err(|e| Error::Data(e.to_string()))?;
+            people.truncate(max_people.unwrap_or(usize::MAX));
+            let refs: Vec<(bool, PathBuf)> = people
+                .iter()
+                .flat_map(|(name, n)| {
+                    (1..=*n).map(move |i| (held_out.contains(name), maskid_eval::Lfw::image(name, i)))
+                })
+                .map(|(held, r)| (held, lfw.root().join(r.path)))
+                .collect();
+            let found: Vec<(bool, LabelledPhoto)> = refs
+                .par_iter()
+                .filter_map(|(held, path)| {
+                    let image = maskid_face::load_image(path, max_pixels).ok()?;
+                    let faces = teacher.detect(&image).ok()?;
+                    let policy = maskid_face::FacePolicy::Largest;
+                    let face =
+                        *maskid_face::select_faces(faces, policy, image.dimensions(), LABEL_SCORE).ok()?.first()?;
+                    (face.score >= LABEL_SCORE).then(|| (*held, LabelledPhoto { path: path.clone(), face }))
+                })
+                .collect();
+            let json = serde_json::to_vec(&found).expect("BUG: labels serialise");
+            maskid_core::write_atomic(&labels, &json)
+                .map_err(|source| Error::Io { path: labels.display().to_string(), source })?;
+            found
+        }
+    };
+    let (validation, train): (Vec<_>, Vec<_>) = photos.into_iter().partition(|(held, _)| *held);
+    Ok((train.into_iter().map(|(_, p)| p).collect(), validation.into_iter().map(|(_, p)| p).collect()))
 }
 
 /// Student and teacher canvases of one view: BGR planes, `[3, CANVAS_PX, CANVAS_PX]`.
@@ -511,5 +686,43 @@ impl StageLoop for DetectorTuning<'_> {
 
     fn best(&self) -> Result<Bytes> {
         module_bytes(&self.student.model.valid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detector_config_is_its_own_and_reads_the_files_of_either_shape() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/detector.toml");
+        let config = DetectorTuningConfig::load(&file).unwrap();
+        assert_eq!(config.name, "detector-v4");
+        assert_eq!(DetectorTuningConfig::from_toml(&config.to_toml(), "again").unwrap(), config);
+        // A partial schedule keeps the detector's own batch and rate.
+        let partial = DetectorTuningConfig::from_toml("[schedule]\nsteps = 7\n", "x").unwrap();
+        let want = Schedule { steps: 7, ..DetectorTuningConfig::default().schedule };
+        assert_eq!(partial.schedule, want);
+        assert_eq!((want.batch_size, want.lr), (16, 2e-4));
+        // As runs saved it before the detector had a config of its own: inside a G2D config.
+        let old = "name = \"old\"\nseed = 7\n[detector]\nfaceless = 0.25\n[detector.schedule]\nsteps = 9\n";
+        let old = DetectorTuningConfig::from_toml(old, "old run").unwrap();
+        assert_eq!((old.name.as_str(), old.faceless, old.schedule.steps), ("old", 0.25, 9));
+    }
+
+    #[test]
+    fn every_key_of_the_detector_config_is_range_checked() {
+        for (text, key) in [
+            ("[schedule]\ncheckpoint_every = 0\n", "schedule.checkpoint_every"),
+            ("[schedule]\nsteps = 10\ndecay_from = 10\n", "schedule.decay_from"),
+            ("[schedule]\nlr = -1.0\n", "schedule.lr"),
+            ("faceless = 1.5\n", "faceless"),
+            ("face_weight = -1.0\n", "face_weight"),
+            ("validation_views = 0\n", "validation_views"),
+            ("steps = 5\n", "unknown field `steps`"),
+        ] {
+            let err = DetectorTuningConfig::from_toml(text, "x").unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 }
