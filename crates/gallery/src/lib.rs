@@ -55,9 +55,9 @@ pub enum Error {
     #[error("model mismatch: the gallery holds embeddings of {} (sha256 {}, embedding space {}), not comparable with those of {} (sha256 {}, embedding space {}); use the gallery's model or one of its space, or re-embed the gallery (`maskid gallery reembed`)", gallery.id, gallery.sha256, gallery.space, other.id, other.sha256, other.space)]
     ModelMismatch {
         /// The gallery's model.
-        gallery: ModelRef,
-        /// The model of the face or export offered.
-        other: ModelRef,
+        gallery: Box<ModelRef>,
+        /// The model of the face, probe or export offered.
+        other: Box<ModelRef>,
     },
     /// A bad argument.
     #[error("invalid: {0}")]

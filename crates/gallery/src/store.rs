@@ -131,7 +131,7 @@ impl ModelRef {
     pub(crate) fn admit(gallery: Option<&ModelRef>, offered: &ModelRef) -> Result<()> {
         match gallery {
             Some(gallery) if gallery.space != offered.space => {
-                Err(Error::ModelMismatch { gallery: gallery.clone(), other: offered.clone() })
+                Err(Error::ModelMismatch { gallery: Box::new(gallery.clone()), other: Box::new(offered.clone()) })
             }
             _ => Ok(()),
         }

@@ -354,7 +354,7 @@ pub(crate) fn drive<L: StageLoop, C: RunConfig>(
             state.elapsed_s -= session.elapsed().as_secs_f64();
         }
         progress(&Progress {
-            stage: stage,
+            stage,
             step: state.step,
             steps: schedule.steps,
             loss: loss.total,
@@ -368,7 +368,7 @@ pub(crate) fn drive<L: StageLoop, C: RunConfig>(
     let tenth = (losses.len() / 10).max(1);
     let mean = |xs: &[f64]| if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 };
     Ok(StageReport {
-        stage: stage,
+        stage,
         dir: dir.path().display().to_string(),
         steps: state.step,
         steps_this_session: state.step - start_step,
