@@ -409,7 +409,10 @@ impl G2dConfig {
     /// Parses TOML over the `small` preset, table by table; the error names the key and the
     /// allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let file: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        let mut file: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        // Runs saved before the detector had a config of its own carry its `[detector]` table
+        // in theirs; it is not G2D's.
+        file.remove("detector");
         over_defaults(Self::small(), file, origin, Self::validate)
     }
 

@@ -107,10 +107,25 @@ fn every_stage_trains_two_steps_on_synthetic_faces_and_resumes_only_as_itself() 
     let embedding = maskid_g2d::model::embed_faces(&backbone, &[&face(0, 0)], &maskid_g2d::Device::flex()).unwrap();
     assert_eq!(embedding[0].len(), 8, "the configured embedding_dim");
 
+    // A run saved by an older maskid (its config.toml with the detector's table of that time,
+    // so another hash) is still this config's: found finished, resumed without training.
+    let saved = run.path().join("classifier").join("config.toml");
+    let old = std::fs::read_to_string(&saved).unwrap() + "\n[detector]\nfaceless = 0.5\n";
+    std::fs::write(&saved, old).unwrap();
+    let state = run.path().join("classifier").join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["config_sha256"] = "0".repeat(64).into();
+    std::fs::write(&state, json.to_string()).unwrap();
+    assert!(maskid_g2d::finished_with(run.path(), Stage::Classifier.name(), &config));
+    let again = TrainOptions { resume: true, device: maskid_g2d::Device::flex(), ..options };
+    let report = maskid_g2d::train_stage(&config, Stage::Classifier, &data, &again, &mut |_| {}).unwrap();
+    assert_eq!((report.steps, report.steps_this_session, report.finished), (2, 0, true));
+
     // Resuming with another network is refused, with the way out.
     let mut wider = config.clone();
     wider.model.reformer.embedding_dim = 16;
-    let resume = TrainOptions { resume: true, ..options };
+    let resume = TrainOptions { resume: true, ..again };
     let err = maskid_g2d::train_stage(&wider, Stage::Reformer, &data, &resume, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("another config"), "{err}");
     assert!(!maskid_g2d::finished_with(run.path(), Stage::Reformer.name(), &wider));

@@ -224,8 +224,15 @@ pub fn train_stage(
 
 /// Whether `run` holds the stage named `stage` finished with this very config (so `--resume`
 /// skips it).
-pub fn finished_with(run: &Path, stage: &'static str, config: &impl RunConfig) -> bool {
-    StageDir::finished(run, stage).is_ok_and(|(_, state)| state.config_sha256 == config_sha256(config))
+pub fn finished_with<C: RunConfig + PartialEq>(run: &Path, stage: &'static str, config: &C) -> bool {
+    StageDir::finished(run, stage).is_ok_and(|(dir, state)| ran_with(&dir, &state, config))
+}
+
+/// Whether the checkpoints of `dir` were trained with `config`: the same text, or a saved
+/// config that reads as the same one (a run saved by an older maskid writes its config with
+/// keys since moved or added, so its hash differs).
+fn ran_with<C: RunConfig + PartialEq>(dir: &StageDir, state: &RunState, config: &C) -> bool {
+    state.config_sha256 == config_sha256(config) || dir.config::<C>().is_ok_and(|saved| saved == *config)
 }
 
 /// `config` less its name and `stage`'s step count: two configs of one shape differ only in
@@ -245,7 +252,7 @@ fn config_sha256(config: &impl RunConfig) -> String {
 
 /// Trains the stage named `stage` with `stage_loop` (of G2D or the detector), from its last
 /// checkpoint when resuming; `data_fingerprint` ties the checkpoints to the data.
-pub(crate) fn drive<L: StageLoop, C: RunConfig>(
+pub(crate) fn drive<L: StageLoop, C: RunConfig + PartialEq>(
     stage_loop: &mut L,
     config: &C,
     stage: &'static str,
@@ -259,7 +266,7 @@ pub(crate) fn drive<L: StageLoop, C: RunConfig>(
     let config_sha256 = config_sha256(config);
     let mut state = match (dir.state()?, options.resume) {
         (Some(mut saved), true) => {
-            if saved.config_sha256 != config_sha256 {
+            if !ran_with(&dir, &saved, config) {
                 let saved_config = dir.config::<C>()?;
                 let longer = schedule.steps > saved.step
                     && saved_config.stage_schedule(stage).constant_before(saved.step)
@@ -274,9 +281,10 @@ pub(crate) fn drive<L: StageLoop, C: RunConfig>(
                 }
                 // The same run, trained on for more steps: the rate was constant up to the saved
                 // step in both configs, so the steps already taken are those this run takes.
-                saved.config_sha256.clone_from(&config_sha256);
                 saved.finished = false;
             }
+            // From here on the checkpoints are this config's (its text, as saved below).
+            saved.config_sha256.clone_from(&config_sha256);
             if saved.data_fingerprint != data_fingerprint {
                 return Err(Error::Checkpoint(format!(
                     "{}: the checkpoint was trained on other data; resume with the same data or start a new run folder",
