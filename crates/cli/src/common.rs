@@ -230,7 +230,7 @@ pub fn photo_error_text(photo: &Path, e: &anyhow::Error) -> String {
 
 /// The photos named on the command line, folders walked (sorted, recursively).
 pub fn photo_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    Ok(collect(inputs)?.into_iter().map(|(photo, _)| photo).collect())
+    Ok(maskid_eval::image_files(inputs)?.into_iter().map(|(photo, _)| photo).collect())
 }
 
 /// Counts of a batch command over photos.
@@ -336,39 +336,4 @@ pub mod choices {
     pub fn style() -> PossibleValuesParser {
         PossibleValuesParser::new(maskid_mask::MaskStyle::ALL.map(|m| m.name()).into_iter().chain(["random"]))
     }
-}
-
-/// (photo, output stem relative to the output folder).
-pub fn collect(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
-    fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, base, out)?;
-            } else if maskid_eval::is_image_file(&path) {
-                let rel = path.strip_prefix(base).expect("BUG: walked under base").with_extension("");
-                out.push((path, rel));
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            walk(input, input, &mut out)?;
-        } else {
-            let stem = input.file_stem().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("face"));
-            out.push((input.clone(), stem));
-        }
-    }
-    Ok(out)
-}
-
-/// The value at quantile `q` (0..1) of `sorted` (ascending), by nearest rank rounded down.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }

@@ -135,11 +135,19 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
         assert!(!validation.is_empty(), "{stage}: validated");
         let best = r["best_validation"][1].as_u64().unwrap();
         assert!(dir.join(format!("best-{best}.bpk")).is_file(), "{stage}: the best model is kept");
-        assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+        // The speed reported is the one the last step logged (no timing is asserted).
+        let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        let lines = text.lines().rev().map(|l| serde_json::from_str::<Value>(l).unwrap());
+        let last_train = lines.into_iter().find(|l| l["kind"] == "train").unwrap();
+        assert_eq!(r["images_per_s"], last_train["images_per_s"], "{stage}");
     }
+    // Bands from the seeded run (2026-12-07, machine B): this short run checks the wiring, so
+    // its reformer is near chance (0.502 on the 100 validation pairs), and its export scores
+    // 0.547 (AUC 0.560) on lfw-devtest mask-probe. Training is deterministic for a seed on one
+    // CPU; the bands leave room for another CPU's rounding, not for a change of behaviour.
     let reformer = &reports[2];
     let accuracy = reformer["best_validation"][0].as_f64().unwrap();
-    assert!((0.5..=1.0).contains(&accuracy), "mask-probe accuracy is a rate above chance: {accuracy}");
+    assert!((0.45..=0.56).contains(&accuracy), "the seeded short run's validation accuracy moved: {accuracy}");
 
     // Export: ONNX Runtime must reproduce burn on 32 real faces within 1e-4.
     let onnx = tmp.path().join("g2d.onnx");
@@ -205,8 +213,10 @@ fn four_stages_train_on_lfw_devtrain_and_the_export_matches_burn() {
         reports_dir.to_str().unwrap(),
         "--json",
     ]));
-    let eval_accuracy = eval["metrics"]["accuracy_mean"].as_f64().unwrap();
-    assert!((0.5..=1.0).contains(&eval_accuracy), "{eval}");
+    let (eval_accuracy, eval_auc) =
+        (eval["metrics"]["accuracy_mean"].as_f64().unwrap(), eval["metrics"]["auc"].as_f64().unwrap());
+    assert!((0.517..=0.577).contains(&eval_accuracy), "the seeded export's accuracy moved: {eval_accuracy}");
+    assert!((0.53..=0.59).contains(&eval_auc), "the seeded export's AUC moved: {eval_auc}");
 
     // unmask: input, masked input and reconstruction side by side.
     let out = tmp.path().join("unmask");

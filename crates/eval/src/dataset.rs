@@ -294,6 +294,47 @@ pub fn is_image_file(path: &Path) -> bool {
     known && path.is_file()
 }
 
+/// Every photo of a data set, relative to its root. LFW's photos sit one level down.
+pub fn dataset_photos(root: &Path) -> Result<Vec<PathBuf>> {
+    let lfw_images = root.join("images_deepfunneled");
+    Ok(if lfw_images.is_dir() {
+        folder_dataset(&lfw_images)?.into_iter().map(|i| Path::new("images_deepfunneled").join(i.path)).collect()
+    } else {
+        folder_dataset(root)?.into_iter().map(|i| i.path).collect()
+    })
+}
+
+/// The photos named by `inputs`: files as they are, folders walked (sorted, image files by
+/// extension), each with its stem relative to the folder it was found under (where a command
+/// writes its output for it).
+pub fn image_files(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+        let io = |source| Error::Io { path: dir.display().to_string(), source };
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, base, out)?;
+            } else if is_image_file(&path) {
+                let rel = path.strip_prefix(base).expect("BUG: walked under base").with_extension("");
+                out.push((path, rel));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            walk(input, input, &mut out)?;
+        } else {
+            let stem = input.file_stem().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("face"));
+            out.push((input.clone(), stem));
+        }
+    }
+    Ok(out)
+}
+
 /// A folder of `<identity>/<photo>` files (any depth below the identity folder is ignored),
 /// sorted by identity then path. Files that are not images by extension are skipped.
 pub fn folder_dataset(root: &Path) -> Result<Vec<ImageRef>> {

@@ -13,7 +13,7 @@ mod verify;
 pub use compare::{
     compare_identification, compare_verification, Comparison, Discordance, ItemMismatch, TarDifference, RESAMPLES,
 };
-pub use dataset::{folder_dataset, is_image_file, ImageRef, Lfw, Pair};
+pub use dataset::{dataset_photos, folder_dataset, image_files, is_image_file, ImageRef, Lfw, Pair};
 pub use identify::{identification_metrics, probe_ranks, DirAtFar, IdentificationMetrics};
 pub use protocol::{IdentSet, MaskSetting, MaskStage, Protocol};
 pub use report::{write_line_png, write_roc_png, AlignmentShift, ProbePreparation, Report, ReportMetrics};

@@ -426,6 +426,16 @@ impl G2dConfig {
         toml::to_string(self).expect("BUG: the config serialises")
     }
 
+    /// The schedule of a stage, to change.
+    pub fn schedule_mut(&mut self, stage: Stage) -> &mut Schedule {
+        match stage {
+            Stage::Inpaint => &mut self.inpaint.schedule,
+            Stage::Encoder => &mut self.encoder.schedule,
+            Stage::Reformer => &mut self.reformer.schedule,
+            Stage::Classifier => &mut self.classifier.schedule,
+        }
+    }
+
     /// The schedule of a stage.
     pub fn schedule(&self, stage: Stage) -> &Schedule {
         match stage {

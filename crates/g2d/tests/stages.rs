@@ -45,12 +45,7 @@ fn tiny_config() -> G2dConfig {
     )
     .unwrap();
     for stage in Stage::ALL {
-        let schedule = match stage {
-            Stage::Inpaint => &mut config.inpaint.schedule,
-            Stage::Encoder => &mut config.encoder.schedule,
-            Stage::Reformer => &mut config.reformer.schedule,
-            Stage::Classifier => &mut config.classifier.schedule,
-        };
+        let schedule = config.schedule_mut(stage);
         schedule.steps = 2;
         schedule.batch_size = 4;
         schedule.checkpoint_every = 1;

@@ -18,7 +18,7 @@ pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESH
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 pub use recognizer::{Identification, ModelChoice, Photo, Recognizer, Verification};
 pub use training::{
-    dense_validation_pairs, training_set, unlabelled_set, verification_pairs, TeacherTargets, TrainingSet,
+    dense_validation_pairs, parity_faces, training_set, unlabelled_set, verification_pairs, TeacherTargets, TrainingSet,
 };
 
 /// Progress of long work: `done` of `total` items of `stage`.

@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use maskid_core::{DensePairs, TrainingFace, VerificationPairs};
+use maskid_core::{AlignedFace, DensePairs, TrainingFace, VerificationPairs};
 use maskid_eval::{folder_dataset, ImageRef, Lfw, MaskSetting};
+use maskid_face::FacePolicy;
+use maskid_mask::{mask_face, Coverage, MaskSpec, MaskStyle};
 
 use crate::evaluate::{
-    clean_embeddings, crop_landmarks, mask_prepared_face, masked_face, mirror_averaged_embeddings, protocol_face,
-    EvalOptions,
+    clean_embeddings, crop_landmarks, landmarks_in_crop, mask_prepared_face, masked_face, mirror_averaged_embeddings,
+    protocol_face, EvalOptions,
 };
 use crate::models::Models;
 use crate::prepare::{prepare, PrepareSummary};
@@ -205,4 +207,29 @@ pub fn dense_validation_pairs(
         out.folds.push(pair.fold);
     }
     Ok(out)
+}
+
+/// 32 real aligned faces to check an export against burn with: lfw-devtest crops (masked
+/// probes among them) when LFW is given, else each sample photo's face clean and under five
+/// mask styles.
+pub fn parity_faces(assets: &maskid_assets::Assets, models: &Models, lfw: Option<&Path>) -> Result<Vec<AlignedFace>> {
+    if let Some(root) = lfw {
+        let options = EvalOptions::devtest_mask_probe(root.to_path_buf());
+        let pairs = verification_pairs(assets.home(), models, &options, Some(16), &|_| {})?;
+        return Ok(pairs.references.into_iter().chain(pairs.probes).take(32).collect());
+    }
+    let mut faces = Vec::new();
+    for photo in maskid_assets::SAMPLE_PHOTOS.iter() {
+        let (_, found) = models.photo_faces(&assets.get(photo)?, FacePolicy::Largest)?;
+        for (detection, face) in found.into_iter().take(1) {
+            let landmarks = landmarks_in_crop(&detection.landmarks);
+            faces.push(face.clone());
+            for (i, style) in MaskStyle::ALL.iter().take(5).enumerate() {
+                let spec = MaskSpec::from_seed(i as u64, Some(*style), Coverage::Random);
+                faces.push(mask_face(&face, &landmarks, &spec)?.0);
+            }
+        }
+    }
+    faces.truncate(32);
+    Ok(faces)
 }

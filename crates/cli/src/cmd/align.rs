@@ -8,7 +8,9 @@ use anyhow::Context;
 use maskid_core::ALIGNED_SIZE_PX;
 use maskid_face::{FacePolicy, Parallelism};
 
-use crate::common::{collect, run_batch, GlobalArgs};
+use maskid_eval::image_files;
+
+use crate::common::{run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let photos = collect(&args.inputs)?;
+    let photos = image_files(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
     let models = global.models(Parallelism::Throughput)?;
     let summary = run_batch(global, "align", &photos, |photo, stem| {

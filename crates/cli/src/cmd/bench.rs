@@ -1,20 +1,15 @@
-//! `maskid bench`: photo -> embedding latency on a 640x480 photo with one face, and
-//! throughput over a data set (full chain, and embedding of prepared crops).
+//! `maskid bench`: the flags of the benchmarks of `maskid-bench`, and their reports printed.
 
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use maskid_core::AlignedFace;
-use maskid_face::{align_face, decode_image, select_faces, FacePolicy, Parallelism};
-use maskid_pipeline::ModelChoice;
-use rayon::prelude::*;
+use maskid_bench::{detect as bench_detect, g2d as bench_g2d, photo, search as bench_search};
+use maskid_bench::{service as bench_service, soak as bench_soak, Setup};
+use maskid_face::Parallelism;
 use serde::Serialize;
 
-use crate::cmd::prepare::dataset_photos;
-use crate::cmd::{bench_detect, bench_g2d, bench_search, bench_service, bench_soak};
-use crate::common::{percentile, print_json, GlobalArgs};
+use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -95,69 +90,12 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Serialize, Default)]
-struct Latency {
-    photo: String,
-    iterations: usize,
-    median_total_ms: f64,
-    p90_total_ms: f64,
-    median_decode_ms: f64,
-    median_detect_ms: f64,
-    median_align_ms: f64,
-    median_embed_ms: f64,
-}
-
-#[derive(Serialize)]
-struct Throughput {
-    photos: usize,
-    chain_photos_per_s: f64,
-    embed_faces_per_s: f64,
-}
-
 #[derive(Serialize)]
 struct BenchReport {
     cores: usize,
     masks_per_s: f64,
-    latency: Latency,
-    throughput: Option<Throughput>,
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    percentile(v, 0.5)
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
-/// The 640x480 test photo: a sample photo cropped to 4:3 and resized, as a JPEG.
-fn test_photo(global: &GlobalArgs) -> anyhow::Result<Vec<u8>> {
-    let path = global.assets().get(&maskid_assets::SAMPLE_PHOTOS[2])?;
-    let image = maskid_face::load_image(&path, maskid_face::DEFAULT_MAX_PIXELS)?;
-    let (w, h) = image.dimensions();
-    let (cw, ch) = if w * 3 > h * 4 { (h * 4 / 3, h) } else { (w, w * 3 / 4) };
-    let cropped = image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
-    let resized = image::imageops::resize(&cropped, 640, 480, image::imageops::FilterType::Triangle);
-    let mut jpeg = Cursor::new(Vec::new());
-    resized.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
-    Ok(jpeg.into_inner())
-}
-
-/// Random masks (style, colour, coverage from the seed) on 20,000 aligned faces in parallel.
-fn mask_throughput(jpeg: &[u8]) -> anyhow::Result<f64> {
-    let photo = decode_image(jpeg, u64::MAX)?;
-    let face = image::imageops::resize(&photo, 112, 112, image::imageops::FilterType::Triangle).into_raw();
-    let template = maskid_core::Landmarks5(maskid_core::ALIGNMENT_TEMPLATE);
-    let count = 20_000u64;
-    let start = Instant::now();
-    (0..count).into_par_iter().try_for_each(|seed| -> anyhow::Result<()> {
-        let mut rgb = face.clone();
-        let spec = maskid_mask::MaskSpec::from_seed(seed, None, maskid_mask::Coverage::Random);
-        maskid_mask::render_mask(&mut maskid_mask::RgbImageMut::new(112, 112, &mut rgb)?, &template, &spec)?;
-        Ok(())
-    })?;
-    Ok(count as f64 / start.elapsed().as_secs_f64())
+    latency: photo::Latency,
+    throughput: Option<photo::Throughput>,
 }
 
 /// The PostgreSQL server of `--gallery` (the benchmarks compare a file with PostgreSQL).
@@ -173,8 +111,15 @@ fn postgres_server(args: &Args) -> anyhow::Result<Option<&str>> {
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
+    let progress = global.progress();
+    let setup = Setup {
+        assets: global.assets(),
+        models: global.models_config(Parallelism::Latency)?,
+        models_dir: global.models_dir.clone(),
+        progress: &progress,
+    };
     if args.train_steps.is_some() || args.model.is_some() {
-        return g2d(global, &args);
+        return g2d(&setup, &args);
     }
     if args.search {
         let postgres =
@@ -213,7 +158,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(dir) = &args.detect {
-        let rate = bench_detect::detection_rate(global, dir)?;
+        let rate = bench_detect::detection_rate(&setup, dir)?;
         if args.json {
             print_json(&rate)?;
         } else {
@@ -242,7 +187,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.soak {
         let data = args.data.as_ref().expect("clap: --soak requires --data");
-        let soak = bench_soak::soak(global, data, Duration::from_secs(args.duration_s), args.rate)?;
+        let soak = bench_soak::soak(&setup, data, Duration::from_secs(args.duration_s), args.rate)?;
         if args.json {
             print_json(&soak)?;
         } else {
@@ -274,7 +219,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if args.service {
         let data = args.data.as_ref().expect("clap: --service requires --data");
         let backend = bench_service::Backend { postgres: postgres_server(&args)?, replicas: args.replicas };
-        let load = bench_service::load_run(global, data, args.gallery_faces, args.requests, args.rate, &backend)?;
+        let load = bench_service::load_run(&setup, data, args.gallery_faces, args.requests, args.rate, &backend)?;
         if args.json {
             print_json(&load)?;
         } else {
@@ -300,63 +245,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let jpeg = test_photo(global)?;
-    let models = global.models(Parallelism::Latency)?;
-    let (mut total, mut decode, mut detect, mut align, mut embed) = (vec![], vec![], vec![], vec![], vec![]);
-    for i in 0..args.iterations + 5 {
-        let t0 = Instant::now();
-        let image = decode_image(&jpeg, u64::MAX)?;
-        let t1 = Instant::now();
-        let found = models.detector.detect(&image)?;
-        let face = select_faces(found, FacePolicy::RequireOne, image.dimensions(), global.score_threshold)?[0];
-        let t2 = Instant::now();
-        let crop = align_face(&image, &face.landmarks)?;
-        let t3 = Instant::now();
-        models.teacher.embed(std::slice::from_ref(&crop))?;
-        if i >= 5 {
-            // the first runs warm caches and thread pools
-            total.push(ms(t0));
-            decode.push((t1 - t0).as_secs_f64() * 1e3);
-            detect.push((t2 - t1).as_secs_f64() * 1e3);
-            align.push((t3 - t2).as_secs_f64() * 1e3);
-            embed.push(ms(t3));
-        }
-    }
-    let latency = Latency {
-        photo: "sample person_b_1 cropped to 4:3, resized to 640x480, JPEG".into(),
-        iterations: args.iterations,
-        median_total_ms: median(&mut total),
-        p90_total_ms: percentile(&total, 0.9), // `median` sorted it
-        median_decode_ms: median(&mut decode),
-        median_detect_ms: median(&mut detect),
-        median_align_ms: median(&mut align),
-        median_embed_ms: median(&mut embed),
-    };
-    drop(models);
-    let masks_per_s = mask_throughput(&jpeg)?;
-
-    let throughput = match &args.data {
-        None => None,
-        Some(root) => {
-            let all = dataset_photos(root)?;
-            let step = (all.len() / args.photos.max(1)).max(1);
-            let chosen: Vec<PathBuf> = all.iter().step_by(step).take(args.photos).map(|p| root.join(p)).collect();
-            let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
-            let start = Instant::now();
-            let crops: Vec<AlignedFace> = chosen
-                .par_iter()
-                .filter_map(|p| {
-                    recognizer.open_photo(p).and_then(|photo| recognizer.face(&photo, FacePolicy::Center)).ok()
-                })
-                .map(|found| found.face)
-                .collect();
-            let chain_photos_per_s = chosen.len() as f64 / start.elapsed().as_secs_f64();
-            let start = Instant::now();
-            crops.par_chunks(32).try_for_each(|c| recognizer.embed(c).map(drop))?;
-            let embed_faces_per_s = crops.len() as f64 / start.elapsed().as_secs_f64();
-            Some(Throughput { photos: chosen.len(), chain_photos_per_s, embed_faces_per_s })
-        }
-    };
+    let jpeg = photo::test_photo(&setup)?;
+    let latency = photo::latency(&setup, &jpeg, args.iterations)?;
+    let masks_per_s = photo::mask_throughput(&jpeg)?;
+    let throughput = args.data.as_deref().map(|root| photo::throughput(&setup, root, args.photos)).transpose()?;
     let report = BenchReport { cores, masks_per_s, latency, throughput };
     if args.json {
         print_json(&report)?;
@@ -379,11 +271,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `--train-steps` and `--model`: the G2D benchmarks.
-fn g2d(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+fn g2d(setup: &Setup, args: &Args) -> anyhow::Result<ExitCode> {
     let mut report = serde_json::json!({ "cores": std::thread::available_parallelism().map_or(1, |n| n.get()) });
     if let (Some(steps), Some(data)) = (args.train_steps, &args.data) {
         anyhow::ensure!(steps >= 2, "--train-steps must be at least 2");
-        let stages = bench_g2d::train_throughput(global, data, steps)?;
+        let stages = bench_g2d::train_throughput(setup, data, steps)?;
         if !args.json {
             for s in &stages {
                 let peak = s.peak_memory_mib.map_or("?".into(), |m| format!("{m:.0} MiB"));
@@ -396,8 +288,8 @@ fn g2d(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
         report["train"] = serde_json::to_value(&stages)?;
     }
     if let Some(model) = &args.model {
-        let models = global.models(Parallelism::Latency)?;
-        let faces = crate::cmd::export::parity_faces(global, &models, None)?;
+        let models = setup.models(Parallelism::Latency)?;
+        let faces = maskid_pipeline::parity_faces(&setup.assets, &models, None)?;
         drop(models);
         let speed = bench_g2d::backbone_speed(model, args.run.as_deref(), &faces, args.iterations)?;
         if !args.json {

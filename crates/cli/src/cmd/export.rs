@@ -6,11 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use maskid_core::AlignedFace;
-use maskid_face::{FacePolicy, Parallelism};
-use maskid_mask::{mask_face, Coverage, MaskSpec, MaskStyle};
-use maskid_pipeline::{landmarks_in_crop, EvalOptions, Models};
+use maskid_face::Parallelism;
 use serde::Serialize;
 
 use crate::common::{print_json, GlobalArgs};
@@ -100,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     ];
     maskid_g2d::export::export_onnx(&backbone, &args.output, &metadata)?;
     let models = global.models(Parallelism::Latency)?;
-    let faces = parity_faces(global, &models, args.data.as_ref())?;
+    let faces = maskid_pipeline::parity_faces(&global.assets(), &models, args.data.as_deref())?;
     let max = maskid_g2d::export::parity(&backbone, &args.output, &faces, &device)?;
     check_parity(max, faces.len(), &args.output)?;
     let inpainter = match &args.inpainter {
@@ -199,7 +195,7 @@ fn export_student(global: &GlobalArgs, args: &Args, device: &maskid_g2d::Device)
     }
     maskid_g2d::export::export_student_onnx(&student, &args.output, &metadata)?;
     let models = global.models(Parallelism::Latency)?;
-    let faces = parity_faces(global, &models, args.data.as_ref())?;
+    let faces = maskid_pipeline::parity_faces(&global.assets(), &models, args.data.as_deref())?;
     let max = maskid_g2d::export::parity(&student, &args.output, &faces, device)?;
     check_parity(max, faces.len(), &args.output)?;
     let summary = Summary {
@@ -267,28 +263,4 @@ fn check_parity(max: f32, faces: usize, path: &std::path::Path) -> anyhow::Resul
         path.display()
     );
     Ok(())
-}
-
-/// 32 real aligned faces: lfw-devtest crops when LFW is given, else the sample photos.
-pub fn parity_faces(global: &GlobalArgs, models: &Models, data: Option<&PathBuf>) -> anyhow::Result<Vec<AlignedFace>> {
-    if let Some(root) = data {
-        let options = EvalOptions::devtest_mask_probe(root.clone());
-        let pairs = maskid_pipeline::verification_pairs(global.assets().home(), models, &options, Some(16), &|_| {})?;
-        return Ok(pairs.references.into_iter().chain(pairs.probes).take(32).collect());
-    }
-    let assets = global.assets();
-    let mut faces = Vec::new();
-    for photo in maskid_assets::SAMPLE_PHOTOS.iter() {
-        let path = assets.get(photo)?;
-        let (_, found) = models.photo_faces(&path, FacePolicy::Largest).with_context(|| photo.name.to_string())?;
-        let (detection, face) = found.into_iter().next().context("no face")?;
-        let landmarks = landmarks_in_crop(&detection.landmarks);
-        faces.push(face.clone());
-        for (i, style) in MaskStyle::ALL.iter().take(5).enumerate() {
-            let spec = MaskSpec::from_seed(i as u64, Some(*style), Coverage::Random);
-            faces.push(mask_face(&face, &landmarks, &spec)?.0);
-        }
-    }
-    faces.truncate(32);
-    Ok(faces)
 }

@@ -2,11 +2,6 @@
 
 pub mod align;
 pub mod bench;
-pub mod bench_detect;
-pub mod bench_g2d;
-pub mod bench_search;
-pub mod bench_service;
-pub mod bench_soak;
 pub mod db;
 pub mod demo;
 pub mod demo_report;

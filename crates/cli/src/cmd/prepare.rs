@@ -1,10 +1,10 @@
 //! `maskid prepare --data DIR`: detect and align a whole data set once, into the cache.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use maskid_eval::folder_dataset;
+use maskid_eval::dataset_photos;
 use maskid_face::Parallelism;
 
 use crate::common::{print_json, GlobalArgs};
@@ -17,16 +17,6 @@ pub struct Args {
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
-}
-
-/// Every photo of a data set, relative to its root. LFW's photos sit one level down.
-pub fn dataset_photos(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let lfw_images = root.join("images_deepfunneled");
-    Ok(if lfw_images.is_dir() {
-        folder_dataset(&lfw_images)?.into_iter().map(|i| Path::new("images_deepfunneled").join(i.path)).collect()
-    } else {
-        folder_dataset(root)?.into_iter().map(|i| i.path).collect()
-    })
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {

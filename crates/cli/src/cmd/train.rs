@@ -296,7 +296,7 @@ fn train_detector(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> 
 
 /// The largest face of every photo under `dir`, aligned, as real masks to transplant.
 fn real_masks(models: &maskid_pipeline::Models, dir: &std::path::Path, quiet: bool) -> anyhow::Result<RealMasks> {
-    let photos = crate::common::collect(&[dir.to_path_buf()])?;
+    let photos = maskid_eval::image_files(&[dir.to_path_buf()])?;
     anyhow::ensure!(!photos.is_empty(), "{}: no photos for --real-masks", dir.display());
     let crops: Vec<Vec<u8>> = photos.par_iter().filter_map(|(photo, _)| models.largest_aligned_face(photo)).collect();
     let aligned = crops.len();

@@ -14,8 +14,8 @@ use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use maskid_pipeline::landmarks_in_crop;
 
-use crate::common::collect;
 use crate::common::{run_batch, GlobalArgs};
+use maskid_eval::image_files;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,7 +45,7 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let photos = collect(&args.inputs)?;
+    let photos = image_files(&args.inputs)?;
     anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
     let style = args.add_mask.as_deref().map(MaskStyle::choice).transpose().map_err(anyhow::Error::msg)?;
     let models = global.models(Parallelism::Throughput)?;

@@ -30,15 +30,18 @@ use serde::Serialize;
 
 mod attacks;
 
-use crate::cmd::bench_service::open_loop;
-use crate::common::percentile;
-use crate::common::GlobalArgs;
+use crate::percentile;
+use crate::service::open_loop;
+use crate::Setup;
 
 /// What a soak run measured.
 #[derive(Serialize)]
 pub struct Soak {
+    /// Seconds of load.
     pub duration_s: f64,
+    /// Requests per second started (open loop).
     pub rate_per_s: f64,
+    /// Requests started.
     pub requests: usize,
     /// Requests by kind, then by status and error code ("0": no answer: the client hung up
     /// or was cut off).
@@ -46,16 +49,27 @@ pub struct Soak {
     /// Answers 500-599 other than 503 and 501 (the refused transfer coding), and
     /// connections the server never closed on a client that does not read: must be none.
     pub server_errors: usize,
+    /// `/healthz` probes sent during the load.
     pub healthz_checks: usize,
+    /// Their 99th percentile latency.
     pub healthz_p99_ms: f64,
+    /// Their slowest.
     pub healthz_max_ms: f64,
+    /// The server's resident memory before the load.
     pub rss_baseline_mib: u64,
+    /// Its peak during the load.
     pub rss_peak_mib: u64,
+    /// Open file descriptors before the load.
     pub fds_baseline: u64,
+    /// And after it.
     pub fds_after: u64,
+    /// Threads before the load.
     pub threads_baseline: u64,
+    /// And after it.
     pub threads_after: u64,
+    /// Enrolments the service answered 201.
     pub enrolments_acknowledged: usize,
+    /// Of those, faces found in the gallery after the server stopped.
     pub enrolments_found: usize,
 }
 
@@ -133,7 +147,7 @@ impl Drop for Target {
 }
 
 /// Runs the soak for `duration` at `rate` requests per second.
-pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> anyhow::Result<Soak> {
+pub fn soak(setup: &Setup, lfw: &Path, duration: Duration, rate: f64) -> anyhow::Result<Soak> {
     anyhow::ensure!(rate > 0.0, "the rate must be positive");
     let photos = Photos::read(lfw)?;
     let bomb = png_bomb(8944, 8944);
@@ -144,7 +158,7 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
     let gallery = dir.path().join("soak.db");
     let key = new_secret().map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
     Gallery::open(&gallery)?.add_key("soak", maskid_gallery::Role::Write, &secret_sha256(&key))?;
-    let target = start_server(global, &gallery, key)?;
+    let target = start_server(setup, &gallery, key)?;
     let pid = target.child.id();
 
     // Warm up every model session, worker thread and the allocator, four requests at a
@@ -234,7 +248,7 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
             answered.fetch_add(1, Ordering::SeqCst);
         })
     };
-    let report = global.progress();
+    let report = setup.progress;
     while clients.iter().any(|c| !c.is_finished()) {
         report(Progress { stage: "soak", done: answered.load(Ordering::SeqCst), total: requests });
         std::thread::sleep(Duration::from_millis(500));
@@ -292,10 +306,10 @@ pub fn soak(global: &GlobalArgs, lfw: &Path, duration: Duration, rate: f64) -> a
 }
 
 /// `maskid serve` from this binary on a free loopback port, shipped defaults.
-fn start_server(global: &GlobalArgs, gallery: &Path, key: String) -> anyhow::Result<Target> {
+fn start_server(setup: &Setup, gallery: &Path, key: String) -> anyhow::Result<Target> {
     let mut command = Command::new(std::env::current_exe()?);
     command.args(["serve", "--quiet", "--bind", "127.0.0.1:0", "--gallery"]).arg(gallery);
-    if let Some(dir) = &global.models_dir {
+    if let Some(dir) = &setup.models_dir {
         command.arg("--models-dir").arg(dir);
     }
     let mut child = command.stderr(Stdio::piped()).spawn().context("start maskid serve")?;

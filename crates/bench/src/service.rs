@@ -25,27 +25,39 @@ use maskid_service::auth::{new_secret, secret_sha256};
 use maskid_service::{Limits, Options, Service};
 use serde::Serialize;
 
-use crate::common::percentile;
-use crate::common::GlobalArgs;
+use crate::percentile;
+use crate::Setup;
 
 /// What a load run measured.
 #[derive(Serialize)]
 pub struct ServiceLoad {
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
+    /// Services sharing the gallery.
     pub replicas: usize,
     /// Faces enrolled per second while filling the gallery (one transaction each).
     pub enrol_per_s: f64,
+    /// Faces in the gallery.
     pub gallery_faces: usize,
+    /// People in the gallery.
     pub gallery_subjects: usize,
+    /// Identify requests sent.
     pub requests: usize,
+    /// Requests per second asked for (open loop).
     pub target_rate_per_s: f64,
+    /// Requests per second answered.
     pub achieved_rate_per_s: f64,
+    /// Answers 200.
     pub ok: usize,
+    /// Other answers and failed connections.
     pub errors: usize,
+    /// Median latency.
     pub p50_ms: f64,
+    /// 90th percentile latency.
     pub p90_ms: f64,
+    /// 99th percentile latency.
     pub p99_ms: f64,
+    /// Slowest answer.
     pub max_ms: f64,
 }
 
@@ -59,7 +71,7 @@ pub struct Backend<'a> {
 
 /// Fills a gallery of `faces` faces, serves it, and sends `requests` identify calls at `rate`.
 pub fn load_run(
-    global: &GlobalArgs,
+    setup: &Setup,
     lfw: &Path,
     faces: usize,
     requests: usize,
@@ -68,9 +80,9 @@ pub fn load_run(
 ) -> anyhow::Result<ServiceLoad> {
     anyhow::ensure!(rate > 0.0 && requests > 0, "the rate and the request count must be positive");
     anyhow::ensure!(backend.replicas >= 1, "--replicas must be at least 1");
-    let home = global.assets().home().to_path_buf();
+    let home = setup.assets.home().to_path_buf();
     // As `maskid serve` loads them.
-    let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
+    let recognizer = setup.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
     let set = maskid_pipeline::training_set(
         &home,
         recognizer.models(),
@@ -78,7 +90,7 @@ pub fn load_run(
         None,
         &Default::default(),
         TeacherTargets::Face,
-        &global.progress(),
+        setup.progress,
     )?;
     let dir = tempfile::tempdir()?;
     let scratch = match backend.postgres {
@@ -116,7 +128,7 @@ pub fn load_run(
     let options = Options { threshold: TEACHER_THRESHOLD, keep_crops: false };
     let mut galleries = vec![(recognizer, gallery)];
     for _ in 1..backend.replicas {
-        let recognizer = global.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
+        let recognizer = setup.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;
         galleries.push((recognizer, Gallery::open(&location)?));
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);

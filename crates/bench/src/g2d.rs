@@ -10,29 +10,24 @@ use maskid_g2d::{G2dConfig, Stage, StageReport, TrainData, TrainOptions};
 use maskid_pipeline::{EvalOptions, TeacherTargets};
 use serde::Serialize;
 
-use crate::common::percentile;
-use crate::common::GlobalArgs;
+use crate::percentile;
+use crate::Setup;
 
 /// Images per second of each stage of the `small` config, every batch 32, after `steps`
 /// steps, then of the reformer stage with the default teacher-initialised student (training
 /// from unit 25, as `configs/ablation/teacher-init-first.toml`); each stage's own peak memory.
-pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyhow::Result<Vec<StageReport>> {
+pub fn train_throughput(setup: &Setup, data: &Path, steps: usize) -> anyhow::Result<Vec<StageReport>> {
     let mut config = G2dConfig::small();
     config.encoder.schedule.batch_size = 32; // the paper's 16, doubled to compare stages
     for stage in Stage::ALL {
-        let schedule = match stage {
-            Stage::Inpaint => &mut config.inpaint.schedule,
-            Stage::Encoder => &mut config.encoder.schedule,
-            Stage::Reformer => &mut config.reformer.schedule,
-            Stage::Classifier => &mut config.classifier.schedule,
-        };
+        let schedule = config.schedule_mut(stage);
         schedule.steps = steps;
         schedule.checkpoint_every = steps;
         schedule.validate_every = 0;
     }
-    let home = global.assets().home().to_path_buf();
-    let models = global.models(Parallelism::Throughput)?;
-    let progress = global.progress();
+    let home = setup.assets.home().to_path_buf();
+    let models = setup.models(Parallelism::Throughput)?;
+    let progress = setup.progress;
     let options = EvalOptions::validation(data.to_path_buf());
     let held_out = maskid_eval::Lfw::open(data)?.devtrain_holdout_people(options.seed)?;
     let held_out = held_out.into_iter().map(|(name, _)| name).collect();
@@ -40,7 +35,7 @@ pub fn train_throughput(global: &GlobalArgs, data: &Path, steps: usize) -> anyho
     let validation = maskid_pipeline::verification_pairs(&home, &models, &options, Some(40), &progress)?;
     drop(models);
     let run = tempfile::tempdir()?;
-    let teacher_onnx = global.assets().get(&maskid_assets::SFACE)?;
+    let teacher_onnx = setup.assets.get(&maskid_assets::SFACE)?;
     let train = TrainData {
         faces: &set.faces,
         validation: &validation,

@@ -11,17 +11,22 @@ use maskid_pipeline::{Models, Progress};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::common::collect;
-use crate::common::percentile;
-use crate::common::GlobalArgs;
+use crate::percentile;
+use crate::Setup;
+use maskid_eval::image_files;
 
 /// Detection over one folder, with and without the rescue pass.
 #[derive(Serialize)]
 pub struct DetectionRate {
+    /// Photos under the folder.
     pub photos: usize,
+    /// Photos that could not be decoded.
     pub unreadable: usize,
+    /// The detector's score threshold.
     pub score_threshold: f32,
+    /// YuNet's first pass alone.
     pub first_pass: PassRate,
+    /// With the rescue passes (grey border, enlarged, the tuned masked-face model).
     pub with_rescue: PassRate,
 }
 
@@ -30,29 +35,33 @@ pub struct DetectionRate {
 pub struct PassRate {
     /// Photos with a face found and aligned.
     pub found: usize,
+    /// `found` over the readable photos.
     pub found_share: f64,
     /// Mean detections per readable photo, and photos with more than one.
     pub faces_per_photo: f64,
+    /// Photos with more than one detection.
     pub photos_with_several: usize,
     /// Scores of the best face per photo where one was found: 5th, 25th, 50th percentile.
     pub score_p5: f32,
+    /// 25th percentile.
     pub score_p25: f32,
+    /// Median.
     pub score_p50: f32,
     /// Photos without a face.
     pub missed: Vec<String>,
 }
 
 /// Detects faces in every photo under `dir`, first pass alone and with rescue.
-pub fn detection_rate(global: &GlobalArgs, dir: &Path) -> anyhow::Result<DetectionRate> {
-    let photos = collect(&[dir.to_path_buf()])?;
+pub fn detection_rate(setup: &Setup, dir: &Path) -> anyhow::Result<DetectionRate> {
+    let photos = image_files(&[dir.to_path_buf()])?;
     anyhow::ensure!(!photos.is_empty(), "{}: no photos", dir.display());
-    let mut config = global.models_config(Parallelism::Throughput)?;
+    let mut config = setup.models_config(Parallelism::Throughput);
     let score_threshold = config.detector.score_threshold;
     config.detector.rescue = true;
-    let with_rescue = Models::load(&global.assets(), config)?;
+    let with_rescue = Models::load(&setup.assets, config)?;
     config.detector.rescue = false;
-    let first_pass = Models::load(&global.assets(), config)?;
-    let report = global.progress();
+    let first_pass = Models::load(&setup.assets, config)?;
+    let report = setup.progress;
     let done = AtomicUsize::new(0);
     // Per photo: None when unreadable, else (first pass, with rescue) as (faces, best score, aligned).
     let results: Vec<Option<[(usize, f32, bool); 2]>> = photos

@@ -26,7 +26,7 @@ use maskid_gallery::{
 };
 use serde::Serialize;
 
-use crate::common::percentile;
+use crate::percentile;
 
 /// Cosine between a probe and the enrolled vector it was made from.
 const PROBE_COSINE: f32 = 0.4;
@@ -37,14 +37,21 @@ const EXACT_TIMED: usize = 100;
 /// One index at one gallery size.
 #[derive(Serialize)]
 pub struct SearchSpeed {
+    /// `exact`, `sketch`, `postgres-exact` or `postgres-hnsw`.
     pub index: &'static str,
+    /// Vectors searched.
     pub vectors: usize,
+    /// Values per vector.
     pub dim: usize,
+    /// Queries timed.
     pub queries: usize,
     /// Candidates rescored (sketch only).
     pub rescore: Option<usize>,
+    /// Seconds to build the index (or load the vectors).
     pub build_s: f64,
+    /// Median query time.
     pub p50_ms: f64,
+    /// 99th percentile query time.
     pub p99_ms: f64,
     /// Top-1 equal to the exact top-1, for probes of enrolled vectors.
     pub recall_at_1_probes: f64,
@@ -65,7 +72,9 @@ pub struct SearchSpeed {
 /// Where `--search` also measures PostgreSQL: a server URL (maskid creates and drops a
 /// scratch database on it) and the HNSW search breadth.
 pub struct PostgresBench<'a> {
+    /// postgres://USER:PASSWORD@HOST:PORT/DB of a server with pgvector.
     pub url: &'a str,
+    /// pgvector's `hnsw.ef_search`.
     pub ef_search: usize,
 }
 
