@@ -7,7 +7,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DiscriminatorConfig, EncoderConfig, ReformerConfig, StudentConfig};
-use crate::run::RunConfig;
 use crate::{Error, Result};
 
 pub use maskid_mask::OcclusionMix;
@@ -518,25 +517,6 @@ impl G2dConfig {
             return Err("inpaint.perceptual_weight and inpaint.style_weight use the discriminator's features: set inpaint.adversarial_weight > 0".into());
         }
         Ok(())
-    }
-}
-
-impl RunConfig for G2dConfig {
-    fn to_toml(&self) -> String {
-        G2dConfig::to_toml(self)
-    }
-
-    fn load(path: &std::path::Path) -> Result<Self> {
-        G2dConfig::load(path)
-    }
-
-    fn stage_schedule(&self, stage: &str) -> &Schedule {
-        let stage = Stage::parse(stage).expect("BUG: G2D stage folders are named by Stage::name");
-        self.schedule(stage)
-    }
-
-    fn schedule_table<'a>(toml: &'a mut toml::Table, stage: &str) -> Option<&'a mut toml::Table> {
-        toml.get_mut(stage)?.get_mut("schedule")?.as_table_mut()
     }
 }
 

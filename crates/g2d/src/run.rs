@@ -22,7 +22,7 @@ use maskid_assets::write_atomic;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::Schedule;
+use crate::config::{G2dConfig, Schedule, Stage};
 use crate::{Error, Result};
 
 /// A config that stages run with: saved beside their checkpoints and compared on resume.
@@ -36,6 +36,25 @@ pub trait RunConfig: Sized {
     fn stage_schedule(&self, stage: &str) -> &Schedule;
     /// The table of this config's TOML that holds `stage`'s `schedule`.
     fn schedule_table<'a>(toml: &'a mut toml::Table, stage: &str) -> Option<&'a mut toml::Table>;
+}
+
+impl RunConfig for G2dConfig {
+    fn to_toml(&self) -> String {
+        G2dConfig::to_toml(self)
+    }
+
+    fn load(path: &Path) -> Result<Self> {
+        G2dConfig::load(path)
+    }
+
+    fn stage_schedule(&self, stage: &str) -> &Schedule {
+        let stage = Stage::parse(stage).expect("BUG: G2D stage folders are named by Stage::name");
+        self.schedule(stage)
+    }
+
+    fn schedule_table<'a>(toml: &'a mut toml::Table, stage: &str) -> Option<&'a mut toml::Table> {
+        toml.get_mut(stage)?.get_mut("schedule")?.as_table_mut()
+    }
 }
 
 /// What `state.json` records.
