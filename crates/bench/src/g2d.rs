@@ -41,6 +41,7 @@ pub fn train_throughput(setup: &Setup, data: &Path, steps: usize) -> anyhow::Res
         validation: &validation,
         dense_validation: None,
         teacher_onnx: Some(&teacher_onnx),
+        encoder_weights: None,
         real_masks: None,
     };
     let options = TrainOptions { run: run.path(), device: maskid_g2d::Device::flex(), resume: false, stop_after: None };

@@ -105,13 +105,16 @@ fn the_student_starts_as_the_teacher() {
     };
     let mut other_shape: Option<Student> = None;
     for input in [StudentInput::Pixels, StudentInput::PixelsAndDescriptor] {
-        let student_config = StudentConfig {
-            input,
-            encoder_weights: weights.to_string_lossy().into_owned(),
-            ..StudentConfig::default()
-        };
-        let student =
-            maskid_g2d::stage::initial_student(&config, &student_config, &teacher_onnx, run.path(), &device).unwrap();
+        let student_config = StudentConfig { input, ..StudentConfig::default() };
+        let student = maskid_g2d::stage::initial_student(
+            &config,
+            &student_config,
+            &teacher_onnx,
+            Some(&weights),
+            run.path(),
+            &device,
+        )
+        .unwrap();
         let got = embed(&student);
         let diff = max_difference(&got, &expected);
         assert!(diff <= 1e-5, "{input:?}: the step-0 student differs from the teacher by {diff}");
@@ -144,12 +147,10 @@ fn the_student_starts_as_the_teacher() {
     }
     // The paper-like variant replaces the lower layers, so it cannot start as the teacher; it
     // must still build and embed.
-    let paper_like = StudentConfig {
-        input: StudentInput::Descriptor,
-        encoder_weights: weights.to_string_lossy().into_owned(),
-        ..Default::default()
-    };
-    let student = maskid_g2d::stage::initial_student(&config, &paper_like, &teacher_onnx, run.path(), &device).unwrap();
+    let paper_like = StudentConfig { input: StudentInput::Descriptor, ..Default::default() };
+    let student =
+        maskid_g2d::stage::initial_student(&config, &paper_like, &teacher_onnx, Some(&weights), run.path(), &device)
+            .unwrap();
     let out = student.embed(maskid_g2d::data::faces_tensor(&[faces[0].rgb()], &device));
     assert_eq!(out.dims(), [1, 128]);
 }

@@ -462,19 +462,17 @@ fn the_student_stage_trains_and_resumes_after_kill_9() {
     let lfw = lfw("the_student_stage_trains_and_resumes_after_kill_9");
     let tmp = tempfile::tempdir().unwrap();
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-small.safetensors");
-    let text = format!(
-        "name = \"ci-student\"\n[model.student]\nencoder_weights = {:?}\n[reformer]\nidentities_per_batch = 4\n\
+    let text = "name = \"ci-student\"\n[model.student]\n[reformer]\nidentities_per_batch = 4\n\
          images_per_identity = 2\n[reformer.schedule]\nsteps = 8\nbatch_size = 8\nlr = 0.0001\n\
          checkpoint_every = 2\nvalidate_every = 8\n[reformer.occlusion]\nmask = 0.7\nstrokes = 0.1\n\
-         blocks = 0.0\nclean = 0.2\n",
-        weights.to_str().unwrap()
-    );
-    let config = write_config(tmp.path(), "student.toml", &text);
+         blocks = 0.0\nclean = 0.2\n";
+    let config = write_config(tmp.path(), "student.toml", text);
     let data = lfw.to_str().unwrap();
     let args = |run: &Path, extra: &[&'static str]| {
         let mut args: Vec<String> =
             ["train", "--data", data, "--config", &config, "--run", run.to_str().unwrap()].map(String::from).to_vec();
         args.extend(["--max-people", "60", "--validation-pairs", "40", "--stage", "reformer"].map(String::from));
+        args.extend(["--encoder-weights".to_string(), weights.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
@@ -482,6 +480,14 @@ fn the_student_stage_trains_and_resumes_after_kill_9() {
     let out = maskid(&strs(&args(&whole, &["--json"])));
     let report = &stdout_json(&out)[0];
     assert_eq!(report["finished"], true, "{report}");
+    // Without an encoder for the descriptor (no --encoder-weights, no encoder stage in the
+    // run) the error says what to give.
+    let mut bare = args(&tmp.path().join("bare"), &[]);
+    let at = bare.iter().position(|a| a == "--encoder-weights").unwrap();
+    bare.drain(at..at + 2);
+    let refused = maskid(&strs(&bare));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--encoder-weights"), "{}", stderr(&refused));
     let (train, validation) = metrics(&whole, "reformer");
     assert_eq!(train.len(), 8);
     assert_eq!(validation.first().map(|v| v["step"].as_u64()), Some(Some(0)), "the teacher is validated first");

@@ -409,9 +409,13 @@ impl G2dConfig {
     /// allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let mut file: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
-        // Runs saved before the detector had a config of its own carry its `[detector]` table
-        // in theirs; it is not G2D's.
+        // Configs of runs saved by an older maskid hold what is no longer a G2D setting: the
+        // detector's table (it has its own config now) and the student's encoder file (a path,
+        // given with `--encoder-weights` now).
         file.remove("detector");
+        if let Some(toml::Value::Table(student)) = file.get_mut("model").and_then(|m| m.get_mut("student")) {
+            student.remove("encoder_weights");
+        }
         over_defaults(Self::small(), file, origin, Self::validate)
     }
 
@@ -641,6 +645,15 @@ mod tests {
                 "configs/{name}.toml: regenerate with `maskid train --preset {name} --print-config`"
             );
         }
+    }
+
+    #[test]
+    fn configs_saved_by_older_runs_still_load_without_what_moved_out() {
+        let old = "name = \"old\"\n[model.student]\nencoder_weights = \"models/g2d-small.safetensors\"\n\
+                   train_from_unit = 17\n[detector]\nfaceless = 0.5\n";
+        let config = G2dConfig::from_toml(old, "old run").unwrap();
+        assert_eq!(config.model.student.as_ref().map(|s| s.train_from_unit), Some(17));
+        assert!(!config.to_toml().contains("encoder_weights") && !config.to_toml().contains("detector"));
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn every_stage_trains_two_steps_on_synthetic_faces_and_resumes_only_as_itself() 
         validation: &validation,
         dense_validation: None,
         teacher_onnx: None,
+        encoder_weights: None,
         real_masks: None,
     };
     let run = tempfile::tempdir().unwrap();

@@ -73,6 +73,11 @@ pub struct Args {
     /// share.
     #[arg(long, value_name = "DIR")]
     real_masks: Option<PathBuf>,
+    /// A G2D checkpoint (safetensors, `maskid export --checkpoint`) whose encoder a
+    /// teacher-initialised student reads the descriptor with, e.g.
+    /// models/g2d-small.safetensors; without it, the run's own encoder stage.
+    #[arg(long, value_name = "FILE")]
+    encoder_weights: Option<PathBuf>,
     /// Print the config (TOML, every key) and exit: a starting point for --config.
     #[arg(long)]
     print_config: bool,
@@ -181,6 +186,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         validation: &validation,
         dense_validation: dense_validation.as_ref(),
         teacher_onnx: Some(&teacher_onnx),
+        encoder_weights: args.encoder_weights.as_deref(),
         real_masks: real_masks.as_ref(),
     };
     let options = TrainOptions { run: &run, device, resume: args.resume, stop_after: args.stop_after };

@@ -46,10 +46,6 @@ pub struct StudentConfig {
     pub adapter_width: usize,
     /// Keep the final FC (and the batch norms folded into it) as the teacher has it.
     pub freeze_fc: bool,
-    /// Where the inpainting encoder comes from when the run has no encoder stage: a G2D
-    /// safetensors checkpoint (`models/g2d-small.safetensors`, written by `maskid export
-    /// --checkpoint`); empty: the run's own encoder stage.
-    pub encoder_weights: String,
     /// Share of the teacher in the finished student's weights, 0..1 (WiSE-FT, Wortsman et
     /// al. 2022): each weight of the teacher's network becomes `(1 - s) * trained + s *
     /// teacher` and the adapter's output is scaled by `1 - s`, so 0 is the trained student
@@ -64,7 +60,6 @@ impl Default for StudentConfig {
             train_from_unit: 25,
             adapter_width: 256,
             freeze_fc: false,
-            encoder_weights: String::new(),
             teacher_share: 0.0,
         }
     }

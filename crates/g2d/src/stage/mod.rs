@@ -38,6 +38,9 @@ pub struct TrainData<'a> {
     pub dense_validation: Option<&'a DensePairs>,
     /// The teacher's ONNX file, which the teacher-initialised student is built from.
     pub teacher_onnx: Option<&'a Path>,
+    /// A G2D checkpoint whose encoder the teacher-initialised student reads the descriptor
+    /// with; `None`: the run's own encoder stage.
+    pub encoder_weights: Option<&'a Path>,
     /// Real masked faces for an occlusion mix with a `real` share.
     pub real_masks: Option<&'a RealMasks>,
 }

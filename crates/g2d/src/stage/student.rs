@@ -38,21 +38,30 @@ pub(crate) struct StudentDistillation<'a> {
 }
 
 /// The student of `config` at step 0: the teacher's network from `teacher_onnx` and, when the
-/// descriptor is used, the encoder of `student.encoder_weights` or of the run's encoder stage.
+/// descriptor is used, the encoder of the G2D checkpoint `encoder_weights` (a safetensors file
+/// of `maskid export --checkpoint`, e.g. `models/g2d-small.safetensors`) or, without one, of
+/// the run's own encoder stage.
 pub fn initial_student(
     config: &G2dConfig,
     student: &StudentConfig,
     teacher_onnx: &Path,
+    encoder_weights: Option<&Path>,
     run: &Path,
     device: &Device,
 ) -> Result<Student> {
-    let encoder = match student.input {
-        StudentInput::Pixels => None,
-        _ if !student.encoder_weights.is_empty() => {
-            let path = Path::new(&student.encoder_weights);
-            Some(crate::export::load_weights(config, path, device)?.encoder)
-        }
-        _ => Some(load_inpainter(config, run, Stage::Reformer.previous(), device)?.encoder),
+    let encoder = match (student.input, encoder_weights) {
+        (StudentInput::Pixels, _) => None,
+        (_, Some(path)) => Some(crate::export::load_weights(config, path, device)?.encoder),
+        (_, None) => Some(
+            load_inpainter(config, run, Stage::Reformer.previous(), device)
+                .map_err(|e| {
+                    Error::Checkpoint(format!(
+                        "the student reads the G2D descriptor, so it needs an encoder: give --encoder-weights FILE \
+                         (e.g. models/g2d-small.safetensors) or train this run's encoder stage first ({e})"
+                    ))
+                })?
+                .encoder,
+        ),
     };
     student_network(config, student, teacher_onnx, encoder, device)
 }
@@ -166,7 +175,8 @@ impl<'a> StudentDistillation<'a> {
         })?;
         check_share(student.teacher_share)?;
         let shared = DistillationData::new(config, data, options)?;
-        let mut model = initial_student(config, student, teacher_onnx, options.run, &shared.device)?;
+        let mut model =
+            initial_student(config, student, teacher_onnx, data.encoder_weights, options.run, &shared.device)?;
         let teacher = model.sface.valid();
         if student.freeze_fc {
             model.sface.fc = model.sface.fc.no_grad();
