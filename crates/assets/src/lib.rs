@@ -61,7 +61,7 @@ pub enum Error {
         expected: &'static str,
     },
     /// File system error with the path it concerns.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -427,7 +427,7 @@ impl Assets {
             .map(|f| (f.member, dir.join(f.name)))
             .chain(package.notices.iter().map(|m| (*m, dir.join(notice_name(m)))))
             .collect();
-        extract(&archive, package.kind, &members).map_err(|e| fail(e.to_string()))
+        extract(&archive, package.kind, &members).map_err(|e| fail(maskid_core::error_message(&e)))
     }
 }
 

@@ -194,17 +194,10 @@ pub fn exit_status(inputs_failed: bool, negative: bool) -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, each said once (many errors already quote their
-/// cause, `path: No such file or directory`, which `{:#}` would repeat), with the option
-/// that gets past it where there is one.
+/// An error and its causes on one line (maskid's errors each say their own part), with the
+/// option that gets past it where there is one.
 pub fn error_text(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
+    let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
     let face_error = e.chain().find_map(|c| {
         c.downcast_ref::<maskid_face::Error>().or_else(|| match c.downcast_ref::<maskid_pipeline::Error>() {
             Some(maskid_pipeline::Error::Face(f)) => Some(f),

@@ -6,6 +6,19 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// An error and its causes on one line, `error: cause: cause's cause`. maskid's errors say
+/// their own part and hand their cause over as `source()`, never both, so each part appears
+/// once.
+pub fn error_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder (created if
 /// missing), synced, then renamed over `path`. A reader sees the old file or the new one,
 /// never part of one; a failed write leaves no temporary file behind.
@@ -338,6 +351,18 @@ pub struct DensePairs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_message_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading {path}")]
+        struct Read {
+            path: String,
+            source: std::io::Error,
+        }
+        let e = Read { path: "a.jpg".into(), source: std::io::Error::other("disk on fire") };
+        assert_eq!(error_message(&e), "reading a.jpg: disk on fire");
+    }
 
     #[test]
     fn an_atomic_write_replaces_the_file_whole_and_a_failed_one_leaves_nothing() {

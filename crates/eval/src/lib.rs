@@ -33,7 +33,7 @@ pub enum Error {
         reason: String,
     },
     /// File system error.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: String,

@@ -29,7 +29,7 @@ pub(crate) fn write_curves(dir: &StageDir, records: &[serde_json::Value], metric
         }
         let path = dir.path().join(file);
         maskid_eval::write_line_png(&path, title, "step", y, points)
-            .map_err(|e| Error::Checkpoint(format!("writing {}: {e}", path.display())))
+            .map_err(|e| Error::Checkpoint(format!("writing {}: {}", path.display(), maskid_core::error_message(&e))))
     };
     plot("loss.png", &format!("{stage}: training loss (20-step mean)"), "loss", &smoothed)?;
     plot("validation.png", &format!("{stage}: validation"), metric, &series("validation", metric))

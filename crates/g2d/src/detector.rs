@@ -252,8 +252,9 @@ pub fn labelled_photos(
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| Error::Data(format!("{}: unreadable ({e}); delete it to label again", labels.display())))?,
         Err(_) => {
-            let lfw = maskid_eval::Lfw::open(lfw_root).map_err(|e| Error::Data(e.to_string()))?;
-            let mut people = lfw.people("peopleDevTrain.txt").map_err(|e| Error::Data(e.to_string()))?;
+            let lfw = maskid_eval::Lfw::open(lfw_root).map_err(|e| Error::Data(maskid_core::error_message(&e)))?;
+            let mut people =
+                lfw.people("peopleDevTrain.txt").map_err(|e| Error::Data(maskid_core::error_message(&e)))?;
             people.truncate(max_people.unwrap_or(usize::MAX));
             let refs: Vec<(bool, PathBuf)> = people
                 .iter()
@@ -408,7 +409,7 @@ fn canvas(image: &RgbImage, crop: Crop, surroundings: bool, flip: bool) -> Vec<f
 fn draw_view(photo: &LabelledPhoto, config: &DetectorTuningConfig, seed: u64) -> Result<View> {
     // maskid's own decoder: its limits hold for training photos too.
     let clean = maskid_face::load_image(&photo.path, maskid_face::DEFAULT_MAX_PIXELS)
-        .map_err(|e| Error::Data(format!("{}: {e}", photo.path.display())))?;
+        .map_err(|e| Error::Data(maskid_core::error_message(&e)))?;
     let mut rng = Rng::new(seed);
     let mut covered = clean.clone();
     if rng.chance(config.masked) {

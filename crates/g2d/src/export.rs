@@ -220,7 +220,7 @@ pub fn detector_parity(detector: &YuNet, onnx: &Path, inputs: &[(Vec<f32>, u32, 
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    maskid_assets::write_atomic(path, bytes).map_err(|e| Error::Export(format!("writing {}: {e}", path.display())))
+    maskid_assets::write_atomic(path, bytes).map_err(|e| Error::Export(maskid_core::error_message(&e)))
 }
 
 /// Runs `faces` through burn and through ONNX Runtime on the exported file; returns the largest

@@ -49,7 +49,7 @@ pub enum Error {
     #[error("export: {0}")]
     Export(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: String,

@@ -325,7 +325,7 @@ fn read_checked(path: &Path, sha256: &str) -> Result<Bytes> {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, bytes).map_err(|e| Error::Checkpoint(format!("writing {}: {e}", path.display())))
+    write_atomic(path, bytes).map_err(|e| Error::Checkpoint(maskid_core::error_message(&e)))
 }
 
 /// Maps an I/O error to one that names the file.

@@ -30,7 +30,7 @@ pub use store::{ApiKey, ExportedFace, ExportedSubject, FaceInfo, ModelRef, NewFa
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// SQLite failed (file unreadable, locked, corrupt...).
-    #[error("gallery database{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    #[error("gallery database{}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Database {
         /// The gallery file, when known.
         path: Option<PathBuf>,
@@ -88,7 +88,7 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
     /// Another connection holds the write lock longer than the busy timeout: retry.
-    #[error("gallery busy: {source}")]
+    #[error("gallery busy")]
     Busy {
         /// What SQLite said.
         source: rusqlite::Error,
@@ -100,7 +100,7 @@ pub enum Error {
         gallery: String,
     },
     /// Reading or writing an export file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -132,7 +132,7 @@ pub enum Error {
         face: i64,
     },
     /// The embedding function given to [`Gallery::reembed`] failed.
-    #[error("re-embedding: {0}")]
+    #[error("re-embedding")]
     Embedding(#[source] BoxError),
     /// A thread panicked while holding the gallery (a bug).
     #[error("the gallery's lock is poisoned (a thread panicked while holding it)")]

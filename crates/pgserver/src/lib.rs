@@ -25,7 +25,7 @@ pub enum Error {
     #[error(transparent)]
     Assets(#[from] maskid_assets::Error),
     /// A file system error, with the path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: PathBuf,

@@ -54,7 +54,7 @@ pub enum Error {
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
     /// An embedding model that cannot be loaded.
-    #[error("loading model {model}: {source}")]
+    #[error("loading model {model}")]
     LoadModel {
         /// The model as chosen (`g2d`, a file).
         model: String,

@@ -237,7 +237,7 @@ fn prepare_one(models: &Models, data_root: &Path, key: &str) -> (PreparedRecord,
     let image = match models.load_photo(&data_root.join(key)) {
         Ok(image) => image,
         Err(e) => {
-            record.error = Some(e.to_string());
+            record.error = Some(maskid_core::error_message(&e));
             return (record, None);
         }
     };
@@ -253,7 +253,7 @@ fn prepare_one(models: &Models, data_root: &Path, key: &str) -> (PreparedRecord,
             (record, Some(central_crop(&image)))
         }
         Err(e) => {
-            record.error = Some(e.to_string());
+            record.error = Some(maskid_core::error_message(&e));
             (record, None)
         }
     }

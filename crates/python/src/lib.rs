@@ -45,7 +45,7 @@ fn py_error(e: maskid_pipeline::Error) -> PyErr {
     use maskid_face::Error as F;
     use maskid_gallery::Error as G;
     use maskid_pipeline::Error as P;
-    let message = e.to_string();
+    let message = maskid_core::error_message(&e);
     Python::attach(|py| {
         let (err, fields) = match e {
             P::Face(F::NoFace { path, threshold }) => (

@@ -68,15 +68,15 @@ impl From<maskid_gallery::Error> for ApiError {
             E::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", what.to_string()),
             e @ E::ModelMismatch { .. } => Self::new(StatusCode::CONFLICT, "model_mismatch", e.to_string()),
             E::Invalid(what) => Self::new(StatusCode::BAD_REQUEST, "invalid", what.to_string()),
-            E::Busy { source } => {
-                eprintln!("maskid: gallery busy: {source}");
+            e @ E::Busy { .. } => {
+                eprintln!("maskid: {}", maskid_core::error_message(&e));
                 Self::unavailable("gallery_busy", "the gallery is locked by another writer; retry")
             }
             E::Unavailable { gallery, reason } => {
                 eprintln!("maskid: gallery {gallery} unavailable: {reason}");
                 Self::unavailable("gallery_unavailable", "the gallery's database cannot be reached now; retry")
             }
-            other => Self::internal(other),
+            other => Self::internal(maskid_core::error_message(&other)),
         }
     }
 }
@@ -87,7 +87,7 @@ impl From<maskid_pipeline::Error> for ApiError {
             maskid_pipeline::Error::Face(face) => face.into(),
             maskid_pipeline::Error::Gallery(gallery) => gallery.into(),
             e @ maskid_pipeline::Error::Threshold { .. } => Self::bad_request(e.to_string()),
-            other => Self::internal(other),
+            other => Self::internal(maskid_core::error_message(&other)),
         }
     }
 }
@@ -117,7 +117,7 @@ impl From<maskid_face::Error> for ApiError {
                 ),
             ),
             E::Landmarks(why) => unprocessable("face_unusable", format!("the face cannot be aligned: {why}")),
-            other => Self::internal(other),
+            other => Self::internal(maskid_core::error_message(&other)),
         }
     }
 }

@@ -135,7 +135,7 @@ pub enum Error {
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
     /// The address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: String,

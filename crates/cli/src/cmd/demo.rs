@@ -93,7 +93,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let (detection, crop) = match models.photo_faces(&path, FacePolicy::Largest) {
             Ok((_, mut found)) => found.remove(0),
             Err(e) => {
-                eprintln!("maskid: skipping {label}: {e}");
+                eprintln!("maskid: skipping {label}: {}", maskid_core::error_message(&e));
                 continue;
             }
         };
