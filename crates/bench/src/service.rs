@@ -125,7 +125,7 @@ pub fn load_run(
 
     let gallery_subjects = gallery.subjects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let options = Options { threshold: TEACHER_THRESHOLD, keep_crops: false };
+    let options = Options { threshold: TEACHER_THRESHOLD, keep_crops: false, access_log: false };
     let mut galleries = vec![(recognizer, gallery)];
     for _ in 1..backend.replicas {
         let recognizer = setup.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;

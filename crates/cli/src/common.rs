@@ -146,6 +146,8 @@ static CURRENT_BAR: std::sync::Mutex<Option<(String, ProgressBar)>> = std::sync:
 
 /// Prints `maskid: {message}` on stderr, above the progress bar when one is drawn (not into it).
 pub fn warn(message: &str) {
+    // A file name may hold terminal escapes or invisible characters: shown escaped, never run.
+    let message = maskid_gallery::escaped_name(message);
     let slot = CURRENT_BAR.lock().unwrap_or_else(|e| e.into_inner());
     match slot.as_ref() {
         Some((_, bar)) if !bar.is_finished() => bar.suspend(|| eprintln!("maskid: {message}")),
@@ -221,9 +223,25 @@ pub fn photo_error_text(photo: &Path, e: &anyhow::Error) -> String {
     }
 }
 
-/// The photos named on the command line, folders walked (sorted, recursively).
+/// The photos named on the command line, folders walked (sorted, recursively); none at all
+/// is an error (every command over photos says so alike).
 pub fn photo_paths(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    Ok(maskid_eval::image_files(inputs)?.into_iter().map(|(photo, _)| photo).collect())
+    Ok(photo_files(inputs)?.into_iter().map(|(photo, _)| photo).collect())
+}
+
+/// [`photo_paths`] with each photo's stem relative to the folder it was found under (where
+/// `align`, `mask` and `unmask` write its output).
+pub fn photo_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let photos = maskid_eval::image_files(inputs)?;
+    if photos.is_empty() {
+        let named: Vec<String> =
+            inputs.iter().map(|p| maskid_gallery::escaped_name(&p.display().to_string())).collect();
+        anyhow::bail!(
+            "no photos found in {} (photos are JPEG, PNG, BMP, WebP, GIF or TIFF files, or folders of them)",
+            named.join(", ")
+        );
+    }
+    Ok(photos)
 }
 
 /// Counts of a batch command over photos.
@@ -328,5 +346,24 @@ pub mod choices {
     /// `--style`: a mask style, or random.
     pub fn style() -> PossibleValuesParser {
         PossibleValuesParser::new(maskid_mask::MaskStyle::ALL.map(|m| m.name()).into_iter().chain(["random"]))
+    }
+}
+
+/// The model to search `gallery` with: `given`, else the one its faces were enrolled with
+/// (the teacher for an empty gallery).
+pub fn gallery_model(gallery: &maskid_gallery::Gallery, given: Option<ModelChoice>) -> anyhow::Result<ModelChoice> {
+    if let Some(model) = given {
+        return Ok(model);
+    }
+    match gallery.model()? {
+        None => Ok(ModelChoice::Teacher),
+        Some(enrolled) => ModelChoice::for_gallery(&enrolled).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the gallery holds embeddings of {} (embedding space {}), not of a model maskid ships: give its file \
+                 with --model FILE.onnx (and --threshold)",
+                enrolled.id,
+                enrolled.space
+            )
+        }),
     }
 }

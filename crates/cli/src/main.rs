@@ -132,6 +132,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `maskid ... | head -1`: end quietly when the reader goes away, as Unix tools do, instead
+    // of panicking at the next write (Rust starts programs with SIGPIPE ignored).
+    #[cfg(unix)]
+    // SAFETY: sets the default action of one signal, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { args, photo } => cmd::demo::run(&cli.common.with(photo), args),
@@ -156,7 +163,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("maskid: error: {}", common::error_text(&e));
+            eprintln!("maskid: error: {}", maskid_gallery::escaped_name(&common::error_text(&e)));
             ExitCode::from(2)
         }
     }

@@ -68,7 +68,7 @@ fn detect_finds_one_face_with_sane_landmarks() {
     assert!(lm[0][0] < lm[1][0]);
     assert!(lm[0][1] < lm[2][1] && lm[1][1] < lm[2][1]);
     assert!(lm[2][1] < lm[3][1] && lm[2][1] < lm[4][1]);
-    let b = &f["bbox"];
+    let b = &f["box"];
     for p in &lm {
         assert!(p[0] > b["x"].as_f64().unwrap() && p[0] < b["x"].as_f64().unwrap() + b["width"].as_f64().unwrap());
     }
@@ -85,7 +85,7 @@ fn tight_crops_of_masked_faces_are_found_by_the_rescue_pass_and_land_right() {
     for name in SAMPLE_PEOPLE {
         for style in ["n95", "gaiter", "respirator"] {
             let (face, image) = masked_sample(name, style, &masked.join(style));
-            let b = |k: &str| face["bbox"][k].as_f64().unwrap();
+            let b = |k: &str| face["box"][k].as_f64().unwrap();
             let (x0, y0) = (b("x").max(0.0) as u32, (b("y") + 0.25 * b("height")) as u32);
             let (w, h) = (b("width") as u32, (0.75 * b("height")) as u32);
             let crop = image::imageops::crop_imm(&image, x0, y0, w.min(image.width() - x0), h.min(image.height() - y0));
@@ -119,7 +119,7 @@ fn small_masked_faces_in_a_scene_are_found_by_the_enlarged_pass_where_they_are()
     let mut expected = Vec::new();
     for name in SAMPLE_PEOPLE {
         let (face, image) = masked_sample(name, "surgical", &masked);
-        let b = |k: &str| face["bbox"][k].as_f64().unwrap();
+        let b = |k: &str| face["box"][k].as_f64().unwrap();
         for width in [12.0, 16.0] {
             let scale = width / b("width");
             let (w, h) = ((f64::from(image.width()) * scale) as u32, (f64::from(image.height()) * scale) as u32);
@@ -143,7 +143,7 @@ fn small_masked_faces_in_a_scene_are_found_by_the_enlarged_pass_where_they_are()
         let out = maskid(&["detect", file.to_str().unwrap(), "--json", "--face", "largest"]);
         let found: Value = serde_json::from_slice(&out.stdout).unwrap();
         let Some(face) = found[0]["faces"].as_array().unwrap().first().cloned() else { continue };
-        let b = |k: &str| face["bbox"][k].as_f64().unwrap();
+        let b = |k: &str| face["box"][k].as_f64().unwrap();
         let (x, y) = (b("x") + b("width") / 2.0, b("y") + b("height") / 2.0);
         let off = ((x - centre[0]).powi(2) + (y - centre[1]).powi(2)).sqrt();
         assert!(off < 0.5 * width, "{}: face {off:.1} px from where it was pasted", file.display());
@@ -750,7 +750,7 @@ fn tiny_and_huge_photos_are_detected_in_their_own_pixels() {
     let original = sample("person_b_1.jpg");
     let box_width = |path: &Path| {
         let out = stdout_json(&maskid(&["detect", "--json", "--face", "largest", path.to_str().unwrap()]));
-        out[0]["faces"][0]["bbox"]["width"].as_f64().unwrap()
+        out[0]["faces"][0]["box"]["width"].as_f64().unwrap()
     };
     let reference = box_width(&original);
     let face = image::open(&original).unwrap().into_rgb8();

@@ -129,8 +129,19 @@ fn a_gallery_moves_between_files_and_models() {
     assert!(out.status.success(), "{}", stderr(&out));
     let listed = stdout_json(&maskid(&["gallery", "list", "--gallery", copy_s, "--json"]));
     assert_eq!(listed["model"]["id"], "g2d-student", "{listed}");
+    // Without --model, identify searches with the model the faces were enrolled with: G2D's
+    // threshold (0.313) answers, not the teacher's (0.336).
+    let default = stdout_json(&maskid(&["identify", "--gallery", copy_s, &photo("person_b_2.jpg"), "--json"]));
+    assert!((default[0]["threshold"].as_f64().unwrap() - 0.313).abs() < 1e-6, "{default}");
     assert_eq!(identify(copy_s, "teacher")["name"], "bob");
-    let other = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/g2d-small-unmask.onnx");
+    // An embedding model of a space of its own: each face's mean colour (an ONNX file written
+    // here, with no space in its metadata).
+    let other = tmp.path().join("mean-colour.onnx");
+    let mut graph = maskid_onnx::GraphWriter::default();
+    let pooled = graph.op("GlobalAveragePool", &["faces"], vec![]);
+    graph.node("Flatten", &[&pooled], "embedding", vec![maskid_onnx::Attribute::int("axis", 1)]);
+    let faces: maskid_onnx::Shape = &[None, Some(3), Some(112), Some(112)];
+    std::fs::write(&other, graph.model("mean_colour", ("faces", faces), ("embedding", &[None, Some(3)]), &[])).unwrap();
     let other = other.to_str().unwrap();
     let refused =
         maskid(&["identify", "--gallery", copy_s, "--model", other, "--threshold", "0.3", &photo("person_b_2.jpg")]);

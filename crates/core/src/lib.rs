@@ -100,7 +100,8 @@ pub struct Landmarks5(pub [[f32; 2]; 5]);
 /// One face found by the detector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
-    /// Face box.
+    /// Face box (`box` in JSON, as the service says; `bbox` is read too, as older caches wrote it).
+    #[serde(rename = "box", alias = "bbox")]
     pub bbox: BBox,
     /// The five landmarks.
     pub landmarks: Landmarks5,

@@ -65,6 +65,17 @@ impl EmbedderConfig {
     }
 }
 
+/// `[1, 3, 112, 112]`, symbolic dimensions as `?`.
+fn shape_text(shape: Option<&[i64]>) -> String {
+    match shape {
+        Some(dims) => {
+            let dims: Vec<String> = dims.iter().map(|&d| if d < 0 { "?".into() } else { d.to_string() }).collect();
+            format!("[{}]", dims.join(", "))
+        }
+        None => "no tensor".into(),
+    }
+}
+
 /// Most faces sent to the model in one call.
 pub(crate) const MAX_BATCH: usize = 32;
 
@@ -86,6 +97,29 @@ impl FaceEmbedder {
         let pool = SessionPool::load(model, SymbolicDims::BATCH, parallelism)?;
         if pool.input_names().len() != 1 {
             return Err(Error::Model { path: shown, reason: "expected exactly one data input".into() });
+        }
+        // A detector or an inpainter loads as well as an embedding model would; refuse it here
+        // rather than fail on every face.
+        let side = ALIGNED_SIZE_PX as i64;
+        let fits = |dim: i64, want: i64| dim == want || dim < 0;
+        match pool.io_shapes() {
+            (Some(input), Some(output))
+                if input.len() == 4
+                    && fits(input[1], 3)
+                    && fits(input[2], side)
+                    && fits(input[3], side)
+                    && output.len() == 2 => {}
+            (input, output) => {
+                return Err(Error::Model {
+                    path: shown,
+                    reason: format!(
+                        "not a face embedding model: it takes {} and gives {}, where an embedding model takes \
+                         faces [batch, 3, {side}, {side}] and gives embeddings [batch, D]",
+                        shape_text(input.as_deref()),
+                        shape_text(output.as_deref())
+                    ),
+                })
+            }
         }
         Ok(Self { pool, config, info })
     }

@@ -110,6 +110,15 @@ impl SessionPool {
     pub fn input_names(&self) -> Vec<String> {
         self.with(|s| s.inputs().iter().map(|i| i.name().to_string()).collect())
     }
+
+    /// The declared shapes of the first input and the first output (-1 where a dimension is
+    /// symbolic); `None` where one is not a tensor.
+    pub fn io_shapes(&self) -> (Option<Vec<i64>>, Option<Vec<i64>>) {
+        let shape = |outlets: &[ort::value::Outlet]| {
+            outlets.first().and_then(|o| o.dtype().tensor_shape()).map(|shape| shape.to_vec())
+        };
+        self.with(|s| (shape(s.inputs()), shape(s.outputs())))
+    }
 }
 
 fn thread_slot() -> usize {

@@ -53,6 +53,14 @@ pub enum Error {
     /// From the gallery.
     #[error(transparent)]
     Gallery(#[from] maskid_gallery::Error),
+    /// A model name that is neither a shipped model nor a file.
+    #[error(
+        "no model '{given}': a model is teacher, g2d, or the path of an embedding model's ONNX file (maskid export)"
+    )]
+    NoModel {
+        /// What was asked for.
+        given: String,
+    },
     /// An embedding model that cannot be loaded.
     #[error("loading model {model}")]
     LoadModel {
@@ -68,7 +76,7 @@ pub enum Error {
         given: f32,
     },
     /// A model without a built-in threshold, asked for a decision without one.
-    #[error("model {model} has no built-in decision threshold (only teacher and g2d have one): give one")]
+    #[error("model {model} has no built-in decision threshold (only teacher and g2d have one): give one with --threshold (Python: threshold=, HTTP: ?threshold=)")]
     NoThreshold {
         /// The model as chosen.
         model: String,

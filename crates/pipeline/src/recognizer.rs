@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use image::RgbImage;
-use maskid_assets::{Assets, G2D_BACKBONE};
+use maskid_assets::{Assets, G2D_BACKBONE, SFACE_EMBEDDING_SPACE};
 use maskid_core::{AlignedFace, Detection, Embedding};
 use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy};
 use maskid_gallery::{Candidate, Enrolment, Gallery, ModelRef, NewFace};
@@ -38,11 +38,25 @@ impl ModelChoice {
         let path = match self {
             ModelChoice::Teacher => return Ok(None),
             ModelChoice::G2d => G2D_BACKBONE.file(assets.home())?,
+            ModelChoice::File { path, .. } if !path.is_file() => {
+                return Err(Error::NoModel { given: path.display().to_string() })
+            }
             ModelChoice::File { path, .. } => path.clone(),
         };
         let embedder = FaceEmbedder::new(&path, EmbedderConfig::g2d(), parallelism)
             .map_err(|source| Error::LoadModel { model: self.to_string(), source })?;
         Ok(Some(embedder))
+    }
+
+    /// The shipped model to search a gallery with when none is asked for: the one its faces
+    /// were enrolled with (the G2D student, else the teacher for SFace's space); `None` for a
+    /// gallery of another space, whose model file must be named.
+    pub fn for_gallery(enrolled: &ModelRef) -> Option<ModelChoice> {
+        if enrolled.sha256 == G2D_BACKBONE.sha256 {
+            Some(ModelChoice::G2d)
+        } else {
+            (enrolled.space == SFACE_EMBEDDING_SPACE).then_some(ModelChoice::Teacher)
+        }
     }
 
     /// The model's own decision threshold: the teacher's and G2D's from their ROC curves.
@@ -293,7 +307,8 @@ impl Recognizer {
         Ok((gallery.enroll(name, metadata, &face)?, found))
     }
 
-    /// The enrolled people most like the face of `photo` picked by `policy`.
+    /// The enrolled people most like each face of `photo` that `policy` picks (every face for
+    /// `All`, best detection first), each face answered on its own.
     pub fn identify(
         &self,
         gallery: &Gallery,
@@ -301,11 +316,16 @@ impl Recognizer {
         policy: FacePolicy,
         top: usize,
         threshold: Option<f32>,
-    ) -> Result<Identification> {
+    ) -> Result<Vec<Identification>> {
         let threshold = self.threshold(threshold)?;
-        let face = self.face(photo, policy)?;
-        let candidates = gallery.identify(&face.embedding, &self.model(), top, threshold)?;
-        Ok(Identification { face, threshold, candidates })
+        let model = self.model();
+        self.faces(photo, policy)?
+            .into_iter()
+            .map(|face| {
+                let candidates = gallery.identify(&face.embedding, &model, top, threshold)?;
+                Ok(Identification { face, threshold, candidates })
+            })
+            .collect()
     }
 
     /// Recomputes every face of `gallery` from its kept crop with this model.

@@ -43,7 +43,7 @@ fn both_models_tell_the_sample_people_apart_and_share_one_gallery() {
         teacher.enroll(&gallery, name, &serde_json::json!({}), &photo, FacePolicy::RequireOne, false).unwrap();
     }
     let probe = g2d.open_photo(&sample("person_a_2.jpg")).unwrap();
-    let found = g2d.identify(&gallery, &probe, FacePolicy::Largest, 2, None).unwrap();
+    let found = g2d.identify(&gallery, &probe, FacePolicy::Largest, 2, None).unwrap().remove(0);
     assert_eq!(found.matched().map(|c| c.name.as_str()), Some("alice"), "{:?}", found.candidates);
     let face = g2d.face(&probe, FacePolicy::Largest).unwrap();
     let spec = MaskSpec::from_seed(0, Some(MaskStyle::Surgical), Coverage::Random);
@@ -56,7 +56,19 @@ fn both_models_tell_the_sample_people_apart_and_share_one_gallery() {
     let verdict = g2d.compare(&masked, &clean_alice[0], None).unwrap();
     assert!(verdict.same_person, "alice behind a surgical mask: {verdict:?}");
     let stranger = g2d.open_photo(&sample("impostor_1.jpg")).unwrap();
-    assert!(g2d.identify(&gallery, &stranger, FacePolicy::Largest, 2, None).unwrap().matched().is_none());
+    assert!(g2d.identify(&gallery, &stranger, FacePolicy::Largest, 2, None).unwrap()[0].matched().is_none());
+
+    // A group photo (alice's second photo beside the stranger): every face its own answer.
+    let (a, b) = (probe.image(), stranger.image());
+    let mut group = image::RgbImage::from_pixel(a.width() + b.width(), a.height().max(b.height()), image::Rgb([90; 3]));
+    image::imageops::replace(&mut group, a, 0, 0);
+    image::imageops::replace(&mut group, b, i64::from(a.width()), 0);
+    let answers = g2d.identify(&gallery, &maskid_pipeline::Photo::from_rgb(group), FacePolicy::All, 2, None).unwrap();
+    let mut named: Vec<(f32, Option<String>)> =
+        answers.iter().map(|a| (a.face.detection.bbox.x, a.matched().map(|c| c.name.clone()))).collect();
+    named.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let named: Vec<Option<String>> = named.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(named, [Some("alice".to_string()), None], "left alice, right a stranger");
 }
 
 #[test]

@@ -141,8 +141,33 @@ fn image_arg(value: &Bound<'_, PyAny>) -> PyResult<ImageArg> {
 }
 
 /// `face=`: which face of a photo.
+/// The face of a photo that embed, verify, enroll and identify use: one per photo, as the
+/// CLI's `--face` there ("all" is refused, not quietly taken as the first).
 fn face_policy(name: &str) -> PyResult<FacePolicy> {
-    name.parse().map_err(|e: String| PyValueError::new_err(format!("face: {e}")))
+    FacePolicy::parse_one(name).map_err(|e| PyValueError::new_err(format!("face: {e}")))
+}
+
+impl Gallery {
+    /// The faces of `image` that `policy` picks, each searched in the gallery with the
+    /// recognizer's model (the GIL released meanwhile).
+    fn identified(
+        &self,
+        py: Python<'_>,
+        image: &Bound<'_, PyAny>,
+        policy: FacePolicy,
+        top: usize,
+        threshold: Option<f32>,
+    ) -> PyResult<Vec<maskid_pipeline::Identification>> {
+        let recognizer = self.recognizer()?.get();
+        let photo = recognizer.photo(py, image)?;
+        let (rec, threshold) = (&recognizer.inner, threshold.or(recognizer.threshold));
+        py.detach(|| rec.identify(&self.inner, &photo, policy, top, threshold)).map_err(py_error)
+    }
+}
+
+/// The gallery's candidates as Python sees them.
+fn candidates(found: Vec<maskid_gallery::Candidate>) -> Vec<Candidate> {
+    found.into_iter().map(|c| Candidate { name: c.name, similarity: c.similarity, matched: c.matched }).collect()
 }
 
 /// A face found by the detector.
@@ -518,16 +543,22 @@ impl Gallery {
         threshold: Option<f32>,
         face: &str,
     ) -> PyResult<Vec<Candidate>> {
-        let policy = face_policy(face)?;
-        let recognizer = self.recognizer()?.get();
-        let photo = recognizer.photo(py, image)?;
-        let (rec, threshold) = (&recognizer.inner, threshold.or(recognizer.threshold));
-        let found = py.detach(|| rec.identify(&self.inner, &photo, policy, top, threshold)).map_err(py_error)?;
-        Ok(found
-            .candidates
-            .into_iter()
-            .map(|c| Candidate { name: c.name, similarity: c.similarity, matched: c.matched })
-            .collect())
+        let found = self.identified(py, image, face_policy(face)?, top, threshold)?;
+        Ok(found.into_iter().next().map(|f| candidates(f.candidates)).unwrap_or_default())
+    }
+
+    /// Every face of `image` (a group photo), best detection first, each with the enrolled
+    /// people most like it: a list of `(Face, [Candidate])`.
+    #[pyo3(signature = (image, *, top = 3, threshold = None))]
+    fn identify_all(
+        &self,
+        py: Python<'_>,
+        image: &Bound<'_, PyAny>,
+        top: usize,
+        threshold: Option<f32>,
+    ) -> PyResult<Vec<(Face, Vec<Candidate>)>> {
+        let found = self.identified(py, image, FacePolicy::All, top, threshold)?;
+        Ok(found.into_iter().map(|f| (Face { detection: f.face.detection }, candidates(f.candidates))).collect())
     }
 
     /// The enrolled people: a list of dicts (name, faces, created, metadata).

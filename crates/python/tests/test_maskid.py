@@ -90,7 +90,7 @@ def test_detect_equals_the_cli(cli, samples, rec):
         faces = rec.detect(samples / photo)
         assert len(faces) == len(cli_photo["faces"]) >= 1
         for ours, theirs in zip(faces, cli_photo["faces"]):
-            b = theirs["bbox"]
+            b = theirs["box"]
             assert ours.box == tuple(f32(b[k]) for k in ("x", "y", "width", "height"))
             assert f32(ours.score) == f32(theirs["score"])
             assert ours.landmarks.dtype == np.float32 and ours.landmarks.shape == (5, 2)
@@ -222,6 +222,9 @@ def test_bad_inputs_raise_clear_exceptions(samples, rec, tmp_path):
     assert bad.value.path == str(truncated)
     with pytest.raises(ValueError, match="face"):
         rec.embed(photo, face="biggest")
+    # One face per photo, as the CLI's --face there: "all" is refused, not taken as the first.
+    with pytest.raises(ValueError, match="one face per photo"):
+        rec.verify(photo, photo, face="all")
     with pytest.raises(ValueError):
         maskid.mask(np.zeros((112, 112, 3), np.uint8), style="balaclava")
     with pytest.raises(ValueError, match="landmarks"):
@@ -253,6 +256,20 @@ def test_a_photo_with_two_faces_needs_a_choice(rec, tmp_path):
     assert gallery.enroll("tony", blair, face="largest") == 1
     (best,) = gallery.identify(lfw_photo("Tony_Blair", 2), top=1)
     assert best.name == "tony" and best.matched
+
+
+def test_identify_all_answers_every_face_of_a_group_photo(samples, rec, tmp_path):
+    a, b = (np.asarray(Image.open(samples / n).convert("RGB")) for n in ("person_a_1.jpg", "impostor_1.jpg"))
+    height = max(a.shape[0], b.shape[0])
+    pad = lambda x: np.pad(x, ((0, height - x.shape[0]), (0, 0), (0, 0)), constant_values=90)
+    group = np.ascontiguousarray(np.concatenate([pad(a), pad(b)], axis=1))
+    gallery = maskid.Gallery(tmp_path / "g.db", rec)
+    gallery.enroll("alice", samples / "person_a_2.jpg")
+    answers = sorted(gallery.identify_all(group, top=1), key=lambda answer: answer[0].box[0])
+    assert len(answers) == 2
+    (left, (alice,)), (right, (other,)) = answers
+    assert left.box[0] < a.shape[1] <= right.box[0]
+    assert alice.name == "alice" and alice.matched and not other.matched
 
 
 def test_the_gil_is_released_during_model_work(samples, rec):

@@ -65,7 +65,7 @@ pub const KEY_LOOKUPS: usize = 2;
 
 /// Keys whose roles were read lately, by secret hash.
 pub struct KeyCache {
-    known: Mutex<HashMap<String, (Role, Instant)>>,
+    known: Mutex<HashMap<String, (Role, String, Instant)>>,
     /// Lookups of keys not known.
     pub lookups: Semaphore,
 }
@@ -80,20 +80,20 @@ impl KeyCache {
     /// Most keys remembered; past it the oldest are forgotten first.
     const CAPACITY: usize = 1024;
 
-    /// The role of the key of this hash, if read within [`KEY_CACHE_TTL`].
-    pub fn role(&self, hash: &str) -> Option<Role> {
+    /// The role and name of the key of this hash, if read within [`KEY_CACHE_TTL`].
+    pub fn key(&self, hash: &str) -> Option<(Role, String)> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.get(hash).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(role, _)| *role)
+        known.get(hash).filter(|(.., at)| at.elapsed() < KEY_CACHE_TTL).map(|(role, name, _)| (*role, name.clone()))
     }
 
     /// Remembers a key read from the gallery now.
-    pub fn remember(&self, hash: String, role: Role) {
+    pub fn remember(&self, hash: String, role: Role, name: String) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() >= Self::CAPACITY {
-            known.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+            known.retain(|_, (.., at)| at.elapsed() < KEY_CACHE_TTL);
         }
         if known.len() < Self::CAPACITY {
-            known.insert(hash, (role, Instant::now()));
+            known.insert(hash, (role, name, Instant::now()));
         }
     }
 }

@@ -100,9 +100,16 @@ fn json(body: &[u8], fields: &[&str]) -> Result<Upload, ApiError> {
             .get(&key)
             .and_then(|v| v.as_str())
             .ok_or_else(|| ApiError::bad_request(format!("the JSON body needs a string '{key}'")))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| ApiError::bad_request(format!("'{key}' is not base64: {e}")))?;
+        // A data URI (`data:image/jpeg;base64,...`, what a browser's FileReader gives) is
+        // taken as its base64 part.
+        let text = text.trim();
+        let text = match text.strip_prefix("data:").and_then(|uri| uri.split_once(";base64,")) {
+            Some((_, data)) => data,
+            None => text,
+        };
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| {
+            ApiError::bad_request(format!("'{key}' is not base64 (plain, or a data:image/...;base64, URI): {e}"))
+        })?;
         images.insert(field.to_string(), Bytes::from(bytes));
     }
     let metadata = object.get("metadata").cloned();

@@ -109,6 +109,9 @@ pub struct Options {
     pub threshold: f32,
     /// Keep enrolled faces' aligned crops in the gallery (for `gallery reembed`).
     pub keep_crops: bool,
+    /// A line on stderr per request: method, route pattern, status, milliseconds and the
+    /// name of its key (never the key, never a subject's name).
+    pub access_log: bool,
 }
 
 /// Everything the handlers share.

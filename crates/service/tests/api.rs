@@ -16,6 +16,10 @@ fn sample(name: &str) -> Vec<u8> {
     std::fs::read(Assets::from_env().get(photo).expect("the sample photos (maskid models fetch)")).unwrap()
 }
 
+fn decoded(name: &str) -> image::RgbImage {
+    image::load_from_memory(&sample(name)).unwrap().to_rgb8()
+}
+
 fn teacher() -> Recognizer {
     Recognizer::load(&Assets::from_env(), ModelsConfig::default(), "teacher".parse().unwrap()).unwrap()
 }
@@ -46,7 +50,7 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     gallery.add_key("ingest", Role::Write, &auth::secret_sha256(writer)).unwrap();
     gallery.add_key("door", Role::Read, &auth::secret_sha256(reader)).unwrap();
     let recognizer = teacher();
-    let options = Options { threshold: recognizer.threshold(None).unwrap(), keep_crops: false };
+    let options = Options { threshold: recognizer.threshold(None).unwrap(), keep_crops: false, access_log: false };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let service =
         runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default())).unwrap();
@@ -70,6 +74,20 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     assert_eq!(found["candidates"][0]["matched"], true, "{found}");
     let (status, stranger) = request(addr, "POST", "/v1/identify", Some(reader), &sample("impostor_1.jpg"));
     assert_eq!((status, &stranger["candidates"][0]["matched"]), (200, &serde_json::Value::Bool(false)), "{stranger}");
+    // A group photo: alice's second photo beside the stranger; every face answered.
+    let (a, b) = (decoded("person_a_2.jpg"), decoded("impostor_1.jpg"));
+    let mut group = image::RgbImage::from_pixel(a.width() + b.width(), a.height().max(b.height()), image::Rgb([90; 3]));
+    image::imageops::replace(&mut group, &a, 0, 0);
+    image::imageops::replace(&mut group, &b, i64::from(a.width()), 0);
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    group.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let (status, all) = request(addr, "POST", "/v1/identify?face=all&top=1", Some(reader), jpeg.get_ref());
+    assert_eq!(status, 200, "{all}");
+    let mut faces: Vec<&serde_json::Value> = all["faces"].as_array().unwrap().iter().collect();
+    faces.sort_by(|x, y| x["face"]["box"]["x"].as_f64().unwrap().total_cmp(&y["face"]["box"]["x"].as_f64().unwrap()));
+    assert_eq!(faces.len(), 2, "{all}");
+    assert_eq!((&faces[0]["match"], &faces[1]["match"]), (&"alice".into(), &serde_json::Value::Null), "{all}");
+    assert_eq!(faces[0]["face"]["landmarks"].as_array().map(Vec::len), Some(5), "{all}");
     let (status, bad) = request(addr, "POST", "/v1/identify", Some(reader), b"not a photo");
     assert_eq!(status, 400, "{bad}");
 
@@ -91,7 +109,7 @@ fn a_gallery_of_another_embedding_space_is_refused_at_start() {
     };
     gallery.enroll("x", &serde_json::json!({}), &face).unwrap();
     let recognizer = teacher();
-    let options = Options { threshold: 0.5, keep_crops: false };
+    let options = Options { threshold: 0.5, keep_crops: false, access_log: false };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let refused = runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()));
     let err = refused.err().expect("refused").to_string();

@@ -8,9 +8,7 @@ use anyhow::Context;
 use maskid_core::ALIGNED_SIZE_PX;
 use maskid_face::{FacePolicy, Parallelism};
 
-use maskid_eval::image_files;
-
-use crate::common::{run_batch, GlobalArgs};
+use crate::common::{photo_files, run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,8 +27,7 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let photos = image_files(&args.inputs)?;
-    anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
+    let photos = photo_files(&args.inputs)?;
     let models = global.models(Parallelism::Throughput)?;
     let summary = run_batch(global, "align", &photos, |photo, stem| {
         let (_, faces) = models.photo_faces(photo, args.face)?;

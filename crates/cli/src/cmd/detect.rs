@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use maskid_core::Detection;
 use maskid_face::{FacePolicy, Parallelism};
+use maskid_gallery::escaped_name;
 use serde::Serialize;
 
 use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
@@ -58,7 +59,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             match &r.error {
                 Some(e) => warn(e),
                 None => {
-                    println!("{} ({}x{}): {} face(s)", r.photo, r.width, r.height, r.faces.len());
+                    println!("{} ({}x{}): {} face(s)", escaped_name(&r.photo), r.width, r.height, r.faces.len());
                     for (i, f) in r.faces.iter().enumerate() {
                         let b = f.bbox;
                         let lm: Vec<String> =

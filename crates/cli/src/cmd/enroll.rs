@@ -1,12 +1,13 @@
 //! `maskid enroll --gallery FILE --name NAME PHOTO...`: adds a person's faces to the gallery
-//! (the subject is created on first use). Each photo must show one face.
+//! (the subject is created on first use); `--people DIR` adds everyone of a folder with one
+//! subfolder per person. Each photo must show one face.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_face::{FacePolicy, Parallelism};
-use maskid_gallery::{Gallery, Location};
+use maskid_gallery::{escaped_name, Gallery, Location};
 use maskid_pipeline::ModelChoice;
 use serde::Serialize;
 
@@ -19,13 +20,17 @@ pub struct Args {
     #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
     gallery: Location,
     /// The person's name (unique in the gallery).
-    #[arg(long)]
-    name: String,
+    #[arg(long, required_unless_present = "people", conflicts_with = "people")]
+    name: Option<String>,
+    /// A folder with one subfolder per person, named as the person, holding their photos:
+    /// everyone is enrolled (instead of --name and photos).
+    #[arg(long, value_name = "DIR")]
+    people: Option<PathBuf>,
     /// JSON metadata for a new subject.
     #[arg(long, default_value = "{}")]
     metadata: String,
     /// Photos of the person (folders: every photo under them), one face each.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "people", conflicts_with = "people")]
     photos: Vec<PathBuf>,
     /// Which face of each photo: require-one (a photo with several faces is refused),
     /// largest or center.
@@ -47,28 +52,59 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct Enrolled {
+    name: String,
     photo: String,
     face_id: Option<i64>,
     error: Option<String>,
 }
 
+/// (person, photo) pairs to enrol: `--name` with its photos, or each subfolder of `--people`.
+fn to_enrol(args: &Args) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let Some(root) = &args.people else {
+        let name = args.name.as_deref().expect("clap: --name or --people");
+        // Refuse a bad name before any model work.
+        let name = maskid_gallery::subject_name(name).context("--name")?;
+        return Ok(photo_paths(&args.photos)?.into_iter().map(|p| (name.clone(), p)).collect());
+    };
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
+        .with_context(|| format!("--people {}", root.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut pairs = Vec::new();
+    for folder in folders {
+        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = maskid_gallery::subject_name(&name).with_context(|| format!("folder {}", folder.display()))?;
+        pairs.extend(maskid_eval::image_files(&[folder])?.into_iter().map(|(photo, _)| (name.clone(), photo)));
+    }
+    anyhow::ensure!(
+        !pairs.is_empty(),
+        "no photos found in {} (one folder per person, holding their photos)",
+        root.display()
+    );
+    Ok(pairs)
+}
+
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let metadata: serde_json::Value = serde_json::from_str(&args.metadata).context("--metadata is not JSON")?;
-    // Refuse a bad name before any model work.
-    let name = maskid_gallery::subject_name(&args.name).context("--name")?;
+    let pairs = to_enrol(&args)?;
     let gallery = Gallery::open(&args.gallery)?;
     let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
+    let progress = global.progress();
     let mut results = Vec::new();
-    for photo in &photo_paths(&args.photos)? {
+    for (i, (name, photo)) in pairs.iter().enumerate() {
         let outcome = (|| -> anyhow::Result<i64> {
             let photo = recognizer.open_photo(photo)?;
-            let (enrolled, _) = recognizer.enroll(&gallery, &name, &metadata, &photo, args.face, args.keep_crops)?;
+            let (enrolled, _) = recognizer.enroll(&gallery, name, &metadata, &photo, args.face, args.keep_crops)?;
             Ok(enrolled.face_id)
         })();
         if let Err(e) = &outcome {
             warn(&photo_error_text(photo, e));
         }
+        progress(maskid_pipeline::Progress { stage: "enrol", done: i + 1, total: pairs.len() });
         results.push(Enrolled {
+            name: name.clone(),
             photo: photo.display().to_string(),
             face_id: outcome.as_ref().ok().copied(),
             error: outcome.err().map(|e| photo_error_text(photo, &e)),
@@ -78,7 +114,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&results)?;
     } else {
-        println!("{}: {} of {} photos enrolled in {}", name, results.len() - failed, results.len(), args.gallery);
+        let people: std::collections::BTreeSet<&str> = results.iter().map(|r| r.name.as_str()).collect();
+        let who = match people.len() {
+            1 => escaped_name(people.first().expect("one")),
+            n => format!("{n} people"),
+        };
+        println!("{who}: {} of {} photos enrolled in {}", results.len() - failed, results.len(), args.gallery);
     }
     Ok(exit_status(failed > 0, false))
 }

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use maskid_core::{BBox, Landmarks5};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, Location};
 use maskid_pipeline::ModelChoice;
 use serde::Serialize;
 
-use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
+use crate::common::{exit_status, gallery_model, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,8 +21,9 @@ pub struct Args {
     /// Photos to identify (folders: every photo under them).
     #[arg(required = true)]
     photos: Vec<PathBuf>,
-    /// Which face of each photo: largest, center or require-one.
-    #[arg(long, default_value = "largest", value_parser = FacePolicy::parse_one)]
+    /// Which face of each photo: largest, center, require-one, or all (every face of a group
+    /// photo answered on its own).
+    #[arg(long, default_value = "largest")]
     face: FacePolicy,
     /// How many people to list per photo.
     #[arg(long, default_value_t = 3)]
@@ -29,9 +31,10 @@ pub struct Args {
     /// Cosine similarity needed for a match (default: the model's, see docs/cli.md).
     #[arg(long)]
     threshold: Option<f32>,
-    /// The model the gallery was enrolled with: teacher, g2d or FILE.onnx.
-    #[arg(long, default_value = "teacher")]
-    model: ModelChoice,
+    /// teacher, g2d or FILE.onnx (default: the model the gallery's faces were enrolled with;
+    /// any model of their embedding space searches them).
+    #[arg(long)]
+    model: Option<ModelChoice>,
     /// Gallery search: exact, sketch (approximate: sign sketches in a file, HNSW on
     /// PostgreSQL) or auto (approximate from 20,000 faces on).
     #[arg(long, default_value = "auto")]
@@ -41,18 +44,31 @@ pub struct Args {
     json: bool,
 }
 
+/// One photo's answer: the chosen face's candidates, and with `--face all` every face's.
 #[derive(Serialize)]
 struct Identified {
     photo: String,
     threshold: f32,
     candidates: Vec<Candidate>,
+    faces: Vec<FaceIdentified>,
     error: Option<String>,
+}
+
+/// One face of a photo and the people most like it.
+#[derive(Serialize)]
+struct FaceIdentified {
+    #[serde(rename = "box")]
+    bbox: BBox,
+    score: f32,
+    landmarks: Landmarks5,
+    candidates: Vec<Candidate>,
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.top > 0, "--top must be at least 1");
     let gallery = Gallery::open_existing(&args.gallery)?.with_index(args.index);
-    let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
+    let model = gallery_model(&gallery, args.model.clone())?;
+    let recognizer = global.recognizer(&model, Parallelism::Latency)?;
     let threshold = recognizer.threshold(args.threshold)?;
     gallery.check_model(&recognizer.model())?;
     let mut results = Vec::new();
@@ -60,39 +76,59 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         let outcome = recognizer
             .open_photo(photo)
             .and_then(|p| recognizer.identify(&gallery, &p, args.face, args.top, Some(threshold)));
-        let (candidates, error) = match outcome {
-            Ok(found) => (found.candidates, None),
+        let (faces, error) = match outcome {
+            Ok(found) => (
+                found
+                    .into_iter()
+                    .map(|f| {
+                        let d = f.face.detection;
+                        FaceIdentified {
+                            bbox: d.bbox,
+                            score: d.score,
+                            landmarks: d.landmarks,
+                            candidates: f.candidates,
+                        }
+                    })
+                    .collect(),
+                None,
+            ),
             Err(e) => (Vec::new(), Some(photo_error_text(photo, &e.into()))),
         };
-        results.push(Identified { photo: photo.display().to_string(), threshold, candidates, error });
+        let candidates = faces.first().map(|f: &FaceIdentified| f.candidates.clone()).unwrap_or_default();
+        results.push(Identified { photo: photo.display().to_string(), threshold, candidates, faces, error });
     }
     if args.json {
         print_json(&results)?;
     } else {
         for r in &results {
-            match (&r.error, r.candidates.first()) {
-                (Some(e), _) => warn(e),
-                (None, None) => println!("{}: the gallery is empty", r.photo),
-                (None, Some(best)) => {
-                    let verdict =
-                        if best.matched { format!("is {}", escaped_name(&best.name)) } else { "matches nobody".into() };
-                    println!(
-                        "{}: {verdict} (similarity {:.3}, threshold {:.3})",
-                        r.photo, best.similarity, r.threshold
-                    );
-                    for c in &r.candidates {
-                        println!(
-                            "    {:<30} {:.3}{}",
-                            escaped_name(&c.name),
-                            c.similarity,
-                            if c.matched { "  match" } else { "" }
-                        );
-                    }
+            if let Some(e) = &r.error {
+                warn(e);
+                continue;
+            }
+            let photo = escaped_name(&r.photo);
+            for (i, face) in r.faces.iter().enumerate() {
+                // One line per face; a group photo's faces are told apart by their boxes.
+                let shown = match r.faces.len() {
+                    1 => photo.clone(),
+                    _ => format!("{photo} face {} at ({:.0}, {:.0})", i + 1, face.bbox.x, face.bbox.y),
+                };
+                let Some(best) = face.candidates.first() else {
+                    println!("{shown}: the gallery is empty");
+                    continue;
+                };
+                let verdict =
+                    if best.matched { format!("is {}", escaped_name(&best.name)) } else { "matches nobody".into() };
+                println!("{shown}: {verdict} (similarity {:.3}, threshold {:.3})", best.similarity, r.threshold);
+                for c in &face.candidates {
+                    let mark = if c.matched { "  match" } else { "" };
+                    println!("    {:<30} {:.3}{mark}", escaped_name(&c.name), c.similarity);
                 }
             }
         }
     }
     let failed = results.iter().any(|r| r.error.is_some());
-    let unmatched = results.iter().any(|r| r.error.is_none() && !r.candidates.first().is_some_and(|c| c.matched));
+    // A negative answer: a photo none of whose faces matched anyone.
+    let matched = |r: &Identified| r.faces.iter().any(|f| f.candidates.first().is_some_and(|c| c.matched));
+    let unmatched = results.iter().any(|r| r.error.is_none() && !matched(r));
     Ok(exit_status(failed, unmatched))
 }

@@ -10,9 +10,8 @@ use maskid_core::{Landmarks5, OcclusionMap, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE}
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_mask::{image_seed, occlude, render_mask, Coverage, MaskSpec, MaskStyle, OcclusionMix, RgbImageMut};
 
-use crate::common::{choices, counted, run_batch, GlobalArgs};
+use crate::common::{choices, counted, photo_files, run_batch, GlobalArgs};
 use crate::label::{draw_text, text_width, LINE_PX};
-use maskid_eval::image_files;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -77,8 +76,7 @@ fn mask_photo(
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let forced = MaskStyle::choice(&args.style).map_err(anyhow::Error::msg)?;
-    let photos = image_files(&args.inputs)?;
-    anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
+    let photos = photo_files(&args.inputs)?;
     let models = if args.aligned && args.real.is_none() { None } else { Some(global.models(Parallelism::Throughput)?) };
     let faces_of = |photo: &Path| -> anyhow::Result<(RgbImage, Vec<Landmarks5>)> {
         match &models {
@@ -132,8 +130,7 @@ fn sheet_columns() -> Vec<&'static str> {
 /// photos spread evenly over the folder (the seed shifts the pick), as many as fill the
 /// sheet's rows; photos without a face are passed over.
 fn real_faces(models: &maskid_pipeline::Models, dir: &Path, seed: u64) -> anyhow::Result<Vec<RgbImage>> {
-    let photos = image_files(&[dir.to_path_buf()])?;
-    anyhow::ensure!(!photos.is_empty(), "{}: no photos for --real", dir.display());
+    let photos = photo_files(&[dir.to_path_buf()]).context("--real")?;
     let wanted = 3 * sheet_columns().len();
     let stride = (photos.len() / wanted).max(1);
     let s = ALIGNED_SIZE_PX as u32;

@@ -31,6 +31,19 @@ struct Row {
     package: String,
     sha256: &'static str,
     path: Option<String>,
+    /// Under what terms the file may be used.
+    terms: &'static str,
+}
+
+/// The terms of a pinned or shipped file (models/README.md for maskid's own).
+fn terms(file: &str) -> &'static str {
+    match file {
+        f if f == ONNXRUNTIME_LIB.name => "MIT",
+        f if f == YUNET.name || f == SFACE.name => "Apache-2.0 (OpenCV Zoo)",
+        "g2d-student.onnx" | "g2d-small-unmask.onnx" => "non-commercial research only (trained on UTKFace)",
+        "yunet-masked.onnx" => "YuNet's Apache-2.0 weights tuned on LFW photos (models/README.md)",
+        _ => "CC / public domain (CREDITS.md beside them)",
+    }
 }
 
 fn all_files() -> impl Iterator<Item = &'static AssetFile> {
@@ -46,7 +59,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Action::List => assets.get_cached(file).map(|p| p.display().to_string()),
         };
         let package = format!("{}=={} ({:?})", file.package.name, file.package.version, file.package.kind);
-        rows.push(Row { file: file.name, package, sha256: file.sha256, path });
+        rows.push(Row { file: file.name, package, sha256: file.sha256, path, terms: terms(file.name) });
     }
     for model in SHIPPED_MODELS {
         let path = match args.action {
@@ -54,13 +67,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Action::List => model.cached(assets.home()),
         };
         let package = "built into maskid (models/)".to_string();
-        rows.push(Row { file: model.name, package, sha256: model.sha256, path: path.map(|p| p.display().to_string()) });
+        let path = path.map(|p| p.display().to_string());
+        rows.push(Row { file: model.name, package, sha256: model.sha256, path, terms: terms(model.name) });
     }
     if args.json {
         print_json(&rows)?;
     } else {
         for r in &rows {
             println!("{:<45} {:<30} {}", r.file, r.package, r.path.as_deref().unwrap_or("(not fetched)"));
+            println!("{:<45} terms: {}", "", r.terms);
         }
         println!(
             "\nLicences: YuNet and SFace weights Apache-2.0 (OpenCV Zoo), ONNX Runtime MIT; notices in {}. \

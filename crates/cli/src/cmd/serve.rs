@@ -10,7 +10,7 @@ use maskid_gallery::{Gallery, IndexKind, Location, PostgresOptions};
 use maskid_pipeline::ModelChoice;
 use maskid_service::{Limits, Options, Service};
 
-use crate::common::GlobalArgs;
+use crate::common::{gallery_model, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,9 +21,10 @@ pub struct Args {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: String,
-    /// teacher, g2d or FILE.onnx: the model of the gallery's embeddings.
-    #[arg(long, default_value = "teacher")]
-    model: ModelChoice,
+    /// teacher, g2d or FILE.onnx (default: the model the gallery's faces were enrolled with;
+    /// any model of their embedding space serves them).
+    #[arg(long)]
+    model: Option<ModelChoice>,
     /// Default cosine threshold of identify and verify (default: the model's).
     #[arg(long)]
     threshold: Option<f32>,
@@ -94,8 +95,6 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     // One single-threaded session per core: concurrent requests run side by side instead of
     // queueing for one pool of all cores (at 50 identify/s on 2 cores: 40/s served and
     // seconds of queue with the shared pool; all served, p99 54 ms, with these).
-    let recognizer = global.recognizer(&args.model, Parallelism::Throughput)?;
-    let options = Options { threshold: recognizer.threshold(args.threshold)?, keep_crops: args.keep_crops };
     let postgres = PostgresOptions {
         max_connections: args.db_pool,
         wait_timeout: Duration::from_secs(args.db_timeout_s),
@@ -103,6 +102,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         ef_search: args.ef_search,
     };
     let gallery = Gallery::open_with(&args.gallery, &postgres)?.with_index(args.index);
+    let model = gallery_model(&gallery, args.model.clone())?;
+    let recognizer = global.recognizer(&model, Parallelism::Throughput)?;
+    let threshold = recognizer.threshold(args.threshold)?;
+    let options = Options { threshold, keep_crops: args.keep_crops, access_log: !global.quiet };
     let defaults = Limits::default();
     let limits = Limits {
         max_body_bytes: args.max_body_mb << 20,

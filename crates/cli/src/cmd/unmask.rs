@@ -14,8 +14,7 @@ use maskid_face::{FacePolicy, FaceRestorer, Parallelism};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec, MaskStyle};
 use maskid_pipeline::landmarks_in_crop;
 
-use crate::common::{run_batch, GlobalArgs};
-use maskid_eval::image_files;
+use crate::common::{photo_files, run_batch, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,8 +44,7 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    let photos = image_files(&args.inputs)?;
-    anyhow::ensure!(!photos.is_empty(), "no photos found in the inputs");
+    let photos = photo_files(&args.inputs)?;
     let style = args.add_mask.as_deref().map(MaskStyle::choice).transpose().map_err(anyhow::Error::msg)?;
     let models = global.models(Parallelism::Throughput)?;
     // (After the models: they load ONNX Runtime, which the shipped inpainter runs on.)

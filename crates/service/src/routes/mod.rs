@@ -129,7 +129,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: "post",
         path: "/v1/identify",
         role: Some(Role::Read),
-        summary: "The enrolled people most like the photo's face (?top=3&threshold=&face=largest).",
+        summary: "The enrolled people most like the photo's face (?top=3&threshold=&face=largest); with face=all, every face of a group photo answered on its own in `faces`.",
         images: &["image"],
         probe: false,
     },
@@ -205,12 +205,21 @@ struct Recorded {
     route: String,
     start: Instant,
     status: Option<u16>,
+    /// The name of the key the request was let in with (never the key).
+    key: Option<String>,
 }
 
 impl Drop for Recorded {
     fn drop(&mut self) {
         let status = self.status.unwrap_or(499);
-        self.state.metrics.record(&self.method, &self.route, status, self.start.elapsed());
+        let took = self.start.elapsed();
+        self.state.metrics.record(&self.method, &self.route, status, took);
+        if self.state.options.access_log {
+            // The route's pattern, not its path: subject names stay out of the log.
+            let key = self.key.as_deref().map_or("-".to_string(), maskid_gallery::escaped_name);
+            let ms = took.as_secs_f64() * 1e3;
+            eprintln!("maskid: access {} {} {status} {ms:.1} ms key={key}", self.method, self.route);
+        }
     }
 }
 
@@ -258,11 +267,12 @@ async fn gate(State(state): State<Shared>, matched: Option<MatchedPath>, request
         route,
         start: Instant::now(),
         status: None,
+        key: None,
     };
     let admitted = async {
         check_protocol(request.headers())?;
         if let Some(role) = role {
-            authorize(&state, request.headers(), role).await?;
+            recorded.key = Some(authorize(&state, request.headers(), role).await?);
         }
         let announced = check_length(&state, request.headers())?;
         let (request, _body_memory) = read_body(&state, request, announced).await?;
@@ -320,17 +330,17 @@ fn check_protocol(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Checks the request's key against `role`: a key remembered from a recent request at once,
 /// others in the gallery, [`crate::auth::KEY_LOOKUPS`] at a time.
-async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
+async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<String, ApiError> {
     let hash = secret_sha256(presented_secret(headers)?);
-    let has = match state.keys.role(&hash) {
-        Some(has) => has,
+    let (has, name) = match state.keys.key(&hash) {
+        Some(known) => known,
         None => {
             let _turn = state.keys.lookups.acquire().await.map_err(|_| ApiError::internal("key lookups closed"))?;
             let looked_up = hash.clone();
             let key = blocking(state, move |s| Ok(s.gallery.key_by_hash(&looked_up)?)).await?;
             let key = key.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key"))?;
-            state.keys.remember(hash, key.role);
-            key.role
+            state.keys.remember(hash, key.role, key.name.clone());
+            (key.role, key.name)
         }
     };
     if has < role {
@@ -340,7 +350,7 @@ async fn authorize(state: &Shared, headers: &HeaderMap, role: Role) -> Result<()
             format!("this needs a key with role {}; the key presented has role {}", role.name(), has.name()),
         ));
     }
-    Ok(())
+    Ok(name)
 }
 
 /// The request with its body (of `announced` bytes, from [`check_length`]) read: at least

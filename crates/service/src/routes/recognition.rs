@@ -8,7 +8,7 @@ use axum::Json;
 use bytes::Bytes;
 use maskid_face::FacePolicy;
 use maskid_gallery::ModelRef;
-use maskid_pipeline::FaceResult;
+use maskid_pipeline::{FaceResult, Identification};
 use serde::{Deserialize, Serialize};
 
 use super::{body, face_policy, model_work, query, ApiResult, Shared};
@@ -16,20 +16,40 @@ use crate::error::ApiError;
 use crate::input::read_upload;
 use crate::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 struct FaceFound {
     #[serde(rename = "box")]
     bbox: maskid_core::BBox,
     score: f32,
+    landmarks: maskid_core::Landmarks5,
 }
 
-#[derive(Serialize)]
-struct IdentifyAnswer {
+/// One face's answer.
+#[derive(Serialize, Clone)]
+struct FaceAnswer {
     #[serde(rename = "match")]
     decision: Option<String>,
-    threshold: f32,
     candidates: Vec<maskid_gallery::Candidate>,
     face: FaceFound,
+}
+
+impl From<Identification> for FaceAnswer {
+    fn from(found: Identification) -> Self {
+        let decision = found.matched().map(|c| c.name.clone());
+        let detection = found.face.detection;
+        let face = FaceFound { bbox: detection.bbox, score: detection.score, landmarks: detection.landmarks };
+        Self { decision, candidates: found.candidates, face }
+    }
+}
+
+/// The chosen face's answer at the top level; with `face=all`, every face's in `faces` (the
+/// top level is then the best detection's).
+#[derive(Serialize)]
+struct IdentifyAnswer {
+    #[serde(flatten)]
+    first: FaceAnswer,
+    faces: Vec<FaceAnswer>,
+    threshold: f32,
     model: ModelRef,
 }
 
@@ -66,18 +86,19 @@ pub(super) async fn identify(
         return Err(ApiError::bad_request(format!("top must lie in 1..100, got {top}")));
     }
     let threshold = threshold(&state, params.threshold)?;
-    let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;
+    let policy = match params.face.as_deref() {
+        Some("all") => FacePolicy::All,
+        other => face_policy(other, FacePolicy::Largest)?,
+    };
     let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
     let found = model_work(&state, vec![("image", image)], move |s, images| {
         let photo = s.recognizer.decode_photo(&images[0])?;
         Ok(s.recognizer.identify(&s.gallery, &photo, policy, top, Some(threshold))?)
     })
     .await?;
-    let decision = found.matched().map(|c| c.name.clone());
-    let detection = found.face.detection;
-    let face = FaceFound { bbox: detection.bbox, score: detection.score };
-    let body =
-        IdentifyAnswer { decision, threshold, candidates: found.candidates, face, model: state.recognizer.model() };
+    let faces: Vec<FaceAnswer> = found.into_iter().map(FaceAnswer::from).collect();
+    let first = faces.first().cloned().expect("BUG: identify answers at least one face or fails");
+    let body = IdentifyAnswer { first, faces, threshold, model: state.recognizer.model() };
     Ok(Json(body).into_response())
 }
 
