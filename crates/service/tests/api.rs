@@ -42,6 +42,47 @@ fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: 
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
+/// Whether `value` has the shape `schema` (of the OpenAPI document `doc`) gives: every key it
+/// requires, no key it does not name, and the types of the values, all the way down.
+fn conforms(doc: &serde_json::Value, schema: &serde_json::Value, value: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return conforms(doc, &doc["components"]["schemas"][name], value);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(()),
+    };
+    let fits = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    if !types.iter().any(|t| fits(t)) {
+        return Err(format!("{value} is not {types:?}"));
+    }
+    if let (Some(object), Some(properties)) = (value.as_object(), schema["properties"].as_object()) {
+        for key in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            object.get(key).ok_or(format!("'{key}' missing"))?;
+        }
+        for (key, item) in object {
+            let inner = properties.get(key).ok_or(format!("'{key}' is not in the schema"))?;
+            conforms(doc, inner, item).map_err(|e| format!("{key}: {e}"))?;
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        array.iter().try_for_each(|item| conforms(doc, items, item))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn enrols_and_identifies_over_http_with_keys_and_roles() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,6 +129,21 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     assert_eq!(faces.len(), 2, "{all}");
     assert_eq!((&faces[0]["match"], &faces[1]["match"]), (&"alice".into(), &serde_json::Value::Null), "{all}");
     assert_eq!(faces[0]["face"]["landmarks"].as_array().map(Vec::len), Some(5), "{all}");
+    // The OpenAPI document describes these very answers, and the query parameters.
+    let (status, doc) = request(addr, "GET", "/openapi.json", Some(reader), b"");
+    assert_eq!(status, 200);
+    let identify = &doc["paths"]["/v1/identify"]["post"];
+    let params: Vec<&str> =
+        identify["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(params, ["top", "threshold", "face"]);
+    let schema = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"].clone()
+    };
+    conforms(&doc, &schema("/v1/identify", "post", "200"), &found).unwrap_or_else(|e| panic!("{e}: {found}"));
+    conforms(&doc, &schema("/v1/identify", "post", "200"), &all).unwrap_or_else(|e| panic!("{e}: {all}"));
+    conforms(&doc, &schema("/v1/subjects/{name}/faces", "post", "201"), &enrolled).unwrap_or_else(|e| panic!("{e}"));
+    let (_, ready) = request(addr, "GET", "/readyz", None, b"");
+    conforms(&doc, &schema("/readyz", "get", "200"), &ready).unwrap_or_else(|e| panic!("{e}: {ready}"));
     let (status, bad) = request(addr, "POST", "/v1/identify", Some(reader), b"not a photo");
     assert_eq!(status, 400, "{bad}");
 

@@ -47,11 +47,35 @@ pub struct Endpoint {
     /// A probe (health, readiness, metrics): never counted in flight, answered on the
     /// connections kept in reserve.
     pub probe: bool,
+    /// Its query parameters (their types and meaning: [`openapi`]).
+    pub query: &'static [&'static str],
+    /// What a success answers.
+    pub answer: Answer,
+}
+
+/// A successful answer: its status and, for JSON, the name of its schema in [`openapi`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// JSON of this schema, with this status.
+    Json(u16, &'static str),
+    /// Prometheus text.
+    Text,
+    /// 204, no body.
+    Empty,
 }
 
 /// Every endpoint of the service.
 pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { method: "get", path: "/healthz", role: None, summary: "The process is up.", images: &[], probe: true },
+    Endpoint {
+        method: "get",
+        path: "/healthz",
+        role: None,
+        summary: "The process is up.",
+        images: &[],
+        probe: true,
+        query: &[],
+        answer: Answer::Json(200, "Health"),
+    },
     Endpoint {
         method: "get",
         path: "/readyz",
@@ -59,6 +83,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Models and gallery are loaded.",
         images: &[],
         probe: true,
+        query: &[],
+        answer: Answer::Json(200, "Ready"),
     },
     Endpoint {
         method: "get",
@@ -67,6 +93,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Prometheus metrics.",
         images: &[],
         probe: true,
+        query: &[],
+        answer: Answer::Text,
     },
     Endpoint {
         method: "get",
@@ -75,6 +103,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "This document.",
         images: &[],
         probe: false,
+        query: &[],
+        answer: Answer::Json(200, "OpenApi"),
     },
     Endpoint {
         method: "get",
@@ -84,6 +114,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
             "Enrolled people by name, a page at a time (?limit=100&after=NAME; `next` names the next page's start).",
         images: &[],
         probe: false,
+        query: &["limit", "after"],
+        answer: Answer::Json(200, "SubjectPage"),
     },
     Endpoint {
         method: "post",
@@ -92,6 +124,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Create a person: JSON {name, metadata}.",
         images: &[],
         probe: false,
+        query: &[],
+        answer: Answer::Json(201, "Subject"),
     },
     Endpoint {
         method: "get",
@@ -100,6 +134,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "A person and their faces.",
         images: &[],
         probe: false,
+        query: &[],
+        answer: Answer::Json(200, "SubjectFaces"),
     },
     Endpoint {
         method: "delete",
@@ -108,6 +144,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Remove a person and their faces.",
         images: &[],
         probe: false,
+        query: &[],
+        answer: Answer::Empty,
     },
     Endpoint {
         method: "post",
@@ -116,6 +154,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Enrol a photo of a person (created if new); exactly one face unless ?face= says otherwise.",
         images: &["image"],
         probe: false,
+        query: &["face"],
+        answer: Answer::Json(201, "Enrolment"),
     },
     Endpoint {
         method: "delete",
@@ -124,6 +164,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Remove one enrolled face.",
         images: &[],
         probe: false,
+        query: &[],
+        answer: Answer::Empty,
     },
     Endpoint {
         method: "post",
@@ -132,6 +174,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "The enrolled people most like the photo's face (?top=3&threshold=&face=largest); with face=all, every face of a group photo answered on its own in `faces`.",
         images: &["image"],
         probe: false,
+        query: &["top", "threshold", "face"],
+        answer: Answer::Json(200, "Identify"),
     },
     Endpoint {
         method: "post",
@@ -140,6 +184,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "Whether photos a and b show the same person (?threshold=&face=largest).",
         images: &["a", "b"],
         probe: false,
+        query: &["threshold", "face"],
+        answer: Answer::Json(200, "Verify"),
     },
     Endpoint {
         method: "get",
@@ -148,6 +194,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "The API keys (names and roles).",
         images: &[],
         probe: false,
+        query: &[],
+        answer: Answer::Json(200, "Keys"),
     },
 ];
 

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::ENDPOINTS;
+use super::{Answer, ENDPOINTS};
 
 /// The OpenAPI 3.1 document of [`ENDPOINTS`].
 pub fn openapi() -> Value {
@@ -10,7 +10,20 @@ pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
     for e in ENDPOINTS {
         let mut responses = serde_json::Map::new();
-        responses.insert("200".into(), json!({ "description": "success" }));
+        let (status, success) = match e.answer {
+            Answer::Json(status, schema) => (
+                status,
+                json!({ "description": "success", "content": {
+                "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } }),
+            ),
+            Answer::Text => (
+                200,
+                json!({ "description": "Prometheus text format",
+                "content": { "text/plain": { "schema": { "type": "string" } } } }),
+            ),
+            Answer::Empty => (204, json!({ "description": "done" })),
+        };
+        responses.insert(status.to_string(), success);
         let mut codes = vec!["400", "413", "503"];
         if e.role.is_some() {
             codes.extend(["401", "403"]);
@@ -44,6 +57,7 @@ pub fn openapi() -> Value {
                 let ty = if p == "id" { "integer" } else { "string" };
                 json!({ "name": p, "in": "path", "required": true, "schema": { "type": ty } })
             })
+            .chain(e.query.iter().map(|name| query_parameter(name)))
             .collect();
         if !parameters.is_empty() {
             op["parameters"] = json!(parameters);
@@ -68,6 +82,13 @@ pub fn openapi() -> Value {
         }
         paths.entry(e.path.to_string()).or_insert_with(|| json!({}))[e.method] = op;
     }
+    let mut schemas = answer_schemas();
+    schemas.insert(
+        "Error".into(),
+        json!({ "type": "object", "required": ["error"], "properties": { "error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": { "title": "maskid", "version": env!("CARGO_PKG_VERSION"),
@@ -76,9 +97,131 @@ pub fn openapi() -> Value {
         "components": {
             "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer",
                 "description": "A key from `maskid keys create`; also accepted as X-API-Key." } },
-            "schemas": { "Error": { "type": "object", "required": ["error"], "properties": { "error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } } }
+            "schemas": schemas,
         }
     })
+}
+
+/// A query parameter some endpoint takes, with its type and meaning.
+fn query_parameter(name: &str) -> Value {
+    let (schema, description) = match name {
+        "limit" => (json!({ "type": "integer", "minimum": 1, "maximum": 1000 }), "subjects a page holds (100)"),
+        "after" => (json!({ "type": "string" }), "the page starts after this name (a page's `next`)"),
+        "top" => (json!({ "type": "integer", "minimum": 1, "maximum": 100 }), "people listed per face (3)"),
+        "threshold" => (
+            json!({ "type": "number", "exclusiveMinimum": 0, "maximum": 1 }),
+            "cosine similarity needed for a match (the service's)",
+        ),
+        "face" => (
+            json!({ "type": "string", "enum": ["largest", "center", "require-one", "all"] }),
+            "which face of the photo (all: identify only)",
+        ),
+        _ => unreachable!("BUG: query parameter {name} has no description"),
+    };
+    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+}
+
+/// The schemas of the JSON answers, as the handlers' answer types serialise.
+fn answer_schemas() -> serde_json::Map<String, Value> {
+    let string = json!({ "type": "string" });
+    let number = json!({ "type": "number" });
+    let integer = json!({ "type": "integer" });
+    let object = |required: &[&str], properties: Value| json!({ "type": "object", "required": required, "properties": properties });
+    let refer = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let list = |item: Value| json!({ "type": "array", "items": item });
+    let model = object(&["id", "sha256", "space"], json!({ "id": string, "sha256": string, "space": string }));
+    let bbox =
+        object(&["x", "y", "width", "height"], json!({ "x": number, "y": number, "width": number, "height": number }));
+    let face = object(
+        &["box", "score", "landmarks"],
+        json!({ "box": bbox, "score": number, "landmarks": list(list(number.clone())) }),
+    );
+    let candidate = object(
+        &["name", "similarity", "matched"],
+        json!({
+        "name": string, "similarity": number, "matched": { "type": "boolean" } }),
+    );
+    let face_answer = object(
+        &["match", "candidates", "face"],
+        json!({
+        "match": { "type": ["string", "null"], "description": "the best candidate's name when it passes the threshold" },
+        "candidates": list(refer("Candidate")), "face": refer("Face") }),
+    );
+    let subject = object(
+        &["id", "name", "metadata", "created", "faces"],
+        json!({
+        "id": integer, "name": string, "metadata": { "type": "object" }, "created": string, "faces": integer }),
+    );
+    let face_info = object(
+        &["id", "model_id", "source_sha256", "score", "created"],
+        json!({
+        "id": integer, "model_id": string, "source_sha256": string, "score": number, "created": string }),
+    );
+    let mut schemas = serde_json::Map::new();
+    for (name, schema) in [
+        ("Model", model),
+        ("Face", face),
+        ("Candidate", candidate),
+        ("FaceAnswer", face_answer),
+        (
+            "Identify",
+            object(
+                &["match", "candidates", "face", "faces", "threshold", "model"],
+                json!({
+            "match": { "type": ["string", "null"] }, "candidates": list(refer("Candidate")), "face": refer("Face"),
+            "faces": list(refer("FaceAnswer")), "threshold": number, "model": refer("Model") }),
+            ),
+        ),
+        (
+            "Verify",
+            object(
+                &["same_person", "similarity", "threshold", "model"],
+                json!({
+            "same_person": { "type": "boolean" }, "similarity": number, "threshold": number, "model": refer("Model") }),
+            ),
+        ),
+        ("Subject", subject),
+        (
+            "SubjectPage",
+            object(
+                &["subjects", "next"],
+                json!({
+            "subjects": list(refer("Subject")), "next": { "type": ["string", "null"] } }),
+            ),
+        ),
+        ("FaceInfo", face_info),
+        (
+            "SubjectFaces",
+            object(&["subject", "faces"], json!({ "subject": refer("Subject"), "faces": list(refer("FaceInfo")) })),
+        ),
+        (
+            "Enrolment",
+            object(
+                &["face_id", "subject", "subject_created", "detection_score"],
+                json!({
+            "face_id": integer, "subject": string, "subject_created": { "type": "boolean" }, "detection_score": number }),
+            ),
+        ),
+        (
+            "Keys",
+            object(
+                &["keys"],
+                json!({ "keys": list(object(&["name", "role", "created"], json!({
+            "name": string, "role": { "type": "string", "enum": ["read", "write", "admin"] }, "created": string }))) }),
+            ),
+        ),
+        ("Health", object(&["status"], json!({ "status": string }))),
+        (
+            "Ready",
+            object(
+                &["status", "model", "faces", "search"],
+                json!({
+            "status": string, "model": refer("Model"), "faces": integer, "search": { "type": "string", "enum": ["exact", "sketch"] } }),
+            ),
+        ),
+        ("OpenApi", json!({ "type": "object", "description": "this document" })),
+    ] {
+        schemas.insert(name.into(), schema);
+    }
+    schemas
 }
