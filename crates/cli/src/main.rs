@@ -131,14 +131,29 @@ enum Command {
     Db(cmd::db::Args),
 }
 
+/// `maskid ... | head -1`: when the reader of stdout goes away, end quietly with the status
+/// a shell gives a command killed by SIGPIPE (141), as Unix tools do, instead of a panic
+/// message. SIGPIPE itself stays ignored (Rust's default): a socket whose peer hung up (an
+/// HTTP client of `serve`, a PostgreSQL server) must give an error, not kill the process.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // std's message when `println!` meets a closed pipe.
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info)
+    }));
+}
+
 fn main() -> ExitCode {
-    // `maskid ... | head -1`: end quietly when the reader goes away, as Unix tools do, instead
-    // of panicking at the next write (Rust starts programs with SIGPIPE ignored).
-    #[cfg(unix)]
-    // SAFETY: sets the default action of one signal, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { args, photo } => cmd::demo::run(&cli.common.with(photo), args),
