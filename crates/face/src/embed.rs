@@ -94,7 +94,7 @@ impl FaceEmbedder {
         let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let info = ModelInfo::from_bytes(&stem, &bytes)
             .map_err(|e| Error::Model { path: shown.clone(), reason: e.to_string() })?;
-        let pool = SessionPool::load(model, SymbolicDims::BATCH, parallelism)?;
+        let pool = SessionPool::from_bytes(&bytes, &shown, SymbolicDims::BATCH, parallelism)?;
         if pool.input_names().len() != 1 {
             return Err(Error::Model { path: shown, reason: "expected exactly one data input".into() });
         }

@@ -55,11 +55,17 @@ impl SessionPool {
     /// Reads, rewrites (see [`maskid_onnx::prepare_model`]) and loads a model.
     pub fn load(model: &Path, symbolic: SymbolicDims, parallelism: Parallelism) -> Result<Self> {
         let shown = model.display().to_string();
+        let bytes = std::fs::read(model).map_err(|source| Error::Read { path: shown.clone(), source })?;
+        Self::from_bytes(&bytes, &shown, symbolic, parallelism)
+    }
+
+    /// [`SessionPool::load`] of a model already read (`shown`: its file, for errors).
+    pub fn from_bytes(bytes: &[u8], shown: &str, symbolic: SymbolicDims, parallelism: Parallelism) -> Result<Self> {
+        let shown = shown.to_string();
         let environment = ENVIRONMENT
             .get()
             .ok_or_else(|| Error::Runtime("ONNX Runtime is not loaded (call init_runtime first)".into()))?;
-        let bytes = std::fs::read(model).map_err(|source| Error::Read { path: shown.clone(), source })?;
-        let patched = maskid_onnx::prepare_model(&bytes, symbolic)
+        let patched = maskid_onnx::prepare_model(bytes, symbolic)
             .map_err(|e| Error::Model { path: shown.clone(), reason: e.to_string() })?;
         let mut sessions = Vec::new();
         let count = match parallelism {

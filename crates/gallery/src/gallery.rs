@@ -215,8 +215,20 @@ impl Gallery {
     /// similar first, each by their best face, marked matched from `threshold` (cosine
     /// similarity) on. A model of another embedding space is refused ([`Gallery::check_model`]).
     pub fn identify(&self, probe: &Embedding, model: &ModelRef, top: usize, threshold: f32) -> Result<Vec<Candidate>> {
+        Ok(self.identify_each(std::slice::from_ref(probe), model, top, threshold)?.remove(0))
+    }
+
+    /// [`Gallery::identify`] for several probes of one model (the faces of a group photo), the
+    /// model checked once for all of them.
+    pub fn identify_each(
+        &self,
+        probes: &[Embedding],
+        model: &ModelRef,
+        top: usize,
+        threshold: f32,
+    ) -> Result<Vec<Vec<Candidate>>> {
         self.check_model(model)?;
-        self.backend.identify(probe, top, threshold)
+        probes.iter().map(|probe| self.backend.identify(probe, top, threshold)).collect()
     }
 
     /// Refuses `model` unless its embeddings can be compared with the gallery's: a model of

@@ -318,14 +318,14 @@ impl Recognizer {
         threshold: Option<f32>,
     ) -> Result<Vec<Identification>> {
         let threshold = self.threshold(threshold)?;
-        let model = self.model();
-        self.faces(photo, policy)?
+        let faces = self.faces(photo, policy)?;
+        let probes: Vec<Embedding> = faces.iter().map(|f| f.embedding.clone()).collect();
+        let found = gallery.identify_each(&probes, &self.model(), top, threshold)?;
+        Ok(faces
             .into_iter()
-            .map(|face| {
-                let candidates = gallery.identify(&face.embedding, &model, top, threshold)?;
-                Ok(Identification { face, threshold, candidates })
-            })
-            .collect()
+            .zip(found)
+            .map(|(face, candidates)| Identification { face, threshold, candidates })
+            .collect())
     }
 
     /// Recomputes every face of `gallery` from its kept crop with this model.

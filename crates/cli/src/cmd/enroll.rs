@@ -66,23 +66,14 @@ fn to_enrol(args: &Args) -> anyhow::Result<Vec<(String, PathBuf)>> {
         let name = maskid_gallery::subject_name(name).context("--name")?;
         return Ok(photo_paths(&args.photos)?.into_iter().map(|p| (name.clone(), p)).collect());
     };
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(root)
-        .with_context(|| format!("--people {}", root.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    folders.sort();
-    let mut pairs = Vec::new();
-    for folder in folders {
-        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let name = maskid_gallery::subject_name(&name).with_context(|| format!("folder {}", folder.display()))?;
-        pairs.extend(maskid_eval::image_files(&[folder])?.into_iter().map(|(photo, _)| (name.clone(), photo)));
+    // One folder per person, as every folder data set of maskid (`demo --data`, `train --data`).
+    let photos = maskid_eval::folder_dataset(root).with_context(|| format!("--people {}", root.display()))?;
+    let mut pairs = Vec::with_capacity(photos.len());
+    for photo in photos {
+        let name = maskid_gallery::subject_name(&photo.identity)
+            .with_context(|| format!("folder {}", root.join(&photo.identity).display()))?;
+        pairs.push((name, root.join(photo.path)));
     }
-    anyhow::ensure!(
-        !pairs.is_empty(),
-        "no photos found in {} (one folder per person, holding their photos)",
-        root.display()
-    );
     Ok(pairs)
 }
 
