@@ -122,12 +122,25 @@ class Gallery:
     ) -> int:
         """Enrols one face; returns its id."""
     def identify(
-        self, image: ImageLike, *, top: int = 3, threshold: Optional[float] = None, face: str = "largest"
-    ) -> List[Candidate]: ...
+        self,
+        image: ImageLike,
+        *,
+        top: int = 3,
+        threshold: Optional[float] = None,
+        fpir: Optional[float] = None,
+        face: str = "largest",
+    ) -> List[Candidate]:
+        """Matches pass the threshold that lets a share `fpir` (default 0.001) of people not
+        enrolled through for this gallery's size, or `threshold` when given."""
     def identify_all(
-        self, image: ImageLike, *, top: int = 3, threshold: Optional[float] = None
+        self, image: ImageLike, *, top: int = 3, threshold: Optional[float] = None, fpir: Optional[float] = None
     ) -> List[Tuple[Face, List[Candidate]]]:
         """Every face of a group photo, best detection first, each with its candidates."""
+    def decision_threshold(
+        self, *, threshold: Optional[float] = None, fpir: Optional[float] = None
+    ) -> Dict[str, Any]:
+        """The threshold identify uses with these arguments: threshold, fpir (None without a
+        calibration), gallery_faces, model."""
     def subjects(self) -> List[Dict[str, Any]]: ...
     def remove(self, name: str) -> None: ...
     def export_file(self, path: PathLike) -> Tuple[int, int]: ...

@@ -1,13 +1,14 @@
 //! maskid's benchmark harness: what `maskid bench` measures, as functions that return their
 //! reports (the CLI parses the flags and prints). Every figure in BENCHMARKS.md comes from one
-//! of these; none is asserted in a test.
+//! of these; no timing is asserted in a test.
 //!
 //! - [`photo`]: photo -> embedding latency, mask synthesis and data-set throughput;
 //! - [`detect`]: the share of real masked photos with a face found;
 //! - [`g2d`]: G2D training images/s per stage, an exported backbone on ONNX Runtime and burn;
 //! - [`search`]: gallery search, built-in index and PostgreSQL + pgvector;
 //! - [`service`]: the HTTP service under an open-loop identify load;
-//! - [`soak`]: the service under hostile and careless clients for minutes.
+//! - [`soak`]: the service under hostile and careless clients for minutes;
+//! - [`strangers`]: open-set decisions by target FPIR, with people not enrolled.
 #![deny(missing_docs)]
 
 pub mod detect;
@@ -16,6 +17,7 @@ pub mod photo;
 pub mod search;
 pub mod service;
 pub mod soak;
+pub mod strangers;
 
 use std::path::PathBuf;
 

@@ -20,7 +20,7 @@ use anyhow::Context;
 use maskid_face::Parallelism;
 use maskid_gallery::{Gallery, Location, NewFace, ScratchDatabase};
 use maskid_mask::{image_seed, mask_face, Coverage, MaskSpec};
-use maskid_pipeline::{ModelChoice, TeacherTargets, TEACHER_THRESHOLD};
+use maskid_pipeline::{Decision, ModelChoice, TeacherTargets, TEACHER_THRESHOLD};
 use maskid_service::auth::{new_secret, secret_sha256};
 use maskid_service::{Limits, Options, Service};
 use serde::Serialize;
@@ -125,7 +125,8 @@ pub fn load_run(
 
     let gallery_subjects = gallery.subjects()?.len();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let options = Options { threshold: TEACHER_THRESHOLD, keep_crops: false, access_log: false };
+    let options =
+        Options { threshold: TEACHER_THRESHOLD, identify: Decision::default(), keep_crops: false, access_log: false };
     let mut galleries = vec![(recognizer, gallery)];
     for _ in 1..backend.replicas {
         let recognizer = setup.recognizer(&ModelChoice::Teacher, Parallelism::Throughput)?;

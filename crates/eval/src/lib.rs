@@ -3,6 +3,7 @@
 //! metrics, and reports (JSON, ROC plot).
 #![deny(missing_docs)]
 
+mod calibration;
 mod compare;
 mod dataset;
 mod identify;
@@ -10,11 +11,15 @@ mod protocol;
 mod report;
 mod verify;
 
+pub use calibration::{
+    comparison_rate, Calibration, CalibrationSource, ConditionCalibration, ImpostorTail, ParetoTail, ProbeCondition,
+    TooFewPairs,
+};
 pub use compare::{
     compare_identification, compare_verification, Comparison, Discordance, ItemMismatch, TarDifference, RESAMPLES,
 };
 pub use dataset::{dataset_photos, folder_dataset, image_files, is_image_file, ImageRef, Lfw, Pair};
-pub use identify::{identification_metrics, probe_ranks, DirAtFar, IdentificationMetrics};
+pub use identify::{identification_metrics, probe_ranks, FnirAtFpir, IdentificationMetrics, OpenSetResult, FPIRS};
 pub use protocol::{IdentSet, MaskSetting, MaskStage, Protocol};
 pub use report::{write_line_png, write_roc_png, AlignmentShift, ProbePreparation, Report, ReportMetrics};
 pub use verify::{verification_metrics, TarAtFar, VerificationMetrics};

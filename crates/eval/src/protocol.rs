@@ -1,6 +1,7 @@
 //! The protocols and mask settings of protocols.md.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::dataset::{ImageRef, Lfw, Pair};
 use crate::{Error, Result};
@@ -24,11 +25,14 @@ pub enum Protocol {
     LfwDevtrainHoldoutDense,
     /// `lfw-devtest-ident` built among the held-out DevTrain people (validation).
     LfwDevtrainHoldoutIdent,
+    /// Identification on rmfrd-dev (LFW's layout): each person's first photo without a mask
+    /// enrolled, their photos in real masks (numbered from 9001) searched.
+    RmfrdDevIdent,
 }
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 7] = [
+    pub const ALL: [Protocol; 8] = [
         Protocol::LfwView2,
         Protocol::LfwDevtest,
         Protocol::LfwDevtestDense,
@@ -36,6 +40,7 @@ impl Protocol {
         Protocol::LfwDevtestIdent,
         Protocol::LfwDevtrainHoldoutDense,
         Protocol::LfwDevtrainHoldoutIdent,
+        Protocol::RmfrdDevIdent,
     ];
 
     /// The protocol's name, as written on the command line and in reports.
@@ -48,12 +53,13 @@ impl Protocol {
             Protocol::LfwDevtestIdent => "lfw-devtest-ident",
             Protocol::LfwDevtrainHoldoutDense => "lfw-devtrain-holdout-dense",
             Protocol::LfwDevtrainHoldoutIdent => "lfw-devtrain-holdout-ident",
+            Protocol::RmfrdDevIdent => "rmfrd-dev-ident",
         }
     }
 
     /// Whether it is a pair (verification) protocol rather than an identification one.
     pub fn has_pairs(self) -> bool {
-        !matches!(self, Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent)
+        !matches!(self, Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent | Protocol::RmfrdDevIdent)
     }
 
     /// Its verification pairs (`None` for the identification protocol); `seed` picks the
@@ -65,7 +71,7 @@ impl Protocol {
             Protocol::LfwDevtestDense => lfw.devtest_dense_pairs(seed).map(Some),
             Protocol::LfwDevtrainHoldout => lfw.devtrain_holdout_pairs(seed).map(Some),
             Protocol::LfwDevtrainHoldoutDense => lfw.devtrain_holdout_dense_pairs(seed, None).map(Some),
-            Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent => Ok(None),
+            Protocol::LfwDevtestIdent | Protocol::LfwDevtrainHoldoutIdent | Protocol::RmfrdDevIdent => Ok(None),
         }
     }
 
@@ -76,6 +82,7 @@ impl Protocol {
             Protocol::LfwDevtrainHoldoutIdent => {
                 IdentSet::of_people(lfw.devtrain_holdout_people(seed)?, "the held-out DevTrain people")
             }
+            Protocol::RmfrdDevIdent => IdentSet::real_masks(lfw),
             _ => return Ok(None),
         }
         .map(Some)
@@ -169,7 +176,45 @@ pub struct IdentSet {
     pub non_enrolled: Vec<ImageRef>,
 }
 
+/// Photos of people in real masks are numbered from here in rmfrd-dev.
+const FIRST_MASKED_PHOTO: u32 = 9001;
+
 impl IdentSet {
+    /// rmfrd-dev's sets: the first photo without a mask of each person enrolled, their photos
+    /// in real masks searched. No one is left out, so the non-mated searches are the probes
+    /// searched without their own person.
+    pub fn real_masks(lfw: &Lfw) -> Result<Self> {
+        let images = crate::folder_dataset(&lfw.root().join("images_deepfunneled"))?;
+        let number = |i: &ImageRef| -> Option<u32> {
+            let stem = i.path.file_stem()?.to_str()?;
+            stem.rsplit('_').next()?.parse().ok()
+        };
+        let mut set = IdentSet { gallery: vec![], probes: vec![], truth: vec![], non_enrolled: vec![] };
+        let mut index = HashMap::new();
+        // Sorted by person then number, so each person's first photo comes first.
+        for image in &images {
+            let Some(n) = number(image) else { continue };
+            let as_photo =
+                ImageRef { identity: image.identity.clone(), path: Path::new("images_deepfunneled").join(&image.path) };
+            if n < FIRST_MASKED_PHOTO {
+                index.entry(image.identity.clone()).or_insert_with(|| {
+                    set.gallery.push(as_photo);
+                    set.gallery.len() - 1
+                });
+            } else if let Some(&g) = index.get(&image.identity) {
+                set.probes.push(as_photo);
+                set.truth.push(g);
+            }
+        }
+        if set.probes.is_empty() {
+            return Err(Error::Dataset {
+                path: lfw.root().display().to_string(),
+                reason: format!("no photos numbered from {FIRST_MASKED_PHOTO} (real masks) of people with a photo without one: not rmfrd-dev"),
+            });
+        }
+        Ok(set)
+    }
+
     /// The sets among `people` (name, photo count; `what` names them in errors).
     pub fn of_people(people: Vec<(String, usize)>, what: &str) -> Result<Self> {
         if people.is_empty() {

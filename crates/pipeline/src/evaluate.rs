@@ -159,6 +159,9 @@ pub fn evaluate(
     if reference_embedder.is_some() && options.mask != MaskSetting::MaskProbe {
         return Err(Error::ReferenceNeedsMaskProbe);
     }
+    if options.protocol == Protocol::RmfrdDevIdent && options.mask != MaskSetting::Clean {
+        return Err(Error::EvalOptions("rmfrd-dev-ident's probes wear real masks: use --mask clean"));
+    }
     if options.mask_stage == MaskStage::Photo && options.mask == MaskSetting::Clean {
         return Err(Error::EvalOptions("--mask-stage photo draws masks: choose --mask mask-probe or mask-both"));
     }
@@ -250,6 +253,33 @@ pub fn evaluate(
         metrics,
     };
     Ok(Evaluation { report, prepared: summary, pairs: scored_pairs, scores, rank1_hits })
+}
+
+/// The unmasked and the masked embedding of each of `photos` (relative to `options.data`;
+/// masked as `options` mask probes), for measurements beside the protocols (calibration).
+/// Photos the preparation could not read are left out.
+pub fn clean_and_masked_embeddings(
+    home: &Path,
+    models: &Models,
+    embedder: &FaceEmbedder,
+    options: &EvalOptions,
+    photos: &[PathBuf],
+    progress: ProgressFn<'_>,
+) -> Result<Vec<(PathBuf, Embedding, Embedding)>> {
+    let (prepared, _) = prepare(home, &options.data, photos, models, progress)?;
+    let usable: Vec<PathBuf> = photos
+        .iter()
+        .filter(|p| prepared.record(&p.to_string_lossy()).is_some_and(|r| r.error.is_none()))
+        .cloned()
+        .collect();
+    let masked = View { masked: true, probe: options.probe_options() };
+    let versions: Vec<(PathBuf, View)> =
+        usable.iter().flat_map(|p| [(p.clone(), View::PLAIN), (p.clone(), masked)]).collect();
+    let shown = ShownFaces { prepared: &prepared, models, options, log: Mutex::default() };
+    let mut embeddings = embed_versions(&shown, &versions, embedder, embedder, None, progress)?;
+    let mut take =
+        |p: &PathBuf, view: View| embeddings.remove(&(p.clone(), view)).expect("BUG: every version embedded");
+    Ok(usable.iter().map(|p| (p.clone(), take(p, View::PLAIN), take(p, masked))).collect())
 }
 
 /// The aligned crop of a prepared photo, masked when asked: the mask is drawn from the

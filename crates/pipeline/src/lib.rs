@@ -2,6 +2,7 @@
 //! embed -> compare, the `prepare` cache of aligned faces, and protocol evaluation.
 #![deny(missing_docs)]
 
+mod calibrate;
 mod embed_cache;
 mod evaluate;
 mod models;
@@ -9,6 +10,7 @@ mod prepare;
 mod recognizer;
 mod training;
 
+pub use calibrate::{calibrate, CalibrationData};
 pub use embed_cache::EmbeddingCache;
 pub use evaluate::{
     clean_embeddings, crop_landmarks, evaluate, landmarks_in_crop, masked_face, protocol_face, EvalOptions, Evaluation,
@@ -16,7 +18,9 @@ pub use evaluate::{
 };
 pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
-pub use recognizer::{Identification, ModelChoice, Photo, Recognizer, Verification};
+pub use recognizer::{
+    Decision, Identification, ModelChoice, OpenSetThreshold, Photo, Recognizer, Verification, DEFAULT_FPIR,
+};
 pub use training::{
     dense_validation_pairs, parity_faces, training_set, unlabelled_set, verification_pairs, TeacherTargets, TrainingSet,
 };
@@ -81,6 +85,32 @@ pub enum Error {
         /// The model as chosen.
         model: String,
     },
+    /// A decision by FPIR with a model that has no impostor-score calibration.
+    #[error("model {model} has no impostor-score calibration for decisions by FPIR: measure one with `maskid calibrate --model {model}` (it is written beside the model file), or give a threshold with --threshold (Python: threshold=, HTTP: ?threshold=)")]
+    NoCalibration {
+        /// The model as chosen.
+        model: String,
+    },
+    /// A calibration file that cannot be used.
+    #[error("calibration {}: {reason}", path.display())]
+    BadCalibration {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Both a threshold and a target FPIR asked for.
+    #[error("give a threshold or a target FPIR, not both")]
+    ThresholdAndFpir,
+    /// A target FPIR outside (0, 1).
+    #[error("the target FPIR must lie in (0, 1), e.g. 0.001, got {given}")]
+    Fpir {
+        /// What was given.
+        given: f64,
+    },
+    /// Impostor scores too few to calibrate.
+    #[error("calibrating: {0}")]
+    Calibration(String),
     /// From mask drawing.
     #[error(transparent)]
     Mask(#[from] maskid_mask::Error),

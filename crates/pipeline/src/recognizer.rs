@@ -8,6 +8,7 @@ use std::str::FromStr;
 use image::RgbImage;
 use maskid_assets::{Assets, G2D_BACKBONE, SFACE_EMBEDDING_SPACE};
 use maskid_core::{AlignedFace, Detection, Embedding};
+use maskid_eval::Calibration;
 use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy};
 use maskid_gallery::{Candidate, Enrolment, Gallery, ModelRef, NewFace};
 use serde::Serialize;
@@ -57,6 +58,33 @@ impl ModelChoice {
         } else {
             (enrolled.space == SFACE_EMBEDDING_SPACE).then_some(ModelChoice::Teacher)
         }
+    }
+
+    /// Where the calibration of a model file is kept: beside it, `MODEL.onnx.calibration.json`.
+    pub fn calibration_path(model: &Path) -> PathBuf {
+        let mut name = model.as_os_str().to_owned();
+        name.push(".calibration.json");
+        PathBuf::from(name)
+    }
+
+    /// The model's impostor-score calibration, for decisions by FPIR: built in for the teacher
+    /// and G2D, read from beside a model file ([`ModelChoice::calibration_path`]) when there.
+    pub fn calibration(&self) -> Result<Option<Calibration>> {
+        let (path, text) = match self {
+            ModelChoice::Teacher => (PathBuf::from("teacher.json"), TEACHER_CALIBRATION.to_string()),
+            ModelChoice::G2d => (PathBuf::from("g2d.json"), G2D_CALIBRATION.to_string()),
+            ModelChoice::File { path, .. } => {
+                let path = Self::calibration_path(path);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (path, text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::BadCalibration { path, reason: e.to_string() }),
+                }
+            }
+        };
+        let calibration: Calibration =
+            serde_json::from_str(&text).map_err(|e| Error::BadCalibration { path, reason: e.to_string() })?;
+        Ok(Some(calibration))
     }
 
     /// The model's own decision threshold: the teacher's and G2D's from their ROC curves.
@@ -142,6 +170,53 @@ impl Photo {
     }
 }
 
+/// The built-in calibrations (`maskid calibrate --model teacher|g2d --out ...`).
+const TEACHER_CALIBRATION: &str = include_str!("../calibration/teacher.json");
+const G2D_CALIBRATION: &str = include_str!("../calibration/g2d.json");
+
+/// The target FPIR of identification when none is asked for.
+pub const DEFAULT_FPIR: f64 = 1e-3;
+
+/// How identification decides that a face is an enrolled person.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// When the best score passes the threshold that lets this share of strangers through
+    /// for the gallery's size (from the model's calibration).
+    Fpir(f64),
+    /// When the best score reaches this cosine similarity.
+    Threshold(f32),
+}
+
+impl Default for Decision {
+    fn default() -> Self {
+        Decision::Fpir(DEFAULT_FPIR)
+    }
+}
+
+impl Decision {
+    /// A call's choice (`threshold` or `fpir`, not both), else `default`.
+    pub fn chosen(threshold: Option<f32>, fpir: Option<f64>, default: Decision) -> Result<Self> {
+        match (threshold, fpir) {
+            (Some(_), Some(_)) => Err(Error::ThresholdAndFpir),
+            (Some(t), None) => Ok(Decision::Threshold(t)),
+            (None, Some(f)) => Ok(Decision::Fpir(f)),
+            (None, None) => Ok(default),
+        }
+    }
+}
+
+/// The threshold of one search and what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OpenSetThreshold {
+    /// Cosine similarity a match needs.
+    pub threshold: f32,
+    /// The share of strangers it lets through for this gallery (the target when decided by
+    /// FPIR; for a given threshold, what the calibration says of it), when known.
+    pub fpir: Option<f64>,
+    /// Faces searched (the gallery's, in the model's space).
+    pub gallery_faces: usize,
+}
+
 /// Whether two photos show the same person.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Verification {
@@ -158,8 +233,8 @@ pub struct Verification {
 pub struct Identification {
     /// The face searched for.
     pub face: FaceResult,
-    /// The threshold used.
-    pub threshold: f32,
+    /// The threshold used and what it stands for.
+    pub decided_by: OpenSetThreshold,
     /// The enrolled people most like it, most similar first.
     pub candidates: Vec<Candidate>,
 }
@@ -177,6 +252,7 @@ pub struct Recognizer {
     /// `None`: the teacher inside `models`.
     student: Option<FaceEmbedder>,
     choice: ModelChoice,
+    calibration: Option<Calibration>,
 }
 
 impl Recognizer {
@@ -184,7 +260,8 @@ impl Recognizer {
     pub fn load(assets: &Assets, config: ModelsConfig, model: ModelChoice) -> Result<Self> {
         let models = Models::load(assets, config)?;
         let student = model.load(assets, config.parallelism)?;
-        Ok(Self { models, student, choice: model })
+        let calibration = model.calibration()?;
+        Ok(Self { models, student, choice: model, calibration })
     }
 
     /// The detector and the teacher (for work on faces without the chosen model).
@@ -215,6 +292,30 @@ impl Recognizer {
             Some(t) => Err(Error::Threshold { given: t }),
             None => Err(Error::NoThreshold { model: self.choice.to_string() }),
         }
+    }
+
+    /// The model's impostor-score calibration, if it has one.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// The threshold of a search of `gallery` decided by `decision`: by FPIR, the score that
+    /// lets that share of strangers through for the gallery's size.
+    pub fn open_set_threshold(&self, gallery: &Gallery, decision: Decision) -> Result<OpenSetThreshold> {
+        let gallery_faces = gallery.index_state()?.faces;
+        let calibration = || self.calibration.as_ref().ok_or(Error::NoCalibration { model: self.choice.to_string() });
+        Ok(match decision {
+            Decision::Threshold(given) => {
+                let threshold = self.threshold(Some(given))?;
+                let fpir = self.calibration.as_ref().map(|c| c.fpir_at(threshold, gallery_faces));
+                OpenSetThreshold { threshold, fpir, gallery_faces }
+            }
+            Decision::Fpir(fpir) if !(fpir > 0.0 && fpir < 1.0) => return Err(Error::Fpir { given: fpir }),
+            Decision::Fpir(fpir) => {
+                let threshold = calibration()?.threshold(fpir, gallery_faces);
+                OpenSetThreshold { threshold, fpir: Some(fpir), gallery_faces }
+            }
+        })
     }
 
     /// A photo file, decoded under the configured pixel limit.
@@ -308,28 +409,74 @@ impl Recognizer {
     }
 
     /// The enrolled people most like each face of `photo` that `policy` picks (every face for
-    /// `All`, best detection first), each face answered on its own.
+    /// `All`, best detection first), each face answered on its own; a candidate is a match
+    /// when it passes the threshold `decision` gives for this gallery.
     pub fn identify(
         &self,
         gallery: &Gallery,
         photo: &Photo,
         policy: FacePolicy,
         top: usize,
-        threshold: Option<f32>,
+        decision: Decision,
     ) -> Result<Vec<Identification>> {
-        let threshold = self.threshold(threshold)?;
+        let decided_by = self.open_set_threshold(gallery, decision)?;
         let faces = self.faces(photo, policy)?;
         let probes: Vec<Embedding> = faces.iter().map(|f| f.embedding.clone()).collect();
-        let found = gallery.identify_each(&probes, &self.model(), top, threshold)?;
+        let found = gallery.identify_each(&probes, &self.model(), top, decided_by.threshold)?;
         Ok(faces
             .into_iter()
             .zip(found)
-            .map(|(face, candidates)| Identification { face, threshold, candidates })
+            .map(|(face, candidates)| Identification { face, decided_by, candidates })
             .collect())
     }
 
     /// Recomputes every face of `gallery` from its kept crop with this model.
     pub fn reembed(&self, gallery: &Gallery) -> Result<usize> {
         Ok(gallery.reembed(&self.model(), |faces| self.embed(faces).map_err(|e| e.into()))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_calibrations_are_of_the_shipped_model_files() {
+        let teacher = ModelChoice::Teacher.calibration().unwrap().expect("built in");
+        assert_eq!(teacher.model_sha256, maskid_assets::SFACE.sha256);
+        let g2d = ModelChoice::G2d.calibration().unwrap().expect("built in");
+        assert_eq!(g2d.model_sha256, G2D_BACKBONE.sha256, "recalibrate after changing the shipped model");
+        for calibration in [&teacher, &g2d] {
+            // Thresholds above the 1:1 ones, rising with the gallery and the strictness.
+            let (ten, thousand) = (calibration.threshold(1e-3, 10), calibration.threshold(1e-3, 1000));
+            assert!(ten > G2D_THRESHOLD && thousand > ten && thousand < 1.0, "{ten} {thousand}");
+            assert!(calibration.threshold(1e-2, 1000) < thousand);
+            assert!((calibration.fpir_at(thousand, 1000) - 1e-3).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn a_model_file_has_its_calibration_beside_it_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.onnx");
+        let choice = ModelChoice::File { path: model.clone(), threshold: None };
+        assert_eq!(choice.calibration().unwrap(), None);
+        let beside = ModelChoice::calibration_path(&model);
+        assert_eq!(beside, dir.path().join("m.onnx.calibration.json"));
+        std::fs::write(&beside, TEACHER_CALIBRATION).unwrap();
+        assert_eq!(choice.calibration().unwrap().unwrap().model, "face_recognition_sface_2021dec_int8bq");
+        std::fs::write(&beside, "{ not json").unwrap();
+        let err = choice.calibration().unwrap_err().to_string();
+        assert!(err.starts_with(&format!("calibration {}: ", beside.display())), "{err}");
+    }
+
+    #[test]
+    fn a_call_chooses_a_threshold_or_a_target_not_both() {
+        let default = Decision::default();
+        assert_eq!(default, Decision::Fpir(DEFAULT_FPIR));
+        assert_eq!(Decision::chosen(None, None, default).unwrap(), default);
+        assert_eq!(Decision::chosen(Some(0.5), None, default).unwrap(), Decision::Threshold(0.5));
+        assert_eq!(Decision::chosen(None, Some(0.01), Decision::Threshold(0.4)).unwrap(), Decision::Fpir(0.01));
+        assert!(matches!(Decision::chosen(Some(0.5), Some(0.01), default), Err(Error::ThresholdAndFpir)));
     }
 }

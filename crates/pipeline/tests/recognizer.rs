@@ -8,7 +8,7 @@ use maskid_assets::{Assets, SAMPLE_PHOTOS};
 use maskid_face::FacePolicy;
 use maskid_gallery::Gallery;
 use maskid_mask::{mask_face, Coverage, MaskSpec, MaskStyle};
-use maskid_pipeline::{landmarks_in_crop, ModelsConfig, Recognizer};
+use maskid_pipeline::{landmarks_in_crop, Decision, ModelsConfig, Recognizer};
 
 fn sample(name: &str) -> PathBuf {
     let photo = SAMPLE_PHOTOS.iter().find(|p| p.name == name).expect("a sample photo");
@@ -43,8 +43,19 @@ fn both_models_tell_the_sample_people_apart_and_share_one_gallery() {
         teacher.enroll(&gallery, name, &serde_json::json!({}), &photo, FacePolicy::RequireOne, false).unwrap();
     }
     let probe = g2d.open_photo(&sample("person_a_2.jpg")).unwrap();
-    let found = g2d.identify(&gallery, &probe, FacePolicy::Largest, 2, None).unwrap().remove(0);
+    let found = g2d.identify(&gallery, &probe, FacePolicy::Largest, 2, Decision::default()).unwrap().remove(0);
     assert_eq!(found.matched().map(|c| c.name.as_str()), Some("alice"), "{:?}", found.candidates);
+    // Decided by the default target FPIR for a gallery of two faces: a threshold above the
+    // 1:1 one, which stands for that FPIR; a given threshold says what FPIR it stands for.
+    let by_fpir = found.decided_by;
+    assert_eq!((by_fpir.fpir, by_fpir.gallery_faces), (Some(1e-3), 2));
+    assert!(by_fpir.threshold > maskid_pipeline::G2D_THRESHOLD, "{by_fpir:?}");
+    let given = g2d.open_set_threshold(&gallery, Decision::Threshold(0.3)).unwrap();
+    assert!(given.fpir.unwrap() > 1e-3 && given.threshold == 0.3, "{given:?}");
+    for wrong in [0.0, 1.0, f64::NAN] {
+        let err = g2d.open_set_threshold(&gallery, Decision::Fpir(wrong)).unwrap_err().to_string();
+        assert!(err.contains("FPIR must lie in (0, 1)"), "{err}");
+    }
     let face = g2d.face(&probe, FacePolicy::Largest).unwrap();
     let spec = MaskSpec::from_seed(0, Some(MaskStyle::Surgical), Coverage::Random);
     let (masked, covered) = mask_face(&face.face, &landmarks_in_crop(&face.detection.landmarks), &spec).unwrap();
@@ -56,14 +67,18 @@ fn both_models_tell_the_sample_people_apart_and_share_one_gallery() {
     let verdict = g2d.compare(&masked, &clean_alice[0], None).unwrap();
     assert!(verdict.same_person, "alice behind a surgical mask: {verdict:?}");
     let stranger = g2d.open_photo(&sample("impostor_1.jpg")).unwrap();
-    assert!(g2d.identify(&gallery, &stranger, FacePolicy::Largest, 2, None).unwrap()[0].matched().is_none());
+    assert!(g2d.identify(&gallery, &stranger, FacePolicy::Largest, 2, Decision::default()).unwrap()[0]
+        .matched()
+        .is_none());
 
     // A group photo (alice's second photo beside the stranger): every face its own answer.
     let (a, b) = (probe.image(), stranger.image());
     let mut group = image::RgbImage::from_pixel(a.width() + b.width(), a.height().max(b.height()), image::Rgb([90; 3]));
     image::imageops::replace(&mut group, a, 0, 0);
     image::imageops::replace(&mut group, b, i64::from(a.width()), 0);
-    let answers = g2d.identify(&gallery, &maskid_pipeline::Photo::from_rgb(group), FacePolicy::All, 2, None).unwrap();
+    let answers = g2d
+        .identify(&gallery, &maskid_pipeline::Photo::from_rgb(group), FacePolicy::All, 2, Decision::default())
+        .unwrap();
     let mut named: Vec<(f32, Option<String>)> =
         answers.iter().map(|a| (a.face.detection.bbox.x, a.matched().map(|c| c.name.clone()))).collect();
     named.sort_by(|x, y| x.0.total_cmp(&y.0));

@@ -12,7 +12,7 @@ use maskid_assets::{Assets, ONNXRUNTIME_LIB};
 use maskid_core::{AlignedFace, Detection, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
 use maskid_face::{DetectorConfig, FacePolicy, Parallelism};
 use maskid_mask::{render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
-use maskid_pipeline::{ModelChoice, ModelsConfig, Photo};
+use maskid_pipeline::{Decision, ModelChoice, ModelsConfig, Photo};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
@@ -156,12 +156,19 @@ impl Gallery {
         image: &Bound<'_, PyAny>,
         policy: FacePolicy,
         top: usize,
-        threshold: Option<f32>,
+        decision: Decision,
     ) -> PyResult<Vec<maskid_pipeline::Identification>> {
         let recognizer = self.recognizer()?.get();
         let photo = recognizer.photo(py, image)?;
-        let (rec, threshold) = (&recognizer.inner, threshold.or(recognizer.threshold));
-        py.detach(|| rec.identify(&self.inner, &photo, policy, top, threshold)).map_err(py_error)
+        let rec = &recognizer.inner;
+        py.detach(|| rec.identify(&self.inner, &photo, policy, top, decision)).map_err(py_error)
+    }
+
+    /// A call's `threshold=` or `fpir=`, else the recognizer's threshold when it was given
+    /// one, else the default target FPIR.
+    fn decision(&self, threshold: Option<f32>, fpir: Option<f64>) -> PyResult<Decision> {
+        let default = self.recognizer()?.get().threshold.map_or(Decision::default(), Decision::Threshold);
+        Decision::chosen(threshold, fpir, default).map_err(py_error)
     }
 }
 
@@ -533,32 +540,58 @@ impl Gallery {
     }
 
     /// Up to `top` enrolled people most like the face of `image` (picked by `face`), most
-    /// similar first, matched from `threshold` (default: the recognizer's) on.
-    #[pyo3(signature = (image, *, top = 3, threshold = None, face = "largest"))]
+    /// similar first. A candidate is a match when it passes the threshold that lets a share
+    /// `fpir` (default 0.001) of people not enrolled through for this gallery's size, or
+    /// `threshold` when given (default: the recognizer's, when it was given one).
+    #[pyo3(signature = (image, *, top = 3, threshold = None, fpir = None, face = "largest"))]
     fn identify(
         &self,
         py: Python<'_>,
         image: &Bound<'_, PyAny>,
         top: usize,
         threshold: Option<f32>,
+        fpir: Option<f64>,
         face: &str,
     ) -> PyResult<Vec<Candidate>> {
-        let found = self.identified(py, image, face_policy(face)?, top, threshold)?;
+        let found = self.identified(py, image, face_policy(face)?, top, self.decision(threshold, fpir)?)?;
         Ok(found.into_iter().next().map(|f| candidates(f.candidates)).unwrap_or_default())
     }
 
     /// Every face of `image` (a group photo), best detection first, each with the enrolled
     /// people most like it: a list of `(Face, [Candidate])`.
-    #[pyo3(signature = (image, *, top = 3, threshold = None))]
+    #[pyo3(signature = (image, *, top = 3, threshold = None, fpir = None))]
     fn identify_all(
         &self,
         py: Python<'_>,
         image: &Bound<'_, PyAny>,
         top: usize,
         threshold: Option<f32>,
+        fpir: Option<f64>,
     ) -> PyResult<Vec<(Face, Vec<Candidate>)>> {
-        let found = self.identified(py, image, FacePolicy::All, top, threshold)?;
+        let found = self.identified(py, image, FacePolicy::All, top, self.decision(threshold, fpir)?)?;
         Ok(found.into_iter().map(|f| (Face { detection: f.face.detection }, candidates(f.candidates))).collect())
+    }
+
+    /// The threshold `identify` uses with the same `threshold=` or `fpir=`, and what it
+    /// stands for: a dict with threshold, fpir (None when the model has no calibration),
+    /// gallery_faces and model.
+    #[pyo3(signature = (*, threshold = None, fpir = None))]
+    fn decision_threshold<'py>(
+        &self,
+        py: Python<'py>,
+        threshold: Option<f32>,
+        fpir: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let decision = self.decision(threshold, fpir)?;
+        let recognizer = self.recognizer()?.get();
+        let rec = &recognizer.inner;
+        let found = py.detach(|| rec.open_set_threshold(&self.inner, decision)).map_err(py_error)?;
+        let d = PyDict::new(py);
+        d.set_item("threshold", shortest(found.threshold))?;
+        d.set_item("fpir", found.fpir)?;
+        d.set_item("gallery_faces", found.gallery_faces)?;
+        d.set_item("model", rec.model().id)?;
+        Ok(d)
     }
 
     /// The enrolled people: a list of dicts (name, faces, created, metadata).

@@ -10,13 +10,18 @@ use std::io::{Read, Write};
 
 use maskid_assets::Assets;
 use maskid_gallery::Gallery;
-use maskid_pipeline::{ModelChoice, ModelsConfig, Recognizer};
+use maskid_pipeline::{Decision, ModelChoice, ModelsConfig, Recognizer};
 use maskid_service::{Limits, Options, Service};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let recognizer = Recognizer::load(&Assets::from_env(), ModelsConfig::default(), ModelChoice::Teacher)?;
-    let options = Options { threshold: recognizer.threshold(None)?, keep_crops: false, access_log: true };
+    let options = Options {
+        threshold: recognizer.threshold(None)?,
+        identify: Decision::default(),
+        keep_crops: false,
+        access_log: true,
+    };
     let gallery = Gallery::open(dir.path().join("people.db"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let service = runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()))?;

@@ -86,7 +86,10 @@ impl From<maskid_pipeline::Error> for ApiError {
         match e {
             maskid_pipeline::Error::Face(face) => face.into(),
             maskid_pipeline::Error::Gallery(gallery) => gallery.into(),
-            e @ maskid_pipeline::Error::Threshold { .. } => Self::bad_request(e.to_string()),
+            e @ (maskid_pipeline::Error::Threshold { .. }
+            | maskid_pipeline::Error::Fpir { .. }
+            | maskid_pipeline::Error::ThresholdAndFpir
+            | maskid_pipeline::Error::NoCalibration { .. }) => Self::bad_request(e.to_string()),
             other => Self::internal(maskid_core::error_message(&other)),
         }
     }

@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 use maskid_gallery::Gallery;
-use maskid_pipeline::Recognizer;
+use maskid_pipeline::{Decision, Recognizer};
 use metrics::Metrics;
 pub use routes::{openapi, ENDPOINTS};
 
@@ -105,8 +105,11 @@ impl Default for Limits {
 /// How the service decides and what it keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Cosine similarity needed for a match (identify and verify, unless a request says).
+    /// Cosine similarity needed for verify to call two photos one person, unless a request
+    /// says.
     pub threshold: f32,
+    /// How identify decides a match, unless a request says (`fpir` or `threshold`).
+    pub identify: Decision,
     /// Keep enrolled faces' aligned crops in the gallery (for `gallery reembed`).
     pub keep_crops: bool,
     /// A line on stderr per request: method, route pattern, status, milliseconds and the

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use maskid_assets::{Assets, SAMPLE_PHOTOS};
 use maskid_gallery::{Gallery, ModelRef, NewFace, Role};
-use maskid_pipeline::{ModelsConfig, Recognizer};
+use maskid_pipeline::{Decision, ModelsConfig, Recognizer};
 use maskid_service::{auth, Limits, Options, Service};
 
 fn sample(name: &str) -> Vec<u8> {
@@ -91,7 +91,12 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     gallery.add_key("ingest", Role::Write, &auth::secret_sha256(writer)).unwrap();
     gallery.add_key("door", Role::Read, &auth::secret_sha256(reader)).unwrap();
     let recognizer = teacher();
-    let options = Options { threshold: recognizer.threshold(None).unwrap(), keep_crops: false, access_log: false };
+    let options = Options {
+        threshold: recognizer.threshold(None).unwrap(),
+        identify: Decision::default(),
+        keep_crops: false,
+        access_log: false,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let service =
         runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default())).unwrap();
@@ -113,6 +118,15 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["candidates"][0]["name"], "alice", "{found}");
     assert_eq!(found["candidates"][0]["matched"], true, "{found}");
+    // Decided at the default target FPIR for this one-face gallery; a looser target, a lower
+    // threshold; a threshold and a target together, or a target out of range, refused.
+    assert_eq!((found["fpir"].as_f64(), found["gallery_faces"].as_u64()), (Some(1e-3), Some(1)), "{found}");
+    let (_, loose) = request(addr, "POST", "/v1/identify?fpir=0.1", Some(reader), &sample("person_a_2.jpg"));
+    assert!(loose["threshold"].as_f64().unwrap() < found["threshold"].as_f64().unwrap(), "{loose}");
+    for query in ["fpir=0.1&threshold=0.5", "fpir=0", "fpir=1.5"] {
+        let (status, refused) = request(addr, "POST", &format!("/v1/identify?{query}"), Some(reader), &alice);
+        assert_eq!(status, 400, "{query}: {refused}");
+    }
     let (status, stranger) = request(addr, "POST", "/v1/identify", Some(reader), &sample("impostor_1.jpg"));
     assert_eq!((status, &stranger["candidates"][0]["matched"]), (200, &serde_json::Value::Bool(false)), "{stranger}");
     // A group photo: alice's second photo beside the stranger; every face answered.
@@ -135,7 +149,7 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     let identify = &doc["paths"]["/v1/identify"]["post"];
     let params: Vec<&str> =
         identify["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(params, ["top", "threshold", "face"]);
+    assert_eq!(params, ["top", "fpir", "threshold", "face"]);
     let schema = |path: &str, method: &str, status: &str| {
         doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"].clone()
     };
@@ -165,7 +179,7 @@ fn a_gallery_of_another_embedding_space_is_refused_at_start() {
     };
     gallery.enroll("x", &serde_json::json!({}), &face).unwrap();
     let recognizer = teacher();
-    let options = Options { threshold: 0.5, keep_crops: false, access_log: false };
+    let options = Options { threshold: 0.5, identify: Decision::default(), keep_crops: false, access_log: false };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let refused = runtime.block_on(Service::bind(recognizer, gallery, options, "127.0.0.1:0", Limits::default()));
     let err = refused.err().expect("refused").to_string();

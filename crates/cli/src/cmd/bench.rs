@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use maskid_bench::{detect as bench_detect, g2d as bench_g2d, photo, search as bench_search};
-use maskid_bench::{service as bench_service, soak as bench_soak, Setup};
+use maskid_bench::{service as bench_service, soak as bench_soak, strangers as bench_strangers, Setup};
 use maskid_face::Parallelism;
 use serde::Serialize;
 
@@ -85,6 +85,21 @@ pub struct Args {
     /// With --search --gallery: pgvector's HNSW search breadth (hnsw.ef_search).
     #[arg(long, default_value_t = 100)]
     ef_search: usize,
+    /// Open-set decisions with strangers: LFW DevTest people enrolled from one photo each
+    /// (--data), then searched for with photos of people not enrolled (LFW, and the real
+    /// masked photos under this masked-wild folder) and of the enrolled (clean, and masked on
+    /// the photo) at each --fpirs.
+    #[arg(long, value_name = "MASKED_WILD", requires = "data")]
+    strangers: Option<PathBuf>,
+    /// With --strangers: the model (teacher, g2d or FILE.onnx with its calibration beside).
+    #[arg(long, default_value = "teacher")]
+    strangers_model: maskid_pipeline::ModelChoice,
+    /// With --strangers: masked-wild photos searched for (spread evenly).
+    #[arg(long, default_value_t = 1000)]
+    masked_photos: usize,
+    /// With --strangers: target FPIRs.
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.001")]
+    fpirs: Vec<f64>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -153,6 +168,33 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     s.restart_s,
                     s.enrol_per_s.unwrap_or(f64::NAN)
                 );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(masked_wild) = &args.strangers {
+        let data = bench_strangers::StrangerData {
+            lfw: args.data.clone().expect("clap: --strangers requires --data"),
+            masked_wild: masked_wild.clone(),
+            masked_photos: args.masked_photos,
+        };
+        let trial = bench_strangers::stranger_trial(&setup, &args.strangers_model, &data, &args.fpirs)?;
+        if args.json {
+            print_json(&trial)?;
+        } else {
+            println!("{}: {} people enrolled, one photo each", trial.model, trial.enrolled);
+            for kind in &trial.kinds {
+                let what = if kind.enrolled { "found" } else { "taken for someone" };
+                println!("  {} ({} searched, {} without a face):", kind.kind, kind.searches, kind.unusable);
+                for o in &kind.outcomes {
+                    println!(
+                        "    FPIR {:.0e} (threshold {:.3}): {what} {} ({:.2}%)",
+                        o.fpir,
+                        o.threshold,
+                        o.count,
+                        100.0 * o.share
+                    );
+                }
             }
         }
         return Ok(ExitCode::SUCCESS);

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use maskid_eval::{
-    compare_identification, compare_verification, write_roc_png, Comparison, MaskSetting, MaskStage, Protocol, Report,
-    ReportMetrics,
+    compare_identification, compare_verification, write_line_png, write_roc_png, Comparison, MaskSetting, MaskStage,
+    Protocol, Report, ReportMetrics,
 };
 use maskid_face::{Alignment, ChannelOrder, EmbedderConfig, FaceEmbedder, FaceRestorer, Parallelism};
 use maskid_mask::{Coverage, MaskStyle};
@@ -16,9 +16,9 @@ use crate::common::{choices, print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtest-ident, or for choosing models
-    /// (held-out DevTrain people): lfw-devtrain-holdout, lfw-devtrain-holdout-dense,
-    /// lfw-devtrain-holdout-ident.
+    /// lfw-view2, lfw-devtest, lfw-devtest-dense, lfw-devtest-ident, rmfrd-dev-ident (real
+    /// masks; --data rmfrd-dev), or for choosing models (held-out DevTrain people):
+    /// lfw-devtrain-holdout, lfw-devtrain-holdout-dense, lfw-devtrain-holdout-ident.
     #[arg(long)]
     protocol: Protocol,
     /// clean, mask-probe or mask-both.
@@ -190,12 +190,27 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         maskid_assets::write_atomic(&path, serde_json::to_string_pretty(comparison)?.as_bytes())?;
         comparison_path = Some(path);
     }
-    let mut roc_path = None;
-    if let ReportMetrics::Verification(m) = &report.metrics {
-        let path = args.out.join(format!("{stem}-roc.png"));
-        write_roc_png(&path, &m.roc, &format!("{} {} (AUC {:.4})", report.protocol, mask, m.auc))?;
-        roc_path = Some(path);
-    }
+    let roc_path = match &report.metrics {
+        ReportMetrics::Verification(m) => {
+            let path = args.out.join(format!("{stem}-roc.png"));
+            write_roc_png(&path, &m.roc, &format!("{} {} (AUC {:.4})", report.protocol, mask, m.auc))?;
+            path
+        }
+        ReportMetrics::Identification(m) => {
+            // The DET curve on a log scale of FPIR (its first point, FPIR 0, has no place there).
+            let points: Vec<(f64, f64)> = m
+                .open_set
+                .det
+                .iter()
+                .filter(|(fpir, _)| *fpir > 0.0)
+                .map(|(fpir, fnir)| (fpir.log10(), *fnir))
+                .collect();
+            let path = args.out.join(format!("{stem}-det.png"));
+            let title = format!("{} {} DET, gallery {}", report.protocol, mask, m.gallery);
+            write_line_png(&path, &title, "log10 FPIR", "FNIR", &points)?;
+            path
+        }
+    };
     if args.json {
         match &compared {
             Some((baseline, comparison)) => print_json(&Compared { report, baseline, comparison })?,
@@ -246,9 +261,17 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             println!("gallery {}  probes {}  non-enrolled {}", m.gallery, m.probes, m.non_enrolled);
             println!("{:<28} {}", "rank-1", pct(m.rank1));
             println!("{:<28} {}", "rank-5", pct(m.rank5));
-            for d in &m.open_set {
-                let value = d.dir.map_or("not estimable".to_string(), pct);
-                println!("{:<28} {}", format!("open-set DIR @ FAR {:e}", d.far), value);
+            println!("open set: non-mated searches are {}", m.non_mated_from);
+            let header: Vec<String> =
+                maskid_eval::FPIRS.iter().map(|f| format!("{:>16}", format!("FNIR@FPIR {f:.0e}"))).collect();
+            println!("{:>8} {:>7} {:>10} {}", "gallery", "mated", "non-mated", header.join(""));
+            for size in &m.by_gallery_size {
+                let cells: Vec<String> = size
+                    .fnir_at_fpir
+                    .iter()
+                    .map(|d| format!("{:>16}", d.fnir.map_or("not estimable".to_string(), pct)))
+                    .collect();
+                println!("{:>8} {:>7} {:>10} {}", size.gallery, size.mated, size.non_mated, cells.join(""));
             }
         }
     }
@@ -256,9 +279,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         print_comparison(comparison, report, baseline);
     }
     println!("report {}", json_path.display());
-    if let Some(p) = roc_path {
-        println!("ROC    {}", p.display());
-    }
+    println!("plot   {}", roc_path.display());
     if let Some(p) = comparison_path {
         println!("compared {}", p.display());
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use maskid_core::{BBox, Landmarks5};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, Location};
-use maskid_pipeline::ModelChoice;
+use maskid_pipeline::{Decision, ModelChoice, DEFAULT_FPIR};
 use serde::Serialize;
 
 use crate::common::{exit_status, gallery_model, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
@@ -28,7 +28,12 @@ pub struct Args {
     /// How many people to list per photo.
     #[arg(long, default_value_t = 3)]
     top: usize,
-    /// Cosine similarity needed for a match (default: the model's, see docs/cli.md).
+    /// Share of people not enrolled to be taken for someone (false-positive identification
+    /// rate): the threshold is the one that keeps it for this gallery's size, from the
+    /// model's impostor-score calibration (docs/cli.md).
+    #[arg(long, default_value_t = DEFAULT_FPIR, conflicts_with = "threshold")]
+    fpir: f64,
+    /// Cosine similarity needed for a match, instead of a target FPIR.
     #[arg(long)]
     threshold: Option<f32>,
     /// teacher, g2d or FILE.onnx (default: the model the gallery's faces were enrolled with;
@@ -48,7 +53,12 @@ pub struct Args {
 #[derive(Serialize)]
 struct Identified {
     photo: String,
+    /// The model that embedded the probe.
+    model: String,
     threshold: f32,
+    /// The share of strangers the threshold lets through for this gallery, when known.
+    fpir: Option<f64>,
+    gallery_faces: usize,
     candidates: Vec<Candidate>,
     faces: Vec<FaceIdentified>,
     error: Option<String>,
@@ -69,13 +79,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let gallery = Gallery::open_existing(&args.gallery)?.with_index(args.index);
     let model = gallery_model(&gallery, args.model.clone())?;
     let recognizer = global.recognizer(&model, Parallelism::Latency)?;
-    let threshold = recognizer.threshold(args.threshold)?;
+    let decision = args.threshold.map_or(Decision::Fpir(args.fpir), Decision::Threshold);
     gallery.check_model(&recognizer.model())?;
+    // The gallery does not grow while it is searched, so one threshold serves every photo.
+    let decided_by = recognizer.open_set_threshold(&gallery, decision)?;
+    let decision = Decision::Threshold(decided_by.threshold);
     let mut results = Vec::new();
     for photo in &photo_paths(&args.photos)? {
-        let outcome = recognizer
-            .open_photo(photo)
-            .and_then(|p| recognizer.identify(&gallery, &p, args.face, args.top, Some(threshold)));
+        let outcome =
+            recognizer.open_photo(photo).and_then(|p| recognizer.identify(&gallery, &p, args.face, args.top, decision));
         let (faces, error) = match outcome {
             Ok(found) => (
                 found
@@ -95,11 +107,27 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => (Vec::new(), Some(photo_error_text(photo, &e.into()))),
         };
         let candidates = faces.first().map(|f: &FaceIdentified| f.candidates.clone()).unwrap_or_default();
-        results.push(Identified { photo: photo.display().to_string(), threshold, candidates, faces, error });
+        results.push(Identified {
+            photo: photo.display().to_string(),
+            model: model.to_string(),
+            threshold: decided_by.threshold,
+            fpir: decided_by.fpir,
+            gallery_faces: decided_by.gallery_faces,
+            candidates,
+            faces,
+            error,
+        });
     }
     if args.json {
         print_json(&results)?;
     } else {
+        let rule = match decided_by.fpir {
+            Some(fpir) => format!(
+                "threshold {:.3}: FPIR {fpir:.0e} over {} faces",
+                decided_by.threshold, decided_by.gallery_faces
+            ),
+            None => format!("threshold {:.3}", decided_by.threshold),
+        };
         for r in &results {
             if let Some(e) = &r.error {
                 warn(e);
@@ -118,7 +146,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 };
                 let verdict =
                     if best.matched { format!("is {}", escaped_name(&best.name)) } else { "matches nobody".into() };
-                println!("{shown}: {verdict} (similarity {:.3}, threshold {:.3})", best.similarity, r.threshold);
+                println!("{shown}: {verdict} (similarity {:.3}, {rule})", best.similarity);
                 for c in &face.candidates {
                     let mark = if c.matched { "  match" } else { "" };
                     println!("    {:<30} {:.3}{mark}", escaped_name(&c.name), c.similarity);

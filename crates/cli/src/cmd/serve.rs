@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use maskid_face::Parallelism;
 use maskid_gallery::{Gallery, IndexKind, Location, PostgresOptions};
-use maskid_pipeline::ModelChoice;
+use maskid_pipeline::{Decision, ModelChoice, DEFAULT_FPIR};
 use maskid_service::{Limits, Options, Service};
 
 use crate::common::{gallery_model, GlobalArgs};
@@ -25,9 +25,14 @@ pub struct Args {
     /// any model of their embedding space serves them).
     #[arg(long)]
     model: Option<ModelChoice>,
-    /// Default cosine threshold of identify and verify (default: the model's).
+    /// Default cosine threshold of verify, and of identify instead of a target FPIR (default:
+    /// the model's).
     #[arg(long)]
     threshold: Option<f32>,
+    /// Default target FPIR of identify: the share of people not enrolled to be taken for
+    /// someone (docs/cli.md).
+    #[arg(long, default_value_t = DEFAULT_FPIR, conflicts_with = "threshold")]
+    fpir: f64,
     /// Largest request body, MiB.
     #[arg(long, default_value_t = 10)]
     max_body_mb: usize,
@@ -105,7 +110,10 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let model = gallery_model(&gallery, args.model.clone())?;
     let recognizer = global.recognizer(&model, Parallelism::Throughput)?;
     let threshold = recognizer.threshold(args.threshold)?;
-    let options = Options { threshold, keep_crops: args.keep_crops, access_log: !global.quiet };
+    let identify = args.threshold.map_or(Decision::Fpir(args.fpir), Decision::Threshold);
+    // Refused now, not at the first request, when the model has no calibration.
+    recognizer.open_set_threshold(&gallery, identify)?;
+    let options = Options { threshold, identify, keep_crops: args.keep_crops, access_log: !global.quiet };
     let defaults = Limits::default();
     let limits = Limits {
         max_body_bytes: args.max_body_mb << 20,

@@ -26,21 +26,27 @@ pub fn stderr(out: &Output) -> String {
 /// `--include-ignored` (scripts/test, when the data is there; CI always) runs them, failing
 /// loudly if the data is missing.
 pub fn lfw(test: &str) -> PathBuf {
-    shared_set(test, "lfw", "MASKID_LFW")
+    shared_set(test, "lfw", "MASKID_LFW", "images_deepfunneled")
 }
 
 /// rmfrd-dev (real masked faces of 11 people, LFW layout) at `../shared/datasets/rmfrd-dev`
 /// (or `$MASKID_RMFRD`), in the data tier as [`lfw`] is.
 pub fn rmfrd(test: &str) -> PathBuf {
-    shared_set(test, "rmfrd-dev", "MASKID_RMFRD")
+    shared_set(test, "rmfrd-dev", "MASKID_RMFRD", "images_deepfunneled")
 }
 
-fn shared_set(test: &str, name: &str, variable: &str) -> PathBuf {
+/// masked-wild (real masked photos of people in no other set) at
+/// `../shared/datasets/masked-wild` (or `$MASKID_MASKED_WILD`), in the data tier as [`lfw`] is.
+pub fn masked_wild(test: &str) -> PathBuf {
+    shared_set(test, "masked-wild", "MASKID_MASKED_WILD", "photos")
+}
+
+fn shared_set(test: &str, name: &str, variable: &str, inside: &str) -> PathBuf {
     let path = std::env::var_os(variable)
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets").join(name));
     assert!(
-        path.join("images_deepfunneled").is_dir(),
+        path.join(inside).is_dir(),
         "{test} needs {name} at {} (set {variable}), or leave out --include-ignored to skip the data tier",
         path.display()
     );

@@ -171,10 +171,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: "post",
         path: "/v1/identify",
         role: Some(Role::Read),
-        summary: "The enrolled people most like the photo's face (?top=3&threshold=&face=largest); with face=all, every face of a group photo answered on its own in `faces`.",
+        summary: "The enrolled people most like the photo's face (?top=3&fpir=0.001&face=largest, or &threshold= instead of fpir); with face=all, every face of a group photo answered on its own in `faces`.",
         images: &["image"],
         probe: false,
-        query: &["top", "threshold", "face"],
+        query: &["top", "fpir", "threshold", "face"],
         answer: Answer::Json(200, "Identify"),
     },
     Endpoint {

@@ -110,7 +110,11 @@ fn query_parameter(name: &str) -> Value {
         "top" => (json!({ "type": "integer", "minimum": 1, "maximum": 100 }), "people listed per face (3)"),
         "threshold" => (
             json!({ "type": "number", "exclusiveMinimum": 0, "maximum": 1 }),
-            "cosine similarity needed for a match (the service's)",
+            "cosine similarity needed for a match (verify: the service's; identify: instead of fpir)",
+        ),
+        "fpir" => (
+            json!({ "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1 }),
+            "share of people not enrolled to be taken for someone; the threshold is the one that keeps it for the gallery's size (the service's, 0.001 unless set)",
         ),
         "face" => (
             json!({ "type": "string", "enum": ["largest", "center", "require-one", "all"] }),
@@ -166,10 +170,12 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         (
             "Identify",
             object(
-                &["match", "candidates", "face", "faces", "threshold", "model"],
+                &["match", "candidates", "face", "faces", "threshold", "fpir", "gallery_faces", "model"],
                 json!({
             "match": { "type": ["string", "null"] }, "candidates": list(refer("Candidate")), "face": refer("Face"),
-            "faces": list(refer("FaceAnswer")), "threshold": number, "model": refer("Model") }),
+            "faces": list(refer("FaceAnswer")), "threshold": number,
+            "fpir": { "type": ["number", "null"], "description": "the share of strangers the threshold lets through for this gallery (null: the model has no calibration)" },
+            "gallery_faces": integer, "model": refer("Model") }),
             ),
         ),
         (

@@ -8,7 +8,7 @@ use axum::Json;
 use bytes::Bytes;
 use maskid_face::FacePolicy;
 use maskid_gallery::ModelRef;
-use maskid_pipeline::{FaceResult, Identification};
+use maskid_pipeline::{Decision, FaceResult, Identification};
 use serde::{Deserialize, Serialize};
 
 use super::{body, face_policy, model_work, query, ApiResult, Shared};
@@ -50,6 +50,9 @@ struct IdentifyAnswer {
     first: FaceAnswer,
     faces: Vec<FaceAnswer>,
     threshold: f32,
+    /// The share of strangers the threshold lets through for this gallery, when known.
+    fpir: Option<f64>,
+    gallery_faces: usize,
     model: ModelRef,
 }
 
@@ -71,6 +74,7 @@ fn threshold(state: &AppState, given: Option<f32>) -> Result<f32, ApiError> {
 pub(super) struct MatchQuery {
     top: Option<usize>,
     threshold: Option<f32>,
+    fpir: Option<f64>,
     face: Option<String>,
 }
 
@@ -85,7 +89,7 @@ pub(super) async fn identify(
     if !(1..=100).contains(&top) {
         return Err(ApiError::bad_request(format!("top must lie in 1..100, got {top}")));
     }
-    let threshold = threshold(&state, params.threshold)?;
+    let decision = Decision::chosen(params.threshold, params.fpir, state.options.identify)?;
     let policy = match params.face.as_deref() {
         Some("all") => FacePolicy::All,
         other => face_policy(other, FacePolicy::Largest)?,
@@ -93,12 +97,20 @@ pub(super) async fn identify(
     let image = read_upload(&headers, body(raw)?, &["image"]).await?.image("image")?;
     let found = model_work(&state, vec![("image", image)], move |s, images| {
         let photo = s.recognizer.decode_photo(&images[0])?;
-        Ok(s.recognizer.identify(&s.gallery, &photo, policy, top, Some(threshold))?)
+        Ok(s.recognizer.identify(&s.gallery, &photo, policy, top, decision)?)
     })
     .await?;
+    let decided_by = found.first().expect("BUG: identify answers at least one face or fails").decided_by;
     let faces: Vec<FaceAnswer> = found.into_iter().map(FaceAnswer::from).collect();
-    let first = faces.first().cloned().expect("BUG: identify answers at least one face or fails");
-    let body = IdentifyAnswer { first, faces, threshold, model: state.recognizer.model() };
+    let first = faces[0].clone();
+    let body = IdentifyAnswer {
+        first,
+        faces,
+        threshold: decided_by.threshold,
+        fpir: decided_by.fpir,
+        gallery_faces: decided_by.gallery_faces,
+        model: state.recognizer.model(),
+    };
     Ok(Json(body).into_response())
 }
 
@@ -109,8 +121,8 @@ pub(super) async fn verify(
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let params = query(params)?;
-    if params.top.is_some() {
-        return Err(ApiError::bad_request("top is a parameter of identify, not verify"));
+    if params.top.is_some() || params.fpir.is_some() {
+        return Err(ApiError::bad_request("top and fpir are parameters of identify, not verify"));
     }
     let threshold = threshold(&state, params.threshold)?;
     let policy = face_policy(params.face.as_deref(), FacePolicy::Largest)?;

@@ -1,0 +1,195 @@
+//! `maskid bench --strangers`: the 1:N trial of open-set decisions. The people of LFW's
+//! `peopleDevTest.txt` with two photos or more are enrolled from their first photo each (496
+//! people); then searched for are photos of people not enrolled (the DevTest people with one
+//! photo, and real masked photos of masked-wild) and the second photo of each enrolled person,
+//! as it is and with a mask drawn on the photo. Each search goes through
+//! [`Recognizer::identify`] with a target FPIR; the report sets the share of strangers taken
+//! for someone beside the target, and the share of enrolled people found.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use maskid_eval::{image_files, Lfw};
+use maskid_face::{FacePolicy, Parallelism};
+use maskid_gallery::Gallery;
+use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, RgbImageMut};
+use maskid_pipeline::{Decision, ModelChoice, Photo, Progress, Recognizer};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::Setup;
+
+/// Where the trial's photos come from.
+pub struct StrangerData {
+    /// LFW root.
+    pub lfw: PathBuf,
+    /// masked-wild root (real masked photos of people in no other set).
+    pub masked_wild: PathBuf,
+    /// Masked-wild photos to search, evenly spread (all when larger than the set).
+    pub masked_photos: usize,
+}
+
+/// One kind of search and how it came out at each target.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchKind {
+    /// What was searched for.
+    pub kind: &'static str,
+    /// Whether the people searched for are enrolled.
+    pub enrolled: bool,
+    /// Searches made (photos with a face).
+    pub searches: usize,
+    /// Photos without a usable face, not searched.
+    pub unusable: usize,
+    /// Per target FPIR: strangers taken for someone, or enrolled people found (their own name
+    /// at rank 1, passing the threshold).
+    pub outcomes: Vec<Outcome>,
+}
+
+/// One kind of search at one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The target FPIR.
+    pub fpir: f64,
+    /// The threshold it gave for this gallery.
+    pub threshold: f32,
+    /// Strangers accepted, or enrolled people found.
+    pub count: usize,
+    /// `count` over the searches.
+    pub share: f64,
+}
+
+/// The trial's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StrangerTrial {
+    /// The model's id.
+    pub model: String,
+    /// People enrolled (one face each).
+    pub enrolled: usize,
+    /// Each kind of search.
+    pub kinds: Vec<SearchKind>,
+}
+
+/// A photo to search for, and whose it is when the person is enrolled.
+struct Search {
+    path: PathBuf,
+    person: Option<String>,
+    masked: bool,
+}
+
+/// Runs the trial with `model` at each target FPIR in `fpirs`.
+pub fn stranger_trial(
+    setup: &Setup,
+    model: &ModelChoice,
+    data: &StrangerData,
+    fpirs: &[f64],
+) -> anyhow::Result<StrangerTrial> {
+    anyhow::ensure!(!fpirs.is_empty(), "give at least one target FPIR");
+    let recognizer = setup.recognizer(model, Parallelism::Throughput)?;
+    let lfw = Lfw::open(&data.lfw)?;
+    let people = lfw.people("peopleDevTest.txt")?;
+    let photo = |name: &str, n: usize| data.lfw.join(Lfw::image(name, n).path);
+    let enrolled: Vec<&String> = people.iter().filter(|(_, count)| *count >= 2).map(|(name, _)| name).collect();
+
+    let dir = tempfile::tempdir()?;
+    let gallery = Gallery::open(dir.path().join("trial.db"))?;
+    let faces: Vec<_> = enrolled
+        .par_iter()
+        .map(|name| {
+            let photo = recognizer.open_photo(&photo(name, 1))?;
+            Ok(recognizer.new_face(&photo, FacePolicy::Largest, false)?.1)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for (name, face) in enrolled.iter().zip(&faces) {
+        gallery.enroll(name, &serde_json::json!({}), face)?;
+    }
+
+    let masked_wild = image_files(std::slice::from_ref(&data.masked_wild))?;
+    anyhow::ensure!(!masked_wild.is_empty(), "{}: no photos", data.masked_wild.display());
+    let step = (masked_wild.len() / data.masked_photos.max(1)).max(1);
+    let mut searches: Vec<(&'static str, Vec<Search>)> = vec![
+        ("enrolled, another photo", vec![]),
+        ("enrolled, another photo with a drawn mask", vec![]),
+        ("strangers, LFW", vec![]),
+        ("strangers, masked-wild (real masks)", vec![]),
+    ];
+    for name in &enrolled {
+        let person = Some(name.to_string());
+        searches[0].1.push(Search { path: photo(name, 2), person: person.clone(), masked: false });
+        searches[1].1.push(Search { path: photo(name, 2), person, masked: true });
+    }
+    for (name, _) in people.iter().filter(|(_, count)| *count == 1) {
+        searches[2].1.push(Search { path: photo(name, 1), person: None, masked: false });
+    }
+    for (path, _) in masked_wild.into_iter().step_by(step).take(data.masked_photos) {
+        searches[3].1.push(Search { path, person: None, masked: false });
+    }
+
+    let decisions: Vec<_> = fpirs
+        .iter()
+        .map(|&fpir| recognizer.open_set_threshold(&gallery, Decision::Fpir(fpir)))
+        .collect::<Result<_, _>>()?;
+    let total: usize = searches.iter().map(|(_, s)| s.len()).sum();
+    let done = AtomicUsize::new(0);
+    let mut kinds = Vec::new();
+    for (kind, list) in &searches {
+        // The best candidate of each usable search, from the first target's decision.
+        let best: Vec<Option<(String, f32)>> = list
+            .par_iter()
+            .map(|search| {
+                let found = searched(&recognizer, &gallery, search, fpirs[0]);
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                (setup.progress)(Progress { stage: "search", done: n, total });
+                found
+            })
+            .collect();
+        let usable: Vec<(String, f32)> = best.iter().flatten().cloned().collect();
+        let outcomes = decisions
+            .iter()
+            .map(|decided| {
+                let passes = |(name, similarity): &(String, f32), s: &Search| {
+                    *similarity >= decided.threshold && s.person.as_ref().is_none_or(|p| p == name)
+                };
+                let count = list.iter().zip(&best).filter(|(s, b)| b.as_ref().is_some_and(|b| passes(b, s))).count();
+                Outcome {
+                    fpir: decided.fpir.expect("BUG: decided by FPIR"),
+                    threshold: decided.threshold,
+                    count,
+                    share: count as f64 / usable.len().max(1) as f64,
+                }
+            })
+            .collect();
+        let enrolled = list.first().is_some_and(|s| s.person.is_some());
+        kinds.push(SearchKind {
+            kind,
+            enrolled,
+            searches: usable.len(),
+            unusable: list.len() - usable.len(),
+            outcomes,
+        });
+    }
+    Ok(StrangerTrial { model: recognizer.model().id, enrolled: enrolled.len(), kinds })
+}
+
+/// The best candidate (name, similarity) for the face of a search's photo, masked on the
+/// photo first when asked; `None` for a photo without a usable face.
+fn searched(recognizer: &Recognizer, gallery: &Gallery, search: &Search, fpir: f64) -> Option<(String, f32)> {
+    let mut photo = recognizer.open_photo(&search.path).ok()?;
+    if search.masked {
+        photo = masked(recognizer, &photo, &search.path)?;
+    }
+    let answer = recognizer.identify(gallery, &photo, FacePolicy::Largest, 1, Decision::Fpir(fpir)).ok()?;
+    let best = answer.into_iter().next()?.candidates.into_iter().next()?;
+    Some((best.name, best.similarity))
+}
+
+/// The photo with a mask drawn on its largest face (style and coverage from its path).
+fn masked(recognizer: &Recognizer, photo: &Photo, path: &Path) -> Option<Photo> {
+    let face = recognizer.face(photo, FacePolicy::Largest).ok()?;
+    let mut image = photo.image().clone();
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    // Seeded by the file's name (unique in LFW), so every machine draws the same masks.
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let spec = MaskSpec::from_seed(image_seed(&name, 0), None, Coverage::Random);
+    render_mask(&mut RgbImageMut::new(w, h, image.as_mut()).ok()?, &face.detection.landmarks, &spec).ok()?;
+    Some(Photo::from_rgb(image))
+}
