@@ -119,8 +119,11 @@ class Gallery:
         metadata: Optional[Dict[str, Any]] = None,
         face: str = "require-one",
         keep_crop: bool = False,
+        allow_poor: bool = False,
     ) -> int:
-        """Enrols one face; returns its id."""
+        """Enrols one face; returns its id. A face that would make a poor reference (turned
+        past 55 degrees, tilted past 45, blurred, eyes under 12 px apart) raises MaskidError
+        unless allow_poor."""
     def identify(
         self,
         image: ImageLike,

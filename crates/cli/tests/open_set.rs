@@ -55,3 +55,30 @@ fn strangers_are_taken_for_someone_at_the_target_rate_and_the_enrolled_are_still
         }
     }
 }
+
+#[test]
+#[ignore = "data tier: needs ../shared/datasets (scripts/test includes it when the data is there)"]
+fn a_face_turned_away_is_refused_as_a_reference_unless_allowed() {
+    let lfw = lfw("a_face_turned_away_is_refused_as_a_reference_unless_allowed");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("people.db");
+    let photo = |name: &str, n: usize| lfw.join(format!("images_deepfunneled/{name}/{name}_{n:04}.jpg"));
+    let enroll = |name: &str, n: usize, extra: &[&str]| {
+        let (db, photo) = (db.to_str().unwrap(), photo(name, n));
+        let args = ["enroll", "--gallery", db, "--name", name, photo.to_str().unwrap(), "--json"];
+        maskid(&[&args[..], extra].concat())
+    };
+    // Ricardo Lagos in near profile (looked at: turned well past 45 degrees).
+    let refused = enroll("Ricardo_Lagos", 5, &[]);
+    assert_eq!(refused.status.code(), Some(3), "{}", common::stderr(&refused));
+    let answer: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    let error = answer[0]["error"].as_str().unwrap();
+    assert!(error.contains("a poor reference (turned ") && error.contains("--allow-poor"), "{error}");
+    assert_eq!(answer[0]["face_id"], serde_json::Value::Null);
+    let allowed = stdout_json(&enroll("Ricardo_Lagos", 5, &["--allow-poor"]));
+    assert!(allowed[0]["quality"]["yaw_deg"].as_f64().unwrap().abs() > 55.0, "{allowed}");
+    assert!(allowed[0]["notes"][0].as_str().unwrap().starts_with("turned "), "{allowed}");
+    // The same man facing the camera: no notes.
+    let frontal = stdout_json(&enroll("Ricardo_Lagos", 1, &[]));
+    assert!(frontal[0]["face_id"].is_i64() && frontal[0]["notes"] == serde_json::json!([]), "{frontal}");
+}

@@ -7,6 +7,7 @@ mod detect;
 mod embed;
 mod image_io;
 mod onnx;
+mod quality;
 mod restore;
 
 pub use align::{align_face, align_face_by, central_crop, similarity_transform, Alignment};
@@ -21,6 +22,7 @@ pub use image_io::{
 };
 pub use maskid_core::Affine;
 pub use onnx::{init_runtime, Parallelism};
+pub use quality::{FaceQuality, QualityNote};
 pub use restore::FaceRestorer;
 
 /// Errors of the face crate.

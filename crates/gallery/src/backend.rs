@@ -17,6 +17,9 @@ pub(crate) trait Backend: Send + Sync {
     fn set_index(&mut self, kind: IndexKind);
     /// Prepares search (builds an in-process index) and says how it serves.
     fn index_state(&self) -> Result<IndexState>;
+    /// Faces a search compares a probe with, for decisions that scale with the gallery: exact
+    /// on SQLite; on PostgreSQL at most 10 s old, and the planner's estimate from 100,000.
+    fn searched_faces(&self) -> Result<usize>;
     fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<Subject>;
     /// Enrols a face of `name` (created with `metadata` when new), refusing another model's
     /// embeddings and a photo already enrolled for the subject.

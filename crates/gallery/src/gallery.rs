@@ -190,6 +190,13 @@ impl Gallery {
         self.backend.index_state()
     }
 
+    /// Faces a search compares a probe with, for decisions that scale with the gallery (a
+    /// target FPIR): exact on SQLite; on PostgreSQL at most 10 s old, and from 100,000 faces
+    /// the planner's estimate (an exact count would scan the table on every search).
+    pub fn searched_faces(&self) -> Result<usize> {
+        self.backend.searched_faces()
+    }
+
     /// Adds a subject ([`crate::subject_name`] says which names are taken as they are).
     pub fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<Subject> {
         self.backend.add_subject(name, metadata)

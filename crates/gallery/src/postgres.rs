@@ -360,12 +360,22 @@ impl PgGallery {
                 return Ok(faces);
             }
         }
-        let sql = "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'faces'::regclass";
+        // The planner's estimate is 0 (or -1) until the table is first analysed: below 100,000
+        // rows, where counting takes milliseconds, count them.
+        let sql = "SELECT CASE WHEN reltuples < 100000 THEN (SELECT count(*) FROM faces) ELSE reltuples::bigint END \
+                   FROM pg_class WHERE oid = 'faces'::regclass";
         let faces = self.run(|client| async move {
             Ok(client.query_one(sql, &[]).await.map_err(|e| self.error(e))?.get::<_, i64>(0) as usize)
         })?;
         *cached = Some((Instant::now(), faces));
         Ok(faces)
+    }
+
+    /// Drops the cached face count (the gallery is about to change).
+    fn forget_estimate(&self) {
+        if let Ok(mut cached) = self.estimate.lock() {
+            *cached = None;
+        }
     }
 
     fn approximate(&self) -> Result<bool> {
@@ -431,6 +441,10 @@ impl Backend for PgGallery {
         Ok(IndexState { faces, sketched: self.approximate()? })
     }
 
+    fn searched_faces(&self) -> Result<usize> {
+        self.estimated_faces()
+    }
+
     fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<Subject> {
         let name = subject_name(name)?;
         let metadata = subject_metadata(metadata)?;
@@ -445,6 +459,7 @@ impl Backend for PgGallery {
     }
 
     fn enroll(&self, name: &str, metadata: &serde_json::Value, face: &NewFace) -> Result<Enrolment> {
+        self.forget_estimate();
         let name = subject_name(name)?;
         let metadata = subject_metadata(metadata)?;
         let values = face.embedding.values();
@@ -494,6 +509,7 @@ impl Backend for PgGallery {
     }
 
     fn remove_subject(&self, name: &str) -> Result<()> {
+        self.forget_estimate();
         let stored = subject_name(name).unwrap_or_default();
         self.run(|client| async move {
             let sql = "DELETE FROM subjects WHERE name IN ($1, $2)";
@@ -505,6 +521,7 @@ impl Backend for PgGallery {
     }
 
     fn remove_face(&self, id: i64) -> Result<()> {
+        self.forget_estimate();
         self.run(|client| async move {
             match client.execute("DELETE FROM faces WHERE id = $1", &[&id]).await.map_err(|e| self.error(e))? {
                 0 => Err(Error::NotFound(Missing::Face { id })),
@@ -721,6 +738,7 @@ impl Backend for PgGallery {
     }
 
     fn import(&self, subjects: &[ExportedSubject], faces: &[ExportedFace]) -> Result<(usize, usize)> {
+        self.forget_estimate();
         let names: Vec<String> = subjects.iter().map(|s| subject_name(&s.name)).collect::<Result<_>>()?;
         let face_subjects: Vec<String> = faces.iter().map(|f| subject_name(&f.subject)).collect::<Result<_>>()?;
         let counts = self.run(|mut client| async move {

@@ -82,6 +82,10 @@ impl Backend for SqliteGallery {
         Ok(IndexState { faces: index.len(), sketched: index.is_sketched() })
     }
 
+    fn searched_faces(&self) -> Result<usize> {
+        Ok(self.index_state()?.faces)
+    }
+
     fn add_subject(&self, name: &str, metadata: &serde_json::Value) -> Result<Subject> {
         let writer = self.writer()?;
         writer.add_subject(name, metadata)?;

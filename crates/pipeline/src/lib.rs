@@ -19,7 +19,8 @@ pub use evaluate::{
 pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 pub use recognizer::{
-    Decision, Identification, ModelChoice, OpenSetThreshold, Photo, Recognizer, Verification, DEFAULT_FPIR,
+    Decision, EnrolOptions, Enrolled, Identification, ModelChoice, OpenSetThreshold, Photo, Recognizer, Verification,
+    DEFAULT_FPIR,
 };
 pub use training::{
     dense_validation_pairs, parity_faces, training_set, unlabelled_set, verification_pairs, TeacherTargets, TrainingSet,
@@ -98,6 +99,12 @@ pub enum Error {
         path: std::path::PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A face refused as a reference.
+    #[error("a poor reference ({problems}): choose a sharper photo facing the camera, or enrol it anyway with --allow-poor (Python: allow_poor=True, HTTP: ?allow_poor=true)")]
+    PoorReference {
+        /// What falls short.
+        problems: String,
     },
     /// Both a threshold and a target FPIR asked for.
     #[error("give a threshold or a target FPIR, not both")]

@@ -9,7 +9,7 @@ use image::RgbImage;
 use maskid_assets::{Assets, G2D_BACKBONE, SFACE_EMBEDDING_SPACE};
 use maskid_core::{AlignedFace, Detection, Embedding};
 use maskid_eval::Calibration;
-use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy};
+use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy, FaceQuality, QualityNote};
 use maskid_gallery::{Candidate, Enrolment, Gallery, ModelRef, NewFace};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -217,6 +217,29 @@ pub struct OpenSetThreshold {
     pub gallery_faces: usize,
 }
 
+/// What an enrolment keeps and lets through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnrolOptions {
+    /// Keep the aligned crop in the gallery (biometric data; lets `gallery reembed` move it
+    /// to another model).
+    pub keep_crop: bool,
+    /// Enrol a face that would make a poor reference all the same.
+    pub allow_poor: bool,
+}
+
+/// A face enrolled, and how good a reference it is.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// The gallery's record of it.
+    pub enrolment: Enrolment,
+    /// The face as found and embedded.
+    pub face: FaceResult,
+    /// Its quality as a reference.
+    pub quality: FaceQuality,
+    /// Its shortfalls (the poor ones only when let through).
+    pub notes: Vec<QualityNote>,
+}
+
 /// Whether two photos show the same person.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Verification {
@@ -302,7 +325,7 @@ impl Recognizer {
     /// The threshold of a search of `gallery` decided by `decision`: by FPIR, the score that
     /// lets that share of strangers through for the gallery's size.
     pub fn open_set_threshold(&self, gallery: &Gallery, decision: Decision) -> Result<OpenSetThreshold> {
-        let gallery_faces = gallery.index_state()?.faces;
+        let gallery_faces = gallery.searched_faces()?;
         let calibration = || self.calibration.as_ref().ok_or(Error::NoCalibration { model: self.choice.to_string() });
         Ok(match decision {
             Decision::Threshold(given) => {
@@ -394,7 +417,9 @@ impl Recognizer {
     }
 
     /// Enrols the face of `photo` (picked by `policy`) as `name`, created with `metadata`
-    /// when new.
+    /// when new. A face that would make a poor reference (turned far away, blurred, tiny:
+    /// [`FaceQuality`]) is refused unless `options.allow_poor`; the lesser shortfalls come
+    /// back as notes.
     pub fn enroll(
         &self,
         gallery: &Gallery,
@@ -402,10 +427,17 @@ impl Recognizer {
         metadata: &serde_json::Value,
         photo: &Photo,
         policy: FacePolicy,
-        keep_crop: bool,
-    ) -> Result<(Enrolment, FaceResult)> {
-        let (found, face) = self.new_face(photo, policy, keep_crop)?;
-        Ok((gallery.enroll(name, metadata, &face)?, found))
+        options: EnrolOptions,
+    ) -> Result<Enrolled> {
+        let (face, new) = self.new_face(photo, policy, options.keep_crop)?;
+        let quality = FaceQuality::measure(&face.detection, &face.face);
+        let notes = quality.notes();
+        let poor: Vec<&str> = notes.iter().filter(|n| n.poor).map(|n| n.problem.as_str()).collect();
+        if !poor.is_empty() && !options.allow_poor {
+            return Err(Error::PoorReference { problems: poor.join("; ") });
+        }
+        let enrolment = gallery.enroll(name, metadata, &new)?;
+        Ok(Enrolled { enrolment, face, quality, notes })
     }
 
     /// The enrolled people most like each face of `photo` that `policy` picks (every face for

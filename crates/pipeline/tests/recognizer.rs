@@ -40,7 +40,9 @@ fn both_models_tell_the_sample_people_apart_and_share_one_gallery() {
     let gallery = Gallery::open(dir.path().join("people.db")).unwrap();
     for (name, file) in [("alice", "person_a_1.jpg"), ("bob", "person_b_1.jpg")] {
         let photo = teacher.open_photo(&sample(file)).unwrap();
-        teacher.enroll(&gallery, name, &serde_json::json!({}), &photo, FacePolicy::RequireOne, false).unwrap();
+        let enrolled =
+            teacher.enroll(&gallery, name, &serde_json::json!({}), &photo, FacePolicy::RequireOne, Default::default());
+        assert!(enrolled.unwrap().notes.is_empty(), "the sample photos face the camera, sharp");
     }
     let probe = g2d.open_photo(&sample("person_a_2.jpg")).unwrap();
     let found = g2d.identify(&gallery, &probe, FacePolicy::Largest, 2, Decision::default()).unwrap().remove(0);

@@ -12,7 +12,7 @@ use maskid_assets::{Assets, ONNXRUNTIME_LIB};
 use maskid_core::{AlignedFace, Detection, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
 use maskid_face::{DetectorConfig, FacePolicy, Parallelism};
 use maskid_mask::{render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
-use maskid_pipeline::{Decision, ModelChoice, ModelsConfig, Photo};
+use maskid_pipeline::{Decision, EnrolOptions, ModelChoice, ModelsConfig, Photo};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
@@ -513,7 +513,8 @@ impl Gallery {
 
     /// Enrols the face of `image` (picked by `face`; a photo with several faces is refused
     /// by default) as `name`, created with `metadata` (a dict) when new. Returns the face id.
-    #[pyo3(signature = (name, image, *, metadata = None, face = "require-one", keep_crop = false))]
+    #[pyo3(signature = (name, image, *, metadata = None, face = "require-one", keep_crop = false, allow_poor = false))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one parameter each
     fn enroll(
         &self,
         py: Python<'_>,
@@ -522,6 +523,7 @@ impl Gallery {
         metadata: Option<&Bound<'_, PyDict>>,
         face: &str,
         keep_crop: bool,
+        allow_poor: bool,
     ) -> PyResult<i64> {
         let policy = face_policy(face)?;
         let metadata: serde_json::Value = match metadata {
@@ -534,9 +536,10 @@ impl Gallery {
         let recognizer = self.recognizer()?.get();
         let photo = recognizer.photo(py, image)?;
         let rec = &recognizer.inner;
+        let options = EnrolOptions { keep_crop, allow_poor };
         let enrolled =
-            py.detach(|| rec.enroll(&self.inner, name, &metadata, &photo, policy, keep_crop)).map_err(py_error)?;
-        Ok(enrolled.0.face_id)
+            py.detach(|| rec.enroll(&self.inner, name, &metadata, &photo, policy, options)).map_err(py_error)?;
+        Ok(enrolled.enrolment.face_id)
     }
 
     /// Up to `top` enrolled people most like the face of `image` (picked by `face`), most

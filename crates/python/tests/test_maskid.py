@@ -139,6 +139,27 @@ def test_embeddings_and_galleries_equal_the_clis(cli, samples, rec, tmp_path):
     with pytest.raises(maskid.DuplicateError):
         gallery.enroll("bob", photo)
 
+    # Both decided at the default target FPIR (0.001) for this one-face gallery.
+    decided = gallery.decision_threshold()
+    assert decided["fpir"] == 0.001 and decided["gallery_faces"] == 1
+    assert f32(decided["threshold"]) == f32(cli_answer["threshold"]) and cli_answer["fpir"] == 0.001
+    assert gallery.decision_threshold(fpir=0.1)["threshold"] < decided["threshold"]
+    assert gallery.decision_threshold(threshold=0.5)["threshold"] == 0.5
+    with pytest.raises(maskid.MaskidError, match="not both"):
+        gallery.identify(probe, threshold=0.5, fpir=0.01)
+
+
+def test_a_blurred_face_is_refused_as_a_reference_unless_allowed(samples, rec, tmp_path):
+    from PIL import ImageFilter
+
+    blurred = Image.open(samples / "person_b_1.jpg").convert("RGB").filter(ImageFilter.GaussianBlur(8))
+    photo = np.asarray(blurred)
+    gallery = maskid.Gallery(tmp_path / "g.db", rec)
+    with pytest.raises(maskid.MaskidError, match="a poor reference \\(sharpness"):
+        gallery.enroll("bob", photo, face="largest")
+    assert len(gallery) == 0
+    assert gallery.enroll("bob", photo, face="largest", allow_poor=True) == 1
+
 
 def test_verify_equals_the_cli(cli, samples, rec):
     for other, same in [("person_a_2.jpg", True), ("impostor_1.jpg", False)]:

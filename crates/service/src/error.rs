@@ -90,6 +90,11 @@ impl From<maskid_pipeline::Error> for ApiError {
             | maskid_pipeline::Error::Fpir { .. }
             | maskid_pipeline::Error::ThresholdAndFpir
             | maskid_pipeline::Error::NoCalibration { .. }) => Self::bad_request(e.to_string()),
+            maskid_pipeline::Error::PoorReference { problems } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "poor_reference",
+                format!("a poor reference ({problems}): send a sharper photo facing the camera, or enrol it anyway with ?allow_poor=true"),
+            ),
             other => Self::internal(maskid_core::error_message(&other)),
         }
     }

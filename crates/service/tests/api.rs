@@ -114,6 +114,19 @@ fn enrols_and_identifies_over_http_with_keys_and_roles() {
     assert_eq!(status, 201, "{enrolled}");
     let (status, again) = request(addr, "POST", "/v1/subjects/alice/faces", Some(writer), &alice);
     assert_eq!(status, 409, "the same photo twice: {again}");
+    assert_eq!(enrolled["notes"], serde_json::json!([]), "a sharp photo facing the camera: {enrolled}");
+    // Bob's photo blurred (still a face the detector finds) is a poor reference: refused,
+    // unless allowed, and then enrolled with the reason noted.
+    let blurred = image::imageops::blur(&decoded("person_b_1.jpg"), 8.0);
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    blurred.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let (status, poor) = request(addr, "POST", "/v1/subjects/bob/faces?face=largest", Some(writer), jpeg.get_ref());
+    assert_eq!((status, &poor["error"]["code"]), (422, &"poor_reference".into()), "{poor}");
+    let (status, allowed) =
+        request(addr, "POST", "/v1/subjects/bob/faces?face=largest&allow_poor=true", Some(writer), jpeg.get_ref());
+    assert_eq!(status, 201, "{allowed}");
+    assert!(allowed["notes"][0].as_str().unwrap().starts_with("sharpness "), "{allowed}");
+    assert_eq!(request(addr, "DELETE", "/v1/subjects/bob", Some(writer), b"").0, 204);
     let (status, found) = request(addr, "POST", "/v1/identify?top=2", Some(reader), &sample("person_a_2.jpg"));
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["candidates"][0]["name"], "alice", "{found}");

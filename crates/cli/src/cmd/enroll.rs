@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{escaped_name, Gallery, Location};
-use maskid_pipeline::ModelChoice;
+use maskid_pipeline::{EnrolOptions, ModelChoice};
 use serde::Serialize;
 
 use crate::common::{exit_status, photo_error_text, photo_paths, print_json, warn, GlobalArgs};
@@ -45,6 +45,10 @@ pub struct Args {
     /// `maskid gallery reembed` move the gallery to another model without the photos.
     #[arg(long)]
     keep_crops: bool,
+    /// Enrol faces that would make poor references all the same (turned past 55 degrees,
+    /// tilted past 45, blurred, eyes under 12 px apart; docs/cli.md, Enrolment quality).
+    #[arg(long)]
+    allow_poor: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -55,6 +59,10 @@ struct Enrolled {
     name: String,
     photo: String,
     face_id: Option<i64>,
+    /// The face's quality as a reference (pose, sharpness, size), when it was found.
+    quality: Option<maskid_face::FaceQuality>,
+    /// Its shortfalls: warnings, and with --allow-poor the ones that would have refused it.
+    notes: Vec<String>,
     error: Option<String>,
 }
 
@@ -84,20 +92,36 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let recognizer = global.recognizer(&args.model, Parallelism::Latency)?;
     let progress = global.progress();
     let mut results = Vec::new();
+    let options = EnrolOptions { keep_crop: args.keep_crops, allow_poor: args.allow_poor };
     for (i, (name, photo)) in pairs.iter().enumerate() {
-        let outcome = (|| -> anyhow::Result<i64> {
+        let outcome = (|| -> anyhow::Result<maskid_pipeline::Enrolled> {
             let photo = recognizer.open_photo(photo)?;
-            let (enrolled, _) = recognizer.enroll(&gallery, name, &metadata, &photo, args.face, args.keep_crops)?;
-            Ok(enrolled.face_id)
+            Ok(recognizer.enroll(&gallery, name, &metadata, &photo, args.face, options)?)
         })();
-        if let Err(e) = &outcome {
-            warn(&photo_error_text(photo, e));
+        match &outcome {
+            Err(e) => warn(&photo_error_text(photo, e)),
+            Ok(enrolled) => {
+                for note in &enrolled.notes {
+                    let shown = escaped_name(&photo.display().to_string());
+                    warn(&format!(
+                        "{shown}: {} reference: {}",
+                        if note.poor { "a poor" } else { "a weak" },
+                        note.problem
+                    ));
+                }
+            }
         }
         progress(maskid_pipeline::Progress { stage: "enrol", done: i + 1, total: pairs.len() });
+        let (face_id, quality, notes) = match &outcome {
+            Ok(e) => (Some(e.enrolment.face_id), Some(e.quality), e.notes.iter().map(|n| n.problem.clone()).collect()),
+            Err(_) => (None, None, Vec::new()),
+        };
         results.push(Enrolled {
             name: name.clone(),
             photo: photo.display().to_string(),
-            face_id: outcome.as_ref().ok().copied(),
+            face_id,
+            quality,
+            notes,
             error: outcome.err().map(|e| photo_error_text(photo, &e)),
         });
     }

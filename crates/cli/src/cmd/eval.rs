@@ -344,4 +344,11 @@ fn print_comparison(c: &Comparison, report: &Report, baseline: &Report) {
             c.resamples
         );
     }
+    // Open set, whole gallery: the baseline's FNIR beside (no test of the difference).
+    if let (ReportMetrics::Identification(m), ReportMetrics::Identification(b)) = (&report.metrics, &baseline.metrics) {
+        for (x, y) in m.open_set.fnir_at_fpir.iter().zip(&b.open_set.fnir_at_fpir) {
+            let (Some(fx), Some(fy)) = (x.fnir, y.fnir) else { continue };
+            println!("{:<28} {} vs {}", format!("FNIR @ FPIR {:e}", x.fpir), pct(fx), pct(fy));
+        }
+    }
 }

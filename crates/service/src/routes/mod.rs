@@ -151,10 +151,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: "post",
         path: "/v1/subjects/{name}/faces",
         role: Some(Role::Write),
-        summary: "Enrol a photo of a person (created if new); exactly one face unless ?face= says otherwise.",
+        summary: "Enrol a photo of a person (created if new); exactly one face unless ?face= says otherwise; a face that would make a poor reference (turned, blurred, tiny) is refused with 422 poor_reference unless ?allow_poor=true.",
         images: &["image"],
         probe: false,
-        query: &["face"],
+        query: &["face", "allow_poor"],
         answer: Answer::Json(201, "Enrolment"),
     },
     Endpoint {

@@ -116,6 +116,10 @@ fn query_parameter(name: &str) -> Value {
             json!({ "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1 }),
             "share of people not enrolled to be taken for someone; the threshold is the one that keeps it for the gallery's size (the service's, 0.001 unless set)",
         ),
+        "allow_poor" => (
+            json!({ "type": "boolean" }),
+            "enrol a face that would make a poor reference all the same (false)",
+        ),
         "face" => (
             json!({ "type": "string", "enum": ["largest", "center", "require-one", "all"] }),
             "which face of the photo (all: identify only)",
@@ -203,9 +207,12 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         (
             "Enrolment",
             object(
-                &["face_id", "subject", "subject_created", "detection_score"],
+                &["face_id", "subject", "subject_created", "detection_score", "quality", "notes"],
                 json!({
-            "face_id": integer, "subject": string, "subject_created": { "type": "boolean" }, "detection_score": number }),
+            "face_id": integer, "subject": string, "subject_created": { "type": "boolean" }, "detection_score": number,
+            "quality": object(&["yaw_deg", "pitch_deg", "eye_distance_px", "sharpness"],
+                json!({ "yaw_deg": number, "pitch_deg": number, "eye_distance_px": number, "sharpness": number })),
+            "notes": list(string.clone()) }),
             ),
         ),
         (

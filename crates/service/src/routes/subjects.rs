@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use bytes::Bytes;
 use maskid_face::FacePolicy;
+use maskid_pipeline::EnrolOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -28,6 +29,10 @@ struct EnrolAnswer {
     subject: String,
     subject_created: bool,
     detection_score: f32,
+    /// The face's quality as a reference.
+    quality: maskid_face::FaceQuality,
+    /// Its shortfalls (warnings; with allow_poor, the refusing ones too).
+    notes: Vec<String>,
 }
 
 /// Subjects a listing gives unless `limit` says; and the most it gives.
@@ -112,6 +117,7 @@ pub(super) async fn delete_subject(
 #[serde(deny_unknown_fields)]
 pub(super) struct FaceQuery {
     face: Option<String>,
+    allow_poor: Option<bool>,
 }
 
 pub(super) async fn enroll(
@@ -124,19 +130,27 @@ pub(super) async fn enroll(
     let name = path(name)?;
     maskid_gallery::subject_name(&name)?;
     // One photo enrols one face: several faces of one photo are not one person.
-    let policy = face_policy(query(params)?.face.as_deref(), FacePolicy::RequireOne)?;
+    let params = query(params)?;
+    let policy = face_policy(params.face.as_deref(), FacePolicy::RequireOne)?;
+    let allow_poor = params.allow_poor.unwrap_or(false);
     let upload = read_upload(&headers, body(raw)?, &["image"]).await?;
     let image = upload.image("image")?;
     let metadata = upload.metadata.unwrap_or_else(|| json!({}));
-    let (enrolled, score) = model_work(&state, vec![("image", image)], move |s, images| {
+    let enrolled = model_work(&state, vec![("image", image)], move |s, images| {
         let photo = s.recognizer.decode_photo(&images[0])?;
-        let (enrolled, found) =
-            s.recognizer.enroll(&s.gallery, &name, &metadata, &photo, policy, s.options.keep_crops)?;
-        Ok((enrolled, found.detection.score))
+        let options = EnrolOptions { keep_crop: s.options.keep_crops, allow_poor };
+        Ok(s.recognizer.enroll(&s.gallery, &name, &metadata, &photo, policy, options)?)
     })
     .await?;
-    let (face_id, subject, created) = (enrolled.face_id, enrolled.subject.name, enrolled.subject_created);
-    let body = EnrolAnswer { face_id, subject, subject_created: created, detection_score: score };
+    let e = enrolled.enrolment;
+    let body = EnrolAnswer {
+        face_id: e.face_id,
+        subject: e.subject.name,
+        subject_created: e.subject_created,
+        detection_score: enrolled.face.detection.score,
+        quality: enrolled.quality,
+        notes: enrolled.notes.into_iter().map(|n| n.problem).collect(),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
