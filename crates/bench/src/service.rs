@@ -59,6 +59,55 @@ pub struct ServiceLoad {
     pub p99_ms: f64,
     /// Slowest answer.
     pub max_ms: f64,
+    /// Where the time went inside the services (their metrics): waiting for a model slot,
+    /// then at work (decode, detect, align, embed, search).
+    pub inside: Inside,
+}
+
+/// The services' own account of their model requests (`/metrics`).
+#[derive(Serialize, Default)]
+pub struct Inside {
+    /// Mean wait for a model slot.
+    pub wait_mean_ms: f64,
+    /// The latency bucket holding the 99th percentile of the waits: at most this.
+    pub wait_p99_at_most_ms: f64,
+    /// Mean time at work.
+    pub work_mean_ms: f64,
+    /// The bucket holding the 99th percentile of the work.
+    pub work_p99_at_most_ms: f64,
+}
+
+/// One histogram of the metrics text, summed over the services' texts: (bucket bounds with
+/// cumulative counts, sum, count).
+fn histogram(texts: &[String], name: &str) -> (Vec<(f64, f64)>, f64, f64) {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let (mut sum, mut count) = (0.0, 0.0);
+    for text in texts {
+        for line in text.lines() {
+            let Some((key, value)) = line.rsplit_once(' ') else { continue };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            if let Some(bound) = key.strip_prefix(&format!("{name}_bucket{{le=\"")).and_then(|b| b.strip_suffix("\"}"))
+            {
+                let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().unwrap_or(f64::INFINITY) };
+                match buckets.iter_mut().find(|(b, _)| *b == bound) {
+                    Some(slot) => slot.1 += value,
+                    None => buckets.push((bound, value)),
+                }
+            } else if key == format!("{name}_sum") {
+                sum += value;
+            } else if key == format!("{name}_count") {
+                count += value;
+            }
+        }
+    }
+    (buckets, sum, count)
+}
+
+/// Mean and the upper bound of the bucket holding the 99th percentile, in ms.
+fn mean_and_p99(texts: &[String], name: &str) -> (f64, f64) {
+    let (buckets, sum, count) = histogram(texts, name);
+    let p99 = buckets.iter().find(|(_, below)| *below >= 0.99 * count).map_or(f64::NAN, |(bound, _)| bound * 1e3);
+    (sum / count.max(1.0) * 1e3, p99)
 }
 
 /// Where and how the service under load keeps its gallery.
@@ -145,6 +194,7 @@ pub fn load_run(
         })));
     }
 
+    let (service_addrs, key) = (addrs.clone(), secret.clone());
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(requests)));
     let errors = Arc::new(AtomicUsize::new(0));
     let start = Instant::now() + Duration::from_millis(200);
@@ -163,6 +213,10 @@ pub fn load_run(
         c.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let texts: Vec<String> = service_addrs.iter().map(|addr| metrics(addr, &key)).collect::<std::io::Result<_>>()?;
+    let ((wait_mean_ms, wait_p99_at_most_ms), (work_mean_ms, work_p99_at_most_ms)) =
+        (mean_and_p99(&texts, "maskid_model_wait_seconds"), mean_and_p99(&texts, "maskid_model_work_seconds"));
+    let inside = Inside { wait_mean_ms, wait_p99_at_most_ms, work_mean_ms, work_p99_at_most_ms };
     let _ = stop.send(true);
     for server in servers {
         runtime.block_on(server).context("server task")?;
@@ -185,6 +239,7 @@ pub fn load_run(
         p90_ms: percentile(&ms, 0.9),
         p99_ms: percentile(&ms, 0.99),
         max_ms: *ms.last().expect("at least one request"),
+        inside,
     })
 }
 
@@ -227,6 +282,17 @@ fn devtest_photos(lfw: &Path, count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
             std::fs::read(&path).with_context(|| path.display().to_string())
         })
         .collect()
+}
+
+/// The service's metrics text.
+fn metrics(addr: &str, key: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    let head =
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
 }
 
 /// One identify call; whether it answered 200.

@@ -130,6 +130,13 @@ fn the_service_enrols_identifies_and_verifies_with_keys_limits_and_clear_errors(
     );
     assert!(metrics.contains("maskid_http_request_duration_seconds_count{route=\"/v1/identify\"}"));
     assert!(metrics.contains("maskid_gallery_subjects 2"), "{metrics}");
+    // Where model requests spend their time: as many waits and works as model requests.
+    let count = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name}_count "))).expect(name);
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let work = count("maskid_model_work_seconds");
+    assert!(work >= 4 && work == count("maskid_model_wait_seconds"), "{metrics}");
     let (status, doc) = server.json("GET", "/openapi.json", &read, "application/json", b"");
     assert_eq!(status, 200);
     let paths = doc["paths"].as_object().unwrap();

@@ -283,6 +283,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 load.p99_ms,
                 load.max_ms
             );
+            let inside = &load.inside;
+            println!(
+                "inside the service: waiting for a model slot {:.1} ms on average (p99 at most {:.0} ms), at work \
+                 (decode, detect, align, embed, search) {:.1} ms (p99 at most {:.0} ms)",
+                inside.wait_mean_ms, inside.wait_p99_at_most_ms, inside.work_mean_ms, inside.work_p99_at_most_ms
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -539,6 +539,7 @@ async fn model_work<T: Send + 'static>(
     images: Vec<(&'static str, Bytes)>,
     work: impl FnOnce(&AppState, Vec<Bytes>) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let arrived = Instant::now();
     let sized = images.clone();
     let need_bytes: u64 = blocking(state, move |s| {
         let max_pixels = s.recognizer.models().config.max_pixels;
@@ -560,7 +561,10 @@ async fn model_work<T: Send + 'static>(
     let bytes = images.into_iter().map(|(_, b)| b).collect();
     blocking(state, move |s| {
         let _held = (memory, slot);
-        work(s, bytes)
+        let started = Instant::now();
+        let done = work(s, bytes);
+        s.metrics.record_model(started - arrived, started.elapsed());
+        done
     })
     .await
 }
