@@ -9,10 +9,12 @@ the sample photos in maskid's cache (`maskid demo` or `maskid models fetch` brin
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -344,3 +346,76 @@ def test_model_work_runs_beside_other_threads(samples, rec):
         t.join()
     for a, b in zip(alone, results):
         assert np.array_equal(a, b)
+
+
+def test_a_client_generated_from_the_openapi_document_works_against_the_service(cli, samples, tmp_path):
+    """openapi-python-client (pinned in scripts/test) turns /openapi.json into a Python client;
+    that client enrols, identifies, verifies and lists against a real `maskid serve`, and every
+    answer parses into the generated types."""
+    generator = Path(sys.executable).parent / "openapi-python-client"
+    if not generator.is_file():
+        pytest.fail(f"{generator}: pip install openapi-python-client==0.29.1 (scripts/test does)")
+    db = tmp_path / "people.db"
+    key = run_cli(cli, "keys", "create", "--gallery", db, "--role", "admin", "--name", "client").strip().splitlines()[-1]
+    server = subprocess.Popen(
+        [str(cli), "serve", "--gallery", str(db), "--bind", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = server.stderr.readline()
+        match = re.search(r"listening on (http://[0-9.:]+)", line)
+        assert match, line
+        base = match.group(1)
+        threading.Thread(target=server.stderr.read, daemon=True).start()  # the access log
+        request = urllib.request.Request(f"{base}/openapi.json", headers={"Authorization": f"Bearer {key}"})
+        (tmp_path / "openapi.json").write_bytes(urllib.request.urlopen(request).read())
+        (tmp_path / "config.yml").write_text("post_hooks: []\n")
+        generated = subprocess.run(
+            [str(generator), "generate", "--path", "openapi.json", "--output-path", "client", "--config", "config.yml"],
+            cwd=tmp_path, capture_output=True, text=True,
+        )
+        assert generated.returncode == 0, generated.stdout + generated.stderr
+        assert "Warning" not in generated.stdout, generated.stdout
+        sys.path.insert(0, str(tmp_path / "client"))
+        try:
+            from maskid_client import AuthenticatedClient
+            from maskid_client.api.default import (
+                delete_v1_subjects_name, get_v1_subjects, post_v1_identify, post_v1_subjects_name_faces, post_v1_verify,
+            )
+            from maskid_client.models import (
+                Enrolment, Error, Identify, PostV1IdentifyFilesBody, PostV1SubjectsNameFacesFilesBody,
+                PostV1VerifyFilesBody, SubjectPage, Verify,
+            )
+            from maskid_client.types import File
+        finally:
+            sys.path.remove(str(tmp_path / "client"))
+        client = AuthenticatedClient(base_url=base, token=key)
+        photo = lambda name: File(payload=(samples / name).open("rb"), file_name=name, mime_type="image/jpeg")
+
+        enrolled = post_v1_subjects_name_faces.sync(
+            name="alice", client=client, body=PostV1SubjectsNameFacesFilesBody(image=photo("person_a_1.jpg"))
+        )
+        assert isinstance(enrolled, Enrolment) and enrolled.subject_created and enrolled.notes == []
+        again = post_v1_subjects_name_faces.sync(
+            name="alice", client=client, body=PostV1SubjectsNameFacesFilesBody(image=photo("person_a_1.jpg"))
+        )
+        assert isinstance(again, Error) and again.error.code == "duplicate", again
+        found = post_v1_identify.sync(client=client, body=PostV1IdentifyFilesBody(image=photo("person_a_2.jpg")), top=2)
+        assert isinstance(found, Identify), found
+        assert found.match == "alice" and found.fpir == 0.001 and found.gallery_faces == 1
+        assert found.candidates[0].matched and len(found.faces) == 1
+        stranger = post_v1_identify.sync(
+            client=client, body=PostV1IdentifyFilesBody(image=photo("impostor_1.jpg")), fpir=0.01
+        )
+        assert isinstance(stranger, Identify) and stranger.match is None and stranger.fpir == 0.01
+        verdict = post_v1_verify.sync(
+            client=client, body=PostV1VerifyFilesBody(a=photo("person_a_1.jpg"), b=photo("person_b_1.jpg"))
+        )
+        assert isinstance(verdict, Verify) and not verdict.same_person
+        page = get_v1_subjects.sync(client=client)
+        assert isinstance(page, SubjectPage) and [s.name for s in page.subjects] == ["alice"]
+        assert delete_v1_subjects_name.sync_detailed(name="alice", client=client).status_code == 204
+        unauthorised = AuthenticatedClient(base_url=base, token="mk_wrong")
+        assert isinstance(get_v1_subjects.sync(client=unauthorised), Error)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
