@@ -185,10 +185,10 @@ pub struct CalibrationSource {
     pub pairs: u64,
     /// Whether they are part of the fit (else a check of it on other photos).
     pub fitted: bool,
-    /// The score reached by a share 1e-3 of them (how the sources agree).
-    pub score_at_1e3: f32,
-    /// The score reached by a share 1e-5 of them.
-    pub score_at_1e5: f32,
+    /// (rate, score): the score a share `rate` of them reaches, measured, at 1e-3, 1e-4, ...
+    /// while ten pairs or more lie above it (how the sources agree, and how the fitted tail
+    /// compares with pairs it was not fitted on).
+    pub measured: Vec<(f64, f32)>,
 }
 
 /// One condition's calibration.

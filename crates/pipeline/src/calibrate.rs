@@ -28,6 +28,9 @@ pub struct CalibrationData {
     pub utkface: PathBuf,
     /// UTKFace photos to take, evenly spread over the sorted list.
     pub utkface_photos: usize,
+    /// Take every DevTrain person, not only those held out of G2D's training: for a model
+    /// that never saw LFW (the teacher), 80 times the pairs.
+    pub all_devtrain: bool,
 }
 
 /// How the masked condition's probes are masked.
@@ -53,7 +56,10 @@ pub fn calibrate(
     progress: ProgressFn<'_>,
 ) -> Result<Calibration> {
     let lfw = Lfw::open(&data.lfw)?;
-    let people = lfw.devtrain_holdout_people(0)?;
+    let (people, who) = match data.all_devtrain {
+        true => (lfw.people("peopleDevTrain.txt")?, "DevTrain people"),
+        false => (lfw.devtrain_holdout_people(0)?, "DevTrain people held out of training"),
+    };
     let lfw_photos = people
         .iter()
         .enumerate()
@@ -63,7 +69,7 @@ pub fn calibrate(
     let step = (utk.len() / data.utkface_photos.max(1)).max(1);
     let sources = [
         Source {
-            name: format!("LFW, the {} DevTrain people held out of training", people.len()),
+            name: format!("LFW, the {} {who}", people.len()),
             root: data.lfw.clone(),
             photos: lfw_photos,
             fitted: true,
@@ -99,8 +105,7 @@ pub fn calibrate(
                 photos: embedded.len(),
                 pairs: scores.len() as u64,
                 fitted: source.fitted,
-                score_at_1e3: top_share(&mut scores, 1e-3),
-                score_at_1e5: top_share(&mut scores, 1e-5),
+                measured: measured_tail(&mut scores),
             });
             if source.fitted {
                 pooled[slot].append(&mut scores);
@@ -142,8 +147,16 @@ fn dot(a: &Embedding, b: &Embedding) -> f32 {
     a.values().iter().zip(b.values()).map(|(x, y)| x * y).sum()
 }
 
-/// The score that a share `rate` of `scores` reaches (reorders them).
-fn top_share(scores: &mut [f32], rate: f64) -> f32 {
-    let k = ((rate * scores.len() as f64) as usize).min(scores.len().saturating_sub(1));
-    *scores.select_nth_unstable_by(k, |a, b| b.total_cmp(a)).1
+/// The scores that shares 1e-3, 1e-4, ... of `scores` reach, while ten or more lie above
+/// (reorders them).
+fn measured_tail(scores: &mut [f32]) -> Vec<(f64, f32)> {
+    let n = scores.len() as f64;
+    (3..)
+        .map(|decade| 10f64.powi(-decade))
+        .take_while(|rate| rate * n >= 10.0)
+        .map(|rate| {
+            let k = (rate * n) as usize;
+            (rate, *scores.select_nth_unstable_by(k, |a, b| b.total_cmp(a)).1)
+        })
+        .collect()
 }

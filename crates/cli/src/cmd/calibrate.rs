@@ -24,6 +24,10 @@ pub struct Args {
     /// UTKFace photos to embed, spread evenly over the sorted list.
     #[arg(long, default_value_t = 3000)]
     utkface_photos: usize,
+    /// Every DevTrain person instead of those held out of G2D's training (only for a model
+    /// that never trained on LFW, such as the teacher).
+    #[arg(long)]
+    all_devtrain: bool,
     /// Where to write the calibration (default: MODEL.calibration.json beside a model file,
     /// where `identify` looks for it; needed for teacher and g2d, whose calibrations are built
     /// into maskid).
@@ -44,7 +48,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         ),
     };
     let recognizer = global.recognizer(&args.model, Parallelism::Throughput)?;
-    let data = CalibrationData { lfw: args.lfw, utkface: args.utkface, utkface_photos: args.utkface_photos };
+    let data = CalibrationData {
+        lfw: args.lfw,
+        utkface: args.utkface,
+        utkface_photos: args.utkface_photos,
+        all_devtrain: args.all_devtrain,
+    };
     let progress = global.progress();
     let home = global.assets().home().to_path_buf();
     let calibration = calibrate(&home, recognizer.models(), recognizer.embedder(), &data, &progress)?;
@@ -67,14 +76,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 c.impostors.score_at_rate(1e-8),
             );
             for s in &c.sources {
+                let measured: Vec<String> = s
+                    .measured
+                    .iter()
+                    .map(|(rate, score)| format!("{rate:.0e} {score:.3} (fit {:.3})", c.impostors.score_at_rate(*rate)))
+                    .collect();
                 println!(
-                    "  {} ({}): {} photos, {} pairs, score at 1e-3 {:.3}, at 1e-5 {:.3}",
+                    "  {} ({}): {} photos, {} pairs; score at rate {}",
                     s.name,
                     if s.fitted { "fitted" } else { "a check" },
                     s.photos,
                     s.pairs,
-                    s.score_at_1e3,
-                    s.score_at_1e5
+                    measured.join(", ")
                 );
             }
         }
