@@ -13,7 +13,7 @@ use maskid_eval::{image_files, Lfw};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::Gallery;
 use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, RgbImageMut};
-use maskid_pipeline::{Decision, ModelChoice, Photo, Progress, Recognizer};
+use maskid_pipeline::{Decision, ModelChoice, OpenSetThreshold, Photo, Progress, Recognizer};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -132,11 +132,11 @@ pub fn stranger_trial(
     let done = AtomicUsize::new(0);
     let mut kinds = Vec::new();
     for (kind, list) in &searches {
-        // The best candidate of each usable search, from the first target's decision.
+        // The best candidate of each usable search, searched at the first target's threshold.
         let best: Vec<Option<(String, f32)>> = list
             .par_iter()
             .map(|search| {
-                let found = searched(&recognizer, &gallery, search, fpirs[0]);
+                let found = searched(&recognizer, &gallery, search, decisions[0]);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 (setup.progress)(Progress { stage: "search", done: n, total });
                 found
@@ -172,12 +172,17 @@ pub fn stranger_trial(
 
 /// The best candidate (name, similarity) for the face of a search's photo, masked on the
 /// photo first when asked; `None` for a photo without a usable face.
-fn searched(recognizer: &Recognizer, gallery: &Gallery, search: &Search, fpir: f64) -> Option<(String, f32)> {
+fn searched(
+    recognizer: &Recognizer,
+    gallery: &Gallery,
+    search: &Search,
+    decided_by: OpenSetThreshold,
+) -> Option<(String, f32)> {
     let mut photo = recognizer.open_photo(&search.path).ok()?;
     if search.masked {
         photo = masked(recognizer, &photo, &search.path)?;
     }
-    let answer = recognizer.identify(gallery, &photo, FacePolicy::Largest, 1, Decision::Fpir(fpir)).ok()?;
+    let answer = recognizer.identify_at(gallery, &photo, FacePolicy::Largest, 1, decided_by).ok()?;
     let best = answer.into_iter().next()?.candidates.into_iter().next()?;
     Some((best.name, best.similarity))
 }

@@ -371,7 +371,8 @@ impl PgGallery {
         Ok(faces)
     }
 
-    /// Drops the cached face count (the gallery is about to change).
+    /// Drops the cached face count after a change to the faces (after, so that a search in
+    /// between cannot cache the count from before).
     fn forget_estimate(&self) {
         if let Ok(mut cached) = self.estimate.lock() {
             *cached = None;
@@ -459,11 +460,10 @@ impl Backend for PgGallery {
     }
 
     fn enroll(&self, name: &str, metadata: &serde_json::Value, face: &NewFace) -> Result<Enrolment> {
-        self.forget_estimate();
         let name = subject_name(name)?;
         let metadata = subject_metadata(metadata)?;
         let values = face.embedding.values();
-        self.run(|mut client| async move {
+        let enrolled = self.run(|mut client| async move {
             let e = |e| self.error(e);
             let tx = client.transaction().await.map_err(e)?;
             let gallery = self.model_in(&tx).await?;
@@ -505,29 +505,33 @@ impl Backend for PgGallery {
             let subject = self.subject_in(&tx, &name).await?;
             tx.commit().await.map_err(e)?;
             Ok(Enrolment { face_id, subject, subject_created })
-        })
+        });
+        self.forget_estimate();
+        enrolled
     }
 
     fn remove_subject(&self, name: &str) -> Result<()> {
-        self.forget_estimate();
         let stored = subject_name(name).unwrap_or_default();
-        self.run(|client| async move {
+        let removed = self.run(|client| async move {
             let sql = "DELETE FROM subjects WHERE name IN ($1, $2)";
             match client.execute(sql, &[&stored, &name]).await.map_err(|e| self.error(e))? {
                 0 => Err(Error::NotFound(Missing::Subject { name: name.to_string() })),
                 _ => Ok(()),
             }
-        })
+        });
+        self.forget_estimate();
+        removed
     }
 
     fn remove_face(&self, id: i64) -> Result<()> {
-        self.forget_estimate();
-        self.run(|client| async move {
+        let removed = self.run(|client| async move {
             match client.execute("DELETE FROM faces WHERE id = $1", &[&id]).await.map_err(|e| self.error(e))? {
                 0 => Err(Error::NotFound(Missing::Face { id })),
                 _ => Ok(()),
             }
-        })
+        });
+        self.forget_estimate();
+        removed
     }
 
     fn identify(&self, probe: &Embedding, top: usize, threshold: f32) -> Result<Vec<Candidate>> {
@@ -738,7 +742,6 @@ impl Backend for PgGallery {
     }
 
     fn import(&self, subjects: &[ExportedSubject], faces: &[ExportedFace]) -> Result<(usize, usize)> {
-        self.forget_estimate();
         let names: Vec<String> = subjects.iter().map(|s| subject_name(&s.name)).collect::<Result<_>>()?;
         let face_subjects: Vec<String> = faces.iter().map(|f| subject_name(&f.subject)).collect::<Result<_>>()?;
         let counts = self.run(|mut client| async move {

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use maskid_core::Embedding;
 use maskid_eval::{
-    dataset_photos, Calibration, CalibrationSource, ConditionCalibration, ImpostorTail, Lfw, MaskSetting, MaskStage,
-    ProbeCondition,
+    dataset_photos, Calibration, CalibrationSource, ConditionCalibration, ImpostorTail, Lfw, MaskStage, ProbeCondition,
 };
 use maskid_face::FaceEmbedder;
 use rayon::prelude::*;
@@ -85,12 +84,9 @@ pub fn calibrate(
     let mut pooled: [Vec<f32>; 2] = Default::default();
     let mut described: [Vec<CalibrationSource>; 2] = Default::default();
     for source in &sources {
-        let options = EvalOptions {
-            mask: MaskSetting::MaskProbe,
-            mask_stage: MaskStage::Photo,
-            data: source.root.clone(),
-            ..EvalOptions::devtest_mask_probe(source.root.clone())
-        };
+        // Masked probes as `mask-probe` draws them, but on the photo.
+        let options =
+            EvalOptions { mask_stage: MaskStage::Photo, ..EvalOptions::devtest_mask_probe(source.root.clone()) };
         let paths: Vec<PathBuf> = source.photos.iter().map(|(p, _)| p.clone()).collect();
         let embedded = clean_and_masked_embeddings(home, models, embedder, &options, &paths, progress)?;
         let who_of: std::collections::HashMap<&PathBuf, usize> = source.photos.iter().map(|(p, w)| (p, *w)).collect();

@@ -452,6 +452,21 @@ impl Recognizer {
         decision: Decision,
     ) -> Result<Vec<Identification>> {
         let decided_by = self.open_set_threshold(gallery, decision)?;
+        self.identify_at(gallery, photo, policy, top, decided_by)
+    }
+
+    /// [`Recognizer::identify`] at a threshold already decided (one [`open_set_threshold`]
+    /// serves every photo searched in a gallery that does not change meanwhile).
+    ///
+    /// [`open_set_threshold`]: Recognizer::open_set_threshold
+    pub fn identify_at(
+        &self,
+        gallery: &Gallery,
+        photo: &Photo,
+        policy: FacePolicy,
+        top: usize,
+        decided_by: OpenSetThreshold,
+    ) -> Result<Vec<Identification>> {
         let faces = self.faces(photo, policy)?;
         let probes: Vec<Embedding> = faces.iter().map(|f| f.embedding.clone()).collect();
         let found = gallery.identify_each(&probes, &self.model(), top, decided_by.threshold)?;

@@ -83,11 +83,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     gallery.check_model(&recognizer.model())?;
     // The gallery does not grow while it is searched, so one threshold serves every photo.
     let decided_by = recognizer.open_set_threshold(&gallery, decision)?;
-    let decision = Decision::Threshold(decided_by.threshold);
     let mut results = Vec::new();
     for photo in &photo_paths(&args.photos)? {
-        let outcome =
-            recognizer.open_photo(photo).and_then(|p| recognizer.identify(&gallery, &p, args.face, args.top, decision));
+        let outcome = recognizer
+            .open_photo(photo)
+            .and_then(|p| recognizer.identify_at(&gallery, &p, args.face, args.top, decided_by));
         let (faces, error) = match outcome {
             Ok(found) => (
                 found
