@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 mod shipped;
 
-pub use shipped::{ShippedModel, G2D_BACKBONE, G2D_INPAINTER, MASKED_DETECTOR, SHIPPED_MODELS};
+pub use shipped::{ShippedModel, G2D_BACKBONE, G2D_INPAINTER, MASKED_DETECTOR, MASK_CLASSIFIER, SHIPPED_MODELS};
 
 /// Errors of asset lookup and fetching.
 #[derive(Debug, thiserror::Error)]

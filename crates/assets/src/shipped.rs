@@ -40,8 +40,17 @@ pub static MASKED_DETECTOR: ShippedModel = ShippedModel {
     bytes: include_bytes!("../../../models/yunet-masked.onnx"),
 };
 
+/// The mask classifier (`maskid train --stage mask`): `faces [batch, 3, 112, 112]` RGB in
+/// [-1, 1] -> `mask [batch, 2]`, the probabilities that the face is masked and that the mask
+/// covers the nose.
+pub static MASK_CLASSIFIER: ShippedModel = ShippedModel {
+    name: "mask-state.onnx",
+    sha256: "a72dde7800b14a3ab156b477df74dc571889e83bb2ea1ade4cedef7f78d8d06f",
+    bytes: include_bytes!("../../../models/mask-state.onnx"),
+};
+
 /// Every model file compiled into maskid.
-pub static SHIPPED_MODELS: [&ShippedModel; 3] = [&G2D_BACKBONE, &G2D_INPAINTER, &MASKED_DETECTOR];
+pub static SHIPPED_MODELS: [&ShippedModel; 4] = [&G2D_BACKBONE, &G2D_INPAINTER, &MASKED_DETECTOR, &MASK_CLASSIFIER];
 
 impl ShippedModel {
     /// The verified copy under `home/models/`, if one was written; never writes.

@@ -277,6 +277,7 @@ fn postgres_speed(
             source_sha256: format!("{i:064x}"),
             score: 1.0,
             crop: None,
+            mask: None,
             created: created.clone(),
         })
         .collect();
@@ -372,6 +373,7 @@ fn random_face(values: &[f32], source_sha256: String) -> NewFace {
         source_sha256,
         score: 1.0,
         crop: None,
+        mask: None,
     }
 }
 

@@ -164,7 +164,7 @@ pub fn load_run(
             recognizer.embed(&[masked])?.remove(0)
         };
         let source_sha256 = format!("bench-{k}");
-        let face = NewFace { embedding, model: model.clone(), source_sha256, score: 1.0, crop: None };
+        let face = NewFace { embedding, model: model.clone(), source_sha256, score: 1.0, crop: None, mask: None };
         gallery.enroll(name, &serde_json::json!({}), &face)?;
     }
     let enrol_per_s = faces as f64 / filling.elapsed().as_secs_f64();

@@ -324,7 +324,10 @@ pub mod choices {
 
     /// `--stage`: all, one G2D stage, or the detector.
     pub fn stage() -> PossibleValuesParser {
-        let stages = maskid_g2d::Stage::ALL.into_iter().map(|s| s.name()).chain([maskid_g2d::detector::STAGE]);
+        let stages = maskid_g2d::Stage::ALL
+            .into_iter()
+            .map(|s| s.name())
+            .chain([maskid_g2d::detector::STAGE, maskid_g2d::mask_state::STAGE]);
         PossibleValuesParser::new(std::iter::once("all").chain(stages))
     }
 

@@ -66,6 +66,13 @@ enum Command {
         #[command(flatten)]
         photo: common::PhotoArgs,
     },
+    /// Measure the mask classifier: real photos with and without masks, drawn masks' coverage.
+    EvalMask {
+        #[command(flatten)]
+        args: cmd::eval_mask::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Measure a model's impostor scores for open-set decisions by FPIR (identify --fpir).
     Calibrate {
         #[command(flatten)]
@@ -170,6 +177,7 @@ fn main() -> ExitCode {
         Command::Mask { args, photo } => cmd::mask::run(&cli.common.with(photo), args),
         Command::Prepare { args, photo } => cmd::prepare::run(&cli.common.with(photo), args),
         Command::Eval { args, photo } => cmd::eval::run(&cli.common.with(photo), args),
+        Command::EvalMask { args, photo } => cmd::eval_mask::run(&cli.common.with(photo), args),
         Command::Calibrate { args, photo } => cmd::calibrate::run(&cli.common.with(photo), args),
         Command::Train { args, photo } => cmd::train::run(&cli.common.with(photo), args),
         Command::Export { args, photo } => cmd::export::run(&cli.common.with(photo), args),

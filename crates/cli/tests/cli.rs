@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{lfw, maskid, rmfrd, sample, stderr, stdout_json};
@@ -787,4 +787,103 @@ fn a_corrupt_model_file_is_refused_with_its_name() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("backbone.onnx"), "{err}");
+}
+
+/// The mask state of every sample photo's face: unmasked as it is, and with a mask drawn on
+/// the photo over the nose and below it. Fails if the classifier answers the same for every
+/// face, or the same coverage for every mask.
+#[test]
+fn every_face_says_whether_and_how_it_is_masked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos: Vec<PathBuf> = SAMPLE_PEOPLE.iter().map(|n| sample(&format!("{n}.jpg"))).collect();
+    let mut kinds = vec![("none", photos.clone())];
+    for (coverage, style, expected) in [("nose", "surgical", "worn"), ("below-nose", "cloth", "below-nose")] {
+        let dir = tmp.path().join(coverage);
+        let mut args = vec!["mask", "-o", dir.to_str().unwrap(), "--style", style, "--coverage", coverage];
+        args.extend(photos.iter().map(|p| p.to_str().unwrap()));
+        let run = maskid(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        kinds.push((expected, SAMPLE_PEOPLE.iter().map(|n| dir.join(format!("{n}.jpg"))).collect()));
+    }
+    for (expected, photos) in kinds {
+        let mut args = vec!["detect", "--json", "--face", "largest"];
+        args.extend(photos.iter().map(|p| p.to_str().unwrap()));
+        let found = stdout_json(&maskid(&args));
+        let states: Vec<&str> =
+            found.as_array().unwrap().iter().map(|p| p["faces"][0]["mask"]["state"].as_str().unwrap()).collect();
+        let right = states.iter().filter(|s| **s == expected).count();
+        assert!(right >= 5, "{expected}: {states:?}");
+        for p in found.as_array().unwrap() {
+            let mask = &p["faces"][0]["mask"];
+            let sum: f64 = ["none", "worn", "below_nose"].iter().map(|k| mask[k].as_f64().unwrap()).sum();
+            assert!((sum - 1.0).abs() < 1e-3, "the probabilities add up to one: {mask}");
+        }
+    }
+    // The text says it too, and verify reports both faces' masks.
+    let text = String::from_utf8(maskid(&["detect", photos[0].to_str().unwrap()]).stdout).unwrap();
+    assert!(text.contains("mask none ("), "{text}");
+    let masked = tmp.path().join("nose").join("person_a_2.jpg");
+    let verdict = stdout_json(&maskid(&["verify", photos[0].to_str().unwrap(), masked.to_str().unwrap(), "--json"]));
+    assert_eq!(verdict["masks"][0]["state"], "none", "{verdict}");
+    assert_eq!(verdict["masks"][1]["state"], "worn", "{verdict}");
+}
+
+/// `--model auto`: the teacher embeds unmasked faces and G2D masked ones, into one gallery; a
+/// masked reference is enrolled with a warning, and the gallery records each face's mask.
+#[test]
+fn model_auto_enrols_and_finds_people_with_and_without_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gallery = tmp.path().join("g.db");
+    let g = gallery.to_str().unwrap();
+    let masked_dir = tmp.path().join("masked");
+    let photo = |n: &str| sample(&format!("{n}.jpg"));
+    let run = maskid(&[
+        "mask",
+        "-o",
+        masked_dir.to_str().unwrap(),
+        "--style",
+        "n95",
+        "--coverage",
+        "nose",
+        photo("person_a_2").to_str().unwrap(),
+        photo("person_b_2").to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let masked = |n: &str| masked_dir.join(format!("{n}.jpg"));
+    for (name, p) in [("a", photo("person_a_1")), ("b", photo("person_b_1")), ("i", photo("impostor_1"))] {
+        let out = maskid(&["enroll", "--gallery", g, "--name", name, "--model", "auto", p.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("wears a mask"), "{}", stderr(&out));
+    }
+    // A masked reference: enrolled, with a warning.
+    let out = maskid(&[
+        "enroll",
+        "--gallery",
+        g,
+        "--name",
+        "b",
+        "--model",
+        "auto",
+        "--json",
+        masked("person_b_2").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wears a mask (worn)"), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)[0]["mask"]["state"], "worn");
+    let shown = stdout_json(&maskid(&["gallery", "show", "b", "--gallery", g, "--json"]));
+    let recorded: Vec<&str> =
+        shown["face_list"].as_array().unwrap().iter().map(|f| f["mask"].as_str().unwrap()).collect();
+    assert_eq!(recorded, ["none", "worn"], "{shown}");
+    // The gallery was enrolled with auto, so identify uses it unless told otherwise.
+    let found = stdout_json(&maskid(&["identify", "--gallery", g, "--json", masked("person_a_2").to_str().unwrap()]));
+    assert_eq!(found[0]["model"], "auto", "{found}");
+    assert_eq!(found[0]["faces"][0]["mask"]["state"], "worn", "{found}");
+    assert_eq!(found[0]["candidates"][0]["name"], "a", "{found}");
+    assert_eq!(found[0]["candidates"][0]["matched"], true, "{found}");
+    // Nobody matched: exit 1, the answer on stdout all the same.
+    let out = maskid(&["identify", "--gallery", g, "--json", photo("impostor_2").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let clean: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(clean[0]["faces"][0]["mask"]["state"], "none", "{clean}");
+    assert_eq!(clean[0]["candidates"][0]["matched"], false, "a stranger stays one: {clean}");
 }

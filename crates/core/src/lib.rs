@@ -109,6 +109,126 @@ pub struct Detection {
     pub score: f32,
 }
 
+/// Whether a face wears a mask, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskState {
+    /// No mask over the mouth.
+    None,
+    /// A mask over the nose and the mouth.
+    Worn,
+    /// A mask over the mouth, the nose left out.
+    BelowNose,
+}
+
+impl MaskState {
+    /// Every state, in the order the probabilities of [`FaceMask`] are given.
+    pub const ALL: [MaskState; 3] = [MaskState::None, MaskState::Worn, MaskState::BelowNose];
+
+    /// Its name in reports and JSON: `none`, `worn`, `below-nose`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskState::None => "none",
+            MaskState::Worn => "worn",
+            MaskState::BelowNose => "below-nose",
+        }
+    }
+
+    /// Whether a mask covers the mouth.
+    pub fn masked(self) -> bool {
+        self != MaskState::None
+    }
+}
+
+impl std::fmt::Display for MaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for MaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mask state `{s}` (allowed: none, worn, below-nose)"))
+    }
+}
+
+/// What the mask classifier says of one face: its state and the probability of each.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaceMask {
+    /// The state: masked when `worn + below_nose >= 0.5`, then worn or below the nose by
+    /// which of the two is likelier.
+    pub state: MaskState,
+    /// Probability of no mask.
+    pub none: f32,
+    /// Probability of a mask over the nose and the mouth.
+    pub worn: f32,
+    /// Probability of a mask below the nose.
+    pub below_nose: f32,
+}
+
+impl FaceMask {
+    /// From the classifier's two answers: the probability that the face is masked, and that
+    /// a mask, if there is one, covers the nose.
+    pub fn from_answers(masked: f32, nose_covered: f32) -> Self {
+        let (masked, nose_covered) = (masked.clamp(0.0, 1.0), nose_covered.clamp(0.0, 1.0));
+        let state = match (masked >= 0.5, nose_covered >= 0.5) {
+            (false, _) => MaskState::None,
+            (true, true) => MaskState::Worn,
+            (true, false) => MaskState::BelowNose,
+        };
+        Self { state, none: 1.0 - masked, worn: masked * nose_covered, below_nose: masked * (1.0 - nose_covered) }
+    }
+
+    /// Probability that a mask covers the mouth (worn or below the nose).
+    pub fn masked(&self) -> f32 {
+        self.worn + self.below_nose
+    }
+
+    /// Probability of `state`.
+    pub fn probability(&self, state: MaskState) -> f32 {
+        match state {
+            MaskState::None => self.none,
+            MaskState::Worn => self.worn,
+            MaskState::BelowNose => self.below_nose,
+        }
+    }
+}
+
+/// `mask worn (0.97)`: the state and the probability of the state's side of the
+/// masked-or-not question (the coverage's own for the masked states).
+impl std::fmt::Display for FaceMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mask {} ({:.2})", self.state, self.probability(self.state))
+    }
+}
+
+/// Where an example of the mask classifier's data comes from, which says what is known of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MaskSource {
+    /// An unmasked photo: no mask (and the base of the crop-drawn examples).
+    Clean,
+    /// A mask drawn on the photo, which was then detected and aligned again.
+    PhotoDrawn {
+        /// Whether the drawn mask covers the nose.
+        nose_covered: bool,
+    },
+    /// A photo of a real mask: masked, coverage unknown.
+    Real,
+}
+
+/// One aligned face to learn from or validate on.
+#[derive(Debug, Clone)]
+pub struct MaskExample {
+    /// The aligned face.
+    pub face: AlignedFace,
+    /// What is known of it.
+    pub source: MaskSource,
+}
+
 /// An aligned face: 112x112 RGB, row-major, 3 bytes a pixel.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AlignedFace {
@@ -352,6 +472,23 @@ pub struct DensePairs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mask_is_read_from_the_two_answers() {
+        let worn = FaceMask::from_answers(0.9, 0.8);
+        assert_eq!(worn.state, MaskState::Worn);
+        assert!((worn.none + worn.worn + worn.below_nose - 1.0).abs() < 1e-6);
+        assert!((worn.masked() - 0.9).abs() < 1e-6);
+        assert_eq!(FaceMask::from_answers(0.9, 0.2).state, MaskState::BelowNose);
+        // Unmasked whatever the nose answer says; out-of-range answers are clamped.
+        assert_eq!(FaceMask::from_answers(0.4, 0.99).state, MaskState::None);
+        assert_eq!(FaceMask::from_answers(-1.0, 2.0).none, 1.0);
+        for state in MaskState::ALL {
+            assert_eq!(state.name().parse::<MaskState>().unwrap(), state);
+        }
+        assert!("masked".parse::<MaskState>().is_err());
+        assert_eq!(worn.to_string(), "mask worn (0.72)");
+    }
 
     #[test]
     fn an_error_message_names_each_cause_once() {

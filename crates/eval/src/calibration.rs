@@ -226,6 +226,30 @@ impl Calibration {
         self.conditions.iter().map(|c| c.impostors.score_at_rate(rate)).fold(f32::NEG_INFINITY, f32::max)
     }
 
+    /// The threshold for probes known to be in `condition` (by the mask classifier), or for
+    /// any probe ([`Calibration::threshold`]) when it is `None` or not calibrated.
+    pub fn threshold_in(&self, condition: Option<ProbeCondition>, fpir: f64, gallery_faces: usize) -> f32 {
+        match self.conditions.iter().find(|c| Some(c.condition) == condition) {
+            Some(c) => c.impostors.score_at_rate(comparison_rate(fpir, gallery_faces)),
+            None => self.threshold(fpir, gallery_faces),
+        }
+    }
+
+    /// A calibration of `--model auto`-like pairs: `clean`'s clean condition and `masked`'s
+    /// masked one.
+    pub fn combined(model: &str, clean: &Calibration, masked: &Calibration) -> Calibration {
+        fn pick(from: &Calibration, condition: ProbeCondition) -> impl Iterator<Item = ConditionCalibration> + '_ {
+            from.conditions.iter().filter(move |c| c.condition == condition).cloned()
+        }
+        Calibration {
+            model: model.to_string(),
+            model_sha256: format!("{} + {}", clean.model_sha256, masked.model_sha256),
+            masks: masked.masks.clone(),
+            maskid_version: masked.maskid_version.clone(),
+            conditions: pick(clean, ProbeCondition::Clean).chain(pick(masked, ProbeCondition::Masked)).collect(),
+        }
+    }
+
     /// The FPIR a threshold stands for with a gallery of `gallery_faces` faces: that of the
     /// condition letting most strangers through.
     pub fn fpir_at(&self, threshold: f32, gallery_faces: usize) -> f64 {

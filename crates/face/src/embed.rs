@@ -2,7 +2,12 @@
 
 use std::path::Path;
 
-use maskid_core::{AlignedFace, Embedding, ALIGNED_SIZE_PX};
+use std::sync::Arc;
+
+use maskid_core::{AlignedFace, Embedding, FaceMask, ALIGNED_SIZE_PX};
+use sha2::{Digest, Sha256};
+
+use crate::mask_state::MaskClassifier;
 use maskid_onnx::ModelInfo;
 use ort::value::TensorRef;
 
@@ -79,11 +84,13 @@ fn shape_text(shape: Option<&[i64]>) -> String {
 /// Most faces sent to the model in one call.
 pub(crate) const MAX_BATCH: usize = 32;
 
-/// An ONNX face embedder with a dynamic batch dimension.
+/// An ONNX face embedder with a dynamic batch dimension; or two of one embedding space, the
+/// faces a mask classifier calls masked sent to the second ([`FaceEmbedder::routed_by_mask`]).
 pub struct FaceEmbedder {
     pool: SessionPool,
     config: EmbedderConfig,
     info: ModelInfo,
+    masked: Option<(Box<FaceEmbedder>, Arc<MaskClassifier>)>,
 }
 
 impl FaceEmbedder {
@@ -121,7 +128,38 @@ impl FaceEmbedder {
                 })
             }
         }
-        Ok(Self { pool, config, info })
+        Ok(Self { pool, config, info, masked: None })
+    }
+
+    /// This embedder for unmasked faces and `masked` for the faces `classifier` calls masked
+    /// (`maskid --model auto`). Both must embed into one space; the pair is a model of its
+    /// own (its SHA-256 is of the three files' hashes), so caches and galleries tell it apart.
+    pub fn routed_by_mask(self, masked: FaceEmbedder, classifier: Arc<MaskClassifier>, id: &str) -> Result<Self> {
+        let (space, other) = (&self.info.embedding_space, &masked.info.embedding_space);
+        if space.is_none() || space != other {
+            return Err(Error::Model {
+                path: masked.info.id.clone(),
+                reason: format!(
+                    "embeds into space {other:?}, not {space:?}: the two models of --model auto must share one"
+                ),
+            });
+        }
+        let mut hash = Sha256::new();
+        for part in [&self.info.sha256, &masked.info.sha256, classifier.sha256()] {
+            hash.update(part.as_bytes());
+        }
+        let info = ModelInfo {
+            id: id.to_string(),
+            sha256: hex::encode(hash.finalize()),
+            metadata: Vec::new(),
+            embedding_space: space.clone(),
+        };
+        Ok(Self { info, masked: Some((Box::new(masked), classifier)), ..self })
+    }
+
+    /// The mask classifier that routes faces, when this embedder routes them.
+    pub fn mask_classifier(&self) -> Option<&MaskClassifier> {
+        self.masked.as_ref().map(|(_, c)| c.as_ref())
     }
 
     /// Names the embedding space of a model whose file names none (SFace's predates maskid).
@@ -137,6 +175,29 @@ impl FaceEmbedder {
 
     /// Embeds faces in batches of up to 32; one L2-normalised embedding per face.
     pub fn embed(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
+        match &self.masked {
+            Some((_, classifier)) => self.embed_known(faces, &classifier.classify(faces)?),
+            None => self.embed_plain(faces),
+        }
+    }
+
+    /// [`FaceEmbedder::embed`] with the faces' masks already classified (a routed embedder
+    /// sends the masked ones to its second model; others ignore `masks`).
+    pub fn embed_known(&self, faces: &[AlignedFace], masks: &[FaceMask]) -> Result<Vec<Embedding>> {
+        let Some((masked_embedder, _)) = &self.masked else { return self.embed_plain(faces) };
+        assert_eq!(faces.len(), masks.len(), "BUG: one mask per face");
+        let (masked, clean): (Vec<usize>, Vec<usize>) = (0..faces.len()).partition(|&i| masks[i].state.masked());
+        let pick = |idx: &[usize]| idx.iter().map(|&i| faces[i].clone()).collect::<Vec<_>>();
+        let mut out: Vec<Option<Embedding>> = vec![None; faces.len()];
+        for (idx, embedder) in [(masked, masked_embedder.as_ref()), (clean, self)] {
+            for (i, e) in idx.iter().zip(embedder.embed_plain(&pick(&idx))?) {
+                out[*i] = Some(e);
+            }
+        }
+        Ok(out.into_iter().map(|e| e.expect("BUG: every face embedded")).collect())
+    }
+
+    fn embed_plain(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
         let mut out = Vec::with_capacity(faces.len());
         for chunk in faces.chunks(MAX_BATCH) {
             out.extend(self.embed_batch(chunk)?);
@@ -145,17 +206,32 @@ impl FaceEmbedder {
     }
 
     fn embed_batch(&self, faces: &[AlignedFace]) -> Result<Vec<Embedding>> {
-        let input = self.config.input(faces);
-        let shape = [faces.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX];
-        let (dim, values) = self.pool.with(|session| -> Result<(usize, Vec<f32>)> {
-            let tensor = TensorRef::from_array_view((shape, &input[..]))?;
-            let outputs = session.run(ort::inputs![tensor])?;
-            let (out_shape, data) = outputs[0].try_extract_tensor::<f32>()?;
-            if out_shape.len() != 2 || out_shape[0] as usize != faces.len() || out_shape[1] < 1 {
-                return Err(Error::Runtime(format!("embedding output has shape {out_shape:?}")));
-            }
-            Ok((out_shape[1] as usize, data.to_vec()))
+        let values = run_faces(&self.pool, self.config, faces, "embedding", |shape| {
+            shape.len() == 2 && shape[0] as usize == faces.len() && shape[1] >= 1
         })?;
-        Ok(values.chunks_exact(dim).map(|v| Embedding::normalized(v.to_vec())).collect())
+        let dim = values.len() / faces.len().max(1);
+        Ok(values.chunks_exact(dim.max(1)).map(|v| Embedding::normalized(v.to_vec())).collect())
     }
+}
+
+/// The output of a one-input model on `faces` (at most [`MAX_BATCH`]), flattened, after
+/// `fits` accepts its shape; `what` names the output in the error.
+pub(crate) fn run_faces(
+    pool: &SessionPool,
+    config: EmbedderConfig,
+    faces: &[AlignedFace],
+    what: &str,
+    fits: impl Fn(&[i64]) -> bool,
+) -> Result<Vec<f32>> {
+    let input = config.input(faces);
+    let shape = [faces.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX];
+    pool.with(|session| -> Result<Vec<f32>> {
+        let tensor = TensorRef::from_array_view((shape, &input[..]))?;
+        let outputs = session.run(ort::inputs![tensor])?;
+        let (out_shape, data) = outputs[0].try_extract_tensor::<f32>()?;
+        if !fits(out_shape) {
+            return Err(Error::Runtime(format!("{what} output has shape {out_shape:?} for {} faces", faces.len())));
+        }
+        Ok(data.to_vec())
+    })
 }

@@ -6,6 +6,7 @@ mod align;
 mod detect;
 mod embed;
 mod image_io;
+mod mask_state;
 mod onnx;
 mod quality;
 mod restore;
@@ -20,6 +21,7 @@ pub use image_io::{
     decode_image, decode_memory, load_image, png_bomb, png_claiming, png_profile_bomb, progressive_jpeg,
     DEFAULT_MAX_PIXELS,
 };
+pub use mask_state::MaskClassifier;
 pub use maskid_core::Affine;
 pub use onnx::{init_runtime, Parallelism};
 pub use quality::{FaceQuality, QualityNote};

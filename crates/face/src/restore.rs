@@ -4,9 +4,8 @@
 use std::path::Path;
 
 use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
-use ort::value::TensorRef;
 
-use crate::embed::{EmbedderConfig, MAX_BATCH};
+use crate::embed::{run_faces, EmbedderConfig, MAX_BATCH};
 use crate::onnx::{Parallelism, SessionPool};
 use crate::{Error, Result};
 use maskid_onnx::SymbolicDims;
@@ -40,18 +39,9 @@ impl FaceRestorer {
     pub fn restore_values(&self, faces: &[AlignedFace]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(faces.len() * 3 * ALIGNED_SIZE_PX * ALIGNED_SIZE_PX);
         for chunk in faces.chunks(MAX_BATCH) {
-            let input = EmbedderConfig::g2d().input(chunk);
             let shape = [chunk.len(), 3, ALIGNED_SIZE_PX, ALIGNED_SIZE_PX];
-            let values = self.pool.with(|session| -> Result<Vec<f32>> {
-                let tensor = TensorRef::from_array_view((shape, &input[..]))?;
-                let outputs = session.run(ort::inputs![tensor])?;
-                let (out_shape, data) = outputs[0].try_extract_tensor::<f32>()?;
-                if out_shape.iter().map(|&d| d as usize).ne(shape) {
-                    return Err(Error::Runtime(format!("restored output has shape {out_shape:?}, not {shape:?}")));
-                }
-                Ok(data.to_vec())
-            })?;
-            out.extend(values);
+            let fits = |out: &[i64]| out.iter().map(|&d| d as usize).eq(shape);
+            out.extend(run_faces(&self.pool, EmbedderConfig::g2d(), chunk, "restored", fits)?);
         }
         Ok(out)
     }

@@ -219,7 +219,7 @@ pub fn detector_parity(detector: &YuNet, onnx: &Path, inputs: &[(Vec<f32>, u32, 
     Ok(max)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     maskid_assets::write_atomic(path, bytes).map_err(|e| Error::Export(maskid_core::error_message(&e)))
 }
 
@@ -265,7 +265,7 @@ fn floats(tensor: Tensor<1>) -> Result<Vec<f32>> {
 
 /// A graph of burn modules being written: [`GraphWriter`] with a method per module kind.
 #[derive(Default)]
-struct Graph(GraphWriter);
+pub(crate) struct Graph(GraphWriter);
 
 impl std::ops::Deref for Graph {
     type Target = GraphWriter;
@@ -282,7 +282,7 @@ impl std::ops::DerefMut for Graph {
 
 impl Graph {
     /// The model's bytes: input `faces [batch, 3, 112, 112]`, one output.
-    fn model(self, name: &str, output: (&str, Shape), metadata: &[(&str, String)]) -> Vec<u8> {
+    pub(crate) fn model(self, name: &str, output: (&str, Shape), metadata: &[(&str, String)]) -> Vec<u8> {
         let size = Some(ALIGNED_SIZE_PX);
         self.0.model(name, ("faces", &[None, Some(3), size, size]), output, metadata)
     }
@@ -305,7 +305,7 @@ impl Graph {
         Ok(inputs)
     }
 
-    fn conv(&mut self, x: &str, conv: &Conv2d) -> Result<String> {
+    pub(crate) fn conv(&mut self, x: &str, conv: &Conv2d) -> Result<String> {
         let inputs = self.kernel_inputs(x, "conv", conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))?;
         let pads = match conv.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
@@ -367,7 +367,7 @@ impl Graph {
         Ok(self.op("PRelu", &[x, &slope], vec![]))
     }
 
-    fn batch_norm(&mut self, x: &str, bn: &BatchNorm) -> Result<String> {
+    pub(crate) fn batch_norm(&mut self, x: &str, bn: &BatchNorm) -> Result<String> {
         let n = bn.gamma.dims()[0];
         let scale = self.weight("bn_scale", &[n], &floats(bn.gamma.val())?);
         let bias = self.weight("bn_bias", &[n], &floats(bn.beta.val())?);
@@ -380,7 +380,7 @@ impl Graph {
         ))
     }
 
-    fn gemm(&mut self, x: &str, linear: &Linear) -> Result<String> {
+    pub(crate) fn gemm(&mut self, x: &str, linear: &Linear) -> Result<String> {
         let weight = linear.weight.val(); // [in, out], as Gemm's B without transposition
         let dims = weight.dims();
         let w = self.weight("fc_w", &dims, &floats(weight.reshape([dims[0] * dims[1]]))?);

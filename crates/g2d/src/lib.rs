@@ -19,6 +19,7 @@ pub mod data;
 pub mod detector;
 pub mod export;
 pub mod loss;
+pub mod mask_state;
 pub mod model;
 pub mod run;
 pub mod stage;

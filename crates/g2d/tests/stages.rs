@@ -126,3 +126,66 @@ fn every_stage_trains_two_steps_on_synthetic_faces_and_resumes_only_as_itself() 
     assert!(err.contains("another config"), "{err}");
     assert!(!maskid_g2d::finished_with(run.path(), Stage::Reformer.name(), &wider));
 }
+
+/// The mask classifier's stage on synthetic faces (a dark lower half as the "mask"): it
+/// trains, validates every kind, finishes, and its best network loads back.
+#[test]
+fn the_mask_stage_trains_validates_and_loads_back() {
+    use maskid_core::{MaskExample, MaskSource};
+    use maskid_g2d::mask_state::{
+        load_mask_state, mask_state_finished_with, train_mask_state, MaskData, MaskStateConfig,
+    };
+    let masked = |f: AlignedFace| {
+        let mut rgb = f.rgb().to_vec();
+        rgb[ALIGNED_SIZE_PX * 3 * 64..].fill(20);
+        AlignedFace::from_rgb(rgb).unwrap()
+    };
+    let mut examples = Vec::new();
+    for i in 0..6 {
+        examples.push(MaskExample { face: face(i, 0), source: MaskSource::Clean });
+        examples.push(MaskExample {
+            face: masked(face(i, 1)),
+            source: MaskSource::PhotoDrawn { nose_covered: i % 2 == 0 },
+        });
+        examples.push(MaskExample { face: masked(face(i, 2)), source: MaskSource::Real });
+    }
+    let (train, validation) = examples.split_at(12);
+    let mut config = MaskStateConfig::default();
+    config.width = 4;
+    config.schedule.steps = 3;
+    config.schedule.batch_size = 4;
+    config.schedule.decay_from = Some(1);
+    config.schedule.checkpoint_every = 1;
+    config.schedule.validate_every = 2;
+    config.validate().unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let options =
+        TrainOptions { run: run.path(), device: maskid_g2d::device("cpu").unwrap(), resume: false, stop_after: None };
+    let data = MaskData { train, validation };
+    let report = train_mask_state(&config, &data, &options, &mut |_| {}).unwrap();
+    assert!(report.finished && report.steps == 3, "{report:?}");
+    assert!(report.final_loss.is_finite());
+    let (value, _) = report.best_validation.expect("validated");
+    assert!((0.0..=1.0).contains(&value), "{value}");
+    assert!(mask_state_finished_with(run.path(), &config));
+    let (net, saved) = load_mask_state(run.path(), &options.device).unwrap();
+    assert_eq!(saved, config);
+    let rgb: Vec<&[u8]> = validation.iter().map(|e| e.face.rgb()).collect();
+    let logits = net.forward(maskid_g2d::data::faces_tensor(&rgb, &options.device));
+    assert_eq!(logits.dims(), [validation.len(), 2]);
+}
+
+/// A photo edge blacks out one side of the crop and never the middle of the face.
+#[test]
+fn a_photo_edge_cuts_a_side_and_spares_the_centre() {
+    for seed in 0..50 {
+        let mut rgb = vec![200u8; ALIGNED_SIZE_PX * ALIGNED_SIZE_PX * 3];
+        maskid_g2d::mask_state::photo_edge(&mut rgb, &mut maskid_mask::Rng::new(seed));
+        let black = rgb.chunks_exact(3).filter(|p| p[0] == 0).count();
+        assert!(black > 0, "seed {seed}: nothing cut");
+        let centre = (56 * ALIGNED_SIZE_PX + 56) * 3;
+        assert_eq!(rgb[centre], 200, "seed {seed}: the centre was cut");
+        // Below the mouth at most: row 90 in the middle stays.
+        assert_eq!(rgb[(90 * ALIGNED_SIZE_PX + 56) * 3], 200, "seed {seed}: cut into the mouth");
+    }
+}

@@ -2,6 +2,7 @@
 //! subject, one per face with its embedding's little-endian f32 bytes and its kept crop in
 //! base64), so it moves between files and storage backends bit-exact.
 
+use maskid_core::MaskState;
 use std::path::Path;
 
 use base64::Engine;
@@ -47,6 +48,7 @@ pub(crate) fn write(
                 "score": f.score,
                 "created": f.created,
                 "crop_base64": f.crop.as_ref().map(|c| b64().encode(c)),
+                "mask": f.mask.map(MaskState::name),
             })
             .to_string(),
         );
@@ -98,6 +100,7 @@ pub(crate) fn read(input: &Path) -> Result<(Vec<ExportedSubject>, Vec<ExportedFa
                     source_sha256: text("source_sha256")?,
                     score: v["score"].as_f64().ok_or_else(|| bad(n, "no 'score'".into()))?,
                     crop,
+                    mask: crate::store::mask_state(v["mask"].as_str().map(str::to_string)),
                     created: text("created")?,
                 });
             }

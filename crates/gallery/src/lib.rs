@@ -343,6 +343,7 @@ mod tests {
             source_sha256: source.into(),
             score: 0.9,
             crop: None,
+            mask: None,
         }
     }
 

@@ -21,11 +21,13 @@ use tokio_postgres::{NoTls, Row};
 use crate::backend::Backend;
 use crate::names::{subject_metadata, subject_name};
 use crate::pg_url::{parse_url, redacted};
+use crate::store::mask_state;
 use crate::store::sface_space_files;
 use crate::{
     ApiKey, Candidate, Check, Duplicate, Enrolment, Error, ExportedFace, ExportedSubject, FaceInfo, IndexKind,
     IndexState, Invalid, Missing, ModelRef, NewFace, Result, Role, Storage, Subject, Unusable, AUTO_SKETCH_FACES,
 };
+use maskid_core::MaskState;
 
 /// Schema versions, applied in order; `maskid_schema` records which ran.
 const MIGRATIONS: &[&str] = &[
@@ -65,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
         ") THEN 'sface-2021dec' ELSE 'sha256:' || model_sha256 END;",
         "ALTER TABLE faces ALTER COLUMN embedding_space SET NOT NULL;"
     ),
+    // 3: each face records whether it wears a mask (as SQLite's migration 6 does).
+    "ALTER TABLE faces ADD COLUMN mask text;",
 ];
 
 /// Advisory locks (transaction-scoped) that serialise what must not run twice at once
@@ -482,7 +486,7 @@ impl Backend for PgGallery {
             let inserted = tx
                 .query_one(
                     "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, \
-                     score, crop) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                     score, crop, mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                     &[
                         &subject_id,
                         &Vector::from(values.to_vec()),
@@ -492,6 +496,7 @@ impl Backend for PgGallery {
                         &face.source_sha256,
                         &f64::from(face.score),
                         &face.crop,
+                        &face.mask.map(MaskState::name),
                     ],
                 )
                 .await;
@@ -615,7 +620,8 @@ impl Backend for PgGallery {
     fn faces(&self, name: &str) -> Result<Vec<FaceInfo>> {
         self.run(|client| async move {
             let subject = self.subject_in(&client, name).await?;
-            let sql = "SELECT id, model_id, source_sha256, score, created FROM faces WHERE subject_id = $1 ORDER BY id";
+            let sql =
+                "SELECT id, model_id, source_sha256, score, created, mask FROM faces WHERE subject_id = $1 ORDER BY id";
             let rows = client.query(sql, &[&subject.id]).await.map_err(|e| self.error(e))?;
             Ok(rows
                 .into_iter()
@@ -624,6 +630,7 @@ impl Backend for PgGallery {
                     model_id: r.get(1),
                     source_sha256: r.get(2),
                     score: r.get(3),
+                    mask: mask_state(r.get(5)),
                     created: r.get(4),
                 })
                 .collect())
@@ -720,7 +727,7 @@ impl Backend for PgGallery {
             let faces = tx
                 .query(
                     "SELECT s.name, f.embedding, f.source_sha256, f.score, f.crop, f.created, f.model_id, \
-                     f.model_sha256, f.embedding_space FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
+                     f.model_sha256, f.embedding_space, f.mask FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
                     &[],
                 )
                 .await
@@ -734,6 +741,7 @@ impl Backend for PgGallery {
                     crop: r.get(4),
                     created: r.get(5),
                     model: model_ref(&r),
+                    mask: mask_state(r.get(9)),
                 })
                 .collect();
             tx.commit().await.map_err(e)?;
@@ -772,7 +780,7 @@ impl Backend for PgGallery {
             // then inserted in file order, skipping those already there.
             tx.batch_execute(
                 "CREATE TEMP TABLE import_faces (ord bigint, subject text, embedding vector, model_id text, \
-                 model_sha256 text, embedding_space text, source_sha256 text, score double precision, crop bytea, created text) ON COMMIT DROP",
+                 model_sha256 text, embedding_space text, source_sha256 text, score double precision, crop bytea, created text, mask text) ON COMMIT DROP",
             )
             .await
             .map_err(e)?;
@@ -788,6 +796,7 @@ impl Backend for PgGallery {
                 Type::TEXT,
                 Type::FLOAT8,
                 Type::BYTEA,
+                Type::TEXT,
                 Type::TEXT,
             ];
             let sink = tx.copy_in("COPY import_faces FROM STDIN (FORMAT binary)").await.map_err(e)?;
@@ -808,6 +817,7 @@ impl Backend for PgGallery {
                         &f.score,
                         &f.crop,
                         &f.created,
+                        &f.mask.map(MaskState::name),
                     ])
                     .await
                     .map_err(e)?;
@@ -826,8 +836,8 @@ impl Backend for PgGallery {
             let added = tx
                 .execute(
                     "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, \
-                     score, crop, created) SELECT s.id, i.embedding, i.model_id, i.model_sha256, i.embedding_space, \
-                     i.source_sha256, i.score, i.crop, i.created \
+                     score, crop, created, mask) SELECT s.id, i.embedding, i.model_id, i.model_sha256, \
+                     i.embedding_space, i.source_sha256, i.score, i.crop, i.created, i.mask \
                      FROM import_faces i JOIN subjects s ON s.name = i.subject ORDER BY i.ord ON CONFLICT DO NOTHING",
                     &[],
                 )

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use maskid_core::Embedding;
+use maskid_core::{Embedding, MaskState};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
@@ -97,6 +97,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         sface_space_files!(),
         ") THEN 'sface-2021dec' ELSE 'sha256:' || model_sha256 END;"
     ),
+    // 6: each face records whether it wears a mask (NULL: enrolled before maskid told).
+    "ALTER TABLE faces ADD COLUMN mask TEXT;",
 ];
 
 /// The model that made a gallery's embeddings.
@@ -161,6 +163,8 @@ pub struct NewFace {
     /// The aligned 112x112 RGB crop, kept only when asked (biometric data): it lets
     /// `reembed` recompute the embedding with another model.
     pub crop: Option<Vec<u8>>,
+    /// Whether the face wears a mask (a masked reference is a poor one).
+    pub mask: Option<MaskState>,
 }
 
 /// An enrolled person.
@@ -189,6 +193,8 @@ pub struct FaceInfo {
     pub source_sha256: String,
     /// Detection score.
     pub score: f64,
+    /// Whether the face wears a mask (`None`: enrolled before maskid told).
+    pub mask: Option<MaskState>,
     /// Creation time (UTC, ISO 8601).
     pub created: String,
 }
@@ -208,6 +214,8 @@ pub struct ExportedFace {
     pub score: f64,
     /// The kept crop, if any.
     pub crop: Option<Vec<u8>>,
+    /// Whether the face wears a mask, if recorded.
+    pub mask: Option<MaskState>,
     /// Creation time.
     pub created: String,
 }
@@ -459,8 +467,8 @@ impl SqliteStore {
         ModelRef::admit(self.model()?.as_ref(), &face.model)?;
         let blob = embedding_blob(face.embedding.values());
         let inserted = self.db.execute(
-            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, score, crop) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, score, crop, \
+             mask) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 subject_id,
                 blob,
@@ -469,7 +477,8 @@ impl SqliteStore {
                 face.model.space,
                 face.source_sha256,
                 f64::from(face.score),
-                face.crop
+                face.crop,
+                face.mask.map(MaskState::name)
             ],
         );
         match inserted {
@@ -493,7 +502,7 @@ impl SqliteStore {
     pub fn faces(&self, name: &str) -> Result<Vec<FaceInfo>> {
         let subject = self.subject(name)?;
         let mut stmt = self.db.prepare(
-            "SELECT id, model_id, source_sha256, score, created FROM faces WHERE subject_id = ?1 ORDER BY id",
+            "SELECT id, model_id, source_sha256, score, created, mask FROM faces WHERE subject_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map(params![subject.id], |r| {
             Ok(FaceInfo {
@@ -501,6 +510,7 @@ impl SqliteStore {
                 model_id: r.get(1)?,
                 source_sha256: r.get(2)?,
                 score: r.get(3)?,
+                mask: mask_state(r.get(5)?),
                 created: r.get(4)?,
             })
         })?;
@@ -578,7 +588,7 @@ impl SqliteStore {
     pub fn export_faces(&self) -> Result<Vec<ExportedFace>> {
         let mut stmt = self.db.prepare(
             "SELECT s.name, f.embedding, f.model_id, f.model_sha256, f.embedding_space, f.source_sha256, f.score, \
-             f.crop, f.created \
+             f.crop, f.created, f.mask \
              FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -589,6 +599,7 @@ impl SqliteStore {
                 source_sha256: r.get(5)?,
                 score: r.get(6)?,
                 crop: r.get(7)?,
+                mask: mask_state(r.get(9)?),
                 created: r.get(8)?,
             })
         })?;
@@ -617,7 +628,7 @@ impl SqliteStore {
                 .ok_or(Error::NotFound(Missing::Subject { name }))?;
             let inserted = tx.execute(
                 "INSERT INTO faces (subject_id, embedding, model_id, model_sha256, embedding_space, source_sha256, score, \
-                 crop, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                 crop, created, mask) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
                 params![
                     subject,
                     embedding_blob(&f.embedding),
@@ -627,7 +638,8 @@ impl SqliteStore {
                     f.source_sha256,
                     f.score,
                     f.crop,
-                    f.created
+                    f.created,
+                    f.mask.map(MaskState::name)
                 ],
             )?;
             match inserted {
@@ -704,4 +716,10 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
+/// A recorded mask state; `None` for NULL and for a name this maskid does not know (a newer
+/// one's), which reads as not recorded rather than failing the whole listing.
+pub(crate) fn mask_state(name: Option<String>) -> Option<MaskState> {
+    name.and_then(|n| n.parse().ok())
 }

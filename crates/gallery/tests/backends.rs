@@ -79,6 +79,7 @@ fn face(values: Vec<f32>, source: &str, sha: &str) -> NewFace {
         source_sha256: source.into(),
         score: 0.9,
         crop: None,
+        mask: None,
     }
 }
 
@@ -192,6 +193,7 @@ fn exports_move_between_backends_bit_exact(fixture: Fixture) {
     let g = fixture.open();
     let mut crop_face = face(vec![1.0, 0.0, 0.25], "p1", "m");
     crop_face.crop = Some((0..112 * 112 * 3).map(|i| (i % 251) as u8).collect());
+    crop_face.mask = Some(maskid_core::MaskState::BelowNose);
     g.enroll("ann", &serde_json::json!({ "team": "a" }), &crop_face).unwrap();
     g.enroll("bob", &none(), &face(vec![0.1, 0.7, -0.3], "p2", "m")).unwrap();
     g.add_subject("carl", &serde_json::json!({ "note": "no face yet" })).unwrap();
@@ -216,6 +218,10 @@ fn exports_move_between_backends_bit_exact(fixture: Fixture) {
     assert_eq!(back.exported().unwrap(), g.exported().unwrap());
     let (_, faces): (_, Vec<ExportedFace>) = back.exported().unwrap();
     assert_eq!(faces[0].embedding, Embedding::normalized(vec![1.0, 0.0, 0.25]).values().to_vec());
+    // The mask state travels with the face, and the listing shows it.
+    assert_eq!(faces[0].mask, Some(maskid_core::MaskState::BelowNose));
+    assert_eq!(back.faces("ann").unwrap()[0].mask, Some(maskid_core::MaskState::BelowNose));
+    assert_eq!(back.faces("bob").unwrap()[0].mask, None);
     assert_eq!(
         copy.identify(&Embedding::normalized(vec![0.1, 0.7, -0.3]), &model("m"), 1, 0.5).unwrap()[0].name,
         "bob"
@@ -299,6 +305,7 @@ fn exact_and_approximate_search_agree(fixture: Fixture) {
             source_sha256: format!("s{i}"),
             score: 0.9,
             crop: None,
+            mask: None,
             created: "2026-12-02T00:00:00Z".into(),
         })
         .collect::<Vec<_>>();

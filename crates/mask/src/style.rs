@@ -34,6 +34,10 @@ impl MaskStyle {
         MaskStyle::Hand,
     ];
 
+    /// The styles that are masks: all but the hand.
+    pub const MASKS: [MaskStyle; 5] =
+        [MaskStyle::Surgical, MaskStyle::N95, MaskStyle::Cloth, MaskStyle::Gaiter, MaskStyle::Respirator];
+
     /// The style's name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {

@@ -5,6 +5,7 @@
 mod calibrate;
 mod embed_cache;
 mod evaluate;
+mod mask_state;
 mod models;
 mod prepare;
 mod recognizer;
@@ -16,7 +17,8 @@ pub use evaluate::{
     clean_embeddings, crop_landmarks, evaluate, landmarks_in_crop, masked_face, protocol_face, EvalOptions, Evaluation,
     LandmarkSource,
 };
-pub use models::{FaceResult, Models, ModelsConfig, G2D_THRESHOLD, TEACHER_THRESHOLD};
+pub use mask_state::{mask_examples, test_mask_state, MaskSources, MaskTestRow, MaskTestSources, MaskedWildPart};
+pub use models::{FaceResult, Models, ModelsConfig, AUTO_THRESHOLD, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 pub use recognizer::{
     Decision, EnrolOptions, Enrolled, Identification, ModelChoice, OpenSetThreshold, Photo, Recognizer, Verification,

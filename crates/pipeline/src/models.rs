@@ -4,11 +4,13 @@
 use std::path::Path;
 
 use image::RgbImage;
-use maskid_assets::{Assets, MASKED_DETECTOR, ONNXRUNTIME_LIB, SFACE, SFACE_EMBEDDING_SPACE, YUNET};
-use maskid_core::{AlignedFace, Detection, Embedding};
+use std::sync::Arc;
+
+use maskid_assets::{Assets, MASKED_DETECTOR, MASK_CLASSIFIER, ONNXRUNTIME_LIB, SFACE, SFACE_EMBEDDING_SPACE, YUNET};
+use maskid_core::{AlignedFace, Detection, Embedding, FaceMask};
 use maskid_face::{
     align_face, init_runtime, load_image, select_faces, Detector, DetectorConfig, EmbedderConfig, FaceEmbedder,
-    FacePolicy, Parallelism,
+    FacePolicy, MaskClassifier, Parallelism,
 };
 
 use crate::Result;
@@ -41,6 +43,8 @@ pub struct FaceResult {
     pub detection: Detection,
     /// The aligned crop.
     pub face: AlignedFace,
+    /// Whether it wears a mask, and how.
+    pub mask: FaceMask,
     /// Its embedding.
     pub embedding: Embedding,
 }
@@ -51,6 +55,8 @@ pub struct Models {
     pub detector: Detector,
     /// The teacher recogniser.
     pub teacher: FaceEmbedder,
+    /// The mask classifier maskid trained (`none`, `worn`, `below-nose`).
+    pub mask: Arc<MaskClassifier>,
     /// Settings used.
     pub config: ModelsConfig,
 }
@@ -66,7 +72,8 @@ impl Models {
         }
         let teacher = FaceEmbedder::new(&assets.get(&SFACE)?, EmbedderConfig::sface(), config.parallelism)?
             .in_space(SFACE_EMBEDDING_SPACE);
-        Ok(Self { detector, teacher, config })
+        let mask = Arc::new(MaskClassifier::new(&MASK_CLASSIFIER.file(assets.home())?, config.parallelism)?);
+        Ok(Self { detector, teacher, mask, config })
     }
 
     /// Decodes a photo with the configured pixel limit.
@@ -102,6 +109,12 @@ impl Models {
 /// of `lfw-devtest clean` (`maskid eval --protocol lfw-devtest`, report field `threshold`:
 /// 0.3357, FMR 0 of 500 impostor pairs, FNMR 1.4%).
 pub const TEACHER_THRESHOLD: f32 = 0.336;
+
+/// Cosine threshold for `--model auto` decisions (the teacher for unmasked faces, G2D for
+/// masked ones): the accuracy-maximising threshold over all pairs of the validation protocol
+/// (`maskid eval --protocol lfw-devtrain-holdout --mask mask-probe --model auto`, report
+/// field `threshold`).
+pub const AUTO_THRESHOLD: f32 = 0.313;
 
 /// Cosine threshold for decisions of the shipped G2D model (`--model g2d`): the
 /// accuracy-maximising threshold over all pairs of the validation protocol, chosen on data

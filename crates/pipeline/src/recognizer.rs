@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use image::RgbImage;
-use maskid_assets::{Assets, G2D_BACKBONE, SFACE_EMBEDDING_SPACE};
-use maskid_core::{AlignedFace, Detection, Embedding};
-use maskid_eval::Calibration;
-use maskid_face::{align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy, FaceQuality, QualityNote};
+use std::sync::Arc;
+
+use maskid_assets::{Assets, G2D_BACKBONE, MASK_CLASSIFIER, SFACE, SFACE_EMBEDDING_SPACE};
+use maskid_core::{AlignedFace, Detection, Embedding, FaceMask};
+use maskid_eval::{Calibration, ProbeCondition};
+use maskid_face::{
+    align_face, decode_image, EmbedderConfig, FaceEmbedder, FacePolicy, FaceQuality, MaskClassifier, QualityNote,
+};
 use maskid_gallery::{Candidate, Enrolment, Gallery, ModelRef, NewFace};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{Error, FaceResult, Models, ModelsConfig, Result, G2D_THRESHOLD, TEACHER_THRESHOLD};
+use crate::{Error, FaceResult, Models, ModelsConfig, Result, AUTO_THRESHOLD, G2D_THRESHOLD, TEACHER_THRESHOLD};
 
 /// The network that embeds faces.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +27,9 @@ pub enum ModelChoice {
     Teacher,
     /// The G2D model compiled into maskid.
     G2d,
+    /// Each face by the model for its mask state: the G2D student for masked faces, the
+    /// teacher for unmasked ones (one embedding space, so one gallery serves both).
+    Auto,
     /// An exported G2D backbone (`maskid export`; RGB in [-1, 1]) and its decision threshold
     /// when known (decisions need one).
     File {
@@ -38,6 +45,13 @@ impl ModelChoice {
     pub fn load(&self, assets: &Assets, parallelism: maskid_face::Parallelism) -> Result<Option<FaceEmbedder>> {
         let path = match self {
             ModelChoice::Teacher => return Ok(None),
+            ModelChoice::Auto => {
+                let teacher = FaceEmbedder::new(&assets.get(&SFACE)?, EmbedderConfig::sface(), parallelism)?
+                    .in_space(SFACE_EMBEDDING_SPACE);
+                let g2d = ModelChoice::G2d.load(assets, parallelism)?.expect("BUG: G2D is a model file");
+                let classifier = MaskClassifier::new(&MASK_CLASSIFIER.file(assets.home())?, parallelism)?;
+                return Ok(Some(teacher.routed_by_mask(g2d, Arc::new(classifier), "auto")?));
+            }
             ModelChoice::G2d => G2D_BACKBONE.file(assets.home())?,
             ModelChoice::File { path, .. } if !path.is_file() => {
                 return Err(Error::NoModel { given: path.display().to_string() })
@@ -55,6 +69,8 @@ impl ModelChoice {
     pub fn for_gallery(enrolled: &ModelRef) -> Option<ModelChoice> {
         if enrolled.sha256 == G2D_BACKBONE.sha256 {
             Some(ModelChoice::G2d)
+        } else if enrolled.id == "auto" && enrolled.space == SFACE_EMBEDDING_SPACE {
+            Some(ModelChoice::Auto)
         } else {
             (enrolled.space == SFACE_EMBEDDING_SPACE).then_some(ModelChoice::Teacher)
         }
@@ -73,6 +89,14 @@ impl ModelChoice {
         let (path, text) = match self {
             ModelChoice::Teacher => (PathBuf::from("teacher.json"), TEACHER_CALIBRATION.to_string()),
             ModelChoice::G2d => (PathBuf::from("g2d.json"), G2D_CALIBRATION.to_string()),
+            // Unmasked probes are the teacher's, masked ones G2D's.
+            ModelChoice::Auto => {
+                let (Some(teacher), Some(g2d)) = (ModelChoice::Teacher.calibration()?, ModelChoice::G2d.calibration()?)
+                else {
+                    unreachable!("BUG: both are built in")
+                };
+                return Ok(Some(Calibration::combined("auto", &teacher, &g2d)));
+            }
             ModelChoice::File { path, .. } => {
                 let path = Self::calibration_path(path);
                 match std::fs::read_to_string(&path) {
@@ -92,6 +116,7 @@ impl ModelChoice {
         match self {
             ModelChoice::Teacher => Some(TEACHER_THRESHOLD),
             ModelChoice::G2d => Some(G2D_THRESHOLD),
+            ModelChoice::Auto => Some(AUTO_THRESHOLD),
             ModelChoice::File { threshold, .. } => *threshold,
         }
     }
@@ -105,6 +130,7 @@ impl FromStr for ModelChoice {
         Ok(match s {
             "teacher" => ModelChoice::Teacher,
             "g2d" => ModelChoice::G2d,
+            "auto" => ModelChoice::Auto,
             path => ModelChoice::File { path: PathBuf::from(path), threshold: None },
         })
     }
@@ -115,6 +141,7 @@ impl fmt::Display for ModelChoice {
         match self {
             ModelChoice::Teacher => f.write_str("teacher"),
             ModelChoice::G2d => f.write_str("g2d"),
+            ModelChoice::Auto => f.write_str("auto"),
             ModelChoice::File { path, .. } => write!(f, "{}", path.display()),
         }
     }
@@ -215,6 +242,26 @@ pub struct OpenSetThreshold {
     pub fpir: Option<f64>,
     /// Faces searched (the gallery's, in the model's space).
     pub gallery_faces: usize,
+    /// The probes it is for: by FPIR, a face's own condition (clean or masked, as the mask
+    /// classifier says) once its threshold is chosen; `None`: any probe (the higher one).
+    pub condition: Option<ProbeCondition>,
+    /// The target, when decided by FPIR (each face's threshold comes from it).
+    #[serde(skip)]
+    target: Option<f64>,
+}
+
+impl OpenSetThreshold {
+    /// The threshold for a face whose mask is `mask`: by FPIR, its condition's.
+    fn for_face(self, mask: &FaceMask, calibration: Option<&Calibration>) -> Self {
+        match (self.target, calibration) {
+            (Some(fpir), Some(calibration)) => {
+                let condition = Some(if mask.state.masked() { ProbeCondition::Masked } else { ProbeCondition::Clean });
+                let threshold = calibration.threshold_in(condition, fpir, self.gallery_faces);
+                Self { threshold, condition, ..self }
+            }
+            _ => self,
+        }
+    }
 }
 
 /// What an enrolment keeps and lets through.
@@ -331,12 +378,12 @@ impl Recognizer {
             Decision::Threshold(given) => {
                 let threshold = self.threshold(Some(given))?;
                 let fpir = self.calibration.as_ref().map(|c| c.fpir_at(threshold, gallery_faces));
-                OpenSetThreshold { threshold, fpir, gallery_faces }
+                OpenSetThreshold { threshold, fpir, gallery_faces, condition: None, target: None }
             }
             Decision::Fpir(fpir) if !(fpir > 0.0 && fpir < 1.0) => return Err(Error::Fpir { given: fpir }),
             Decision::Fpir(fpir) => {
                 let threshold = calibration()?.threshold(fpir, gallery_faces);
-                OpenSetThreshold { threshold, fpir: Some(fpir), gallery_faces }
+                OpenSetThreshold { threshold, fpir: Some(fpir), gallery_faces, condition: None, target: Some(fpir) }
             }
         })
     }
@@ -354,6 +401,14 @@ impl Recognizer {
     /// Every face the detector finds in `image` above its threshold, best first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         Ok(self.models.detector.detect(image)?)
+    }
+
+    /// Every face the detector finds in `image`, best first, and whether it wears a mask.
+    pub fn detect_masks(&self, image: &RgbImage) -> Result<Vec<(Detection, FaceMask)>> {
+        let found = self.detect(image)?;
+        let crops = found.iter().map(|d| self.align(image, d)).collect::<Result<Vec<_>>>()?;
+        let masks = self.models.mask.classify(&crops)?;
+        Ok(found.into_iter().zip(masks).collect())
     }
 
     /// The 112x112 crop of a detected face, aligned on its five landmarks.
@@ -375,11 +430,12 @@ impl Recognizer {
             None => found?,
         };
         let crops: Vec<AlignedFace> = found.iter().map(|(_, f)| f.clone()).collect();
-        let embeddings = self.embed(&crops)?;
+        let masks = self.models.mask.classify(&crops)?;
+        let embeddings = self.embedder().embed_known(&crops, &masks)?;
         Ok(found
             .into_iter()
-            .zip(embeddings)
-            .map(|((detection, face), embedding)| FaceResult { detection, face, embedding })
+            .zip(masks.into_iter().zip(embeddings))
+            .map(|((detection, face), (mask, embedding))| FaceResult { detection, face, mask, embedding })
             .collect())
     }
 
@@ -412,6 +468,7 @@ impl Recognizer {
             source_sha256: photo.sha256().to_string(),
             score: found.detection.score,
             crop: keep_crop.then(|| found.face.rgb().to_vec()),
+            mask: Some(found.mask.state),
         };
         Ok((found, face))
     }
@@ -431,7 +488,17 @@ impl Recognizer {
     ) -> Result<Enrolled> {
         let (face, new) = self.new_face(photo, policy, options.keep_crop)?;
         let quality = FaceQuality::measure(&face.detection, &face.face);
-        let notes = quality.notes();
+        let mut notes = quality.notes();
+        if face.mask.state.masked() {
+            // Enrolled all the same: a masked reference still finds its person, less surely.
+            notes.push(QualityNote {
+                problem: format!(
+                    "the face wears a mask ({}): a masked reference matches less surely; enrol an unmasked photo",
+                    face.mask.state
+                ),
+                poor: false,
+            });
+        }
         let poor: Vec<&str> = notes.iter().filter(|n| n.poor).map(|n| n.problem.as_str()).collect();
         if !poor.is_empty() && !options.allow_poor {
             return Err(Error::PoorReference { problems: poor.join("; ") });
@@ -468,13 +535,16 @@ impl Recognizer {
         decided_by: OpenSetThreshold,
     ) -> Result<Vec<Identification>> {
         let faces = self.faces(photo, policy)?;
-        let probes: Vec<Embedding> = faces.iter().map(|f| f.embedding.clone()).collect();
-        let found = gallery.identify_each(&probes, &self.model(), top, decided_by.threshold)?;
-        Ok(faces
+        faces
             .into_iter()
-            .zip(found)
-            .map(|(face, candidates)| Identification { face, decided_by, candidates })
-            .collect())
+            .map(|face| {
+                let decided_by = decided_by.for_face(&face.mask, self.calibration.as_ref());
+                let found =
+                    gallery.identify_each(&[face.embedding.clone()], &self.model(), top, decided_by.threshold)?;
+                let candidates = found.into_iter().next().unwrap_or_default();
+                Ok(Identification { face, decided_by, candidates })
+            })
+            .collect()
     }
 
     /// Recomputes every face of `gallery` from its kept crop with this model.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use maskid_assets::{Assets, ONNXRUNTIME_LIB};
-use maskid_core::{AlignedFace, Detection, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
+use maskid_core::{AlignedFace, Detection, FaceMask, Landmarks5, ALIGNED_SIZE_PX, ALIGNMENT_TEMPLATE};
 use maskid_face::{DetectorConfig, FacePolicy, Parallelism};
 use maskid_mask::{render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut};
 use maskid_pipeline::{Decision, EnrolOptions, ModelChoice, ModelsConfig, Photo};
@@ -182,6 +182,31 @@ fn candidates(found: Vec<maskid_gallery::Candidate>) -> Vec<Candidate> {
 #[derive(Clone)]
 pub struct Face {
     detection: Detection,
+    mask: FaceMask,
+}
+
+/// Whether a face wears a mask, and how: `state` is "none", "worn" (nose and mouth covered)
+/// or "below-nose", with the probability of each.
+#[pyclass(frozen, module = "maskid", get_all)]
+pub struct Mask {
+    /// "none", "worn" or "below-nose".
+    state: String,
+    /// Probability of no mask.
+    none: f32,
+    /// Probability of a mask over the nose and the mouth.
+    worn: f32,
+    /// Probability of a mask below the nose.
+    below_nose: f32,
+}
+
+#[pymethods]
+impl Mask {
+    fn __repr__(&self) -> String {
+        format!(
+            "Mask(state={:?}, none={:.3}, worn={:.3}, below_nose={:.3})",
+            self.state, self.none, self.worn, self.below_nose
+        )
+    }
 }
 
 #[pymethods]
@@ -199,6 +224,13 @@ impl Face {
         self.detection.score
     }
 
+    /// Whether the face wears a mask ([`Mask`]).
+    #[getter]
+    fn mask(&self) -> Mask {
+        let m = self.mask;
+        Mask { state: m.state.name().to_string(), none: m.none, worn: m.worn, below_nose: m.below_nose }
+    }
+
     /// The five landmarks (right eye, left eye, nose tip, right and left mouth corners) as
     /// a 5x2 float32 array of (x, y) pixels.
     #[getter]
@@ -210,8 +242,13 @@ impl Face {
     fn __repr__(&self) -> String {
         let b = self.detection.bbox;
         format!(
-            "Face(box=({:.1}, {:.1}, {:.1}, {:.1}), score={:.3})",
-            b.x, b.y, b.width, b.height, self.detection.score
+            "Face(box=({:.1}, {:.1}, {:.1}, {:.1}), score={:.3}, mask={:?})",
+            b.x,
+            b.y,
+            b.width,
+            b.height,
+            self.detection.score,
+            self.mask.state.name()
         )
     }
 }
@@ -378,8 +415,8 @@ impl Recognizer {
     /// Every face in `image` the detector finds, best first (an empty list when none).
     fn detect(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<Vec<Face>> {
         let photo = self.photo(py, image)?;
-        let found = py.detach(|| self.inner.detect(photo.image())).map_err(py_error)?;
-        Ok(found.into_iter().map(|detection| Face { detection }).collect())
+        let found = py.detach(|| self.inner.detect_masks(photo.image())).map_err(py_error)?;
+        Ok(found.into_iter().map(|(detection, mask)| Face { detection, mask }).collect())
     }
 
     /// The 112x112x3 crop of `face` (from `detect`) aligned on its landmarks, as the models
@@ -572,7 +609,10 @@ impl Gallery {
         fpir: Option<f64>,
     ) -> PyResult<Vec<(Face, Vec<Candidate>)>> {
         let found = self.identified(py, image, FacePolicy::All, top, self.decision(threshold, fpir)?)?;
-        Ok(found.into_iter().map(|f| (Face { detection: f.face.detection }, candidates(f.candidates))).collect())
+        Ok(found
+            .into_iter()
+            .map(|f| (Face { detection: f.face.detection, mask: f.face.mask }, candidates(f.candidates)))
+            .collect())
     }
 
     /// The threshold `identify` uses with the same `threshold=` or `fpir=`, and what it
@@ -642,6 +682,7 @@ fn maskid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Recognizer>()?;
     m.add_class::<Face>()?;
+    m.add_class::<Mask>()?;
     m.add_class::<Verification>()?;
     m.add_class::<Candidate>()?;
     m.add_class::<Gallery>()?;

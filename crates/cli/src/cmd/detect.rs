@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use maskid_core::Detection;
+use maskid_core::{AlignedFace, Detection, FaceMask};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::escaped_name;
 use serde::Serialize;
@@ -28,8 +28,16 @@ struct PhotoFaces {
     photo: String,
     width: u32,
     height: u32,
-    faces: Vec<Detection>,
+    faces: Vec<DetectedFace>,
     error: Option<String>,
+}
+
+/// A face found, and whether it wears a mask.
+#[derive(Serialize)]
+struct DetectedFace {
+    #[serde(flatten)]
+    detection: Detection,
+    mask: FaceMask,
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
@@ -41,7 +49,13 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         match models.photo_faces(photo, args.face) {
             Ok((image, faces)) => {
                 (entry.width, entry.height) = image.dimensions();
-                entry.faces = faces.into_iter().map(|(d, _)| d).collect();
+                let crops: Vec<AlignedFace> = faces.iter().map(|(_, crop)| crop.clone()).collect();
+                let masks = models.mask.classify(&crops)?;
+                entry.faces = faces
+                    .into_iter()
+                    .zip(masks)
+                    .map(|((detection, _), mask)| DetectedFace { detection, mask })
+                    .collect();
             }
             // No face is an answer, not a failure.
             Err(maskid_pipeline::Error::Face(maskid_face::Error::NoFace { .. })) => {
@@ -60,12 +74,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 Some(e) => warn(e),
                 None => {
                     println!("{} ({}x{}): {} face(s)", escaped_name(&r.photo), r.width, r.height, r.faces.len());
-                    for (i, f) in r.faces.iter().enumerate() {
+                    for (i, DetectedFace { detection: f, mask }) in r.faces.iter().enumerate() {
                         let b = f.bbox;
                         let lm: Vec<String> =
                             f.landmarks.0.iter().map(|p| format!("({:.0},{:.0})", p[0], p[1])).collect();
                         println!(
-                            "  #{i} score {:.3} box {:.0},{:.0} {:.0}x{:.0} landmarks {}",
+                            "  #{i} score {:.3} box {:.0},{:.0} {:.0}x{:.0} landmarks {} {mask}",
                             f.score,
                             b.x,
                             b.y,

@@ -61,6 +61,8 @@ struct Enrolled {
     face_id: Option<i64>,
     /// The face's quality as a reference (pose, sharpness, size), when it was found.
     quality: Option<maskid_face::FaceQuality>,
+    /// Whether the face wears a mask, when it was found.
+    mask: Option<maskid_core::FaceMask>,
     /// Its shortfalls: warnings, and with --allow-poor the ones that would have refused it.
     notes: Vec<String>,
     error: Option<String>,
@@ -112,15 +114,21 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         progress(maskid_pipeline::Progress { stage: "enrol", done: i + 1, total: pairs.len() });
-        let (face_id, quality, notes) = match &outcome {
-            Ok(e) => (Some(e.enrolment.face_id), Some(e.quality), e.notes.iter().map(|n| n.problem.clone()).collect()),
-            Err(_) => (None, None, Vec::new()),
+        let (face_id, quality, mask, notes) = match &outcome {
+            Ok(e) => (
+                Some(e.enrolment.face_id),
+                Some(e.quality),
+                Some(e.face.mask),
+                e.notes.iter().map(|n| n.problem.clone()).collect(),
+            ),
+            Err(_) => (None, None, None, Vec::new()),
         };
         results.push(Enrolled {
             name: name.clone(),
             photo: photo.display().to_string(),
             face_id,
             quality,
+            mask,
             notes,
             error: outcome.err().map(|e| photo_error_text(photo, &e)),
         });

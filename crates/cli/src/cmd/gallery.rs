@@ -85,7 +85,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                     subject.metadata
                 );
                 for f in &faces {
-                    println!("  face {} ({}, score {:.3}, {})", f.id, f.model_id, f.score, f.created);
+                    let mask = f.mask.map_or("mask not recorded", |m| m.name());
+                    println!("  face {} ({}, score {:.3}, mask {mask}, {})", f.id, f.model_id, f.score, f.created);
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use maskid_core::{BBox, Landmarks5};
+use maskid_core::{BBox, FaceMask, Landmarks5};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::{escaped_name, Candidate, Gallery, IndexKind, Location};
 use maskid_pipeline::{Decision, ModelChoice, DEFAULT_FPIR};
@@ -71,6 +71,9 @@ struct FaceIdentified {
     bbox: BBox,
     score: f32,
     landmarks: Landmarks5,
+    mask: FaceMask,
+    /// This face's threshold: by FPIR, its condition's (clean or masked).
+    threshold: f32,
     candidates: Vec<Candidate>,
 }
 
@@ -98,6 +101,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                             bbox: d.bbox,
                             score: d.score,
                             landmarks: d.landmarks,
+                            mask: f.face.mask,
+                            threshold: f.decided_by.threshold,
                             candidates: f.candidates,
                         }
                     })
@@ -110,7 +115,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         results.push(Identified {
             photo: photo.display().to_string(),
             model: model.to_string(),
-            threshold: decided_by.threshold,
+            // The first face's (its condition's, by FPIR), as `candidates` are its.
+            threshold: faces.first().map_or(decided_by.threshold, |f| f.threshold),
             fpir: decided_by.fpir,
             gallery_faces: decided_by.gallery_faces,
             candidates,
@@ -121,12 +127,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&results)?;
     } else {
-        let rule = match decided_by.fpir {
-            Some(fpir) => format!(
-                "threshold {:.3}: FPIR {fpir:.0e} over {} faces",
-                decided_by.threshold, decided_by.gallery_faces
-            ),
-            None => format!("threshold {:.3}", decided_by.threshold),
+        let rule = |face: &FaceIdentified| match decided_by.fpir {
+            Some(fpir) => {
+                format!("threshold {:.3}: FPIR {fpir:.0e} over {} faces", face.threshold, decided_by.gallery_faces)
+            }
+            None => format!("threshold {:.3}", face.threshold),
         };
         for r in &results {
             if let Some(e) = &r.error {
@@ -146,7 +151,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 };
                 let verdict =
                     if best.matched { format!("is {}", escaped_name(&best.name)) } else { "matches nobody".into() };
-                println!("{shown}: {verdict} (similarity {:.3}, {rule})", best.similarity);
+                println!("{shown}: {verdict} (similarity {:.3}, {}, {})", best.similarity, rule(face), face.mask);
                 for c in &face.candidates {
                     let mark = if c.matched { "  match" } else { "" };
                     println!("    {:<30} {:.3}{mark}", escaped_name(&c.name), c.similarity);

@@ -9,6 +9,7 @@ pub mod demo_report;
 pub mod detect;
 pub mod enroll;
 pub mod eval;
+pub mod eval_mask;
 pub mod export;
 pub mod gallery;
 pub mod identify;

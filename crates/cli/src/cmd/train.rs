@@ -34,15 +34,17 @@ pub struct Args {
     /// counts as its own identity.
     #[arg(long)]
     distill_data: Option<PathBuf>,
-    /// TOML config (keys as in configs/small.toml; for --stage detector, as in
-    /// configs/detector.toml); default: the --preset (the detector's own defaults).
+    /// TOML config (keys as in configs/small.toml; for --stage detector or mask, as in
+    /// configs/detector.toml or configs/mask.toml); default: the --preset (those stages' own
+    /// defaults).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Built-in config when no --config: small (CPU) or paper (GPU).
     #[arg(long, default_value = "small", value_parser = choices::preset())]
     preset: String,
-    /// all (the four G2D stages), inpaint, encoder, reformer, classifier, or detector (YuNet
-    /// tuned on masked faces; not part of all).
+    /// all (the four G2D stages), inpaint, encoder, reformer, classifier, detector (YuNet
+    /// tuned on masked faces) or mask (the mask-state classifier); the last two are not part
+    /// of all.
     #[arg(long, default_value = "all", value_parser = choices::stage())]
     stage: String,
     /// Run folder (default: $MASKID_HOME/runs/<config name>).
@@ -87,8 +89,10 @@ pub struct Args {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
-    if args.stage == "detector" {
-        return train_detector(global, &args);
+    match args.stage.as_str() {
+        "detector" => return train_detector(global, &args),
+        "mask" => return train_mask_state(global, &args),
+        _ => {}
     }
     let config = match &args.config {
         Some(path) => G2dConfig::load(path)?,
@@ -294,6 +298,82 @@ fn train_detector(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> 
     let stage = maskid_g2d::detector::STAGE;
     let report =
         with_progress(global, args, stage, steps, |progress| tune_detector(&config, &data, &options, progress))?;
+    if args.json {
+        print_json(&[report])?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--stage mask`: the mask-state classifier on DevTrain photos unmasked and masked on the
+/// photo (held-out people validate), UTKFace's faces (`--distill-data`) the same way, and
+/// real masks (`--real-masks`, masked-wild: all but its test part); then exported to
+/// `RUN/mask/mask-state.onnx`, checked against burn.
+fn train_mask_state(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> {
+    use maskid_g2d::mask_state::{self, MaskData, MaskStateConfig};
+    use maskid_g2d::run::RunConfig;
+    let config = match &args.config {
+        Some(path) => MaskStateConfig::load(path)?,
+        None => MaskStateConfig::default(),
+    };
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lfw = args.data.clone().context("--data is required (LFW)")?;
+    let masked_wild = args.real_masks.clone().context("--stage mask needs --real-masks (masked-wild's photos)")?;
+    let run = args.run.clone().unwrap_or_else(|| global.assets().home().join("runs").join(&config.name));
+    let device = maskid_g2d::device(&args.device)?;
+    let options = TrainOptions { run: &run, device: device.clone(), resume: args.resume, stop_after: args.stop_after };
+    if args.resume && mask_state::mask_state_finished_with(&run, &config) {
+        if !global.quiet {
+            eprintln!("maskid: the mask classifier is already finished in {}", run.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&lfw)
+        .and_then(|l| l.devtrain_holdout_people(EvalOptions::validation(lfw.clone()).seed))
+        .context("--stage mask trains on LFW (--data)")?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let models = global.models(Parallelism::Throughput)?;
+    let sources = maskid_pipeline::MaskSources {
+        lfw: &lfw,
+        held_out: &held_out,
+        max_people: args.max_people,
+        utkface: args.distill_data.as_deref(),
+        utkface_photos: args.max_people.map_or(4000, |people| people.min(4000)),
+        masked_wild: &masked_wild,
+    };
+    let (train, validation) = maskid_pipeline::mask_examples(&models, &sources, &global.progress())?;
+    if !global.quiet {
+        let count = |set: &[maskid_core::MaskExample], f: fn(&maskid_core::MaskSource) -> bool| {
+            set.iter().filter(|e| f(&e.source)).count()
+        };
+        use maskid_core::MaskSource::{Clean, PhotoDrawn, Real};
+        for (name, set) in [("training", &train), ("validation", &validation)] {
+            eprintln!(
+                "maskid: {name} faces: {} unmasked, {} masked on the photo, {} real masks",
+                count(set, |s| *s == Clean),
+                count(set, |s| matches!(s, PhotoDrawn { .. })),
+                count(set, |s| *s == Real)
+            );
+        }
+    }
+    let data = MaskData { train: &train, validation: &validation };
+    let report = with_progress(global, args, mask_state::STAGE, config.schedule.steps, |progress| {
+        mask_state::train_mask_state(&config, &data, &options, progress)
+    })?;
+    if report.finished {
+        let (net, _) = mask_state::load_mask_state(&run, &device)?;
+        let out = run.join(mask_state::STAGE).join("mask-state.onnx");
+        let faces: Vec<_> = validation.iter().take(64).map(|e| e.face.clone()).collect();
+        let metadata = [("maskid_model", "mask-state".to_string()), ("trained_steps", report.steps.to_string())];
+        let diff = mask_state::export_mask_state_onnx(&net, &out, &metadata, &faces, &device)?;
+        if !global.quiet {
+            eprintln!("maskid: exported {} (ONNX Runtime within {diff:.1e} of burn)", out.display());
+        }
+    }
     if args.json {
         print_json(&[report])?;
     }

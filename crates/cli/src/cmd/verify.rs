@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use maskid_core::FaceMask;
 use maskid_face::{FacePolicy, Parallelism};
 use serde::Serialize;
 
@@ -37,6 +38,8 @@ struct Verdict {
     threshold: f32,
     same_person: bool,
     model: String,
+    /// Whether each face wears a mask: the first photo's, the second's.
+    masks: [FaceMask; 2],
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
@@ -57,12 +60,19 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     };
     let decision = recognizer.compare(&a.embedding, &b.embedding, args.threshold)?;
     let (similarity, threshold) = (decision.similarity, decision.threshold);
-    let verdict = Verdict { similarity, threshold, same_person: decision.same_person, model: recognizer.model().id };
+    let verdict = Verdict {
+        similarity,
+        threshold,
+        same_person: decision.same_person,
+        model: recognizer.model().id,
+        masks: [a.mask, b.mask],
+    };
     if args.json {
         print_json(&verdict)?;
     } else {
         let word = if verdict.same_person { "same person" } else { "different people" };
         println!("{word}: similarity {similarity:.3} (threshold {threshold:.3}, model {})", verdict.model);
+        println!("  first face: {}; second face: {}", a.mask, b.mask);
     }
     Ok(exit_status(false, !verdict.same_person))
 }

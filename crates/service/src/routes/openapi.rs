@@ -140,9 +140,16 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
     let model = object(&["id", "sha256", "space"], json!({ "id": string, "sha256": string, "space": string }));
     let bbox =
         object(&["x", "y", "width", "height"], json!({ "x": number, "y": number, "width": number, "height": number }));
+    let mask = object(
+        &["state", "none", "worn", "below_nose"],
+        json!({
+        "state": { "type": "string", "enum": ["none", "worn", "below-nose"],
+            "description": "masked when worn + below_nose >= 0.5; then worn or below-nose by the likelier" },
+        "none": number, "worn": number, "below_nose": number }),
+    );
     let face = object(
-        &["box", "score", "landmarks"],
-        json!({ "box": bbox, "score": number, "landmarks": list(list(number.clone())) }),
+        &["box", "score", "landmarks", "mask"],
+        json!({ "box": bbox, "score": number, "landmarks": list(list(number.clone())), "mask": refer("Mask") }),
     );
     let candidate = object(
         &["name", "similarity", "matched"],
@@ -150,10 +157,11 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         "name": string, "similarity": number, "matched": { "type": "boolean" } }),
     );
     let face_answer = object(
-        &["match", "candidates", "face"],
+        &["match", "candidates", "face", "threshold"],
         json!({
         "match": { "type": ["string", "null"], "description": "the best candidate's name when it passes the threshold" },
-        "candidates": list(refer("Candidate")), "face": refer("Face") }),
+        "candidates": list(refer("Candidate")), "face": refer("Face"),
+        "threshold": { "type": "number", "description": "this face's threshold: by FPIR, that of its condition (clean or masked)" } }),
     );
     let subject = object(
         &["id", "name", "metadata", "created", "faces"],
@@ -161,20 +169,24 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         "id": integer, "name": string, "metadata": { "type": "object" }, "created": string, "faces": integer }),
     );
     let face_info = object(
-        &["id", "model_id", "source_sha256", "score", "created"],
+        &["id", "model_id", "source_sha256", "score", "mask", "created"],
         json!({
-        "id": integer, "model_id": string, "source_sha256": string, "score": number, "created": string }),
+        "id": integer, "model_id": string, "source_sha256": string, "score": number,
+        "mask": { "type": ["string", "null"], "enum": ["none", "worn", "below-nose", null],
+            "description": "the face's mask state at enrolment (null: enrolled before maskid told)" },
+        "created": string }),
     );
     let mut schemas = serde_json::Map::new();
     for (name, schema) in [
         ("Model", model),
+        ("Mask", mask),
         ("Face", face),
         ("Candidate", candidate),
         ("FaceAnswer", face_answer),
         (
             "Identify",
             object(
-                &["match", "candidates", "face", "faces", "threshold", "fpir", "gallery_faces", "model"],
+                &["match", "candidates", "face", "threshold", "faces", "fpir", "gallery_faces", "model"],
                 json!({
             "match": { "type": ["string", "null"] }, "candidates": list(refer("Candidate")), "face": refer("Face"),
             "faces": list(refer("FaceAnswer")), "threshold": number,
@@ -185,9 +197,10 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         (
             "Verify",
             object(
-                &["same_person", "similarity", "threshold", "model"],
+                &["same_person", "similarity", "threshold", "model", "masks"],
                 json!({
-            "same_person": { "type": "boolean" }, "similarity": number, "threshold": number, "model": refer("Model") }),
+            "same_person": { "type": "boolean" }, "similarity": number, "threshold": number, "model": refer("Model"),
+            "masks": { "type": "array", "items": refer("Mask"), "minItems": 2, "maxItems": 2 } }),
             ),
         ),
         ("Subject", subject),
@@ -207,12 +220,12 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         (
             "Enrolment",
             object(
-                &["face_id", "subject", "subject_created", "detection_score", "quality", "notes"],
+                &["face_id", "subject", "subject_created", "detection_score", "quality", "mask", "notes"],
                 json!({
             "face_id": integer, "subject": string, "subject_created": { "type": "boolean" }, "detection_score": number,
             "quality": object(&["yaw_deg", "pitch_deg", "eye_distance_px", "sharpness"],
                 json!({ "yaw_deg": number, "pitch_deg": number, "eye_distance_px": number, "sharpness": number })),
-            "notes": list(string.clone()) }),
+            "mask": refer("Mask"), "notes": list(string.clone()) }),
             ),
         ),
         (

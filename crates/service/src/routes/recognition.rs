@@ -22,6 +22,7 @@ struct FaceFound {
     bbox: maskid_core::BBox,
     score: f32,
     landmarks: maskid_core::Landmarks5,
+    mask: maskid_core::FaceMask,
 }
 
 /// One face's answer.
@@ -31,25 +32,31 @@ struct FaceAnswer {
     decision: Option<String>,
     candidates: Vec<maskid_gallery::Candidate>,
     face: FaceFound,
+    /// This face's threshold: by FPIR, its condition's (clean or masked).
+    threshold: f32,
 }
 
 impl From<Identification> for FaceAnswer {
     fn from(found: Identification) -> Self {
         let decision = found.matched().map(|c| c.name.clone());
         let detection = found.face.detection;
-        let face = FaceFound { bbox: detection.bbox, score: detection.score, landmarks: detection.landmarks };
-        Self { decision, candidates: found.candidates, face }
+        let face = FaceFound {
+            bbox: detection.bbox,
+            score: detection.score,
+            landmarks: detection.landmarks,
+            mask: found.face.mask,
+        };
+        Self { decision, candidates: found.candidates, face, threshold: found.decided_by.threshold }
     }
 }
 
-/// The chosen face's answer at the top level; with `face=all`, every face's in `faces` (the
-/// top level is then the best detection's).
+/// The chosen face's answer at the top level (its `threshold` too); with `face=all`, every
+/// face's in `faces` (the top level is then the best detection's).
 #[derive(Serialize)]
 struct IdentifyAnswer {
     #[serde(flatten)]
     first: FaceAnswer,
     faces: Vec<FaceAnswer>,
-    threshold: f32,
     /// The share of strangers the threshold lets through for this gallery, when known.
     fpir: Option<f64>,
     gallery_faces: usize,
@@ -62,6 +69,8 @@ struct VerifyAnswer {
     similarity: f32,
     threshold: f32,
     model: ModelRef,
+    /// Whether each face wears a mask: a's, b's.
+    masks: [maskid_core::FaceMask; 2],
 }
 
 /// The request's threshold, else the service's, checked by the recogniser.
@@ -106,7 +115,6 @@ pub(super) async fn identify(
     let body = IdentifyAnswer {
         first,
         faces,
-        threshold: decided_by.threshold,
         fpir: decided_by.fpir,
         gallery_faces: decided_by.gallery_faces,
         model: state.recognizer.model(),
@@ -134,9 +142,10 @@ pub(super) async fn verify(
             found.map_err(|e| ApiError::from(e).about_image(field))
         };
         let (a, b): (FaceResult, FaceResult) = (face(&images[0], "a")?, face(&images[1], "b")?);
-        Ok(s.recognizer.compare(&a.embedding, &b.embedding, Some(threshold))?)
+        Ok((s.recognizer.compare(&a.embedding, &b.embedding, Some(threshold))?, [a.mask, b.mask]))
     })
     .await?;
+    let (decision, masks) = decision;
     let (similarity, same_person, model) = (decision.similarity, decision.same_person, state.recognizer.model());
-    Ok(Json(VerifyAnswer { same_person, similarity, threshold, model }).into_response())
+    Ok(Json(VerifyAnswer { same_person, similarity, threshold, model, masks }).into_response())
 }

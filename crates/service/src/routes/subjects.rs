@@ -31,6 +31,8 @@ struct EnrolAnswer {
     detection_score: f32,
     /// The face's quality as a reference.
     quality: maskid_face::FaceQuality,
+    /// Whether the face wears a mask (a masked reference gets a note).
+    mask: maskid_core::FaceMask,
     /// Its shortfalls (warnings; with allow_poor, the refusing ones too).
     notes: Vec<String>,
 }
@@ -149,6 +151,7 @@ pub(super) async fn enroll(
         subject_created: e.subject_created,
         detection_score: enrolled.face.detection.score,
         quality: enrolled.quality,
+        mask: enrolled.face.mask,
         notes: enrolled.notes.into_iter().map(|n| n.problem).collect(),
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
