@@ -45,7 +45,7 @@ pub static MASKED_DETECTOR: ShippedModel = ShippedModel {
 /// covers the nose.
 pub static MASK_CLASSIFIER: ShippedModel = ShippedModel {
     name: "mask-state.onnx",
-    sha256: "a72dde7800b14a3ab156b477df74dc571889e83bb2ea1ade4cedef7f78d8d06f",
+    sha256: "876217684a5c35e834490ad8e24a308eda7e8a5d45f2ca04d1165094167c9b85",
     bytes: include_bytes!("../../../models/mask-state.onnx"),
 };
 

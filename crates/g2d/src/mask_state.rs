@@ -85,7 +85,7 @@ impl Default for MaskStateConfig {
             crop_drawn: 0.15,
             real: 0.2,
             degrade: 0.4,
-            photo_edge: 0.3,
+            photo_edge: 0.5,
         }
     }
 }
@@ -243,19 +243,20 @@ fn show(example: &MaskExample, slot: Slot, seed: u64, degrade: f32, edge: f32) -
 
 /// Blacks out the crop beyond one or two edges of a photo cut close to the face: each a
 /// line near a side of the crop (below the chin, beside a cheek, above the brows), tilted up
-/// to 25 degrees, as a tilted tight crop leaves after alignment. Cuts from below stop short
-/// of the mouth (row 96 of 112), so a mask stays in view.
+/// to 40 degrees, as a tight crop of a tilted head leaves after alignment (rmfrd-dev's
+/// unmasked crops lose whole corners so). Cuts from below stop at the mouth (row 82 of 112),
+/// so most of a mask stays in view.
 pub fn photo_edge(rgb: &mut [u8], rng: &mut Rng) {
     let size = ALIGNED_SIZE_PX as f32;
     for _ in 0..1 + usize::from(rng.chance(0.3)) {
         // (normal pointing out of the photo, deepest cut into the crop in pixels)
         let (side, depth) = match rng.below(4) {
-            0 => ([0.0f32, 1.0f32], 16.0),
-            1 => ([1.0, 0.0], 26.0),
-            2 => ([-1.0, 0.0], 26.0),
-            _ => ([0.0, -1.0], 20.0),
+            0 => ([0.0f32, 1.0f32], 30.0),
+            1 => ([1.0, 0.0], 34.0),
+            2 => ([-1.0, 0.0], 34.0),
+            _ => ([0.0, -1.0], 24.0),
         };
-        let tilt = rng.range(-25.0, 25.0).to_radians();
+        let tilt = rng.range(-40.0, 40.0).to_radians();
         let (sin, cos) = tilt.sin_cos();
         let normal = [side[0] * cos - side[1] * sin, side[0] * sin + side[1] * cos];
         // The line's distance from the centre along the normal.
@@ -564,4 +565,21 @@ pub fn export_mask_state_onnx(
         return Err(Error::Export(format!("ONNX Runtime's answers differ from burn's by up to {diff}")));
     }
     Ok(diff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repositorys_config_is_the_default_and_reads_back_as_itself() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mask.toml");
+        let config = MaskStateConfig::load(&path).unwrap();
+        assert_eq!(config, MaskStateConfig::default(), "configs/mask.toml is the built-in recipe");
+        assert_eq!(MaskStateConfig::from_toml(&config.to_toml(), "again").unwrap(), config);
+        let bad = MaskStateConfig::from_toml("clean = 0.9\n", "x").unwrap_err().to_string();
+        assert!(bad.contains("must be 1"), "{bad}");
+        let unknown = MaskStateConfig::from_toml("cleen = 0.4\n", "x").unwrap_err().to_string();
+        assert!(unknown.contains("cleen"), "{unknown}");
+    }
 }

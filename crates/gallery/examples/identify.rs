@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             source_sha256: format!("photo of {name}"),
             score: 0.9,
             crop: None,
+            mask: None,
         };
         let enrolled = gallery.enroll(name, &serde_json::json!({ "example": true }), &face)?;
         println!("enrolled {name} as face {}", enrolled.face_id);

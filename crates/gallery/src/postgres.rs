@@ -726,8 +726,8 @@ impl Backend for PgGallery {
                 .collect();
             let faces = tx
                 .query(
-                    "SELECT s.name, f.embedding, f.source_sha256, f.score, f.crop, f.created, f.model_id, \
-                     f.model_sha256, f.embedding_space, f.mask FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
+                    "SELECT s.name, f.embedding, f.source_sha256, f.score, f.crop, f.created, f.mask, f.model_id, \
+                     f.model_sha256, f.embedding_space FROM faces f JOIN subjects s ON s.id = f.subject_id ORDER BY f.id",
                     &[],
                 )
                 .await
@@ -741,7 +741,7 @@ impl Backend for PgGallery {
                     crop: r.get(4),
                     created: r.get(5),
                     model: model_ref(&r),
-                    mask: mask_state(r.get(9)),
+                    mask: mask_state(r.get(6)),
                 })
                 .collect();
             tx.commit().await.map_err(e)?;

@@ -45,9 +45,10 @@ pub struct MaskSources<'a> {
     pub held_out: &'a std::collections::BTreeSet<String>,
     /// The first this many DevTrain people only (short runs).
     pub max_people: Option<usize>,
-    /// UTKFace's faces (a tenth validate), at most `utkface_photos` of them.
+    /// UTKFace's faces (a tenth validate), at most `utkface_photos` of them: tight crops of
+    /// every age and origin, which LFW's news photos lack.
     pub utkface: Option<&'a Path>,
-    /// How many UTKFace photos.
+    /// How many UTKFace photos (a seeded choice).
     pub utkface_photos: usize,
     /// masked-wild's photos of real masks, split by [`MaskedWildPart`].
     pub masked_wild: &'a Path,

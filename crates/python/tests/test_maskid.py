@@ -97,6 +97,19 @@ def test_detect_equals_the_cli(cli, samples, rec):
             assert f32(ours.score) == f32(theirs["score"])
             assert ours.landmarks.dtype == np.float32 and ours.landmarks.shape == (5, 2)
             assert np.array_equal(ours.landmarks, np.array(theirs["landmarks"], dtype=np.float32))
+            mask = theirs["mask"]
+            assert ours.mask.state == mask["state"] == "none"
+            for k in ("none", "worn", "below_nose"):
+                assert f32(getattr(ours.mask, k)) == f32(mask[k])
+
+
+def test_a_masked_face_says_so(cli, samples, rec, tmp_path):
+    for coverage, expected in [("nose", "worn"), ("below-nose", "below-nose")]:
+        out = tmp_path / coverage
+        run_cli(cli, "mask", "-o", out, "--style", "surgical", "--coverage", coverage, samples / "person_a_1.jpg")
+        (face,) = rec.detect(out / "person_a_1.jpg")
+        assert face.mask.state == expected, face.mask
+        assert face.mask.none < 0.5
 
 
 def test_align_equals_the_cli(cli, samples, rec, tmp_path):

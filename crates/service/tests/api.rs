@@ -189,6 +189,7 @@ fn a_gallery_of_another_embedding_space_is_refused_at_start() {
         source_sha256: "p".into(),
         score: 0.9,
         crop: None,
+        mask: None,
     };
     gallery.enroll("x", &serde_json::json!({}), &face).unwrap();
     let recognizer = teacher();

@@ -103,9 +103,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             let spec = MaskSpec::from_seed(image_seed(&label, args.seed), Some(*style), Coverage::Random);
             let (masked, covered) = mask_face(&crop, &landmarks, &spec)?;
             let version = style.name().to_string();
-            faces.push(Face { photo, version, crop: masked, covered: Some(covered), restored: None });
+            faces.push(Face { photo, version, crop: masked, covered: Some(covered), restored: None, mask: None });
         }
-        faces.push(Face { photo, version: "clean".into(), crop, covered: None, restored: None });
+        faces.push(Face { photo, version: "clean".into(), crop, covered: None, restored: None, mask: None });
         photos.push(Photo { label, identity });
     }
     anyhow::ensure!(photos.len() >= 2, "fewer than two photos with a face; nothing to compare");
@@ -113,6 +113,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     faces.sort_by_key(|f| (f.photo, f.version != "clean"));
 
     let crops: Vec<AlignedFace> = faces.iter().map(|f| f.crop.clone()).collect();
+    for (face, mask) in faces.iter_mut().zip(models.mask.classify(&crops)?) {
+        face.mask = Some(mask);
+    }
     let masked: Vec<usize> = (0..faces.len()).filter(|&i| faces[i].version != "clean").collect();
     let restored = restorer.restore(&masked.iter().map(|&i| crops[i].clone()).collect::<Vec<_>>())?;
     for (i, r) in masked.into_iter().zip(restored) {

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use base64::Engine;
-use maskid_core::{AlignedFace, ALIGNED_SIZE_PX};
+use maskid_core::{AlignedFace, FaceMask, ALIGNED_SIZE_PX};
 use maskid_mask::MaskStyle;
 
 use maskid_core::OcclusionMap;
@@ -32,6 +32,8 @@ pub struct Face {
     /// G2D's unmask preview of a masked version: the decoder's pixels where the mask was.
     #[serde(skip)]
     pub restored: Option<AlignedFace>,
+    /// What the mask classifier says of the face (set once every version is made).
+    pub mask: Option<FaceMask>,
 }
 
 /// Which versions a pair compares.
@@ -237,7 +239,8 @@ fn faces(h: &mut String, report: &DemoReport, styles: &[&str]) -> anyhow::Result
         }
         h.push_str("</th>");
         for (i, face) in report.faces.iter().enumerate().filter(|(_, f)| f.photo == p) {
-            write!(h, "<td><span class=\"face f{i}\"></span></td>")?;
+            let said = face.mask.map_or(String::new(), |m| format!("<br><small>{m}</small>"));
+            write!(h, "<td><span class=\"face f{i}\"></span>{said}</td>")?;
             if face.restored.is_some() {
                 write!(h, "<td><span class=\"face r{i}\" style=\"opacity:0.9\"></span></td>")?;
             }

@@ -342,7 +342,7 @@ fn train_mask_state(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode
         held_out: &held_out,
         max_people: args.max_people,
         utkface: args.distill_data.as_deref(),
-        utkface_photos: args.max_people.map_or(4000, |people| people.min(4000)),
+        utkface_photos: args.max_people.unwrap_or(usize::MAX),
         masked_wild: &masked_wild,
     };
     let (train, validation) = maskid_pipeline::mask_examples(&models, &sources, &global.progress())?;
