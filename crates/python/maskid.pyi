@@ -51,6 +51,18 @@ class Face:
     @property
     def landmarks(self) -> npt.NDArray[np.float32]:
         """5x2 (x, y): right eye, left eye, nose tip, right and left mouth corners."""
+    @property
+    def mask(self) -> Mask:
+        """Whether the face wears a mask, and how."""
+
+class Mask:
+    """The mask classifier's answer for one face."""
+
+    state: str
+    """"none", "worn" (nose and mouth covered) or "below-nose" (mouth covered, nose not)."""
+    none: float
+    worn: float
+    below_nose: float
 
 class Verification:
     same_person: bool
@@ -64,7 +76,8 @@ class Candidate:
 
 class Recognizer:
     """Finds, aligns and embeds faces with one model: "teacher" (SFace), "g2d" (maskid's own
-    model) or the path of an exported G2D backbone (give `threshold`)."""
+    model), "auto" (G2D for masked faces, the teacher for unmasked ones) or the path of an
+    exported G2D backbone (give `threshold`)."""
 
     def __init__(
         self,

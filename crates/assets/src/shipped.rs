@@ -45,7 +45,7 @@ pub static MASKED_DETECTOR: ShippedModel = ShippedModel {
 /// covers the nose.
 pub static MASK_CLASSIFIER: ShippedModel = ShippedModel {
     name: "mask-state.onnx",
-    sha256: "876217684a5c35e834490ad8e24a308eda7e8a5d45f2ca04d1165094167c9b85",
+    sha256: "d0fa9ece4a473a02e714d2cf30b88b9f0c3bdd8765be9b36950ff392ab316148",
     bytes: include_bytes!("../../../models/mask-state.onnx"),
 };
 

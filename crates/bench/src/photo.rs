@@ -1,5 +1,5 @@
-//! Photo -> embedding with the teacher: the latency of one 640x480 photo with one face, stage
-//! by stage; masks drawn per second; and the throughput of the whole chain over a data set.
+//! Photo -> mask state and embedding with the teacher: the latency of one 640x480 photo with
+//! one face, stage by stage; masks drawn per second; and the throughput of the whole chain over a data set.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,8 @@ pub struct Latency {
     pub median_detect_ms: f64,
     /// The similarity transform onto the template.
     pub median_align_ms: f64,
+    /// The mask classifier, batch 1 (every face `identify`, `verify` and `enroll` see gets one).
+    pub median_mask_ms: f64,
     /// SFace, batch 1.
     pub median_embed_ms: f64,
 }
@@ -65,7 +67,8 @@ pub fn test_photo(setup: &Setup) -> anyhow::Result<Vec<u8>> {
 /// The photo chain on `jpeg` (one face), `iterations` timed runs after 5 warm-up runs.
 pub fn latency(setup: &Setup, jpeg: &[u8], iterations: usize) -> anyhow::Result<Latency> {
     let models = setup.models(Parallelism::Latency)?;
-    let (mut total, mut decode, mut detect, mut align, mut embed) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut total, mut decode, mut detect, mut align, mut mask, mut embed) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for i in 0..iterations + 5 {
         let t0 = Instant::now();
         let image = decode_image(jpeg, u64::MAX)?;
@@ -76,6 +79,8 @@ pub fn latency(setup: &Setup, jpeg: &[u8], iterations: usize) -> anyhow::Result<
         let t2 = Instant::now();
         let crop = align_face(&image, &face.landmarks)?;
         let t3 = Instant::now();
+        models.mask.classify(std::slice::from_ref(&crop))?;
+        let t4 = Instant::now();
         models.teacher.embed(std::slice::from_ref(&crop))?;
         if i >= 5 {
             // the first runs warm caches and thread pools
@@ -83,7 +88,8 @@ pub fn latency(setup: &Setup, jpeg: &[u8], iterations: usize) -> anyhow::Result<
             decode.push((t1 - t0).as_secs_f64() * 1e3);
             detect.push((t2 - t1).as_secs_f64() * 1e3);
             align.push((t3 - t2).as_secs_f64() * 1e3);
-            embed.push(ms(t3));
+            mask.push((t4 - t3).as_secs_f64() * 1e3);
+            embed.push(ms(t4));
         }
     }
     Ok(Latency {
@@ -94,6 +100,7 @@ pub fn latency(setup: &Setup, jpeg: &[u8], iterations: usize) -> anyhow::Result<
         median_decode_ms: median(&mut decode),
         median_detect_ms: median(&mut detect),
         median_align_ms: median(&mut align),
+        median_mask_ms: median(&mut mask),
         median_embed_ms: median(&mut embed),
     })
 }

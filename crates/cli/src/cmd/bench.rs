@@ -91,7 +91,7 @@ pub struct Args {
     /// the photo) at each --fpirs.
     #[arg(long, value_name = "MASKED_WILD", requires = "data")]
     strangers: Option<PathBuf>,
-    /// With --strangers: the model (teacher, g2d or FILE.onnx with its calibration beside).
+    /// With --strangers: the model (teacher, g2d, auto or FILE.onnx with its calibration beside).
     #[arg(long, default_value = "teacher")]
     strangers_model: maskid_pipeline::ModelChoice,
     /// With --strangers: masked-wild photos searched for (spread evenly).
@@ -188,9 +188,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
                 println!("  {} ({} searched, {} without a face):", kind.kind, kind.searches, kind.unusable);
                 for o in &kind.outcomes {
                     println!(
-                        "    FPIR {:.0e} (threshold {:.3}): {what} {} ({:.2}%)",
+                        "    FPIR {:.0e} (threshold {:.3} unmasked, {:.3} masked; {} called masked): {what} {} ({:.2}%)",
                         o.fpir,
                         o.threshold,
+                        o.masked_threshold,
+                        o.called_masked,
                         o.count,
                         100.0 * o.share
                     );
@@ -305,8 +307,14 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     let l = &report.latency;
     println!("{} cores; {} ({} runs)", report.cores, l.photo, l.iterations);
     println!(
-        "photo -> embedding: median {:.1} ms, p90 {:.1} ms (decode {:.1}, detect {:.1}, align {:.2}, embed {:.1})",
-        l.median_total_ms, l.p90_total_ms, l.median_decode_ms, l.median_detect_ms, l.median_align_ms, l.median_embed_ms
+        "photo -> embedding: median {:.1} ms, p90 {:.1} ms (decode {:.1}, detect {:.1}, align {:.2}, mask {:.2}, embed {:.1})",
+        l.median_total_ms,
+        l.p90_total_ms,
+        l.median_decode_ms,
+        l.median_detect_ms,
+        l.median_align_ms,
+        l.median_mask_ms,
+        l.median_embed_ms
     );
     println!("masks on aligned 112x112 faces (random styles, all cores): {:.0} masks/s", report.masks_per_s);
     if let Some(t) = &report.throughput {

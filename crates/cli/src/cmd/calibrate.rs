@@ -12,7 +12,7 @@ use crate::common::{print_json, GlobalArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// teacher, g2d, or an embedding model's ONNX file.
+    /// teacher, g2d, auto, or an embedding model's ONNX file.
     #[arg(long, default_value = "teacher")]
     model: ModelChoice,
     /// LFW root: the DevTrain people held out of training give impostor pairs.

@@ -36,7 +36,8 @@ pub struct Args {
     /// largest or center.
     #[arg(long, default_value = "require-one", value_parser = FacePolicy::parse_one)]
     face: FacePolicy,
-    /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx); a
+    /// teacher (SFace), g2d (the shipped G2D model), auto (G2D for masked faces, the teacher for
+    /// unmasked ones) or an exported backbone (FILE.onnx); a
     /// gallery holds the embeddings of one model, or of models of one embedding space
     /// (teacher and g2d).
     #[arg(long, default_value = "teacher")]

@@ -24,7 +24,8 @@ pub struct Args {
     /// clean, mask-probe or mask-both.
     #[arg(long, default_value = "clean")]
     mask: MaskSetting,
-    /// teacher (SFace), g2d (the shipped G2D model), or an ONNX backbone file taking RGB
+    /// teacher (SFace), g2d (the shipped G2D model), auto (G2D for masked faces, the teacher
+    /// for unmasked ones), or an ONNX backbone file taking RGB
     /// scaled to [-1, 1].
     #[arg(long, default_value = "teacher")]
     model: ModelChoice,
@@ -81,7 +82,7 @@ pub struct Args {
     /// two-view teacher of `reformer.teacher_mirror_average`).
     #[arg(long)]
     mirror_average: bool,
-    /// Also evaluate this model (teacher, g2d or FILE.onnx) on the same pairs and masks, and
+    /// Also evaluate this model (teacher, g2d, auto or FILE.onnx) on the same pairs and masks, and
     /// test the difference: McNemar's exact test on the pairs (or probes) only one model's
     /// ten-fold decision (or rank-1 answer) gets right, and for pair protocols a paired
     /// bootstrap interval for each TAR.

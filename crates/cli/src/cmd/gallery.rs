@@ -41,7 +41,7 @@ enum Action {
     /// Recompute every embedding with another model from the kept crops (`enroll
     /// --keep-crops`); all or nothing.
     Reembed {
-        /// teacher, g2d or FILE.onnx.
+        /// teacher, g2d, auto or FILE.onnx.
         #[arg(long)]
         model: ModelChoice,
     },

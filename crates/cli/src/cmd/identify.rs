@@ -36,7 +36,7 @@ pub struct Args {
     /// Cosine similarity needed for a match, instead of a target FPIR.
     #[arg(long)]
     threshold: Option<f32>,
-    /// teacher, g2d or FILE.onnx (default: the model the gallery's faces were enrolled with;
+    /// teacher, g2d, auto or FILE.onnx (default: the model the gallery's faces were enrolled with;
     /// any model of their embedding space searches them).
     #[arg(long)]
     model: Option<ModelChoice>,

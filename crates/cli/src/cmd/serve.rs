@@ -21,7 +21,7 @@ pub struct Args {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: String,
-    /// teacher, g2d or FILE.onnx (default: the model the gallery's faces were enrolled with;
+    /// teacher, g2d, auto or FILE.onnx (default: the model the gallery's faces were enrolled with;
     /// any model of their embedding space serves them).
     #[arg(long)]
     model: Option<ModelChoice>,

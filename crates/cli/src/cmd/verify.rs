@@ -21,7 +21,8 @@ pub struct Args {
     /// Cosine similarity needed for "same person" (default: the model's, see docs/cli.md).
     #[arg(long)]
     threshold: Option<f32>,
-    /// teacher (SFace), g2d (the shipped G2D model) or an exported backbone (FILE.onnx).
+    /// teacher (SFace), g2d (the shipped G2D model), auto (G2D for masked faces, the teacher for
+    /// unmasked ones) or an exported backbone (FILE.onnx).
     #[arg(long, default_value = "teacher")]
     model: ModelChoice,
     /// Which face of each photo: largest, center or require-one.
