@@ -150,8 +150,7 @@ fn the_mask_stage_trains_validates_and_loads_back() {
         examples.push(MaskExample { face: masked(face(i, 2)), source: MaskSource::Real });
     }
     let (train, validation) = examples.split_at(12);
-    let mut config = MaskStateConfig::default();
-    config.width = 4;
+    let mut config = MaskStateConfig { width: 4, ..MaskStateConfig::default() };
     config.schedule.steps = 3;
     config.schedule.batch_size = 4;
     config.schedule.decay_from = Some(1);

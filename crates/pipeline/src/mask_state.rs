@@ -87,7 +87,7 @@ pub fn mask_examples(
         files.sort_by_key(|p| image_seed(&p.to_string_lossy(), 7));
         files.truncate(sources.utkface_photos);
         photos.extend(files.into_iter().map(|path| {
-            let validation = image_seed(&path.to_string_lossy(), 8) % 10 == 0;
+            let validation = image_seed(&path.to_string_lossy(), 8).is_multiple_of(10);
             Source { path, validation, real: false }
         }));
     }

@@ -544,8 +544,12 @@ impl Recognizer {
             .into_iter()
             .map(|face| {
                 let decided_by = decided_by.for_face(&face.mask, self.calibration.as_ref());
-                let found =
-                    gallery.identify_each(&[face.embedding.clone()], &self.model(), top, decided_by.threshold)?;
+                let found = gallery.identify_each(
+                    std::slice::from_ref(&face.embedding),
+                    &self.model(),
+                    top,
+                    decided_by.threshold,
+                )?;
                 let candidates = found.into_iter().next().unwrap_or_default();
                 Ok(Identification { face, decided_by, candidates })
             })
