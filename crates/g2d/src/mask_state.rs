@@ -211,11 +211,7 @@ fn show(example: &MaskExample, slot: Slot, seed: u64, degrade: f32, edge: f32) -
     let (mut rgb, masked, nose_covered) = match (slot, example.source) {
         (Slot::CropDrawn, _) => {
             // One in twenty a hand, which is not a mask.
-            let style = if rng.chance(0.05) {
-                Some(MaskStyle::Hand)
-            } else {
-                Some(MaskStyle::MASKS[rng.below(MaskStyle::MASKS.len())])
-            };
+            let style = if rng.chance(0.05) { Some(MaskStyle::Hand) } else { Some(MaskStyle::pick_mask(&mut rng)) };
             let spec = MaskSpec::from_seed(rng.next_u64(), style, Coverage::Random);
             let (face, _) = mask_face(&example.face, &Landmarks5(ALIGNMENT_TEMPLATE), &spec)
                 .map_err(|e| Error::Data(format!("drawing a mask: {e}")))?;

@@ -38,6 +38,11 @@ impl MaskStyle {
     pub const MASKS: [MaskStyle; 5] =
         [MaskStyle::Surgical, MaskStyle::N95, MaskStyle::Cloth, MaskStyle::Gaiter, MaskStyle::Respirator];
 
+    /// One of [`MaskStyle::MASKS`], drawn from `rng`.
+    pub fn pick_mask(rng: &mut Rng) -> MaskStyle {
+        Self::MASKS[rng.below(Self::MASKS.len())]
+    }
+
     /// The style's name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {

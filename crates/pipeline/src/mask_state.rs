@@ -159,8 +159,7 @@ fn masked_on_photo(
     seed: u64,
     coverage: Coverage,
 ) -> Option<(AlignedFace, bool)> {
-    let spec =
-        MaskSpec::from_seed(seed, Some(MaskStyle::MASKS[Rng::new(seed ^ 1).below(MaskStyle::MASKS.len())]), coverage);
+    let spec = MaskSpec::from_seed(seed, Some(MaskStyle::pick_mask(&mut Rng::new(seed ^ 1))), coverage);
     let mut photo = image.clone();
     let (w, h) = (photo.width() as usize, photo.height() as usize);
     render_mask(&mut RgbImageMut::new(w, h, photo.as_mut()).ok()?, &face.landmarks, &spec).ok()?;

@@ -125,12 +125,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     }
     // Model selection on DevTrain people held out of training, never on lfw-devtest.
     let validation_options = EvalOptions::validation(args.validation_data.clone().unwrap_or_else(|| data_root.clone()));
-    let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&validation_options.data)
-        .and_then(|lfw| lfw.devtrain_holdout_people(validation_options.seed))
-        .context("choosing the held-out validation people (--validation-data must be LFW)")?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let held_out = held_out_people(&validation_options.data)
+        .context("choosing the held-out validation people (--validation-data must be LFW)")?;
     let targets = match config.reformer.teacher_mirror_average {
         true => TeacherTargets::MirrorAverage,
         false => TeacherTargets::Face,
@@ -277,12 +273,7 @@ fn train_detector(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&data_root)
-        .and_then(|lfw| lfw.devtrain_holdout_people(EvalOptions::validation(data_root.clone()).seed))
-        .context("--stage detector trains on LFW (--data)")?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let held_out = held_out_people(&data_root).context("--stage detector trains on LFW (--data)")?;
     let models = global.models(Parallelism::Throughput)?;
     if !global.quiet {
         eprintln!("maskid: finding the teacher's face in the DevTrain photos of {}", data_root.display());
@@ -330,12 +321,7 @@ fn train_mask_state(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let held_out: BTreeSet<String> = maskid_eval::Lfw::open(&lfw)
-        .and_then(|l| l.devtrain_holdout_people(EvalOptions::validation(lfw.clone()).seed))
-        .context("--stage mask trains on LFW (--data)")?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let held_out = held_out_people(&lfw).context("--stage mask trains on LFW (--data)")?;
     let models = global.models(Parallelism::Throughput)?;
     let sources = maskid_pipeline::MaskSources {
         lfw: &lfw,
@@ -378,6 +364,13 @@ fn train_mask_state(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitCode
         print_json(&[report])?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The DevTrain people of the LFW at `lfw` held out of training (the validation seed's).
+fn held_out_people(lfw: &std::path::Path) -> maskid_eval::Result<BTreeSet<String>> {
+    let seed = EvalOptions::validation(lfw.to_path_buf()).seed;
+    let people = maskid_eval::Lfw::open(lfw)?.devtrain_holdout_people(seed)?;
+    Ok(people.into_iter().map(|(name, _)| name).collect())
 }
 
 /// The largest face of every photo under `dir`, aligned, as real masks to transplant.
