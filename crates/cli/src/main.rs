@@ -132,6 +132,14 @@ enum Command {
         #[command(flatten)]
         photo: common::PhotoArgs,
     },
+    /// Faces in a video, a folder of frames, a stream or a camera: tracked and identified, one
+    /// JSON line per event.
+    Watch {
+        #[command(flatten)]
+        args: cmd::watch::Args,
+        #[command(flatten)]
+        photo: common::PhotoArgs,
+    },
     /// Run the HTTP service over a gallery.
     Serve {
         #[command(flatten)]
@@ -187,6 +195,7 @@ fn main() -> ExitCode {
         Command::Verify { args, photo } => cmd::verify::run(&cli.common.with(photo), args),
         Command::Gallery(args) => cmd::gallery::run(&cli.common.with(Default::default()), args),
         Command::Bench { args, photo } => cmd::bench::run(&cli.common.with(photo), args),
+        Command::Watch { args, photo } => cmd::watch::run(&cli.common.with(photo), args),
         Command::Serve { args, photo } => cmd::serve::run(&cli.common.with(photo), args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Db(args) => cmd::db::run(&cli.common.with(Default::default()), args),

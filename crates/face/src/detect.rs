@@ -108,7 +108,7 @@ impl Detector {
     /// at the eyebrows, which YuNet's own passes miss. Its faces must reach the score threshold.
     /// A photo with a face at the first pass (every LFW photo) never reaches the rescue.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let faces = self.detect_at(&self.pool, image, self.config.score_threshold, INPUT_PX)?;
+        let faces = self.detect_once(image)?;
         if !faces.is_empty() || !self.config.rescue {
             return Ok(faces);
         }
@@ -123,6 +123,12 @@ impl Detector {
         // At the score threshold itself: the tuned model scores masked faces high, and a lower
         // floor found more false faces than real ones (BENCHMARKS.md).
         self.detect_masked(image)
+    }
+
+    /// Faces found by the main pass alone, without the rescue passes (video frames: a face
+    /// missed in one frame is found in the next).
+    pub fn detect_once(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        self.detect_at(&self.pool, image, self.config.score_threshold, INPUT_PX)
     }
 
     /// Faces found by the masked-face model alone (the rescue's last pass, at the score

@@ -434,6 +434,27 @@ impl Recognizer {
             Some(path) => found.map_err(|e| e.about_photo(&path.display().to_string()))?,
             None => found?,
         };
+        self.classify_and_embed(found)
+    }
+
+    /// Every face of a video frame; none when it shows none. Only the detector's main pass:
+    /// its rescue passes look for one face filling a photo, and would triple the cost of each
+    /// empty frame.
+    pub fn detect_in_frame(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        Ok(self.models.detector.detect_once(image)?)
+    }
+
+    /// Faces already found in `image`, aligned, mask-classified and embedded.
+    pub fn faces_at(&self, image: &RgbImage, found: &[Detection]) -> Result<Vec<FaceResult>> {
+        let found = found.iter().map(|d| Ok((*d, align_face(image, &d.landmarks)?))).collect::<Result<Vec<_>>>()?;
+        self.classify_and_embed(found)
+    }
+
+    /// Mask states and embeddings of found faces, one batch each.
+    fn classify_and_embed(&self, found: Vec<(Detection, AlignedFace)>) -> Result<Vec<FaceResult>> {
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
         let crops: Vec<AlignedFace> = found.iter().map(|(_, f)| f.clone()).collect();
         let masks = self.models.mask.classify(&crops)?;
         let embeddings = self.embedder().embed_known(&crops, &masks)?;

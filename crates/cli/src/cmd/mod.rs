@@ -21,3 +21,4 @@ pub mod serve;
 pub mod train;
 pub mod unmask;
 pub mod verify;
+pub mod watch;

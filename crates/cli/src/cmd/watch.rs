@@ -1,0 +1,225 @@
+//! `maskid watch SOURCE --gallery G`: faces in a video file, a folder of frames, a stream or a
+//! camera, tracked and identified; one JSON line per event.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maskid_face::Parallelism;
+use maskid_gallery::{escaped_name, Gallery, Location};
+use maskid_pipeline::{Decision, ModelChoice, DEFAULT_FPIR};
+use maskid_video::{Event, ReadOptions, TrackerConfig, VideoSource, WatchOptions, WatchProgress, Watcher};
+
+use crate::common::{gallery_model, GlobalArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A video file (mp4, mkv, avi, webm, ...), a folder of frames, a stream URL (rtsp://,
+    /// http://, ...) or a camera (/dev/video0).
+    source: String,
+    /// The gallery: an SQLite file or a PostgreSQL database (docs/postgres.md).
+    #[arg(long, env = "MASKID_GALLERY", hide_env_values = true)]
+    gallery: Location,
+    /// teacher, g2d, auto or FILE.onnx (default: the model the gallery was enrolled with).
+    #[arg(long)]
+    model: Option<ModelChoice>,
+    /// Share of people not enrolled to be taken for someone, per track (docs/cli.md).
+    #[arg(long, default_value_t = DEFAULT_FPIR, conflicts_with = "threshold")]
+    fpir: f64,
+    /// Cosine similarity needed for a match, instead of a target FPIR.
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Detect faces on every k-th frame; tracks carry them in between.
+    #[arg(long, default_value_t = 3)]
+    detect_every: u64,
+    /// Write the events to this file (one JSON line each, flushed as they happen) and print
+    /// a line of text per event instead.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Frames a second of a folder of frames.
+    #[arg(long, default_value_t = 25.0)]
+    fps: f64,
+    /// A track no face has matched for this many seconds ends.
+    #[arg(long, default_value_t = TrackerConfig::default().max_gap_s)]
+    max_gap: f64,
+    /// Faces each track is identified from: its best so far.
+    #[arg(long, default_value_t = 5)]
+    evidence: usize,
+    /// A stream silent this many seconds is reconnected.
+    #[arg(long, default_value_t = 10.0)]
+    stall: f64,
+    /// A stream is given up after this many seconds without a frame (reconnecting with
+    /// backoff meanwhile).
+    #[arg(long, default_value_t = 60.0)]
+    reconnect_for: f64,
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
+    for (name, value) in [("--fps", args.fps), ("--max-gap", args.max_gap), ("--stall", args.stall)] {
+        anyhow::ensure!(value > 0.0 && value.is_finite(), "{name} must be positive, got {value}");
+    }
+    anyhow::ensure!(args.reconnect_for >= 0.0, "--reconnect-for must not be negative");
+    let source = VideoSource::parse(&args.source)?;
+    let gallery = Gallery::open_existing(&args.gallery)?;
+    let model = gallery_model(&gallery, args.model.clone())?;
+    let recognizer = global.recognizer(&model, Parallelism::Latency)?;
+    let decision = args.threshold.map_or(Decision::Fpir(args.fpir), Decision::Threshold);
+    let options = WatchOptions {
+        detect_every: args.detect_every,
+        decided_by: recognizer.open_set_threshold(&gallery, decision)?,
+        tracker: TrackerConfig { max_gap_s: args.max_gap, ..TrackerConfig::default() },
+        evidence: args.evidence,
+        read: ReadOptions {
+            frames_fps: args.fps,
+            stall: Duration::from_secs_f64(args.stall),
+            reconnect_for: Duration::from_secs_f64(args.reconnect_for),
+        },
+    };
+    let watcher = Watcher::new(&recognizer, &gallery, options)?;
+
+    // Ctrl-C or a termination request stops the watch between frames: the tracks end, the
+    // events are flushed, and the summary is written.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let mut sink = EventSink::open(args.events.as_ref())?;
+    let mut progress = ProgressLine::new(global.quiet);
+    let outcome =
+        watcher.run(&source, &stop, &mut |event| sink.write(event).map_err(maskid_video::Error::Events), &mut |p| {
+            progress.show(p)
+        });
+    progress.clear();
+    let summary = outcome?;
+    if summary.stopped {
+        eprintln!("maskid: stopped after {} frames; events flushed", summary.frames);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where events go: JSON lines on stdout, or to a file with a line of text on stdout.
+struct EventSink {
+    file: Option<BufWriter<File>>,
+}
+
+impl EventSink {
+    fn open(path: Option<&PathBuf>) -> anyhow::Result<Self> {
+        let file = match path {
+            Some(path) => {
+                Some(BufWriter::new(File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?))
+            }
+            None => None,
+        };
+        Ok(Self { file })
+    }
+
+    /// Writes and flushes one event, so a reader (or a killed watch) sees it at once.
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        let line = serde_json::to_string(event).expect("BUG: events serialise");
+        match &mut self.file {
+            Some(file) => {
+                writeln!(file, "{line}")?;
+                file.flush()?;
+                if let Some(text) = describe(event) {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{text}")?;
+                    out.flush()?;
+                }
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event as a line of text (`None`: not worth a line).
+fn describe(event: &Event) -> Option<String> {
+    let clock = |t: f64| format!("{:02}:{:05.2}", (t / 60.0) as u64, t % 60.0);
+    let name = |n: &Option<String>| n.as_deref().map_or("nobody enrolled".to_string(), escaped_name);
+    Some(match event {
+        Event::Started { source, .. } => format!("watching {}", escaped_name(source)),
+        Event::TrackStarted { track, time, mask, .. } => format!("{} track {track}: a face ({mask})", clock(*time)),
+        Event::Identified { track, time, name: who, similarity, threshold, .. } => {
+            format!(
+                "{} track {track}: {} (similarity {similarity:.3}, threshold {threshold:.3})",
+                clock(*time),
+                name(who)
+            )
+        }
+        Event::TrackEnded { track, time, name: who, .. } => {
+            format!("{} track {track} ended: {}", clock(*time), name(who))
+        }
+        Event::StreamLost { time, why, retry_in, .. } => {
+            format!("{} stream lost ({}); retrying in {retry_in:.1} s", clock(*time), escaped_name(why))
+        }
+        Event::StreamResumed { time, .. } => format!("{} stream resumed", clock(*time)),
+        Event::Damaged { time, why, .. } => format!("{} damaged input: {}", clock(*time), escaped_name(why)),
+        Event::Finished { summary } => format!(
+            "{} frames in {:.1} s ({:.1} fps), {} tracks{}",
+            summary.frames,
+            summary.seconds,
+            summary.fps,
+            summary.tracks,
+            if summary.dropped > 0 {
+                format!(", {} frames dropped to keep up", summary.dropped)
+            } else {
+                String::new()
+            }
+        ),
+    })
+}
+
+/// Frames, rate and time left on stderr: redrawn on a terminal, a line every ten seconds in
+/// a log.
+struct ProgressLine {
+    quiet: bool,
+    terminal: bool,
+    last: Option<Instant>,
+}
+
+impl ProgressLine {
+    fn new(quiet: bool) -> Self {
+        Self { quiet, terminal: std::io::stderr().is_terminal(), last: None }
+    }
+
+    fn show(&mut self, p: &WatchProgress) {
+        let every = if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(10) };
+        if self.quiet || self.last.is_some_and(|l| l.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = match (p.live, p.total) {
+            (false, Some(total)) if total > 0 => {
+                let left = total.saturating_sub(p.frames) as f64 / p.fps.max(1e-3);
+                format!(
+                    "frame {}/{total} ({:.0}%), {:.1} fps, eta {left:.0} s, {} tracks",
+                    p.frames,
+                    100.0 * p.frames as f64 / total as f64,
+                    p.fps,
+                    p.tracks
+                )
+            }
+            (true, _) => format!("live: frame {}, {:.1} fps, {} tracks", p.frames, p.fps, p.tracks),
+            _ => format!("frame {}, {:.1} fps, {} tracks", p.frames, p.fps, p.tracks),
+        };
+        if self.terminal {
+            eprint!("\r\x1b[2Kmaskid: {line}");
+        } else {
+            eprintln!("maskid: {line}");
+        }
+    }
+
+    fn clear(&self) {
+        if self.terminal && self.last.is_some() && !self.quiet {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
