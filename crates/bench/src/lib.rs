@@ -8,7 +8,8 @@
 //! - [`search`]: gallery search, built-in index and PostgreSQL + pgvector;
 //! - [`service`]: the HTTP service under an open-loop identify load;
 //! - [`soak`]: the service under hostile and careless clients for minutes;
-//! - [`strangers`]: open-set decisions by target FPIR, with people not enrolled.
+//! - [`strangers`]: open-set decisions by target FPIR, with people not enrolled;
+//! - [`video`]: `maskid watch` on clips of people walking past, made from LFW and encoded.
 #![deny(missing_docs)]
 
 pub mod detect;
@@ -18,6 +19,7 @@ pub mod search;
 pub mod service;
 pub mod soak;
 pub mod strangers;
+pub mod video;
 
 use std::path::PathBuf;
 

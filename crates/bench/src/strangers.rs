@@ -90,23 +90,9 @@ pub fn stranger_trial(
 ) -> anyhow::Result<StrangerTrial> {
     anyhow::ensure!(!fpirs.is_empty(), "give at least one target FPIR");
     let recognizer = setup.recognizer(model, Parallelism::Throughput)?;
-    let lfw = Lfw::open(&data.lfw)?;
-    let people = lfw.people("peopleDevTest.txt")?;
-    let photo = |name: &str, n: usize| data.lfw.join(Lfw::image(name, n).path);
-    let enrolled: Vec<&String> = people.iter().filter(|(_, count)| *count >= 2).map(|(name, _)| name).collect();
-
     let dir = tempfile::tempdir()?;
-    let gallery = Gallery::open(dir.path().join("trial.db"))?;
-    let faces: Vec<_> = enrolled
-        .par_iter()
-        .map(|name| {
-            let photo = recognizer.open_photo(&photo(name, 1))?;
-            Ok(recognizer.new_face(&photo, FacePolicy::Largest, false)?.1)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for (name, face) in enrolled.iter().zip(&faces) {
-        gallery.enroll(name, &serde_json::json!({}), face)?;
-    }
+    let DevTestGallery { gallery, enrolled, strangers } = devtest_gallery(&recognizer, &data.lfw, dir.path())?;
+    let photo = |name: &str, n: usize| data.lfw.join(Lfw::image(name, n).path);
 
     let masked_wild = image_files(std::slice::from_ref(&data.masked_wild))?;
     anyhow::ensure!(!masked_wild.is_empty(), "{}: no photos", data.masked_wild.display());
@@ -122,7 +108,7 @@ pub fn stranger_trial(
         searches[0].1.push(Search { path: photo(name, 2), person: person.clone(), masked: false });
         searches[1].1.push(Search { path: photo(name, 2), person, masked: true });
     }
-    for (name, _) in people.iter().filter(|(_, count)| *count == 1) {
+    for name in &strangers {
         searches[2].1.push(Search { path: photo(name, 1), person: None, masked: false });
     }
     for (path, _) in masked_wild.into_iter().step_by(step).take(data.masked_photos) {
@@ -176,6 +162,35 @@ pub fn stranger_trial(
     Ok(StrangerTrial { model: recognizer.model().id, enrolled: enrolled.len(), kinds })
 }
 
+/// The trial's gallery: LFW DevTest's people with two photos or more, enrolled from their
+/// first photo each, and the people with one photo, never enrolled.
+pub(crate) struct DevTestGallery {
+    pub gallery: Gallery,
+    pub enrolled: Vec<String>,
+    pub strangers: Vec<String>,
+}
+
+/// Enrols the trial's gallery into `dir` (faces embedded in parallel).
+pub(crate) fn devtest_gallery(recognizer: &Recognizer, lfw_root: &Path, dir: &Path) -> anyhow::Result<DevTestGallery> {
+    let people = Lfw::open(lfw_root)?.people("peopleDevTest.txt")?;
+    let with = |photos: fn(usize) -> bool| -> Vec<String> {
+        people.iter().filter(|(_, count)| photos(*count)).map(|(name, _)| name.clone()).collect()
+    };
+    let (enrolled, strangers) = (with(|n| n >= 2), with(|n| n == 1));
+    let gallery = Gallery::open(dir.join("trial.db"))?;
+    let faces: Vec<_> = enrolled
+        .par_iter()
+        .map(|name| {
+            let photo = recognizer.open_photo(&lfw_root.join(Lfw::image(name, 1).path))?;
+            Ok(recognizer.new_face(&photo, FacePolicy::Largest, false)?.1)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for (name, face) in enrolled.iter().zip(&faces) {
+        gallery.enroll(name, &serde_json::json!({}), face)?;
+    }
+    Ok(DevTestGallery { gallery, enrolled, strangers })
+}
+
 /// The best candidate (name, similarity) for the face of a search's photo, masked on the
 /// photo first when asked, and the face's mask; `None` for a photo without a usable face.
 fn searched(
@@ -195,7 +210,7 @@ fn searched(
 }
 
 /// The photo with a mask drawn on its largest face (style and coverage from its path).
-fn masked(recognizer: &Recognizer, photo: &Photo, path: &Path) -> Option<Photo> {
+pub(crate) fn masked(recognizer: &Recognizer, photo: &Photo, path: &Path) -> Option<Photo> {
     let face = recognizer.face(photo, FacePolicy::Largest).ok()?;
     let mut image = photo.image().clone();
     let (w, h) = (image.width() as usize, image.height() as usize);

@@ -9,9 +9,9 @@
 //! 1280x720 frame, small beside detection.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
@@ -121,6 +121,24 @@ pub fn probe(path: &Path) -> Result<Probe> {
     })
 }
 
+/// Drains FFmpeg's messages as they come (a full stderr pipe would stall it), keeping the
+/// last few for error reports.
+fn drain(stderr: ChildStderr) -> Arc<Mutex<Said>> {
+    let said = Arc::new(Mutex::new(Said::default()));
+    let kept = Arc::clone(&said);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+            let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.last.len() == STDERR_LINES {
+                kept.last.remove(0);
+            }
+            kept.last.push(line);
+            kept.lines += 1;
+        }
+    });
+    said
+}
+
 /// A running `ffmpeg` that decodes one source into PPM frames on its stdout.
 pub struct Decoder {
     child: Arc<Mutex<Child>>,
@@ -167,21 +185,7 @@ impl Decoder {
             .spawn()
             .map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
         let frames = BufReader::with_capacity(1 << 20, child.stdout.take().expect("BUG: stdout piped"));
-        let stderr = child.stderr.take().expect("BUG: stderr piped");
-        let said = Arc::new(Mutex::new(Said::default()));
-        let kept = Arc::clone(&said);
-        // FFmpeg's messages are drained as they come (a full stderr pipe would stall it)
-        // and the last few kept for the error report.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-                if kept.last.len() == STDERR_LINES {
-                    kept.last.remove(0);
-                }
-                kept.last.push(line);
-                kept.lines += 1;
-            }
-        });
+        let said = drain(child.stderr.take().expect("BUG: stderr piped"));
         Ok(Self { child: Arc::new(Mutex::new(child)), frames, said, source: source.to_string() })
     }
 
@@ -280,6 +284,91 @@ impl Drop for Decoder {
         if matches!(child.try_wait(), Ok(None)) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A running `ffmpeg` encoding the frames written to it into a video file: H.264 in MP4, MKV
+/// or MOV, VP9 in WebM, by the file's extension. It writes to a temporary name beside the file
+/// and renames it when finished, so a run that is killed leaves no half-written file under
+/// the name asked for.
+pub struct Encoder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    size: (u32, u32),
+    partial: PathBuf,
+    path: PathBuf,
+    said: Arc<Mutex<Said>>,
+}
+
+impl Encoder {
+    /// Starts encoding `width` x `height` frames at `fps` into `path`.
+    pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self> {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let codec: &[&str] = match extension.as_str() {
+            "mp4" | "mkv" | "mov" => &["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"],
+            "webm" => &["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M"],
+            _ => return Err(Error::Source(format!("{}: write video as .mp4, .mkv, .mov or .webm", path.display()))),
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = path.with_file_name(format!(".{name}.partial.{extension}"));
+        // H.264 in 4:2:0 needs even sizes; an odd last row or column is cropped.
+        let (even_w, even_h) = (width & !1, height & !1);
+        let mut child = Command::new(program("ffmpeg")?)
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", &format!("{width}x{height}"), "-r", &format!("{fps}"), "-i", "-"])
+            .args(["-vf", &format!("crop={even_w}:{even_h}:0:0")])
+            .args(codec)
+            .arg(&partial)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
+        let stdin = child.stdin.take();
+        let said = drain(child.stderr.take().expect("BUG: stderr piped"));
+        Ok(Self { child, stdin, size: (width, height), partial, path: path.to_path_buf(), said })
+    }
+
+    /// Appends a frame of the size the encoder was made for.
+    pub fn write(&mut self, frame: &image::RgbImage) -> Result<()> {
+        if frame.dimensions() != self.size {
+            let (w, h) = frame.dimensions();
+            return Err(Error::Source(format!(
+                "a {w}x{h} frame for a {}x{} video ({})",
+                self.size.0,
+                self.size.1,
+                self.path.display()
+            )));
+        }
+        let stdin = self.stdin.as_mut().expect("BUG: open until finished");
+        stdin.write_all(frame.as_raw()).map_err(|e| self.failed(e.to_string()))
+    }
+
+    fn failed(&self, why: String) -> Error {
+        let said = self.said.lock().unwrap_or_else(|e| e.into_inner()).last.join("; ");
+        Error::Encode { path: self.path.clone(), why: if said.is_empty() { why } else { said } }
+    }
+
+    /// Ends the file and gives it its name.
+    pub fn finish(mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self.child.wait().map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
+        if !status.success() {
+            let _ = std::fs::remove_file(&self.partial);
+            return Err(self.failed(format!("ffmpeg exited with {status}")));
+        }
+        std::fs::rename(&self.partial, &self.path).map_err(|e| self.failed(e.to_string()))
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        // Unfinished (an error on the way): no file under the name asked for.
+        if self.stdin.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_file(&self.partial);
         }
     }
 }

@@ -47,6 +47,14 @@ pub enum Error {
         /// FFmpeg's last messages, or what was wrong with its output.
         why: String,
     },
+    /// Encoding failed.
+    #[error("writing {}: {why}", path.display())]
+    Encode {
+        /// The video file.
+        path: std::path::PathBuf,
+        /// FFmpeg's last messages.
+        why: String,
+    },
     /// A source that cannot be used.
     #[error("{0}")]
     Source(String),

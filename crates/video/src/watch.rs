@@ -165,8 +165,20 @@ pub struct StageTimes {
     pub track_s: f64,
     /// Searching the gallery.
     pub identify_s: f64,
-    /// CPU seconds of the FFmpeg decoders that have exited.
+    /// CPU seconds of the FFmpeg decoders of this watch (of the child processes that ended
+    /// during it).
     pub decode_cpu_s: f64,
+}
+
+impl std::ops::AddAssign for StageTimes {
+    fn add_assign(&mut self, other: Self) {
+        self.wait_s += other.wait_s;
+        self.detect_s += other.detect_s;
+        self.embed_s += other.embed_s;
+        self.track_s += other.track_s;
+        self.identify_s += other.identify_s;
+        self.decode_cpu_s += other.decode_cpu_s;
+    }
 }
 
 /// A watch's totals.
@@ -299,6 +311,7 @@ impl<'a> Watcher<'a> {
             last: (0, 0.0),
         };
         let started = Instant::now();
+        let children_before = children_cpu_s();
         let outcome = loop {
             if stop.load(Ordering::Relaxed) {
                 run.summary.stopped = true;
@@ -336,7 +349,7 @@ impl<'a> Watcher<'a> {
         drop(reader);
         run.summary.seconds = started.elapsed().as_secs_f64();
         run.summary.fps = run.summary.frames as f64 / run.summary.seconds.max(1e-9);
-        run.summary.stages.decode_cpu_s = children_cpu_s();
+        run.summary.stages.decode_cpu_s = children_cpu_s() - children_before;
         on_event(&Event::Finished { summary: run.summary })?;
         outcome.map(|()| run.summary)
     }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use maskid_bench::{detect as bench_detect, g2d as bench_g2d, photo, search as bench_search};
-use maskid_bench::{service as bench_service, soak as bench_soak, strangers as bench_strangers, Setup};
+use maskid_bench::{
+    service as bench_service, soak as bench_soak, strangers as bench_strangers, video as bench_video, Setup,
+};
 use maskid_face::Parallelism;
 use serde::Serialize;
 
@@ -100,6 +102,29 @@ pub struct Args {
     /// With --strangers: target FPIRs.
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.001")]
     fpirs: Vec<f64>,
+    /// Video: clips of LFW DevTest people walking past (--data), some masked, some not
+    /// enrolled, encoded with H.264 and watched as `maskid watch` does: identities, strangers,
+    /// switches, time to the right name and throughput.
+    #[arg(long, requires = "data")]
+    video: bool,
+    /// With --video: clips made and watched.
+    #[arg(long, default_value_t = 20)]
+    clips: usize,
+    /// With --video: seconds per clip.
+    #[arg(long, default_value_t = 6.0)]
+    clip_seconds: f64,
+    /// With --video: frame size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    clip_size: String,
+    /// With --video: `watch --detect-every`.
+    #[arg(long, default_value_t = 3)]
+    detect_every: u64,
+    /// With --video: keep the clips in this folder.
+    #[arg(long, value_name = "DIR")]
+    keep_clips: Option<PathBuf>,
+    /// With --video: the model (teacher, g2d, auto).
+    #[arg(long, default_value = "teacher")]
+    video_model: maskid_pipeline::ModelChoice,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -229,6 +254,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.video {
+        return video(&setup, &args);
+    }
     if args.soak {
         let data = args.data.as_ref().expect("clap: --soak requires --data");
         let soak = bench_soak::soak(&setup, data, Duration::from_secs(args.duration_s), args.rate)?;
@@ -323,6 +351,77 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
             t.photos, t.chain_photos_per_s, t.embed_faces_per_s
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--video`: `maskid watch` on clips made from LFW.
+fn video(setup: &Setup, args: &Args) -> anyhow::Result<ExitCode> {
+    let data = args.data.as_ref().expect("clap: --video requires --data");
+    let size = args.clip_size.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    let Some((width, height)) = size.filter(|&(w, h): &(u32, u32)| w >= 64 && h >= 64) else {
+        anyhow::bail!("--clip-size must be WIDTHxHEIGHT, at least 64x64, got {}", args.clip_size);
+    };
+    let options = bench_video::VideoOptions {
+        clips: args.clips,
+        seconds: args.clip_seconds,
+        width,
+        height,
+        detect_every: args.detect_every,
+        model: args.video_model.clone(),
+        keep: args.keep_clips.clone(),
+        ..Default::default()
+    };
+    let report = bench_video::video_bench(setup, data, &options)?;
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} clips, {} frames of {}x{} at {} fps, --detect-every {}, model {}, {} people enrolled",
+        report.clips,
+        report.frames,
+        report.width,
+        report.height,
+        report.fps,
+        report.detect_every,
+        report.model,
+        report.enrolled
+    );
+    println!(
+        "{:<38} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8}",
+        "appearances", "count", "named", "share", "within 1s", "median", "p95"
+    );
+    for r in &report.rows {
+        let secs = |s: Option<f64>| s.map_or("-".into(), |s| format!("{s:.2} s"));
+        println!(
+            "{:<38} {:>6} {:>7} {:>6.1}% {:>10} {:>8} {:>8}",
+            r.kind,
+            r.count,
+            r.named,
+            100.0 * r.share,
+            r.within_1s,
+            secs(r.median_s),
+            secs(r.p95_s)
+        );
+    }
+    println!(
+        "named tracks {} (precision {:.1}%), wrong names {}, switches {}, tracks per appearance {:.2}, false tracks {}",
+        report.named_tracks,
+        100.0 * report.precision,
+        report.wrong_names,
+        report.switches,
+        report.tracks_per_appearance,
+        report.false_tracks
+    );
+    println!(
+        "clips whose every enrolled person was named within 1 s: {} of {}",
+        report.clips_all_within_1s, report.clips
+    );
+    let s = &report.stages;
+    println!(
+        "throughput {:.1} frames/s ({:.2}x real time); seconds: wait for frames {:.1}, detect {:.1}, embed {:.1}, track {:.2}, identify {:.2}; FFmpeg decode CPU {:.1}",
+        report.processed_fps, report.realtime_factor, s.wait_s, s.detect_s, s.embed_s, s.track_s, s.identify_s, s.decode_cpu_s
+    );
     Ok(ExitCode::SUCCESS)
 }
 
