@@ -2,7 +2,7 @@
 paths of photo files; embeddings are float32 arrays. Model work releases the GIL."""
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -104,6 +104,26 @@ class Recognizer:
     def verify(
         self, a: ImageLike, b: ImageLike, *, threshold: Optional[float] = None, face: str = "largest"
     ) -> Verification: ...
+    def watch(
+        self,
+        source: str,
+        gallery: "Gallery",
+        *,
+        fpir: Optional[float] = None,
+        threshold: Optional[float] = None,
+        detect_every: int = 3,
+        fps: float = 25.0,
+    ) -> "WatchEvents":
+        """Faces in a video file, a folder of frames (at `fps`), a stream URL or a camera,
+        tracked and identified against `gallery`: the events of `maskid watch`, as dicts,
+        yielded as they happen. Needs FFmpeg, except for a folder of frames."""
+
+class WatchEvents(Iterator[Dict[str, Any]]):
+    """The events of a watch; the video is read on a thread of its own."""
+
+    def __next__(self) -> Dict[str, Any]: ...
+    def close(self) -> None:
+        """Stops the watch: its tracks end, then `finished` comes and the iteration stops."""
 
 def mask(
     image: npt.NDArray[np.uint8],

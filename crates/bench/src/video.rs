@@ -171,9 +171,11 @@ impl Appearance {
 }
 
 /// Paints `a` at `frame` on `canvas`: turned by its angle, scaled, and averaged over five
-/// positions along its motion (the blur of a camera's exposure).
+/// positions along its motion during the exposure: half the frame's time, a film camera's
+/// 180-degree shutter, which video cameras imitate in fair light.
 fn paint(canvas: &mut RgbImage, a: &Appearance, frame: u64) {
     const SAMPLES: usize = 5;
+    const SHUTTER: f32 = 0.5;
     let [cx, cy] = a.centre(frame);
     let (sin, cos) = a.angle.sin_cos();
     let (pw, ph) = (a.photo.width() as f32, a.photo.height() as f32);
@@ -188,7 +190,7 @@ fn paint(canvas: &mut RgbImage, a: &Appearance, frame: u64) {
             let (mut sum, mut inside) = ([0.0f32; 3], 0usize);
             for s in 0..SAMPLES {
                 // Where this pixel was in the photo at this moment of the exposure.
-                let shift = (s as f32 / (SAMPLES - 1) as f32 - 0.5) * 1.5;
+                let shift = (s as f32 / (SAMPLES - 1) as f32 - 0.5) * SHUTTER;
                 let dx = x as f32 + 0.5 - (cx + a.velocity[0] * shift);
                 let dy = y as f32 + 0.5 - (cy + a.velocity[1] * shift);
                 let u = (cos * dx + sin * dy) / a.scale + pw / 2.0;
@@ -261,16 +263,8 @@ pub fn video_bench(setup: &Setup, lfw_root: &Path, options: &VideoOptions) -> an
         let path = clips_dir.join(format!("clip-{clip:03}.mp4"));
         encode_clip(&path, &plan, options, frames_per_clip, &mut rng)?;
         (setup.progress)(Progress { stage: "clips", done: clip * 2 + 1, total: options.clips * 2 });
-        let mut events = Vec::new();
-        let summary = watcher.run(
-            &VideoSource::File(path),
-            &AtomicBool::new(false),
-            &mut |e| {
-                events.push(e.clone());
-                Ok(())
-            },
-            &mut |_| {},
-        )?;
+        let mut events: Vec<Event> = Vec::new();
+        let summary = watcher.run(&VideoSource::File(path), &AtomicBool::new(false), &mut events)?;
         tally.add_clip(&plan, &events, options.fps);
         tally.frames += summary.frames;
         tally.seconds += summary.seconds;

@@ -165,6 +165,63 @@ fn files_of_four_codecs_and_a_folder_of_frames_are_tracked_and_identified() {
         assert_eq!(events[0]["width"], WIDTH, "{name}");
         assert_the_clip_is_told_right(&events, u64::from(FRAMES), name);
     }
+
+    // The annotated copy has every frame, at the clip's size and rate; the report shows
+    // each track with its best face.
+    let annotated = dir.path().join("annotated.mp4");
+    let report = dir.path().join("report");
+    let out = watch(&[
+        dir.path().join("clip.mkv").to_str().unwrap(),
+        "--gallery",
+        gallery.to_str().unwrap(),
+        "--annotate",
+        annotated.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert_the_clip_is_told_right(&events(&out), u64::from(FRAMES), "annotated");
+    assert_eq!(video_frames(&annotated), (FRAMES, WIDTH, HEIGHT));
+    // Anna's box is drawn green around her face at frame 30 (she is named by then), and the
+    // background far from anyone is left as it was.
+    let frame = frame_of(&annotated, 30);
+    let green = |p: &image::Rgb<u8>| p[1] > 150 && p[0] < 120 && p[2] < 140;
+    assert!(frame.pixels().filter(|p| green(p)).count() > 200, "a green box");
+    assert!(!green(frame.get_pixel(WIDTH - 5, HEIGHT - 5)));
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(page.contains("anna") && page.contains("bert") && page.contains("nobody enrolled"), "{page}");
+    for track in 1..=3 {
+        let picture = image::open(report.join(format!("track-{track}.png"))).unwrap();
+        assert_eq!(picture.height(), 120);
+    }
+}
+
+/// (frames, width, height) of a video, counted by decoding it.
+fn video_frames(video: &Path) -> (u32, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0"])
+        .arg(video)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{} is not playable", video.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<u32> = text.trim().split(',').map(|f| f.parse().unwrap()).collect();
+    (fields[2], fields[0], fields[1])
+}
+
+/// Frame `n` of a video, decoded by FFmpeg.
+fn frame_of(video: &Path, n: u32) -> RgbImage {
+    let png = video.with_extension(format!("{n}.png"));
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(video)
+        .args(["-vf", &format!("select=eq(n\\,{n})"), "-frames:v", "1"])
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    image::open(&png).unwrap().to_rgb8()
 }
 
 /// An FFmpeg HTTP server on loopback sending `clip` at its own pace, once.
@@ -253,9 +310,10 @@ fn ctrl_c_ends_the_tracks_and_writes_the_totals() {
     let dir = tempfile::tempdir().unwrap();
     let Served { gallery, url, mut server, .. } = served(dir.path());
     let events_file = dir.path().join("events.jsonl");
+    let annotated = dir.path().join("so-far.mkv");
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_maskid"))
         .args(["watch", &url, "--gallery", gallery.to_str().unwrap()])
-        .args(["--events", events_file.to_str().unwrap(), "--quiet"])
+        .args(["--events", events_file.to_str().unwrap(), "--annotate", annotated.to_str().unwrap(), "--quiet"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -274,7 +332,10 @@ fn ctrl_c_ends_the_tracks_and_writes_the_totals() {
     let last = written.last().unwrap();
     assert_eq!(last["event"], "finished");
     assert_eq!(last["stopped"], true);
-    assert!(last["frames"].as_u64().unwrap() < u64::from(FRAMES), "stopped before the end");
+    let frames = last["frames"].as_u64().unwrap();
+    assert!(frames < u64::from(FRAMES), "stopped before the end");
+    // The annotated copy was closed properly: playable, with every frame seen.
+    assert_eq!(u64::from(video_frames(&annotated).0), frames);
 }
 
 #[test]

@@ -413,6 +413,51 @@ impl Recognizer {
         self.inner.threshold(self.threshold).ok().map(shortest)
     }
 
+    /// Watches `source` (a video file, a folder of frames, a stream URL or a camera such as
+    /// `/dev/video0`) for the people of `gallery`: an iterator of event dicts, as `maskid
+    /// watch` prints them (`started`, `track_started`, `identified`, `track_ended`, ...,
+    /// `finished`). Needs FFmpeg (except for a folder of frames).
+    #[pyo3(signature = (source, gallery, *, fpir = None, threshold = None, detect_every = 3, fps = 25.0))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one parameter each
+    fn watch(
+        &self,
+        py: Python<'_>,
+        source: &str,
+        gallery: &Gallery,
+        fpir: Option<f64>,
+        threshold: Option<f32>,
+        detect_every: u64,
+        fps: f64,
+    ) -> PyResult<WatchEvents> {
+        let source = maskid_video::VideoSource::parse(source).map_err(|e| MaskidError::new_err(e.to_string()))?;
+        let decision =
+            Decision::chosen(threshold, fpir, self.threshold.map_or(Decision::default(), Decision::Threshold))
+                .map_err(py_error)?;
+        let (recognizer, gallery) = (Arc::clone(&self.inner), Arc::clone(&gallery.inner));
+        let decided_by = py.detach(|| recognizer.open_set_threshold(&gallery, decision)).map_err(py_error)?;
+        let options = maskid_video::WatchOptions {
+            detect_every,
+            decided_by,
+            tracker: maskid_video::TrackerConfig::default(),
+            evidence: 5,
+            read: maskid_video::ReadOptions { frames_fps: fps, ..Default::default() },
+        };
+        // A model of another embedding space is refused here, not on the first event.
+        maskid_video::Watcher::new(&recognizer, &gallery, options).map_err(|e| MaskidError::new_err(e.to_string()))?;
+        let (send, events) = std::sync::mpsc::sync_channel(64);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sink = EventChannel(send.clone());
+            let watched = maskid_video::Watcher::new(&recognizer, &gallery, options)
+                .and_then(|watcher| watcher.run(&source, &stopped, &mut sink));
+            if let Err(e) = watched {
+                let _ = send.send(Err(e.to_string()));
+            }
+        });
+        Ok(WatchEvents { events: Some(std::sync::Mutex::new(events)), stop })
+    }
+
     /// Every face in `image` the detector finds, best first (an empty list when none).
     fn detect(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<Vec<Face>> {
         let photo = self.photo(py, image)?;
@@ -518,6 +563,71 @@ fn mask<'py>(
 #[pyfunction]
 fn image_seed(key: &str, seed: u64) -> u64 {
     maskid_mask::image_seed(key, seed)
+}
+
+/// The events of a watch (`Recognizer.watch`), each a dict as `maskid watch` prints them,
+/// yielded as they happen. The video is read on a thread of its own; dropping the iterator
+/// or calling `close()` stops it.
+#[pyclass(module = "maskid")]
+pub struct WatchEvents {
+    events: Option<std::sync::Mutex<std::sync::mpsc::Receiver<Result<String, String>>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Sends each event of a watch, as a JSON line, to the Python side.
+struct EventChannel(std::sync::mpsc::SyncSender<Result<String, String>>);
+
+impl maskid_video::WatchSink for EventChannel {
+    fn event(&mut self, event: &maskid_video::Event) -> maskid_video::Result<()> {
+        let line = serde_json::to_string(event).expect("BUG: events serialise");
+        // The Python side went away: stop watching.
+        self.0.send(Ok(line)).map_err(|_| maskid_video::Error::Source("the reader of the events is gone".into()))
+    }
+}
+
+#[pymethods]
+impl WatchEvents {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some(events) = &self.events else { return Ok(None) };
+        // Waits without the GIL, in slices so that Ctrl-C (KeyboardInterrupt) gets through.
+        let next = loop {
+            let waited = py.detach(|| {
+                let events = events.lock().unwrap_or_else(|e| e.into_inner());
+                events.recv_timeout(std::time::Duration::from_millis(100))
+            });
+            match waited {
+                Ok(next) => break Some(next),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+            }
+        };
+        match next {
+            Some(Ok(line)) => Ok(Some(py.import("json")?.call_method1("loads", (line,))?.unbind())),
+            Some(Err(e)) => {
+                self.events = None;
+                Err(MaskidError::new_err(e))
+            }
+            None => {
+                self.events = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stops the watch: its tracks end and the iterator yields what is left, then stops.
+    fn close(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for WatchEvents {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A gallery of enrolled people in an SQLite file (created when missing unless
@@ -687,6 +797,7 @@ fn maskid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Verification>()?;
     m.add_class::<Candidate>()?;
     m.add_class::<Gallery>()?;
+    m.add_class::<WatchEvents>()?;
     m.add_function(wrap_pyfunction!(mask, m)?)?;
     m.add_function(wrap_pyfunction!(image_seed, m)?)?;
     m.add("MASK_STYLES", MaskStyle::ALL.map(MaskStyle::name).to_vec())?;

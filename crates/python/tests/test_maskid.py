@@ -308,6 +308,58 @@ def test_identify_all_answers_every_face_of_a_group_photo(samples, rec, tmp_path
     assert alice.name == "alice" and alice.matched and not other.matched
 
 
+def walking_frames(samples: Path, folder: Path) -> Path:
+    """Frames of Alice walking right for 40 frames, then of nobody for 10."""
+    folder.mkdir()
+    alice = Image.open(samples / "person_a_2.jpg").convert("RGB")
+    alice = alice.resize((alice.width * 300 // alice.height, 300))
+    for i in range(50):
+        frame = Image.new("RGB", (640, 360), (96, 110, 120))
+        if i < 40:
+            frame.paste(alice, (20 + 4 * i, 30))
+        frame.save(folder / f"{i:04d}.png")
+    return folder
+
+
+def test_watch_yields_the_events_of_maskid_watch(cli, samples, rec, tmp_path):
+    frames = walking_frames(samples, tmp_path / "frames")
+    gallery = maskid.Gallery(tmp_path / "g.db", rec)
+    gallery.enroll("alice", samples / "person_a_1.jpg")
+    events = list(rec.watch(str(frames), gallery, fps=25.0))
+    told = [json.loads(line) for line in run_cli(cli, "watch", frames, "--gallery", tmp_path / "g.db").splitlines()]
+    # The same events in the same order, but for the time each run took.
+    timing = ("seconds", "fps", "stages")
+    strip = lambda e: {k: v for k, v in e.items() if k not in timing}
+    assert [strip(e) for e in events] == [strip(e) for e in told]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and events[-1]["frames"] == 50
+    named = [e for e in events if e["event"] == "identified"]
+    assert named and named[0]["name"] == "alice" and named[0]["mask"]["state"] == "none"
+    ended = [e for e in events if e["event"] == "track_ended"]
+    assert len(ended) == 1 and ended[0]["name"] == "alice"
+
+
+def test_watch_fails_clearly_and_can_be_stopped(samples, rec, tmp_path):
+    gallery = maskid.Gallery(tmp_path / "g.db", rec)
+    gallery.enroll("alice", samples / "person_a_1.jpg")
+    with pytest.raises(maskid.MaskidError, match="No such file"):
+        rec.watch(str(tmp_path / "missing.mp4"), gallery)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video\n" * 50)
+    with pytest.raises(maskid.MaskidError, match="not a video"):
+        list(rec.watch(str(not_video), gallery))
+    # Closed after the first track: the track ends and the watch finishes early.
+    events = rec.watch(str(walking_frames(samples, tmp_path / "frames")), gallery)
+    seen = []
+    for event in events:
+        seen.append(event)
+        if event["event"] == "track_started":
+            events.close()
+    assert seen[-1]["event"] == "finished" and seen[-1]["stopped"] is True
+    assert seen[-1]["frames"] < 50
+    assert any(e["event"] == "track_ended" for e in seen)
+
+
 def test_the_gil_is_released_during_model_work(samples, rec):
     # With a switch interval of 1,000 s the interpreter never takes the GIL from a thread
     # that holds it, so a second thread (taking the GIL between short sleeps) can only count

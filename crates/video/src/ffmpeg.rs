@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -179,6 +180,9 @@ impl Decoder {
             // keep a constant rate), to PPM: each frame carries its size, so a stream that
             // changes resolution mid-way still parses.
             .args(["-an", "-sn", "-fps_mode", "passthrough", "-f", "image2pipe", "-c:v", "ppm", "-"])
+            // Its own process group: Ctrl-C in a terminal reaches maskid alone, which then
+            // stops the decoder itself (else the decoder's end would read as a dropped stream).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -320,6 +324,8 @@ impl Encoder {
             .args(["-vf", &format!("crop={even_w}:{even_h}:0:0")])
             .args(codec)
             .arg(&partial)
+            // Its own process group: on Ctrl-C maskid closes the file itself, playable.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -3,14 +3,18 @@
 //! gallery, as a stream of events (`maskid watch`).
 #![deny(missing_docs)]
 
+mod annotate;
 pub mod ffmpeg;
+mod report;
 mod source;
 mod track;
 mod watch;
 
+pub use annotate::{Annotator, TrackView};
+pub use report::WatchReport;
 pub use source::{Delivery, Frame, FrameReader, ReadOptions, VideoSource};
 pub use track::{Observation, Track, Tracker, TrackerConfig, Update};
-pub use watch::{Event, StageTimes, Summary, WatchOptions, WatchProgress, Watcher};
+pub use watch::{Event, StageTimes, Summary, WatchOptions, WatchProgress, WatchSink, Watcher};
 
 /// Errors of video input and watching.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ use maskid_gallery::Gallery;
 use maskid_pipeline::{FaceResult, OpenSetThreshold, Recognizer};
 use serde::Serialize;
 
+use crate::annotate::TrackView;
 use crate::source::{Delivery, Frame, FrameReader, ReadOptions, VideoSource};
 use crate::track::{Observation, Track, Tracker, TrackerConfig};
 use crate::Result;
@@ -202,6 +203,24 @@ pub struct Summary {
     pub stages: StageTimes,
 }
 
+impl std::fmt::Display for Summary {
+    /// `150 frames in 2.1 s (71.4 frames/s), 3 tracks`, with what was dropped or stopped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} frames in {:.1} s ({:.1} frames/s), {} tracks",
+            self.frames, self.seconds, self.fps, self.tracks
+        )?;
+        if self.dropped > 0 {
+            write!(f, ", {} frames dropped to keep up", self.dropped)?;
+        }
+        if self.stopped {
+            write!(f, ", stopped before the end")?;
+        }
+        Ok(())
+    }
+}
+
 /// What the watch has done so far, for a progress line.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchProgress {
@@ -217,6 +236,29 @@ pub struct WatchProgress {
     pub live: bool,
 }
 
+/// Where a watch's events and frames go: the CLI writes JSON lines, an annotated video and a
+/// report; the benchmark keeps the events; Python yields them.
+pub trait WatchSink {
+    /// One event, as it happens.
+    fn event(&mut self, event: &Event) -> Result<()>;
+    /// After each delivery.
+    fn progress(&mut self, _progress: &WatchProgress) {}
+    /// Each frame once processed, with the live tracks.
+    fn frame(&mut self, _frame: &Frame, _tracks: &[TrackView]) -> Result<()> {
+        Ok(())
+    }
+    /// A track's best face so far changed: the face, and the frame it is from.
+    fn best_face(&mut self, _track: u64, _frame: &Frame, _face: &FaceResult) {}
+}
+
+/// Keeps the events (tests, benchmarks).
+impl WatchSink for Vec<Event> {
+    fn event(&mut self, event: &Event) -> Result<()> {
+        self.push(event.clone());
+        Ok(())
+    }
+}
+
 /// A track's faces so far and the decision they give.
 #[derive(Default)]
 struct Evidence {
@@ -227,16 +269,16 @@ struct Evidence {
 }
 
 impl Evidence {
-    /// Keeps `face` if it is among the best; `true` when the evidence changed.
-    fn offer(&mut self, face: &FaceResult, keep: usize) -> bool {
+    /// Keeps `face` if it is among the best `keep`: its rank (0: the best so far), else `None`.
+    fn offer(&mut self, face: &FaceResult, keep: usize) -> Option<usize> {
         let quality = face_quality(face);
         let at = self.best.iter().position(|(q, _, _)| quality > *q).unwrap_or(self.best.len());
         if at >= keep {
-            return false;
+            return None;
         }
         self.best.insert(at, (quality, face.embedding.clone(), face.mask));
         self.best.truncate(keep);
-        true
+        Some(at)
     }
 
     /// The quality-weighted mean of the kept faces' embeddings.
@@ -283,16 +325,10 @@ impl<'a> Watcher<'a> {
     /// Watches `source` until it ends or `stop` is set, giving each event to `on_event` as it
     /// happens and progress after each frame. A source that cannot be opened fails before
     /// any event; one that fails later ends its tracks and finishes, then returns the error.
-    pub fn run(
-        &self,
-        source: &VideoSource,
-        stop: &AtomicBool,
-        on_event: &mut dyn FnMut(&Event) -> Result<()>,
-        on_progress: &mut dyn FnMut(&WatchProgress),
-    ) -> Result<Summary> {
+    pub fn run(&self, source: &VideoSource, stop: &AtomicBool, sink: &mut dyn WatchSink) -> Result<Summary> {
         let reader = FrameReader::start(source, self.options.read)?;
         let probe = reader.probe.as_ref();
-        on_event(&Event::Started {
+        sink.event(&Event::Started {
             source: source.name(),
             codec: probe.map(|p| p.codec.clone()),
             width: probe.map(|p| p.width),
@@ -325,18 +361,21 @@ impl<'a> Watcher<'a> {
             run.summary.stages.wait_s += waited.elapsed().as_secs_f64();
             let (frame, time) = run.last;
             match delivery {
-                Delivery::Frame(f) => run.frame(&f, on_event)?,
+                Delivery::Frame(f) => {
+                    run.frame(&f, sink)?;
+                    sink.frame(&f, &run.views(f.index))?;
+                }
                 Delivery::Lost { why, retry_in } => {
                     // The tracks cannot be followed across the gap.
-                    run.end_tracks(on_event)?;
-                    on_event(&Event::StreamLost { frame, time, why, retry_in: retry_in.as_secs_f64() })?;
+                    run.end_tracks(sink)?;
+                    sink.event(&Event::StreamLost { frame, time, why, retry_in: retry_in.as_secs_f64() })?;
                 }
-                Delivery::Resumed => on_event(&Event::StreamResumed { frame, time })?,
-                Delivery::Damaged { decoded, why } => on_event(&Event::Damaged { frame: decoded, time, why })?,
+                Delivery::Resumed => sink.event(&Event::StreamResumed { frame, time })?,
+                Delivery::Damaged { decoded, why } => sink.event(&Event::Damaged { frame: decoded, time, why })?,
                 Delivery::End(ended) => break ended,
             }
             run.summary.seconds = started.elapsed().as_secs_f64();
-            on_progress(&WatchProgress {
+            sink.progress(&WatchProgress {
                 frames: run.summary.frames,
                 total: reader.total_frames,
                 fps: run.summary.frames as f64 / run.summary.seconds.max(1e-9),
@@ -344,13 +383,13 @@ impl<'a> Watcher<'a> {
                 live: source.live(),
             });
         };
-        run.end_tracks(on_event)?;
+        run.end_tracks(sink)?;
         run.summary.dropped = reader.dropped();
         drop(reader);
         run.summary.seconds = started.elapsed().as_secs_f64();
         run.summary.fps = run.summary.frames as f64 / run.summary.seconds.max(1e-9);
         run.summary.stages.decode_cpu_s = children_cpu_s() - children_before;
-        on_event(&Event::Finished { summary: run.summary })?;
+        sink.event(&Event::Finished { summary: run.summary })?;
         outcome.map(|()| run.summary)
     }
 }
@@ -366,7 +405,7 @@ struct Run<'w, 'a> {
 }
 
 impl Run<'_, '_> {
-    fn frame(&mut self, frame: &Frame, on_event: &mut dyn FnMut(&Event) -> Result<()>) -> Result<()> {
+    fn frame(&mut self, frame: &Frame, sink: &mut dyn WatchSink) -> Result<()> {
         self.summary.frames += 1;
         self.last = (frame.index, frame.time_s);
         if self.summary.frames % self.watcher.options.detect_every != 1 % self.watcher.options.detect_every {
@@ -389,7 +428,7 @@ impl Run<'_, '_> {
         for &id in &update.started {
             let at = update.track_of.iter().position(|&t| t == id).expect("BUG: a started track has its face");
             self.summary.tracks += 1;
-            on_event(&Event::TrackStarted {
+            sink.event(&Event::TrackStarted {
                 track: id,
                 frame: frame.index,
                 time: frame.time_s,
@@ -399,17 +438,20 @@ impl Run<'_, '_> {
         }
         for (face, &id) in faces.iter().zip(&update.track_of) {
             let evidence = self.evidence.entry(id).or_default();
-            if evidence.offer(face, self.watcher.options.evidence) {
+            if let Some(rank) = evidence.offer(face, self.watcher.options.evidence) {
+                if rank == 0 {
+                    sink.best_face(id, frame, face);
+                }
                 let clock = Instant::now();
                 let event = self.identify(id, frame)?;
                 self.summary.stages.identify_s += clock.elapsed().as_secs_f64();
                 if let Some(event) = event {
-                    on_event(&event)?;
+                    sink.event(&event)?;
                 }
             }
         }
         for track in update.ended {
-            self.ended(track, on_event)?;
+            self.ended(track, sink)?;
         }
         Ok(())
     }
@@ -446,9 +488,9 @@ impl Run<'_, '_> {
         }))
     }
 
-    fn ended(&mut self, track: Track, on_event: &mut dyn FnMut(&Event) -> Result<()>) -> Result<()> {
+    fn ended(&mut self, track: Track, sink: &mut dyn WatchSink) -> Result<()> {
         let evidence = self.evidence.remove(&track.id).unwrap_or_default();
-        on_event(&Event::TrackEnded {
+        sink.event(&Event::TrackEnded {
             track: track.id,
             frame: track.last_frame,
             time: track.last_time,
@@ -460,11 +502,29 @@ impl Run<'_, '_> {
         })
     }
 
-    fn end_tracks(&mut self, on_event: &mut dyn FnMut(&Event) -> Result<()>) -> Result<()> {
+    fn end_tracks(&mut self, sink: &mut dyn WatchSink) -> Result<()> {
         for track in self.tracker.end_all() {
-            self.ended(track, on_event)?;
+            self.ended(track, sink)?;
         }
         Ok(())
+    }
+
+    /// The live tracks as they stand at `frame`.
+    fn views(&self, frame: u64) -> Vec<TrackView> {
+        self.tracker
+            .tracks()
+            .iter()
+            .map(|t| {
+                let evidence = self.evidence.get(&t.id);
+                TrackView {
+                    id: t.id,
+                    bbox: t.predicted(frame),
+                    name: evidence.and_then(|e| e.name.clone()),
+                    similarity: evidence.and_then(|e| e.similarity),
+                    mask: evidence.and_then(|e| e.best.first()).map(|b| b.2.state),
+                }
+            })
+            .collect()
     }
 }
 

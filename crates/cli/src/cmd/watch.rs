@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use maskid_face::Parallelism;
 use maskid_gallery::{escaped_name, Gallery, Location};
-use maskid_pipeline::{Decision, ModelChoice, DEFAULT_FPIR};
-use maskid_video::{Event, ReadOptions, TrackerConfig, VideoSource, WatchOptions, WatchProgress, Watcher};
+use maskid_pipeline::{Decision, FaceResult, ModelChoice, DEFAULT_FPIR};
+use maskid_video::{
+    Annotator, Event, Frame, ReadOptions, TrackView, TrackerConfig, VideoSource, WatchOptions, WatchProgress,
+    WatchReport, WatchSink, Watcher,
+};
 
 use crate::common::{gallery_model, GlobalArgs};
 
@@ -40,6 +43,13 @@ pub struct Args {
     /// a line of text per event instead.
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Also write the video with each track's box, name, similarity and mask state drawn on
+    /// it (.mp4, .mkv, .mov: H.264; .webm: VP9).
+    #[arg(long, value_name = "FILE")]
+    annotate: Option<PathBuf>,
+    /// Also write a page with a timeline of the tracks and the best frame of each into DIR.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// Frames a second of a folder of frames.
     #[arg(long, default_value_t = 25.0)]
     fps: f64,
@@ -87,18 +97,85 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let mut sink = EventSink::open(args.events.as_ref())?;
-    let mut progress = ProgressLine::new(global.quiet);
-    let outcome =
-        watcher.run(&source, &stop, &mut |event| sink.write(event).map_err(maskid_video::Error::Events), &mut |p| {
-            progress.show(p)
-        });
-    progress.clear();
+    let mut sink = Outputs {
+        events: EventSink::open(args.events.as_ref())?,
+        annotated: None,
+        annotate: args.annotate.clone(),
+        report: args.report.is_some().then(WatchReport::new),
+        progress: ProgressLine::new(global.quiet),
+        fps: source_fps(&source, args.fps),
+    };
+    let outcome = watcher.run(&source, &stop, &mut sink);
+    sink.progress.clear();
+    // The outputs are closed whatever happened: the video stays playable and the report
+    // shows what was seen up to an error.
+    if let Some(annotated) = sink.annotated.take() {
+        annotated.finish()?;
+        if let Some(path) = &args.annotate {
+            eprintln!("maskid: annotated video {}", path.display());
+        }
+    }
+    if let (Some(report), Some(dir)) = (&sink.report, &args.report) {
+        report.write(dir).map_err(|e| anyhow::anyhow!("writing the report to {}: {e}", dir.display()))?;
+        eprintln!("maskid: report {}", dir.join("index.html").display());
+    }
     let summary = outcome?;
     if summary.stopped {
         eprintln!("maskid: stopped after {} frames; events flushed", summary.frames);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The frame rate an annotated copy is written at: a file's own, a folder's `--fps`, and 25
+/// for a live source (whose dropped frames shorten the copy).
+fn source_fps(source: &VideoSource, folder_fps: f64) -> f64 {
+    match source {
+        VideoSource::File(path) => maskid_video::ffmpeg::probe(path).map_or(25.0, |p| p.fps),
+        VideoSource::Frames(_) => folder_fps,
+        VideoSource::Stream(_) | VideoSource::Camera(_) => 25.0,
+    }
+}
+
+/// Everything a watch writes.
+struct Outputs {
+    events: EventSink,
+    /// Opened at the first frame, whose size it takes.
+    annotated: Option<Annotator>,
+    annotate: Option<PathBuf>,
+    report: Option<WatchReport>,
+    progress: ProgressLine,
+    fps: f64,
+}
+
+impl WatchSink for Outputs {
+    fn event(&mut self, event: &Event) -> maskid_video::Result<()> {
+        if let Some(report) = &mut self.report {
+            report.event(event);
+        }
+        self.events.write(event).map_err(maskid_video::Error::Events)
+    }
+
+    fn progress(&mut self, progress: &WatchProgress) {
+        self.progress.show(progress);
+    }
+
+    fn frame(&mut self, frame: &Frame, tracks: &[TrackView]) -> maskid_video::Result<()> {
+        if self.annotated.is_none() {
+            if let Some(path) = &self.annotate {
+                self.annotated = Some(Annotator::create(path, frame.image.width(), frame.image.height(), self.fps)?);
+            }
+        }
+        match &mut self.annotated {
+            Some(annotated) => annotated.frame(&frame.image, tracks),
+            None => Ok(()),
+        }
+    }
+
+    fn best_face(&mut self, track: u64, frame: &Frame, face: &FaceResult) {
+        if let Some(report) = &mut self.report {
+            report.best_face(track, frame, face);
+        }
+    }
 }
 
 /// Where events go: JSON lines on stdout, or to a file with a line of text on stdout.
@@ -162,18 +239,7 @@ fn describe(event: &Event) -> Option<String> {
         }
         Event::StreamResumed { time, .. } => format!("{} stream resumed", clock(*time)),
         Event::Damaged { time, why, .. } => format!("{} damaged input: {}", clock(*time), escaped_name(why)),
-        Event::Finished { summary } => format!(
-            "{} frames in {:.1} s ({:.1} fps), {} tracks{}",
-            summary.frames,
-            summary.seconds,
-            summary.fps,
-            summary.tracks,
-            if summary.dropped > 0 {
-                format!(", {} frames dropped to keep up", summary.dropped)
-            } else {
-                String::new()
-            }
-        ),
+        Event::Finished { summary } => summary.to_string(),
     })
 }
 
