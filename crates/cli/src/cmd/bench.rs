@@ -405,13 +405,14 @@ fn video(setup: &Setup, args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "named tracks {} (precision {:.1}%), wrong names {}, switches {}, tracks per appearance {:.2}, false tracks {}",
+        "named tracks {} (precision {:.1}%), wrong names {}, switches {}, tracks per appearance {:.2}, false tracks {}, bystanders' tracks {}",
         report.named_tracks,
         100.0 * report.precision,
         report.wrong_names,
         report.switches,
         report.tracks_per_appearance,
-        report.false_tracks
+        report.false_tracks,
+        report.bystander_tracks
     );
     println!(
         "clips whose every enrolled person was named within 1 s: {} of {}",
