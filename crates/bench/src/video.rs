@@ -127,6 +127,10 @@ pub struct VideoBench {
     /// Tracks of other people in an appearance's photo (LFW photos show bystanders too);
     /// their names are not scored.
     pub bystander_tracks: usize,
+    /// Appearances no track followed (the face never detected).
+    pub unseen: usize,
+    /// Appearances followed by more than one track (a track lost and started again).
+    pub split: usize,
     /// Clips whose every enrolled person was named right within one second.
     pub clips_all_within_1s: usize,
     /// Frames processed a second (all clips; decoding overlaps on its own process).
@@ -361,6 +365,8 @@ struct Tally {
     tracks: usize,
     false_tracks: usize,
     bystander_tracks: usize,
+    unseen: usize,
+    split: usize,
     clips_all_within_1s: usize,
     frames: u64,
     seconds: f64,
@@ -421,6 +427,13 @@ impl Tally {
                 _ => {}
             }
         }
+        for i in 0..plan.len() {
+            match owner.values().filter(|&&o| o == i).count() {
+                0 => self.unseen += 1,
+                1 => {}
+                _ => self.split += 1,
+            }
+        }
         let mut all_within = true;
         for (i, a) in plan.iter().enumerate() {
             let right = first_right[i];
@@ -474,6 +487,8 @@ impl Tally {
                 / self.appearances.len().max(1) as f64,
             false_tracks: self.false_tracks,
             bystander_tracks: self.bystander_tracks,
+            unseen: self.unseen,
+            split: self.split,
             clips_all_within_1s: self.clips_all_within_1s,
             processed_fps: self.frames as f64 / self.seconds.max(1e-9),
             realtime_factor: self.frames as f64 / options.fps / self.seconds.max(1e-9),

@@ -414,6 +414,7 @@ fn video(setup: &Setup, args: &Args) -> anyhow::Result<ExitCode> {
         report.false_tracks,
         report.bystander_tracks
     );
+    println!("appearances never tracked {}, followed by more than one track {}", report.unseen, report.split);
     println!(
         "clips whose every enrolled person was named within 1 s: {} of {}",
         report.clips_all_within_1s, report.clips
