@@ -248,7 +248,7 @@ struct Served {
 fn served(dir: &Path) -> Served {
     let gallery = gallery(dir);
     let clip = encode(&frames(dir), &dir.join("clip.mkv"), &["-c:v", "libx264", "-pix_fmt", "yuv420p"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let server = serve(&clip, port);
     // Listening before the watch connects (a watch that came too early would retry anyway).
     std::thread::sleep(Duration::from_millis(500));
@@ -303,6 +303,85 @@ fn a_stream_that_drops_is_reconnected_and_one_that_stays_away_is_given_up() {
     assert!(!status.success(), "a stream given up is a failure");
     assert!(started.elapsed() < Duration::from_secs(30), "gave up in time");
     assert_eq!(rest.last().unwrap()["event"], "finished", "{rest:?}");
+}
+
+/// A free port on loopback (TCP and, for RTP, the UDP pair above it unlikely taken).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_rtsp_stream_as_cameras_send_it_is_watched() {
+    // Debian's rtsp-server-perl relays what FFmpeg pushes to it (as a camera or an encoder
+    // would publish) to RTSP clients; scripts/setup-ffmpeg installs it for the tests.
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = gallery(dir.path());
+    // A key frame every second, as cameras send: a client joining mid-stream waits at most that.
+    let clip = encode(
+        &frames(dir.path()),
+        &dir.path().join("camera.mkv"),
+        &["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"],
+    );
+    let (clients, sources) = (free_port(), free_port());
+    let rtp = 20_000 + (std::process::id() % 20_000) as u16;
+    let _server = Killed(
+        Command::new("rtsp-server-perl")
+            .args(["--clientport", &clients.to_string(), "--serverport", &sources.to_string()])
+            .args(["--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"])
+            .args(["--rtp_start_port", &rtp.to_string(), "--loglevel", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rtsp-server-perl (scripts/setup-ffmpeg installs it)"),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let _camera = Killed(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-re", "-stream_loop", "3", "-i"])
+            .arg(&clip)
+            .args(["-c", "copy", "-f", "rtsp"])
+            .arg(format!("rtsp://127.0.0.1:{sources}/door"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let url = format!("rtsp://127.0.0.1:{clients}/door");
+    let mut watcher = Killed(
+        Command::new(env!("CARGO_BIN_EXE_maskid"))
+            .args(["watch", &url, "--gallery", gallery.to_str().unwrap(), "--quiet"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(watcher.0.stdout.take().unwrap()).lines().map(Result::unwrap);
+    let mut names = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    for line in lines.by_ref() {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "identified" {
+            names.extend(event["name"].as_str().map(String::from));
+        }
+        if names.len() == 2 || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["anna", "bert"], "both people named from the RTSP stream");
+    let interrupt = Command::new("kill").args(["-TERM", &watcher.0.id().to_string()]).status().unwrap();
+    assert!(interrupt.success());
+    let rest: Vec<Value> = lines.map(|l| serde_json::from_str(&l).unwrap()).collect();
+    assert!(watcher.0.wait().unwrap().success());
+    assert_eq!(rest.last().unwrap()["stopped"], true, "{rest:?}");
 }
 
 #[test]

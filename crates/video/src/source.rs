@@ -84,9 +84,10 @@ impl VideoSource {
             VideoSource::Stream(url) => {
                 let scheme = url.split_once("://").map_or("", |(s, _)| s).to_ascii_lowercase();
                 if scheme.starts_with("rtsp") {
-                    // TCP: no frames torn by lost UDP packets; a socket timeout so a server
+                    // FFmpeg's own transport choice (UDP, then TCP when no UDP packet comes:
+                    // some servers offer only one of them), and a socket timeout so a server
                     // that goes quiet ends the read instead of hanging it.
-                    args.extend(["-rtsp_transport", "tcp", "-timeout", &micros].map(OsString::from));
+                    args.extend(["-timeout", &micros].map(OsString::from));
                 } else if scheme.starts_with("http") {
                     args.extend(["-rw_timeout", &micros].map(OsString::from));
                 }
