@@ -445,24 +445,57 @@ fn read_live(
 }
 
 /// FFmpeg's complaints about a source it goes on decoding (a corrupt packet, a damaged
-/// frame), passed on as [`Delivery::Damaged`]; one repeated at once only the first time.
+/// frame), passed on as [`Delivery::Damaged`]. A complaint among the last few is not passed
+/// on again: a burst (a stream joined between key frames, one message per decoder thread)
+/// becomes a few events, not hundreds.
 #[derive(Default)]
 struct Complaints {
     seen: u64,
-    last: Option<String>,
+    recent: std::collections::VecDeque<String>,
 }
+
+/// Distinct complaints remembered.
+const RECENT_COMPLAINTS: usize = 8;
 
 impl Complaints {
     /// Sends the decoder's new complaints; `false` once the watch has stopped.
     fn forward(&mut self, decoder: &Decoder, decoded: u64, out: &Sender) -> bool {
-        for why in decoder.messages_since(&mut self.seen) {
-            if self.last.as_ref() != Some(&why) {
-                self.last = Some(why.clone());
-                if !out.other(Delivery::Damaged { decoded, why }) {
-                    return false;
-                }
+        for said in decoder.messages_since(&mut self.seen) {
+            let why = without_address(&said);
+            if self.recent.contains(&why) {
+                continue;
+            }
+            if self.recent.len() == RECENT_COMPLAINTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(why.clone());
+            if !out.other(Delivery::Damaged { decoded, why }) {
+                return false;
             }
         }
         true
+    }
+}
+
+/// `[h264 @ 0x55d5...] error while decoding` -> `[h264] error while decoding`: FFmpeg names
+/// the decoder instance by its address, which differs between its threads.
+fn without_address(message: &str) -> String {
+    match (message.find(" @ 0x"), message.find(']')) {
+        (Some(at), Some(end)) if at < end => format!("{}{}", &message[..at], &message[end..]),
+        _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complaints_lose_the_decoders_address() {
+        assert_eq!(
+            without_address("[h264 @ 0x55d539262480] mmco: unref short failure"),
+            "[h264] mmco: unref short failure"
+        );
+        assert_eq!(without_address("clip.mkv: Invalid data"), "clip.mkv: Invalid data");
     }
 }

@@ -322,9 +322,10 @@ impl<'a> Watcher<'a> {
         Ok(Self { recognizer, gallery, options })
     }
 
-    /// Watches `source` until it ends or `stop` is set, giving each event to `on_event` as it
-    /// happens and progress after each frame. A source that cannot be opened fails before
-    /// any event; one that fails later ends its tracks and finishes, then returns the error.
+    /// Watches `source` until it ends or `stop` is set, giving `sink` each event as it
+    /// happens, each frame with its tracks, and progress. A source that cannot be opened
+    /// fails before any event; a watch that fails later (the source, or the work on a frame)
+    /// ends its tracks and finishes, then returns the error.
     pub fn run(&self, source: &VideoSource, stop: &AtomicBool, sink: &mut dyn WatchSink) -> Result<Summary> {
         let reader = FrameReader::start(source, self.options.read)?;
         let probe = reader.probe.as_ref();
@@ -362,8 +363,11 @@ impl<'a> Watcher<'a> {
             let (frame, time) = run.last;
             match delivery {
                 Delivery::Frame(f) => {
-                    run.frame(&f, sink)?;
-                    sink.frame(&f, &run.views(f.index))?;
+                    // An error here ends the watch as a source's error does: tracks ended,
+                    // totals written, then the error.
+                    if let Err(e) = run.frame(&f, sink).and_then(|()| sink.frame(&f, &run.views(f.index))) {
+                        break Err(e);
+                    }
                 }
                 Delivery::Lost { why, retry_in } => {
                     // The tracks cannot be followed across the gap.
