@@ -89,7 +89,12 @@ impl VideoSource {
                     // that goes quiet ends the read instead of hanging it.
                     args.extend(["-timeout", &micros].map(OsString::from));
                 } else if scheme.starts_with("http") {
-                    args.extend(["-rw_timeout", &micros].map(OsString::from));
+                    // Read at the stream's own pace (`-re`): HTTP sources (Matroska or MPEG-TS
+                    // over HTTP, HLS segments) arrive in bursts of seconds, which decoded at
+                    // once would overflow the two frames in flight and be dropped as if
+                    // maskid were behind. Over TCP the sender just waits; RTSP, UDP and SRT
+                    // are paced by their senders, and slowing their reads would lose packets.
+                    args.extend(["-re", "-rw_timeout", &micros].map(OsString::from));
                 }
                 args.extend(["-i".into(), url.into()]);
             }
