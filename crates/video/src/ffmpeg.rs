@@ -124,10 +124,10 @@ pub fn probe(path: &Path) -> Result<Probe> {
 
 /// Drains FFmpeg's messages as they come (a full stderr pipe would stall it), keeping the
 /// last few for error reports.
-fn drain(stderr: ChildStderr) -> Arc<Mutex<Said>> {
+fn drain(stderr: ChildStderr) -> Messages {
     let said = Arc::new(Mutex::new(Said::default()));
     let kept = Arc::clone(&said);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
             let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
             if kept.last.len() == STDERR_LINES {
@@ -137,14 +137,36 @@ fn drain(stderr: ChildStderr) -> Arc<Mutex<Said>> {
             kept.lines += 1;
         }
     });
-    said
+    Messages { said, reader: Some(reader) }
+}
+
+/// A child's messages, kept by the thread that drains its stderr.
+struct Messages {
+    said: Arc<Mutex<Said>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Messages {
+    /// The last few so far, joined.
+    fn so_far(&self) -> String {
+        self.said.lock().unwrap_or_else(|e| e.into_inner()).last.join("; ")
+    }
+
+    /// The last few, once the child has exited: the draining thread ends at its stderr's
+    /// end and is waited for, so none of the child's last words is missed.
+    fn after_exit(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.so_far()
+    }
 }
 
 /// A running `ffmpeg` that decodes one source into PPM frames on its stdout.
 pub struct Decoder {
     child: Arc<Mutex<Child>>,
     frames: BufReader<ChildStdout>,
-    said: Arc<Mutex<Said>>,
+    said: Messages,
     source: String,
 }
 
@@ -220,7 +242,7 @@ impl Decoder {
         loop {
             let mut byte = [0u8];
             match self.frames.read(&mut byte) {
-                Ok(0) if fields.is_empty() && field.is_empty() => return Ok(None),
+                // The end, between frames or (FFmpeg stopped) within a header.
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -255,14 +277,12 @@ impl Decoder {
     }
 
     /// Waits for FFmpeg to exit: an error with its last messages when it failed.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
         let status = {
             let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
             child.wait().map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?
         };
-        // The stderr thread ends with the process; give it a moment to keep the last lines.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let said = self.said.lock().unwrap_or_else(|e| e.into_inner()).last.join("; ");
+        let said = self.said.after_exit();
         if status.success() {
             return Ok(());
         }
@@ -275,7 +295,7 @@ impl Decoder {
     /// FFmpeg's messages after the first `seen` (decode warnings of a damaged file; of a
     /// burst, only the last few are kept), and moves `seen` past them.
     pub fn messages_since(&self, seen: &mut u64) -> Vec<String> {
-        let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        let said = self.said.said.lock().unwrap_or_else(|e| e.into_inner());
         let new = said.lines.saturating_sub(*seen).min(said.last.len() as u64) as usize;
         *seen = said.lines;
         said.last[said.last.len() - new..].to_vec()
@@ -302,7 +322,7 @@ pub struct Encoder {
     size: (u32, u32),
     partial: PathBuf,
     path: PathBuf,
-    said: Arc<Mutex<Said>>,
+    said: Messages,
 }
 
 impl Encoder {
@@ -352,7 +372,7 @@ impl Encoder {
     }
 
     fn failed(&self, why: String) -> Error {
-        let said = self.said.lock().unwrap_or_else(|e| e.into_inner()).last.join("; ");
+        let said = self.said.so_far();
         Error::Encode { path: self.path.clone(), why: if said.is_empty() { why } else { said } }
     }
 
@@ -360,6 +380,7 @@ impl Encoder {
     pub fn finish(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status = self.child.wait().map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
+        self.said.after_exit();
         if !status.success() {
             let _ = std::fs::remove_file(&self.partial);
             return Err(self.failed(format!("ffmpeg exited with {status}")));

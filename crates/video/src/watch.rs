@@ -412,7 +412,8 @@ impl Run<'_, '_> {
     fn frame(&mut self, frame: &Frame, sink: &mut dyn WatchSink) -> Result<()> {
         self.summary.frames += 1;
         self.last = (frame.index, frame.time_s);
-        if self.summary.frames % self.watcher.options.detect_every != 1 % self.watcher.options.detect_every {
+        // Detection on the first frame and every k-th after it.
+        if !(self.summary.frames - 1).is_multiple_of(self.watcher.options.detect_every) {
             return Ok(());
         }
         self.summary.detections += 1;

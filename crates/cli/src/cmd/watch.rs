@@ -103,7 +103,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
         annotate: args.annotate.clone(),
         report: args.report.is_some().then(WatchReport::new),
         progress: ProgressLine::new(global.quiet),
-        fps: source_fps(&source, args.fps),
+        fps: LIVE_ANNOTATED_FPS,
     };
     let outcome = watcher.run(&source, &stop, &mut sink);
     sink.progress.clear();
@@ -126,15 +126,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The frame rate an annotated copy is written at: a file's own, a folder's `--fps`, and 25
-/// for a live source (whose dropped frames shorten the copy).
-fn source_fps(source: &VideoSource, folder_fps: f64) -> f64 {
-    match source {
-        VideoSource::File(path) => maskid_video::ffmpeg::probe(path).map_or(25.0, |p| p.fps),
-        VideoSource::Frames(_) => folder_fps,
-        VideoSource::Stream(_) | VideoSource::Camera(_) => 25.0,
-    }
-}
+/// The frame rate of a live source's annotated copy (a live source has none of its own; its
+/// dropped frames shorten the copy).
+const LIVE_ANNOTATED_FPS: f64 = 25.0;
 
 /// Everything a watch writes.
 struct Outputs {
@@ -144,11 +138,15 @@ struct Outputs {
     annotate: Option<PathBuf>,
     report: Option<WatchReport>,
     progress: ProgressLine,
+    /// The annotated copy's rate: the source's, as the `started` event gives it.
     fps: f64,
 }
 
 impl WatchSink for Outputs {
     fn event(&mut self, event: &Event) -> maskid_video::Result<()> {
+        if let Event::Started { fps: Some(fps), .. } = event {
+            self.fps = *fps;
+        }
         if let Some(report) = &mut self.report {
             report.event(event);
         }
@@ -201,11 +199,9 @@ impl EventSink {
             Some(file) => {
                 writeln!(file, "{line}")?;
                 file.flush()?;
-                if let Some(text) = describe(event) {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "{text}")?;
-                    out.flush()?;
-                }
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", describe(event))?;
+                out.flush()?;
             }
             None => {
                 let mut out = std::io::stdout().lock();
@@ -217,11 +213,11 @@ impl EventSink {
     }
 }
 
-/// An event as a line of text (`None`: not worth a line).
-fn describe(event: &Event) -> Option<String> {
+/// An event as a line of text.
+fn describe(event: &Event) -> String {
     let clock = |t: f64| format!("{:02}:{:05.2}", (t / 60.0) as u64, t % 60.0);
     let name = |n: &Option<String>| n.as_deref().map_or("nobody enrolled".to_string(), escaped_name);
-    Some(match event {
+    match event {
         Event::Started { source, .. } => format!("watching {}", escaped_name(source)),
         Event::TrackStarted { track, time, mask, .. } => format!("{} track {track}: a face ({mask})", clock(*time)),
         Event::Identified { track, time, name: who, similarity, threshold, .. } => {
@@ -240,7 +236,7 @@ fn describe(event: &Event) -> Option<String> {
         Event::StreamResumed { time, .. } => format!("{} stream resumed", clock(*time)),
         Event::Damaged { time, why, .. } => format!("{} damaged input: {}", clock(*time), escaped_name(why)),
         Event::Finished { summary } => summary.to_string(),
-    })
+    }
 }
 
 /// Frames, rate and time left on stderr: redrawn on a terminal, a line every ten seconds in
