@@ -7,6 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::{maskid, sample};
@@ -17,8 +18,22 @@ const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
 const FPS: u32 = 25;
 /// Anna walks right over frames 0-49, a stranger walks left over 25-74, masked Bert stands
-/// in the middle over 100-149 (after a gap longer than a track's).
-const FRAMES: u32 = 150;
+/// in the middle over 110-159, after a gap longer than a track's even as a live stream's
+/// frames arrive (the stranger's track must end, not carry on as Bert's).
+const FRAMES: u32 = 160;
+
+/// Live sources drop frames while the recogniser is behind, by design. A test that needs
+/// every person named from a stream sent once takes the machine to itself, since the codec
+/// tests beside it would starve a 2-core machine; the tests of files share it.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A gallery of Anna and Bert, each enrolled from one photo.
 fn gallery(dir: &Path) -> PathBuf {
@@ -79,7 +94,7 @@ fn frames(dir: &Path) -> PathBuf {
         if (25..75).contains(&i) {
             imageops::overlay(&mut canvas, &stranger, 380 - 2 * i64::from(i - 25), 40);
         }
-        if (100..150).contains(&i) {
+        if (110..160).contains(&i) {
             imageops::overlay(&mut canvas, &bert, 190, 20);
         }
         canvas.save(frames.join(format!("{i:04}.png"))).unwrap();
@@ -145,6 +160,7 @@ fn assert_the_clip_is_told_right(events: &[Value], frames: u64, source: &str) {
 
 #[test]
 fn files_of_four_codecs_and_a_folder_of_frames_are_tracked_and_identified() {
+    let _machine = shared();
     let dir = tempfile::tempdir().unwrap();
     let gallery = gallery(dir.path());
     let frames = frames(dir.path());
@@ -271,6 +287,7 @@ fn read_until(lines: &mut impl Iterator<Item = String>, kind: &str) -> Vec<Value
 
 #[test]
 fn a_stream_that_drops_is_reconnected_and_one_that_stays_away_is_given_up() {
+    let _machine = alone();
     let dir = tempfile::tempdir().unwrap();
     let Served { gallery, clip, port, url, server: mut first } = served(dir.path());
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_maskid"))
@@ -322,6 +339,7 @@ impl Drop for Killed {
 
 #[test]
 fn an_rtsp_stream_as_cameras_send_it_is_watched() {
+    let _machine = alone();
     // Debian's rtsp-server-perl relays what FFmpeg pushes to it (as a camera or an encoder
     // would publish) to RTSP clients; scripts/setup-ffmpeg installs it for the tests.
     let dir = tempfile::tempdir().unwrap();
@@ -386,6 +404,7 @@ fn an_rtsp_stream_as_cameras_send_it_is_watched() {
 
 #[test]
 fn ctrl_c_ends_the_tracks_and_writes_the_totals() {
+    let _machine = shared();
     let dir = tempfile::tempdir().unwrap();
     let Served { gallery, url, mut server, .. } = served(dir.path());
     let events_file = dir.path().join("events.jsonl");
@@ -419,6 +438,7 @@ fn ctrl_c_ends_the_tracks_and_writes_the_totals() {
 
 #[test]
 fn bad_video_input_gets_a_clear_error_or_is_read_as_far_as_it_goes() {
+    let _machine = shared();
     let dir = tempfile::tempdir().unwrap();
     let gallery = gallery(dir.path());
     let g = gallery.to_str().unwrap();

@@ -129,9 +129,11 @@ impl Tracker {
         self.tracks.iter().find(|t| t.id == id)
     }
 
-    /// Matches the faces of a detection frame to the tracks, starts tracks for the faces
-    /// left over, and ends the tracks unmatched for longer than the gap.
+    /// Ends the tracks unmatched for longer than the gap, matches the faces of a detection
+    /// frame to the rest and starts tracks for the faces left over.
     pub fn update(&mut self, frame: u64, time: f64, seen: &[Observation]) -> Update {
+        // A track already past its gap has ended: a face in its place now is someone new.
+        let ended = self.expire(time);
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (t, track) in self.tracks.iter().enumerate() {
             let predicted = track.predicted(frame);
@@ -177,7 +179,6 @@ impl Tracker {
                 started.push(id);
             }
         }
-        let ended = self.expire(time);
         Update {
             track_of: track_of.into_iter().map(|t| t.expect("BUG: every face has a track")).collect(),
             started,
@@ -248,5 +249,15 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!((ended[0].id, ended[0].matches), (1, 1));
         assert!(tracker.tracks().is_empty());
+    }
+
+    #[test]
+    fn a_face_where_a_track_ended_starts_a_new_track() {
+        // Someone steps where another was last seen, just after the gap: not the same track.
+        let mut tracker = Tracker::new(TrackerConfig { max_gap_s: 1.0, ..TrackerConfig::default() });
+        tracker.update(0, 0.0, &[face(100.0, [1.0, 0.0])]);
+        let update = tracker.update(26, 1.04, &[face(100.0, [0.0, 1.0])]);
+        assert_eq!(update.ended.iter().map(|t| t.id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!((update.started.clone(), update.track_of), (vec![2], vec![2]));
     }
 }

@@ -430,6 +430,9 @@ impl Run<'_, '_> {
             faces.iter().map(|f| Observation { bbox: f.detection.bbox, embedding: f.embedding.clone() }).collect();
         let update = self.tracker.update(frame.index, frame.time_s, &seen);
         stages.track_s += clock.elapsed().as_secs_f64();
+        for track in update.ended {
+            self.ended(track, sink)?;
+        }
         for &id in &update.started {
             let at = update.track_of.iter().position(|&t| t == id).expect("BUG: a started track has its face");
             self.summary.tracks += 1;
@@ -454,9 +457,6 @@ impl Run<'_, '_> {
                     sink.event(&event)?;
                 }
             }
-        }
-        for track in update.ended {
-            self.ended(track, sink)?;
         }
         Ok(())
     }
