@@ -17,7 +17,10 @@ pub use evaluate::{
     clean_embeddings, crop_landmarks, evaluate, landmarks_in_crop, masked_face, protocol_face, EvalOptions, Evaluation,
     LandmarkSource,
 };
-pub use mask_state::{mask_examples, test_mask_state, MaskSources, MaskTestRow, MaskTestSources, MaskedWildPart};
+pub use mask_state::{
+    mask_examples, test_mask_state, MaskSources, MaskTest, MaskTestRow, MaskTestSources, MaskThresholdRow,
+    MaskedWildPart,
+};
 pub use models::{FaceResult, Models, ModelsConfig, AUTO_THRESHOLD, G2D_THRESHOLD, TEACHER_THRESHOLD};
 pub use prepare::{prepare, PrepareSummary, PreparedRecord, PreparedSet};
 pub use recognizer::{

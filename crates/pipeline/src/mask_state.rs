@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use maskid_core::{AlignedFace, Detection, MaskExample, MaskSource};
+use maskid_core::{AlignedFace, Detection, MaskExample, MaskSource, MASKED_AT};
 use maskid_face::{align_face, select_faces, FacePolicy, MaskClassifier};
 use maskid_mask::{image_seed, render_mask, Coverage, MaskSpec, MaskStyle, RgbImageMut, Rng};
 use rayon::prelude::*;
@@ -214,21 +214,69 @@ pub struct MaskTestSources<'a> {
     pub rmfrd: Option<&'a Path>,
 }
 
-/// The classifier's accuracy on real photos both ways and on the coverage of drawn masks.
+/// What `maskid eval-mask` measures.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskTest {
+    /// Share right of each kind of face, at `masked_at`.
+    pub rows: Vec<MaskTestRow>,
+    /// The probability of a mask from which a face counts as masked ([`MASKED_AT`]).
+    pub masked_at: f32,
+    /// Candidate thresholds on the validation faces (with rmfrd-dev only).
+    pub thresholds: Vec<MaskThresholdRow>,
+}
+
+/// How one threshold on the probability of a mask does on the validation faces.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskThresholdRow {
+    /// Masked from this probability on.
+    pub masked_at: f32,
+    /// Unmasked faces called masked, percent.
+    pub unmasked_wrong: f64,
+    /// Masked faces called unmasked, percent.
+    pub masked_wrong: f64,
+    /// The mean of the two: what chooses, whatever the two kinds' numbers of faces.
+    pub balanced_wrong: f64,
+}
+
+impl MaskThresholdRow {
+    /// Thresholds 0.50, 0.55, ... 0.95 on the answers for unmasked and masked faces.
+    fn sweep(unmasked: &[[f32; 2]], masked: &[[f32; 2]]) -> Vec<Self> {
+        let wrong = |answers: &[[f32; 2]], at: f32, want_masked: bool| {
+            let wrong = answers.iter().filter(|a| (a[0] >= at) != want_masked).count();
+            100.0 * wrong as f64 / answers.len().max(1) as f64
+        };
+        (10..20)
+            .map(|step| {
+                let at = step as f32 * 0.05;
+                let (unmasked_wrong, masked_wrong) = (wrong(unmasked, at, false), wrong(masked, at, true));
+                Self {
+                    masked_at: at,
+                    unmasked_wrong,
+                    masked_wrong,
+                    balanced_wrong: (unmasked_wrong + masked_wrong) / 2.0,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The classifier's accuracy on real photos both ways and on the coverage of drawn masks, and
+/// with rmfrd-dev, how each threshold does on the validation faces.
 pub fn test_mask_state(
     models: &Models,
     classifier: &MaskClassifier,
     sources: &MaskTestSources<'_>,
     progress: ProgressFn<'_>,
-) -> Result<Vec<MaskTestRow>> {
+) -> Result<MaskTest> {
     let lfw = maskid_eval::Lfw::open(sources.lfw)?;
     let mut devtest: Vec<PathBuf> =
         lfw.devtest_pairs()?.into_iter().flat_map(|p| [p.a.path, p.b.path]).map(|p| lfw.root().join(p)).collect();
     devtest.sort();
     devtest.dedup();
     let answer = |faces: &[AlignedFace]| -> Result<Vec<[f32; 2]>> { Ok(classifier.answers(faces)?) };
-    let masked = |answers: &[[f32; 2]]| answers.iter().filter(|a| a[0] >= 0.5).count();
+    let masked = |answers: &[[f32; 2]]| answers.iter().filter(|a| a[0] >= MASKED_AT).count();
     let mut rows = Vec::new();
+    let mut thresholds = Vec::new();
 
     let total = devtest.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -253,18 +301,20 @@ pub fn test_mask_state(
     let clean = answer(&faces_of(&column(0)))?;
     rows.push(MaskTestRow::new("LFW DevTest photos, unmasked", "none", clean.len() - masked(&clean), clean.len()));
 
-    let mut real: Vec<PathBuf> = maskid_eval::image_files(&[sources.masked_wild.to_path_buf()])?
-        .into_iter()
-        .map(|(p, _)| p)
-        .filter(|p| MaskedWildPart::of(&file_name(p)) == MaskedWildPart::Test)
-        .collect();
-    real.sort();
-    let real_faces: Vec<AlignedFace> =
-        real.par_iter().filter_map(|p| real_example(models, p)).map(|e| e.face).collect();
+    let wild = |part: MaskedWildPart| -> Result<(usize, Vec<AlignedFace>)> {
+        let mut photos: Vec<PathBuf> = maskid_eval::image_files(&[sources.masked_wild.to_path_buf()])?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| MaskedWildPart::of(&file_name(p)) == part)
+            .collect();
+        photos.sort();
+        Ok((photos.len(), photos.par_iter().filter_map(|p| real_example(models, p)).map(|e| e.face).collect()))
+    };
+    let (photos, real_faces) = wild(MaskedWildPart::Test)?;
     let found = real_faces.len();
     let real_answers = answer(&real_faces)?;
     rows.push(MaskTestRow::new(
-        format!("masked-wild test part, real masks ({found} faces in {} photos)", real.len()),
+        format!("masked-wild test part, real masks ({found} faces in {photos} photos)"),
         "masked",
         masked(&real_answers),
         found,
@@ -273,6 +323,7 @@ pub fn test_mask_state(
         let photos: Vec<PathBuf> = maskid_eval::dataset_photos(rmfrd)?.into_iter().map(|p| rmfrd.join(p)).collect();
         let (with_mask, without): (Vec<&PathBuf>, Vec<&PathBuf>) =
             photos.iter().partition(|p| file_name(p).rsplit('_').next().is_some_and(|n| n.starts_with('9')));
+        let mut validation = Vec::new();
         for (paths, label, expected, want_masked) in [
             (without, "rmfrd-dev photos, unmasked", "none", false),
             (with_mask, "rmfrd-dev photos, real masks", "masked", true),
@@ -285,7 +336,13 @@ pub fn test_mask_state(
             let answers = answer(&faces)?;
             let right = if want_masked { masked(&answers) } else { faces.len() - masked(&answers) };
             rows.push(MaskTestRow::new(format!("{label} ({} faces)", faces.len()), expected, right, faces.len()));
+            validation.push(answers);
         }
+        // The threshold is chosen on validation faces only: rmfrd-dev's and masked-wild's
+        // validation tenth (masked), never on the test rows above.
+        let (_, wild_validation) = wild(MaskedWildPart::Validation)?;
+        validation[1].extend(answer(&wild_validation)?);
+        thresholds = MaskThresholdRow::sweep(&validation[0], &validation[1]);
     }
     let (mut mask_right, mut mask_of) = (0, 0);
     for row in &rows {
@@ -306,7 +363,7 @@ pub fn test_mask_state(
     for (nose_covered, coverage, expected) in [(true, "nose covered", "worn"), (false, "nose free", "below-nose")] {
         let of: Vec<&[f32; 2]> =
             drawn.iter().zip(&answers).filter(|((_, covered), _)| *covered == nose_covered).map(|(_, a)| a).collect();
-        let right = of.iter().filter(|a| a[0] >= 0.5 && (a[1] >= 0.5) == nose_covered).count();
+        let right = of.iter().filter(|a| a[0] >= MASKED_AT && (a[1] >= 0.5) == nose_covered).count();
         rows.push(MaskTestRow::new(
             format!("the same, {coverage}: coverage (masked and called {expected})"),
             expected,
@@ -314,5 +371,5 @@ pub fn test_mask_state(
             of.len(),
         ));
     }
-    Ok(rows)
+    Ok(MaskTest { rows, masked_at: MASKED_AT, thresholds })
 }

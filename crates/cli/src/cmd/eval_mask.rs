@@ -19,7 +19,8 @@ pub struct Args {
     /// masked-wild's photos: its test part (a fifth, by file name; never trained on).
     #[arg(long)]
     masked_wild: PathBuf,
-    /// rmfrd-dev root: its unmasked and real masked photos.
+    /// rmfrd-dev root: its unmasked and real masked photos (validation: with them, a table of
+    /// the thresholds the mask state could be decided at).
     #[arg(long)]
     rmfrd: Option<PathBuf>,
     /// A mask classifier's ONNX file (`maskid train --stage mask`); default: the shipped one.
@@ -38,18 +39,30 @@ pub fn run(global: &GlobalArgs, args: Args) -> anyhow::Result<ExitCode> {
     };
     let classifier = loaded.as_ref().unwrap_or(&models.mask);
     let sources = MaskTestSources { lfw: &args.lfw, masked_wild: &args.masked_wild, rmfrd: args.rmfrd.as_deref() };
-    let rows = test_mask_state(&models, classifier, &sources, &global.progress())?;
+    let test = test_mask_state(&models, classifier, &sources, &global.progress())?;
     if args.json {
-        print_json(&rows)?;
+        print_json(&test)?;
         return Ok(ExitCode::SUCCESS);
     }
+    println!("masked from P(mask) >= {}\n", test.masked_at);
     println!("| faces | right answer | right | % | 95% interval |");
     println!("|---|---|---|---|---|");
-    for r in &rows {
+    for r in &test.rows {
         println!(
             "| {} | {} | {} / {} | {:.2} | {:.2} - {:.2} |",
             r.faces, r.expected, r.right, r.of, r.percent, r.interval.0, r.interval.1
         );
+    }
+    if !test.thresholds.is_empty() {
+        println!("\nchoosing the threshold on the validation faces (rmfrd-dev; masked-wild's validation tenth):\n");
+        println!("| masked from | unmasked called masked, % | masked called unmasked, % | mean of the two, % |");
+        println!("|---|---|---|---|");
+        for t in &test.thresholds {
+            println!(
+                "| {:.2} | {:.2} | {:.2} | {:.2} |",
+                t.masked_at, t.unmasked_wrong, t.masked_wrong, t.balanced_wrong
+            );
+        }
     }
     // What the classifier costs beside the embedding, one face at a time (batch 1).
     let face = maskid_core::AlignedFace::from_rgb(vec![128; maskid_core::AlignedFace::BYTES]).expect("BUG: a crop");

@@ -144,7 +144,7 @@ fn answer_schemas() -> serde_json::Map<String, Value> {
         &["state", "none", "worn", "below_nose"],
         json!({
         "state": { "type": "string", "enum": ["none", "worn", "below-nose"],
-            "description": "masked when worn + below_nose >= 0.5; then worn or below-nose by the likelier" },
+            "description": format!("masked when worn + below_nose >= {}; then worn or below-nose by the likelier", maskid_core::MASKED_AT) },
         "none": number, "worn": number, "below_nose": number }),
     );
     let face = object(
