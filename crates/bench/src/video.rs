@@ -90,6 +90,23 @@ pub struct AppearanceRow {
     pub p95_s: Option<f64>,
 }
 
+/// An enrolled person not named right within a second, to look at in the kept clip.
+#[derive(Debug, Clone, Serialize)]
+pub struct Miss {
+    /// Clip number (`clip-NNN.mp4` with `--keep-clips`).
+    pub clip: usize,
+    /// Who.
+    pub person: String,
+    /// With a mask drawn on the photo.
+    pub masked: bool,
+    /// Frames of the clip they are in view.
+    pub frames: (u64, u64),
+    /// Height of the photo in the frame, pixels (the face is about half of it).
+    pub photo_px: u32,
+    /// What happened: never tracked, named as someone else, never named, or named late.
+    pub what: String,
+}
+
 /// The benchmark's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct VideoBench {
@@ -133,6 +150,8 @@ pub struct VideoBench {
     pub split: usize,
     /// Clips whose every enrolled person was named right within one second.
     pub clips_all_within_1s: usize,
+    /// The enrolled people who were not.
+    pub misses: Vec<Miss>,
     /// Frames processed a second (all clips; decoding overlaps on its own process).
     pub processed_fps: f64,
     /// Video seconds per second of processing.
@@ -272,7 +291,7 @@ pub fn video_bench(setup: &Setup, lfw_root: &Path, options: &VideoOptions) -> an
         (setup.progress)(Progress { stage: "clips", done: clip * 2 + 1, total: options.clips * 2 });
         let mut events: Vec<Event> = Vec::new();
         let summary = watcher.run(&VideoSource::File(path), &AtomicBool::new(false), &mut events)?;
-        tally.add_clip(&plan, &events, options.fps);
+        tally.add_clip(clip, &plan, &events, options.fps);
         tally.frames += summary.frames;
         tally.seconds += summary.seconds;
         tally.stages += summary.stages;
@@ -368,13 +387,14 @@ struct Tally {
     unseen: usize,
     split: usize,
     clips_all_within_1s: usize,
+    misses: Vec<Miss>,
     frames: u64,
     seconds: f64,
     stages: StageTimes,
 }
 
 impl Tally {
-    fn add_clip(&mut self, plan: &[Appearance], events: &[Event], fps: f64) {
+    fn add_clip(&mut self, clip: usize, plan: &[Appearance], events: &[Event], fps: f64) {
         // A track belongs to the appearance whose photo's middle holds its first face's
         // centre (LFW's deep-funneled photos centre their person); a face elsewhere on a
         // photo is someone else in it, a bystander, and one nowhere on a photo is false.
@@ -400,6 +420,7 @@ impl Tally {
         }
         let mut first_right: Vec<Option<f64>> = vec![None; plan.len()];
         let mut named_at_all = vec![false; plan.len()];
+        let mut named_wrong = vec![false; plan.len()];
         for event in events {
             match event {
                 Event::Identified { track, frame, name, previous, .. } => {
@@ -415,6 +436,7 @@ impl Tally {
                         first_right[i] = Some(first_right[i].map_or(delay, |d: f64| d.min(delay)));
                     } else {
                         self.wrong_names += 1;
+                        named_wrong[i] = true;
                     }
                 }
                 Event::TrackEnded { track, name: Some(name), .. } => {
@@ -427,8 +449,9 @@ impl Tally {
                 _ => {}
             }
         }
+        let tracks_of = |i: usize| owner.values().filter(|&&o| o == i).count();
         for i in 0..plan.len() {
-            match owner.values().filter(|&&o| o == i).count() {
+            match tracks_of(i) {
                 0 => self.unseen += 1,
                 1 => {}
                 _ => self.split += 1,
@@ -439,6 +462,20 @@ impl Tally {
             let right = first_right[i];
             if a.enrolled && !right.is_some_and(|d| d <= 1.0) {
                 all_within = false;
+                let what = match right {
+                    Some(d) => format!("named {d:.2} s after appearing"),
+                    None if tracks_of(i) == 0 => "never tracked: the face was not detected".into(),
+                    None if named_wrong[i] => "named as someone else".into(),
+                    None => "tracked, never named".into(),
+                };
+                self.misses.push(Miss {
+                    clip,
+                    person: a.person.clone(),
+                    masked: a.masked,
+                    frames: (a.first, a.last),
+                    photo_px: (a.photo.height() as f32 * a.scale).round() as u32,
+                    what,
+                });
             }
             let named = if a.enrolled { right.is_some() } else { named_at_all[i] };
             self.appearances.push((a.enrolled, a.masked, named, right));
@@ -490,6 +527,7 @@ impl Tally {
             unseen: self.unseen,
             split: self.split,
             clips_all_within_1s: self.clips_all_within_1s,
+            misses: self.misses.clone(),
             processed_fps: self.frames as f64 / self.seconds.max(1e-9),
             realtime_factor: self.frames as f64 / options.fps / self.seconds.max(1e-9),
             stages: self.stages,

@@ -419,6 +419,18 @@ fn video(setup: &Setup, args: &Args) -> anyhow::Result<ExitCode> {
         "clips whose every enrolled person was named within 1 s: {} of {}",
         report.clips_all_within_1s, report.clips
     );
+    for m in &report.misses {
+        println!(
+            "  missed in clip {:03}: {}{} (frames {}-{}, photo {} px high): {}",
+            m.clip,
+            m.person,
+            if m.masked { ", masked" } else { "" },
+            m.frames.0,
+            m.frames.1,
+            m.photo_px,
+            m.what
+        );
+    }
     let s = &report.stages;
     println!(
         "throughput {:.1} frames/s ({:.2}x real time); seconds: wait for frames {:.1}, detect {:.1}, embed {:.1}, track {:.2}, identify {:.2}; FFmpeg decode CPU {:.1}",
