@@ -449,22 +449,20 @@ impl Tally {
                 _ => {}
             }
         }
-        let tracks_of = |i: usize| owner.values().filter(|&&o| o == i).count();
-        for i in 0..plan.len() {
-            match tracks_of(i) {
+        let mut all_within = true;
+        for (i, a) in plan.iter().enumerate() {
+            let tracks = owner.values().filter(|&&o| o == i).count();
+            match tracks {
                 0 => self.unseen += 1,
                 1 => {}
                 _ => self.split += 1,
             }
-        }
-        let mut all_within = true;
-        for (i, a) in plan.iter().enumerate() {
             let right = first_right[i];
             if a.enrolled && !right.is_some_and(|d| d <= 1.0) {
                 all_within = false;
                 let what = match right {
                     Some(d) => format!("named {d:.2} s after appearing"),
-                    None if tracks_of(i) == 0 => "never tracked: the face was not detected".into(),
+                    None if tracks == 0 => "never tracked: the face was not detected".into(),
                     None if named_wrong[i] => "named as someone else".into(),
                     None => "tracked, never named".into(),
                 };

@@ -152,6 +152,15 @@ impl Messages {
         self.said.lock().unwrap_or_else(|e| e.into_inner()).last.join("; ")
     }
 
+    /// The messages after the first `seen` (of a burst, only the last few are kept), moving
+    /// `seen` past them.
+    fn since(&self, seen: &mut u64) -> Vec<String> {
+        let said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        let new = said.lines.saturating_sub(*seen).min(said.last.len() as u64) as usize;
+        *seen = said.lines;
+        said.last[said.last.len() - new..].to_vec()
+    }
+
     /// The last few, once the child has exited: the draining thread ends at its stderr's
     /// end and is waited for, so none of the child's last words is missed.
     fn after_exit(&mut self) -> String {
@@ -166,7 +175,7 @@ impl Messages {
 pub struct Decoder {
     child: Arc<Mutex<Child>>,
     frames: BufReader<ChildStdout>,
-    said: Messages,
+    messages: Messages,
     source: String,
 }
 
@@ -211,8 +220,8 @@ impl Decoder {
             .spawn()
             .map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
         let frames = BufReader::with_capacity(1 << 20, child.stdout.take().expect("BUG: stdout piped"));
-        let said = drain(child.stderr.take().expect("BUG: stderr piped"));
-        Ok(Self { child: Arc::new(Mutex::new(child)), frames, said, source: source.to_string() })
+        let messages = drain(child.stderr.take().expect("BUG: stderr piped"));
+        Ok(Self { child: Arc::new(Mutex::new(child)), frames, messages, source: source.to_string() })
     }
 
     /// A handle that can kill this decoder from elsewhere.
@@ -282,7 +291,7 @@ impl Decoder {
             let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
             child.wait().map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?
         };
-        let said = self.said.after_exit();
+        let said = self.messages.after_exit();
         if status.success() {
             return Ok(());
         }
@@ -295,10 +304,7 @@ impl Decoder {
     /// FFmpeg's messages after the first `seen` (decode warnings of a damaged file; of a
     /// burst, only the last few are kept), and moves `seen` past them.
     pub fn messages_since(&self, seen: &mut u64) -> Vec<String> {
-        let said = self.said.said.lock().unwrap_or_else(|e| e.into_inner());
-        let new = said.lines.saturating_sub(*seen).min(said.last.len() as u64) as usize;
-        *seen = said.lines;
-        said.last[said.last.len() - new..].to_vec()
+        self.messages.since(seen)
     }
 }
 
@@ -322,7 +328,7 @@ pub struct Encoder {
     size: (u32, u32),
     partial: PathBuf,
     path: PathBuf,
-    said: Messages,
+    messages: Messages,
 }
 
 impl Encoder {
@@ -352,8 +358,8 @@ impl Encoder {
             .spawn()
             .map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
         let stdin = child.stdin.take();
-        let said = drain(child.stderr.take().expect("BUG: stderr piped"));
-        Ok(Self { child, stdin, size: (width, height), partial, path: path.to_path_buf(), said })
+        let messages = drain(child.stderr.take().expect("BUG: stderr piped"));
+        Ok(Self { child, stdin, size: (width, height), partial, path: path.to_path_buf(), messages })
     }
 
     /// Appends a frame of the size the encoder was made for.
@@ -372,7 +378,7 @@ impl Encoder {
     }
 
     fn failed(&self, why: String) -> Error {
-        let said = self.said.so_far();
+        let said = self.messages.so_far();
         Error::Encode { path: self.path.clone(), why: if said.is_empty() { why } else { said } }
     }
 
@@ -380,7 +386,7 @@ impl Encoder {
     pub fn finish(mut self) -> Result<()> {
         drop(self.stdin.take());
         let status = self.child.wait().map_err(|e| Error::Spawn { program: "ffmpeg".into(), source: e })?;
-        self.said.after_exit();
+        self.messages.after_exit();
         if !status.success() {
             let _ = std::fs::remove_file(&self.partial);
             return Err(self.failed(format!("ffmpeg exited with {status}")));
